@@ -1,0 +1,200 @@
+// Package cluster loads and checks the cluster file: the TOML file in which
+// an operator lists the hosts of a cluster, how to reach them over SSH, the
+// container to run on each of them and the suites to run inside it.
+//
+// Loading is strict: an unknown key, a value of the wrong type or a legacy key
+// is a problem naming the file, the line and the key, and Load reports every
+// problem of a file at once.
+package cluster
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// HostKeyCheck says how host keys are verified.
+type HostKeyCheck string
+
+const (
+	// HostKeyStrict accepts only keys listed in known_hosts.
+	HostKeyStrict HostKeyCheck = "strict"
+	// HostKeyAcceptNew records the key of a host known_hosts does not list
+	// yet, and refuses a key that differs from a recorded one.
+	HostKeyAcceptNew HostKeyCheck = "accept-new"
+	// HostKeyOff accepts any key. It must be written explicitly.
+	HostKeyOff HostKeyCheck = "off"
+)
+
+// Lifetime says who owns the container on each host and how long it lives.
+type Lifetime string
+
+const (
+	// LifetimeNoLaunch: the operator runs the container; cvs never starts or
+	// removes it.
+	LifetimeNoLaunch Lifetime = "no_launch"
+	// LifetimePerRun: cvs launches the container for one run and removes it
+	// afterwards.
+	LifetimePerRun Lifetime = "per_run"
+	// LifetimePersistent: the container outlives runs; cvs cold-starts it
+	// when absent everywhere and attaches when running everywhere.
+	LifetimePersistent Lifetime = "persistent"
+)
+
+// On selects the hosts a suite step runs on.
+type On string
+
+const (
+	OnAll  On = "all"
+	OnHead On = "head"
+)
+
+// Config is a loaded, checked cluster file with every default filled in.
+type Config struct {
+	// File is the absolute path of the cluster file.
+	File string `json:"file"`
+
+	User           string        `json:"user"`
+	IdentityFiles  []string      `json:"identity_file"`
+	Port           int           `json:"port"`
+	KnownHosts     string        `json:"known_hosts"`
+	HostKeyCheck   HostKeyCheck  `json:"host_key_check"`
+	ConnectTimeout time.Duration `json:"connect_timeout"`
+	CommandTimeout time.Duration `json:"command_timeout"`
+	KeepAlive      time.Duration `json:"keepalive_interval"`
+	MaxParallel    int           `json:"max_parallel"`
+	ProxyJump      string        `json:"proxy_jump,omitempty"`
+	Sudo           bool          `json:"sudo"`
+
+	// Hosts are the expanded hosts in file order; Hosts[HeadIndex] is the
+	// head.
+	Hosts     []Host            `json:"hosts"`
+	HeadIndex int               `json:"-"`
+	Env       map[string]string `json:"env,omitempty"`
+
+	Container Container `json:"container"`
+
+	// Suites are sorted by name.
+	Suites []Suite `json:"suites,omitempty"`
+}
+
+// Head returns the head host.
+func (c *Config) Head() Host { return c.Hosts[c.HeadIndex] }
+
+// Suite returns the suite called name.
+func (c *Config) Suite(name string) (Suite, bool) {
+	for _, s := range c.Suites {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Suite{}, false
+}
+
+// SuiteNames lists the suites in name order.
+func (c *Config) SuiteNames() []string {
+	names := make([]string, len(c.Suites))
+	for i, s := range c.Suites {
+		names[i] = s.Name
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Host is one cluster host with its connection settings resolved: what the
+// host entry pins, then the cluster file's keys, then ~/.ssh/config, then the
+// defaults.
+type Host struct {
+	// Name is how cvs refers to the host in output: the address as written
+	// in the cluster file, with ":port" when the entry named a port.
+	Name string `json:"name"`
+	// Addr is the address dialled (after ~/.ssh/config's HostName).
+	Addr          string   `json:"addr"`
+	Port          int      `json:"port"`
+	User          string   `json:"user"`
+	IdentityFiles []string `json:"identity_file,omitempty"`
+	ProxyJump     string   `json:"proxy_jump,omitempty"`
+}
+
+// Container is the [container] table.
+type Container struct {
+	Lifetime Lifetime `json:"lifetime"`
+	Image    string   `json:"image"`
+	Name     string   `json:"name"`
+	// SetupScript is the resolved path of the operator's setup script, or
+	// empty for the packaged default.
+	SetupScript string        `json:"setup_script,omitempty"`
+	PullTimeout time.Duration `json:"pull_timeout"`
+	SSHDPort    int           `json:"sshd_port"`
+
+	Network     string            `json:"network,omitempty"`
+	IPC         string            `json:"ipc,omitempty"`
+	PID         string            `json:"pid,omitempty"`
+	Privileged  bool              `json:"privileged,omitempty"`
+	Devices     []string          `json:"devices,omitempty"`
+	Volumes     []string          `json:"volumes,omitempty"`
+	CapAdd      []string          `json:"cap_add,omitempty"`
+	SecurityOpt []string          `json:"security_opt,omitempty"`
+	GroupAdd    []string          `json:"group_add,omitempty"`
+	ShmSize     string            `json:"shm_size,omitempty"`
+	Ulimits     []string          `json:"ulimits,omitempty"`
+	Env         map[string]string `json:"env,omitempty"`
+}
+
+// Suite is one [suites.NAME] table: steps run in order inside the
+// containers.
+type Suite struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Steps       []Step `json:"steps"`
+}
+
+// Step is one step of a suite.
+type Step struct {
+	Name    string            `json:"name"`
+	Run     string            `json:"run"`
+	On      On                `json:"on"`
+	Timeout time.Duration     `json:"timeout"`
+	Env     map[string]string `json:"env,omitempty"`
+}
+
+// Problem is one thing wrong with a cluster file.
+type Problem struct {
+	Line int    // 1-based; 0 when the problem has no single line
+	Key  string // dotted key path, or empty
+	Msg  string
+}
+
+// LoadError lists every problem found in a cluster file.
+type LoadError struct {
+	File     string
+	Problems []Problem
+}
+
+func (e *LoadError) Error() string {
+	s := fmt.Sprintf("%s: %d problem(s)", e.File, len(e.Problems))
+	for _, p := range e.Problems {
+		s += "\n  " + e.format(p)
+	}
+	return s
+}
+
+func (e *LoadError) format(p Problem) string {
+	loc := e.File
+	if p.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", e.File, p.Line)
+	}
+	if p.Key != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, p.Key, p.Msg)
+	}
+	return fmt.Sprintf("%s: %s", loc, p.Msg)
+}
+
+// Lines returns each problem as one "file:line: key: message" line.
+func (e *LoadError) Lines() []string {
+	out := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		out[i] = e.format(p)
+	}
+	return out
+}
