@@ -598,6 +598,23 @@ func terminate(procs []*proc) error {
 	return errors.Join(errs...)
 }
 
+// Connections returns the number of connection processes the farm's
+// sshds are running now: one per open client connection (or one still
+// being torn down). It lets a benchmark wait for the server side to go
+// idle between runs and a test check that a client closed every
+// connection. It is always 0 where /proc is unavailable.
+func (f *Farm) Connections() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var pids []int
+	for _, p := range f.procs {
+		if p != nil {
+			pids = append(pids, p.cmd.Process.Pid)
+		}
+	}
+	return len(childrenOf(pids))
+}
+
 var acceptedRE = regexp.MustCompile(`(?m)^Accepted [a-z0-9-]+ for `)
 
 // Accepted returns the number of successful logins ("Accepted publickey

@@ -77,6 +77,7 @@ func TestFarmLifecycle(t *testing.T) {
 	if n, err := f.Accepted(); err != nil || n != 3 {
 		t.Fatalf("Accepted() = %d, %v; want 3", n, err)
 	}
+	waitIdle(t, f)
 
 	oldPID := f.Hosts[0].PID
 	oldKey := f.Hosts[0].HostKeys["ed25519"]
@@ -125,6 +126,19 @@ func TestFarmLifecycle(t *testing.T) {
 	}
 }
 
+// waitIdle waits for the farm's connection processes to finish after
+// their clients disconnected.
+func waitIdle(t *testing.T, f *sshdfarm.Farm) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Connections() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connection processes still run 10s after every client closed", f.Connections())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // processesMentioning lists the command lines of running processes that
 // contain s.
 func processesMentioning(t *testing.T, s string) []string {
@@ -156,6 +170,9 @@ func TestStopEndsOpenSessions(t *testing.T) {
 	}
 	if err := s.Start("sleep 300"); err != nil {
 		t.Fatal(err)
+	}
+	if n := f.Connections(); n != 1 {
+		t.Errorf("Connections() = %d with one client connected, want 1", n)
 	}
 	if err := f.Stop(); err != nil {
 		t.Fatalf("Stop: %v", err)
