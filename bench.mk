@@ -1,0 +1,24 @@
+# bench.mk: the side-by-side fan-out benchmark (included by the Makefile).
+#
+#   make bench-fanout                       # N = 10, 50, 200; 5 runs each
+#   make bench-fanout BENCH_N=50 BENCH_RUNS=3 BENCH_ARGS='-ref=false'
+#
+# It installs the baselines if missing (scripts/bench-deps.sh, needs root
+# and apt), builds cvs, starts loopback sshd hosts on 127.0.10.x, and
+# writes bench/RESULTS.md. Per-run logs and generated files stay in
+# bench/out/. Run it alone on the machine: it times wall clock.
+
+GO ?= go
+BENCH_N ?= 10,50,200
+BENCH_RUNS ?= 5
+BENCH_ARGS ?=
+
+.PHONY: bench-fanout bench-deps
+
+bench-deps:
+	scripts/bench-deps.sh
+
+bench-fanout: bench-deps
+	$(GO) build -o bin/cvs ./cmd/cvs
+	$(GO) build -o bin/bench-fanout ./bench/fanout
+	bin/bench-fanout -n $(BENCH_N) -runs $(BENCH_RUNS) -cvs bin/cvs -out bench/RESULTS.md $(BENCH_ARGS)
