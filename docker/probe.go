@@ -1,0 +1,308 @@
+// Package docker is cvs's view of the container runtime on a host: the
+// one-round-trip probe of a host's Docker and container state, and the
+// docker commands cvs runs (built from argv, optionally through sudo -n).
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/cvs-tool/cvs/shell"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+// State is a container's state on one host.
+type State string
+
+const (
+	StateRunning State = "running"
+	StateExited  State = "exited"
+	StateCreated State = "created"
+	// StatePaused and the other transitional Docker states are reported
+	// as Docker names them.
+	StatePaused State = "paused"
+	StateAbsent State = "absent"
+	// StateUnknown: the host could not be probed, or Docker did not say.
+	// Never read as absent.
+	StateUnknown State = "unknown"
+)
+
+// SSHD says whether sshd listens on sshd_port inside the container.
+type SSHD string
+
+const (
+	SSHDListening    SSHD = "listening"
+	SSHDNotListening SSHD = "not-listening"
+	SSHDNotApplied   SSHD = "n/a" // the container is not running
+	SSHDUnknown      SSHD = "unknown"
+)
+
+// Facts are what one probe learned about one host. The JSON form is part of
+// `cvs status --json` and is documented in the README; fields are only
+// ever added.
+type Facts struct {
+	Host      string `json:"host"`
+	Reachable bool   `json:"reachable"`
+	// Error says why the host, Docker or the container could not be probed.
+	Error     string `json:"error,omitempty"`
+	ErrorKind string `json:"error_kind,omitempty"`
+
+	DockerPresent bool   `json:"docker_present"`
+	DockerVersion string `json:"docker_version,omitempty"`
+
+	Container ContainerFacts `json:"container"`
+	// ImageID is the local ID of the configured image on the host; empty
+	// when the host does not have it.
+	ImageID string `json:"configured_image_id"`
+}
+
+// ContainerFacts describe the configured container on a host.
+type ContainerFacts struct {
+	Name      string            `json:"name"`
+	State     State             `json:"state"`
+	ID        string            `json:"id,omitempty"`
+	ImageID   string            `json:"image_id,omitempty"`
+	Image     string            `json:"image,omitempty"`
+	StartedAt string            `json:"started_at,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	SSHD      SSHD              `json:"sshd"`
+}
+
+// ProbeSpec says what to probe.
+type ProbeSpec struct {
+	Container string // container name
+	Image     string // configured image reference
+	SSHDPort  int
+	Sudo      bool
+}
+
+// Docker returns the argv prefix that runs the docker CLI, through
+// `sudo -n` when sudo is set (never prompting).
+func Docker(sudo bool) []string {
+	if sudo {
+		return []string{"sudo", "-n", "docker"}
+	}
+	return []string{"docker"}
+}
+
+// Section markers of the probe's output. They start with a NUL-free
+// sentinel no docker output begins with.
+const mark = "@@cvs-probe@@ "
+
+// ProbeScript returns the remote script that gathers every fact in one
+// round trip.
+func ProbeScript(s ProbeSpec) string {
+	d := shell.Join(Docker(s.Sudo)...)
+	name := shell.Quote(s.Container)
+	image := shell.Quote(s.Image)
+	port := strconv.Itoa(s.SSHDPort)
+	var b strings.Builder
+	w := func(line string) { b.WriteString(line + "\n") }
+	w(`sec() { printf '\n` + mark + `%s %s\n' "$1" "$2"; }`)
+	w(`if ! command -v docker >/dev/null 2>&1; then sec docker-missing 0; exit 0; fi`)
+	if s.Sudo {
+		w(`if ! sudo -n true 2>/dev/null; then sec sudo-denied 1; exit 0; fi`)
+	}
+	w(`out=$(` + d + ` version --format '{{.Server.Version}}' 2>&1); rc=$?`)
+	w(`sec version $rc; printf '%s\n' "$out"`)
+	w(`[ $rc -eq 0 ] || exit 0`)
+	w(`out=$(` + d + ` container inspect ` + name + ` 2>&1); rc=$?`)
+	w(`sec container $rc; printf '%s\n' "$out"`)
+	if s.Image != "" {
+		w(`out=$(` + d + ` image inspect --format '{{.Id}}' ` + image + ` 2>&1); rc=$?`)
+		w(`sec image $rc; printf '%s\n' "$out"`)
+	}
+	w(`if [ "$(` + d + ` container inspect --format '{{.State.Running}}' ` + name + ` 2>/dev/null)" = true ]; then`)
+	w(`  out=$(` + d + ` exec ` + name + ` cat /proc/net/tcp /proc/net/tcp6 2>&1); rc=$?`)
+	w(`  sec sshd-` + port + ` $rc; printf '%s\n' "$out"`)
+	w(`fi`)
+	w(`sec end 0`)
+	return b.String()
+}
+
+// Probe runs the probe script on one host and parses its answer. A host
+// that cannot be probed is reported with State unknown and Error set,
+// never as absent.
+func Probe(ctx context.Context, r transport.Runner, host string, s ProbeSpec) Facts {
+	res, err := r.Run(ctx, transport.Command{Line: ProbeScript(s)})
+	if err != nil {
+		var ee *transport.ExitError
+		if !errors.As(err, &ee) {
+			return Unknown(host, s, err)
+		}
+	}
+	return ParseProbe(host, s, string(res.Stdout))
+}
+
+// Unknown returns the facts of a host that could not be probed.
+func Unknown(host string, s ProbeSpec, err error) Facts {
+	f := Facts{Host: host, Container: ContainerFacts{Name: s.Container, State: StateUnknown, SSHD: SSHDUnknown}}
+	f.Error = err.Error()
+	f.ErrorKind = transport.ErrorKind(err)
+	f.Reachable = !transport.IsConnectError(err)
+	return f
+}
+
+// ParseProbe turns the probe script's output into Facts.
+func ParseProbe(host string, s ProbeSpec, out string) Facts {
+	f := Facts{Host: host, Reachable: true, Container: ContainerFacts{Name: s.Container, State: StateUnknown, SSHD: SSHDUnknown}}
+	sections := splitSections(out)
+	if _, ok := sections["docker-missing"]; ok {
+		f.Error, f.ErrorKind = "docker is not installed (no docker command on the host's PATH)", "docker-missing"
+		return f
+	}
+	if _, ok := sections["sudo-denied"]; ok {
+		f.Error, f.ErrorKind = "sudo = true but `sudo -n` asks for a password; allow passwordless sudo for docker on this host", "sudo-denied"
+		return f
+	}
+	v, ok := sections["version"]
+	if !ok {
+		f.Error, f.ErrorKind = "the probe's output was cut short: "+lastLine(out), "probe-incomplete"
+		return f
+	}
+	f.DockerPresent = true
+	if v.rc != 0 {
+		f.Error, f.ErrorKind = "docker daemon unavailable: "+lastLine(v.body), "docker-unavailable"
+		return f
+	}
+	f.DockerVersion = strings.TrimSpace(v.body)
+
+	if c, ok := sections["container"]; ok {
+		parseContainer(&f, c)
+	}
+	if im, ok := sections["image"]; ok {
+		switch {
+		case im.rc == 0:
+			f.ImageID = strings.TrimSpace(im.body)
+		case isNoSuch(im.body):
+			f.ImageID = ""
+		default:
+			f.Error, f.ErrorKind = "reading the configured image: "+lastLine(im.body), "probe-image"
+		}
+	}
+	switch f.Container.State {
+	case StateRunning:
+		if sd, ok := sections["sshd-"+strconv.Itoa(s.SSHDPort)]; ok && sd.rc == 0 {
+			f.Container.SSHD = SSHDNotListening
+			if Listening(sd.body, s.SSHDPort) {
+				f.Container.SSHD = SSHDListening
+			}
+		}
+	case StateUnknown:
+	default:
+		f.Container.SSHD = SSHDNotApplied
+	}
+	if _, ok := sections["end"]; !ok && f.Error == "" {
+		f.Error, f.ErrorKind = "the probe's output was cut short", "probe-incomplete"
+	}
+	return f
+}
+
+type section struct {
+	rc   int
+	body string
+}
+
+func splitSections(out string) map[string]section {
+	secs := map[string]section{}
+	name := ""
+	var body strings.Builder
+	flush := func() {
+		if name != "" {
+			s := secs[name]
+			s.body = strings.TrimSuffix(body.String(), "\n")
+			secs[name] = s
+		}
+		body.Reset()
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, mark); ok {
+			flush()
+			n, rc, _ := strings.Cut(rest, " ")
+			code, _ := strconv.Atoi(strings.TrimSpace(rc))
+			name = n
+			secs[name] = section{rc: code}
+			continue
+		}
+		body.WriteString(line + "\n")
+	}
+	flush()
+	return secs
+}
+
+func parseContainer(f *Facts, c section) {
+	if c.rc != 0 {
+		if isNoSuch(c.body) {
+			f.Container.State = StateAbsent
+			f.Container.SSHD = SSHDNotApplied
+			return
+		}
+		f.Error, f.ErrorKind = "inspecting the container: "+lastLine(c.body), "probe-container"
+		return
+	}
+	var list []struct {
+		ID    string `json:"Id"`
+		Image string `json:"Image"`
+		State struct {
+			Status    string `json:"Status"`
+			StartedAt string `json:"StartedAt"`
+		} `json:"State"`
+		Config struct {
+			Image  string            `json:"Image"`
+			Labels map[string]string `json:"Labels"`
+		} `json:"Config"`
+	}
+	if err := json.Unmarshal([]byte(c.body), &list); err != nil || len(list) != 1 {
+		f.Error, f.ErrorKind = fmt.Sprintf("docker inspect answered something unreadable: %s", lastLine(c.body)), "probe-container"
+		return
+	}
+	it := list[0]
+	f.Container.ID = it.ID
+	f.Container.ImageID = it.Image
+	f.Container.Image = it.Config.Image
+	f.Container.StartedAt = it.State.StartedAt
+	f.Container.Labels = it.Config.Labels
+	if it.State.Status == "" {
+		f.Error, f.ErrorKind = "docker inspect gave no container state", "probe-container"
+		return
+	}
+	f.Container.State = State(it.State.Status)
+}
+
+// isNoSuch reports whether docker said the object does not exist, the only
+// answer that makes a container absent.
+func isNoSuch(s string) bool {
+	l := strings.ToLower(s)
+	return strings.Contains(l, "no such container") || strings.Contains(l, "no such object") || strings.Contains(l, "no such image")
+}
+
+// Listening reports whether /proc/net/tcp{,6} content shows a socket in
+// LISTEN state on port.
+func Listening(procNetTCP string, port int) bool {
+	want := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(procNetTCP, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 4 {
+			continue
+		}
+		if strings.HasSuffix(fields[1], want) && fields[3] == "0A" {
+			return true
+		}
+	}
+	return false
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}

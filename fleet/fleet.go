@@ -1,0 +1,115 @@
+// Package fleet runs work on many hosts at once: one SSH connection per host
+// for the whole invocation, at most max_parallel hosts at a time, one result
+// per host. A failure on one host never hides another's.
+package fleet
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+// Dialer opens connections; *transport.Dialer implements it.
+type Dialer interface {
+	Dial(ctx context.Context, h cluster.Host) (*transport.Client, error)
+}
+
+// Fleet holds the connections of one invocation.
+type Fleet struct {
+	dialer Dialer
+	limit  int
+
+	// Progress, when set, is called after each host of an Each finishes,
+	// with the number done so far and the total. Calls may come from several
+	// goroutines, one at a time.
+	Progress func(done, total int)
+
+	mu    sync.Mutex
+	conns map[string]*conn
+}
+
+type conn struct {
+	once   sync.Once
+	client *transport.Client
+	err    error
+}
+
+// New returns a Fleet that dials with d and works on at most limit hosts at
+// once.
+func New(d Dialer, limit int) *Fleet {
+	if limit < 1 {
+		limit = 1
+	}
+	return &Fleet{dialer: d, limit: limit, conns: map[string]*conn{}}
+}
+
+// Client returns the connection to h, dialling it the first time. A failed
+// dial is remembered: the host is not dialled again in this invocation.
+func (f *Fleet) Client(ctx context.Context, h cluster.Host) (*transport.Client, error) {
+	f.mu.Lock()
+	c, ok := f.conns[h.Name]
+	if !ok {
+		c = &conn{}
+		f.conns[h.Name] = c
+	}
+	f.mu.Unlock()
+	c.once.Do(func() { c.client, c.err = f.dialer.Dial(ctx, h) })
+	return c.client, c.err
+}
+
+// Func is the work done on one host; i is the host's index in the slice
+// given to Each.
+type Func func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error
+
+// Each connects to every host and runs fn on it, at most the Fleet's limit
+// at a time, and returns one error per host (nil for success), in the order
+// of hosts. A host whose connection fails gets the dial error and fn is not
+// called for it.
+func (f *Fleet) Each(ctx context.Context, hosts []cluster.Host, fn Func) []error {
+	errs := make([]error, len(hosts))
+	var next, done atomic.Int64
+	var progressMu sync.Mutex
+	workers := min(f.limit, len(hosts))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(hosts) {
+					return
+				}
+				if err := ctx.Err(); err != nil {
+					errs[i] = err
+				} else if c, err := f.Client(ctx, hosts[i]); err != nil {
+					errs[i] = err
+				} else {
+					errs[i] = fn(ctx, i, hosts[i], c)
+				}
+				n := int(done.Add(1))
+				if f.Progress != nil {
+					progressMu.Lock()
+					f.Progress(n, len(hosts))
+					progressMu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// Close closes every open connection.
+func (f *Fleet) Close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		if c.client != nil {
+			c.client.Close()
+		}
+	}
+}

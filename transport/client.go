@@ -1,0 +1,182 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/shell"
+)
+
+// Runner runs shell command lines on one host. *Client implements it over
+// SSH; tests of the packages above use fakes.
+type Runner interface {
+	Run(ctx context.Context, cmd Command) (Result, error)
+}
+
+// Command is one remote command.
+type Command struct {
+	// Line is a shell command line, built with shell.Join from argv.
+	Line string
+	// Stdout and Stderr, when set, also receive the output as it arrives.
+	Stdout, Stderr io.Writer
+}
+
+// Result is what a remote command produced.
+type Result struct {
+	Stdout   []byte
+	Stderr   []byte
+	ExitCode int
+	Duration time.Duration
+}
+
+// Client is an open SSH connection to one host, reused for every command
+// of an invocation.
+type Client struct {
+	Host cluster.Host
+	ssh  *ssh.Client
+
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// stderrTailLines is how much of stderr an ExitError carries.
+const stderrTailLines = 20
+
+// killGrace is how long Run waits, after killing a timed-out command, for
+// the remote side to report that it ended.
+const killGrace = 5 * time.Second
+
+// watchdog wraps every remote command. sshd does not stop a command when
+// the client goes away, so the wrapper watches its standard input: when cvs
+// closes it (the time limit passed, or the operator pressed Ctrl-C) while
+// the command still runs, it kills the command's whole process group. A
+// command that ends by itself is untouched, daemons it started included.
+const watchdog = `exec 3<&0 </dev/null; sh -c "$1" 3<&- & c=$!; ` +
+	`{ cat <&3 >/dev/null; kill -0 $c 2>/dev/null && kill -KILL 0; } >/dev/null 2>&1 & ` +
+	`wait $c`
+
+// Run runs cmd.Line on the host and waits for it, at most until ctx ends;
+// then the remote command is killed and a *TimeoutError (deadline) or the
+// context's error (cancellation) is returned. A non-zero exit is an
+// *ExitError, returned with the Result.
+func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
+	start := time.Now()
+	sess, err := c.ssh.NewSession()
+	if err != nil {
+		return Result{}, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("opening a session: %v (connection lost?)", err)}
+	}
+	defer sess.Close()
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		return Result{}, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err}
+	}
+	var stdout, stderr bytes.Buffer
+	sess.Stdout = tee(&stdout, cmd.Stdout)
+	sess.Stderr = tee(&stderr, cmd.Stderr)
+	if err := sess.Start(shell.Join("sh", "-c", watchdog, "cvs", cmd.Line)); err != nil {
+		return Result{}, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("starting the command: %v", err)}
+	}
+	waitc := make(chan error, 1)
+	go func() { waitc <- sess.Wait() }()
+
+	var werr error
+	select {
+	case werr = <-waitc:
+	case <-ctx.Done():
+		stdin.Close() // the watchdog kills the process group
+		select {
+		case <-waitc:
+		case <-time.After(killGrace):
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: -1, Duration: time.Since(start)},
+				&TimeoutError{Host: c.Host.Name, Cmd: cmd.Line, After: time.Since(start)}
+		}
+		return Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: -1, Duration: time.Since(start)},
+			fmt.Errorf("%s: command %s: %w", c.Host.Name, abbreviate(cmd.Line, 80), ctx.Err())
+	}
+	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), Duration: time.Since(start)}
+	var ee *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case werr == nil:
+		return res, nil
+	case errors.As(werr, &ee):
+		res.ExitCode = ee.ExitStatus()
+		xe := &ExitError{Host: c.Host.Name, Cmd: cmd.Line, Code: res.ExitCode, StderrTail: tail(res.Stderr, stderrTailLines)}
+		if ee.Signal() != "" {
+			res.ExitCode, xe.Code, xe.Signal = -1, -1, ee.Signal()
+		}
+		return res, xe
+	case errors.As(werr, &missing):
+		res.ExitCode = -1
+		return res, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: werr, Detail: "the command ended without an exit status (connection lost?)"}
+	default:
+		res.ExitCode = -1
+		return res, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: werr, Detail: fmt.Sprintf("running the command: %v", werr)}
+	}
+}
+
+func tee(buf *bytes.Buffer, w io.Writer) io.Writer {
+	if w == nil {
+		return buf
+	}
+	return io.MultiWriter(buf, w)
+}
+
+// SSH returns the underlying connection (for SFTP).
+func (c *Client) SSH() *ssh.Client { return c.ssh }
+
+// Close closes the connection. It is safe to call more than once.
+func (c *Client) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.done)
+		err = c.ssh.Close()
+	})
+	return err
+}
+
+// keepAlive probes the connection; after three unanswered probes it closes
+// it, so that commands on a dead host fail instead of hanging.
+func (c *Client) keepAlive(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	missed := 0
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		replied := make(chan error, 1)
+		go func() {
+			_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
+			replied <- err
+		}()
+		select {
+		case <-c.done:
+			return
+		case err := <-replied:
+			if err != nil {
+				c.Close()
+				return
+			}
+			missed = 0
+		case <-time.After(every):
+			missed++
+			if missed >= 3 {
+				c.Close()
+				return
+			}
+		}
+	}
+}

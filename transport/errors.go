@@ -1,0 +1,138 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Kind classifies why a host could not be used.
+type Kind string
+
+const (
+	// KindUnreachable: the address could not be reached (no route, DNS,
+	// connect timeout, connection reset).
+	KindUnreachable Kind = "unreachable"
+	// KindRefused: the host answered but nothing listens on the SSH port.
+	KindRefused Kind = "connection-refused"
+	// KindAuth: the host refused every key offered.
+	KindAuth Kind = "auth-failed"
+	// KindHostKeyUnknown: known_hosts has no key for the host (strict).
+	KindHostKeyUnknown Kind = "host-key-unknown"
+	// KindHostKeyMismatch: the host offered a key other than the recorded
+	// one. Never retried.
+	KindHostKeyMismatch Kind = "host-key-mismatch"
+	// KindHostKeyRevoked: the host offered a key marked @revoked.
+	KindHostKeyRevoked Kind = "host-key-revoked"
+	// KindTimeout: the SSH handshake or a command ran out of time.
+	KindTimeout Kind = "timeout"
+	// KindSSH: any other SSH-level failure (protocol, lost connection).
+	KindSSH Kind = "ssh-error"
+)
+
+// HostError is a failure to connect to, or talk to, one host. Err holds the
+// underlying error; Detail is the operator-facing explanation.
+type HostError struct {
+	Host   string
+	Kind   Kind
+	Detail string
+	Err    error
+}
+
+func (e *HostError) Error() string {
+	if e.Detail != "" {
+		return fmt.Sprintf("%s: %s: %s", e.Host, e.Kind, e.Detail)
+	}
+	return fmt.Sprintf("%s: %s: %v", e.Host, e.Kind, e.Err)
+}
+
+func (e *HostError) Unwrap() error { return e.Err }
+
+// ExitError is a remote command that ran and exited non-zero (or was killed
+// by a signal, then Code is -1 and Signal names it).
+type ExitError struct {
+	Host   string
+	Cmd    string
+	Code   int
+	Signal string
+	// StderrTail is the last lines of the command's standard error.
+	StderrTail string
+}
+
+func (e *ExitError) Error() string {
+	how := fmt.Sprintf("exit status %d", e.Code)
+	if e.Signal != "" {
+		how = "killed by signal " + e.Signal
+	}
+	msg := fmt.Sprintf("%s: command %s: %s", e.Host, abbreviate(e.Cmd, 120), how)
+	if e.StderrTail != "" {
+		msg += "\n" + indent(e.StderrTail, "  | ")
+	}
+	return msg
+}
+
+// TimeoutError is a command that ran longer than its time limit; the remote
+// process group was killed.
+type TimeoutError struct {
+	Host  string
+	Cmd   string
+	After time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%s: command %s: timed out after %s; the remote command was killed", e.Host, abbreviate(e.Cmd, 120), e.After.Round(time.Millisecond))
+}
+
+// IsConnectError reports whether err means a host could not be connected
+// to or authenticated with: the preflight class of failures.
+func IsConnectError(err error) bool {
+	var he *HostError
+	return errors.As(err, &he)
+}
+
+// ErrorKind returns the Kind of a *HostError in err's chain, "timeout" for a
+// *TimeoutError, "exit" for an *ExitError, or "".
+func ErrorKind(err error) string {
+	var he *HostError
+	var te *TimeoutError
+	var ee *ExitError
+	switch {
+	case errors.As(err, &he):
+		return string(he.Kind)
+	case errors.As(err, &te):
+		return string(KindTimeout)
+	case errors.As(err, &ee):
+		return "exit"
+	}
+	return ""
+}
+
+func abbreviate(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", "⏎")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n")
+}
+
+// tail returns the last n lines of b.
+func tail(b []byte, n int) string {
+	s := strings.TrimRight(string(b), "\n")
+	if s == "" {
+		return ""
+	}
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
