@@ -1,9 +1,14 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/internal/sshdfarm"
 )
 
 func TestMedian(t *testing.T) {
@@ -69,5 +74,29 @@ func TestTargets(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("targets lack %q:\n%s", want, got)
 		}
+	}
+}
+
+// TestClusterFileLoads keeps the generated cluster file in step with the
+// strict loader: an unknown or renamed key would make every cvs row of
+// the benchmark fail.
+func TestClusterFileLoads(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "client_ed25519")
+	kh := filepath.Join(dir, "known_hosts")
+	for _, p := range []string{key, kh} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	farm := &sshdfarm.Farm{User: "root", ClientKey: key, KnownHosts: kh, Hosts: []sshdfarm.Host{
+		{Addr: "127.0.10.1", Port: 2222}, {Addr: "127.0.10.2", Port: 2222},
+	}}
+	s := &setup{N: 2, Farm: farm, Dir: dir}
+	if err := writeSetupFiles(s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.LoadWith(s.ClusterFile, cluster.LoadOptions{SSHConfig: "none"}); err != nil {
+		t.Fatalf("generated cluster file does not load:\n%v", err)
 	}
 }
