@@ -619,7 +619,7 @@ var acceptedRE = regexp.MustCompile(`(?m)^Accepted [a-z0-9-]+ for `)
 
 // Accepted returns the number of successful logins ("Accepted publickey
 // for ...") in all host logs since Start: the server-side count of SSH
-// handshakes that got as far as a session. Take the difference of two
+// handshakes that completed authentication. Take the difference of two
 // calls to count the logins of one run.
 func (f *Farm) Accepted() (int, error) {
 	f.mu.Lock()
@@ -666,7 +666,8 @@ func (f *Farm) WriteKnownHosts(path string, hashed bool) error {
 }
 
 // RotateHostKey gives host i new host keys of the same types and
-// restarts its sshd, returning once it listens again. Farm.KnownHosts
+// restarts its sshd (ending its open sessions), returning once it
+// listens again. Farm.KnownHosts
 // keeps the old keys, so a strict client now sees a mismatch for host i.
 func (f *Farm) RotateHostKey(ctx context.Context, i int) error {
 	f.mu.Lock()
