@@ -201,3 +201,51 @@ func expandList(body string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// ExpandHostList expands a comma-separated list of host names and ranges
+// (commas inside brackets belong to the range): "n[1-2],m" gives n1, n2, m.
+func ExpandHostList(list string) ([]string, error) {
+	var out []string
+	depth, start := 0, 0
+	for i := 0; i <= len(list); i++ {
+		if i < len(list) {
+			switch list[i] {
+			case '[':
+				depth++
+				continue
+			case ']':
+				depth--
+				continue
+			case ',':
+				if depth > 0 {
+					continue
+				}
+			default:
+				continue
+			}
+		}
+		item := strings.TrimSpace(list[start:i])
+		start = i + 1
+		if item == "" {
+			continue
+		}
+		specs, err := parseHostEntry(item)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range specs {
+			out = append(out, s.name)
+		}
+	}
+	return out, nil
+}
+
+// FindHost returns the host whose name or address is n.
+func (c *Config) FindHost(n string) (Host, bool) {
+	for _, h := range c.Hosts {
+		if h.Name == n || h.Addr == n {
+			return h, true
+		}
+	}
+	return Host{}, false
+}

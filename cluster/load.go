@@ -460,7 +460,7 @@ func (d *decoder) hosts(raw map[string]any, c *Config, userSet, portSet bool) {
 		return
 	}
 	for i, h := range c.Hosts {
-		if h.Name == head || h.Addr == head {
+		if h.Name == head || h.Addr == head || h.HostPort() == head {
 			c.HeadIndex = i
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cvs-tool/cvs/shell"
 	"github.com/cvs-tool/cvs/transport"
@@ -306,3 +307,6 @@ func lastLine(s string) string {
 	}
 	return s
 }
+
+// ProbeTimeout bounds one host's probe round trip.
+const ProbeTimeout = 60 * time.Second

@@ -1,0 +1,127 @@
+package cluster
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Effective is the configuration as cvs will use it, in the cluster file's
+// own shape: every host expanded and fully pinned (user@addr:port), every
+// default filled in. `cvs validate` prints it as TOML or JSON; the TOML is
+// itself a valid cluster file.
+type Effective struct {
+	User              string              `toml:"user" json:"user"`
+	IdentityFile      []string            `toml:"identity_file" json:"identity_file"`
+	Port              int                 `toml:"port" json:"port"`
+	KnownHosts        string              `toml:"known_hosts" json:"known_hosts"`
+	HostKeyCheck      string              `toml:"host_key_check" json:"host_key_check"`
+	ConnectTimeout    string              `toml:"connect_timeout" json:"connect_timeout"`
+	CommandTimeout    string              `toml:"command_timeout" json:"command_timeout"`
+	KeepAliveInterval string              `toml:"keepalive_interval" json:"keepalive_interval"`
+	MaxParallel       int                 `toml:"max_parallel" json:"max_parallel"`
+	ProxyJump         string              `toml:"proxy_jump" json:"proxy_jump"`
+	Head              string              `toml:"head" json:"head"`
+	Sudo              bool                `toml:"sudo" json:"sudo"`
+	Hosts             []string            `toml:"hosts" json:"hosts"`
+	Env               map[string]string   `toml:"env,omitempty" json:"env,omitempty"`
+	Container         EffContainer        `toml:"container" json:"container"`
+	Suites            map[string]EffSuite `toml:"suites,omitempty" json:"suites,omitempty"`
+}
+
+// EffContainer is the [container] table of Effective.
+type EffContainer struct {
+	Lifetime    string            `toml:"lifetime" json:"lifetime"`
+	Image       string            `toml:"image" json:"image"`
+	Name        string            `toml:"name" json:"name"`
+	SetupScript string            `toml:"setup_script" json:"setup_script"`
+	PullTimeout string            `toml:"pull_timeout" json:"pull_timeout"`
+	SSHDPort    int               `toml:"sshd_port" json:"sshd_port"`
+	Network     string            `toml:"network,omitempty" json:"network,omitempty"`
+	IPC         string            `toml:"ipc,omitempty" json:"ipc,omitempty"`
+	PID         string            `toml:"pid,omitempty" json:"pid,omitempty"`
+	Privileged  bool              `toml:"privileged,omitempty" json:"privileged,omitempty"`
+	Devices     []string          `toml:"devices,omitempty" json:"devices,omitempty"`
+	Volumes     []string          `toml:"volumes,omitempty" json:"volumes,omitempty"`
+	CapAdd      []string          `toml:"cap_add,omitempty" json:"cap_add,omitempty"`
+	SecurityOpt []string          `toml:"security_opt,omitempty" json:"security_opt,omitempty"`
+	GroupAdd    []string          `toml:"group_add,omitempty" json:"group_add,omitempty"`
+	ShmSize     string            `toml:"shm_size,omitempty" json:"shm_size,omitempty"`
+	Ulimits     []string          `toml:"ulimits,omitempty" json:"ulimits,omitempty"`
+	Env         map[string]string `toml:"env,omitempty" json:"env,omitempty"`
+}
+
+// EffSuite is one suite of Effective.
+type EffSuite struct {
+	Description string    `toml:"description,omitempty" json:"description,omitempty"`
+	Steps       []EffStep `toml:"steps" json:"steps"`
+}
+
+// EffStep is one step of EffSuite.
+type EffStep struct {
+	Name    string            `toml:"name" json:"name"`
+	Run     string            `toml:"run" json:"run"`
+	On      string            `toml:"on" json:"on"`
+	Timeout string            `toml:"timeout" json:"timeout"`
+	Env     map[string]string `toml:"env,omitempty" json:"env,omitempty"`
+}
+
+// Effective returns the effective configuration.
+func (c *Config) Effective() Effective {
+	e := Effective{
+		User: c.User, IdentityFile: c.IdentityFiles, Port: c.Port, KnownHosts: c.KnownHosts,
+		HostKeyCheck: string(c.HostKeyCheck), ConnectTimeout: dur(c.ConnectTimeout),
+		CommandTimeout: dur(c.CommandTimeout), KeepAliveInterval: dur(c.KeepAlive),
+		MaxParallel: c.MaxParallel, ProxyJump: c.ProxyJump, Sudo: c.Sudo, Env: c.Env,
+	}
+	if e.IdentityFile == nil {
+		e.IdentityFile = []string{}
+	}
+	for _, h := range c.Hosts {
+		e.Hosts = append(e.Hosts, h.Pinned())
+	}
+	if len(c.Hosts) > 0 {
+		e.Head = c.Head().HostPort()
+	}
+	ct := c.Container
+	e.Container = EffContainer{
+		Lifetime: string(ct.Lifetime), Image: ct.Image, Name: ct.Name, SetupScript: ct.SetupScript,
+		PullTimeout: dur(ct.PullTimeout), SSHDPort: ct.SSHDPort, Network: ct.Network, IPC: ct.IPC,
+		PID: ct.PID, Privileged: ct.Privileged, Devices: ct.Devices, Volumes: ct.Volumes,
+		CapAdd: ct.CapAdd, SecurityOpt: ct.SecurityOpt, GroupAdd: ct.GroupAdd, ShmSize: ct.ShmSize,
+		Ulimits: ct.Ulimits, Env: ct.Env,
+	}
+	if len(c.Suites) > 0 {
+		e.Suites = map[string]EffSuite{}
+		for _, s := range c.Suites {
+			es := EffSuite{Description: s.Description}
+			for _, st := range s.Steps {
+				es.Steps = append(es.Steps, EffStep{Name: st.Name, Run: st.Run, On: string(st.On), Timeout: dur(st.Timeout), Env: st.Env})
+			}
+			e.Suites[s.Name] = es
+		}
+	}
+	return e
+}
+
+// Pinned returns the host as a fully pinned hosts entry: user@addr:port,
+// with IPv6 addresses in brackets.
+func (h Host) Pinned() string {
+	return h.User + "@" + h.HostPort()
+}
+
+// HostPort returns addr:port, with IPv6 addresses in brackets.
+func (h Host) HostPort() string {
+	addr := h.Addr
+	if strings.Contains(addr, ":") {
+		addr = "[" + addr + "]"
+	}
+	return addr + ":" + strconv.Itoa(h.Port)
+}
+
+func dur(d time.Duration) string {
+	if d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return d.String()
+}

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/charmbracelet/log"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/fleet"
+	"github.com/cvs-tool/cvs/report"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// app is one invocation: global flags, output streams, the loaded cluster.
+type app struct {
+	stdout, stderr io.Writer
+	clusterFile    string
+	json           bool
+	logLevel       string
+	quiet          bool
+
+	log *log.Logger
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+
+	ctx, stop := interruptContext(stderr)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitcode.OK
+	}
+	code := exitcode.Of(err)
+	var fe *flagError
+	if errors.As(err, &fe) {
+		code = exitcode.Usage
+	}
+	if ctx.Err() != nil && code != exitcode.Refused {
+		code = exitcode.Interrupted
+	}
+	var silent *reportedError
+	if !errors.As(err, &silent) {
+		a.printError(err)
+	}
+	return code
+}
+
+// interruptContext is cancelled by the first SIGINT or SIGTERM, so that
+// work in progress stops and cleans up; a second one exits at once.
+func interruptContext(stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+		case <-done:
+			return
+		}
+		fmt.Fprintln(stderr, "\ninterrupted: stopping remote commands and cleaning up (press Ctrl-C again to exit at once)")
+		cancel()
+		select {
+		case <-sigs:
+			fmt.Fprintln(stderr, "interrupted again: exiting now; remote work may be left running")
+			os.Exit(exitcode.Interrupted)
+		case <-done:
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); close(done); cancel() }
+}
+
+// flagError marks a usage error (exit 2).
+type flagError struct{ error }
+
+// reportedError is a failure whose details were already printed; main only
+// sets the exit code.
+type reportedError struct{ code int }
+
+func (e *reportedError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func reported(code int) error {
+	if code == exitcode.OK {
+		return nil
+	}
+	return exitcode.With(code, &reportedError{code: code})
+}
+
+func (a *app) printError(err error) {
+	if a.json {
+		kind := transport.ErrorKind(err)
+		var le *cluster.LoadError
+		out := map[string]any{"error": err.Error(), "exit_code": exitcode.Of(err)}
+		if errors.As(err, &le) {
+			out["problems"] = le.Lines()
+		}
+		if kind != "" {
+			out["error_kind"] = kind
+		}
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(out)
+		return
+	}
+	fmt.Fprintf(a.stderr, "cvs: %v\n", err)
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "cvs",
+		Short: "Drive containers on a cluster of hosts over SSH",
+		Long: `cvs runs containers on every host of a cluster over SSH: it checks that all
+hosts agree (same container state, same image), starts or attaches to the
+containers, provisions them, and runs suites inside them.`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.setupLogging()
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVarP(&a.clusterFile, "cluster", "c", "", "cluster file (default $CVS_CLUSTER, then ./cluster.toml)")
+	pf.BoolVar(&a.json, "json", false, "print results as JSON on stdout (schemas in the README)")
+	pf.StringVar(&a.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only results and errors (no logs, no progress)")
+	root.AddCommand(a.validateCommand(), a.statusCommand(), a.execCommand(), a.versionCommand())
+	return root
+}
+
+func (a *app) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the cvs version",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintln(a.stdout, "cvs", version)
+			return nil
+		},
+	}
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return &flagError{fmt.Errorf("%s takes no arguments (got %q)", cmd.CommandPath(), strings.Join(args, " "))}
+	}
+	return nil
+}
+
+func (a *app) setupLogging() error {
+	lvl, err := log.ParseLevel(a.logLevel)
+	if err != nil {
+		return &flagError{fmt.Errorf("--log-level %q: use debug, info, warn or error", a.logLevel)}
+	}
+	if a.quiet {
+		lvl = log.ErrorLevel
+	}
+	a.log = log.NewWithOptions(a.stderr, log.Options{Level: lvl, ReportTimestamp: true, TimeFormat: "15:04:05"})
+	log.SetDefault(a.log)
+	return nil
+}
+
+// clusterPath applies the --cluster, $CVS_CLUSTER, ./cluster.toml order.
+func (a *app) clusterPath() string {
+	if a.clusterFile != "" {
+		return a.clusterFile
+	}
+	if env := os.Getenv("CVS_CLUSTER"); env != "" {
+		return env
+	}
+	return "cluster.toml"
+}
+
+func (a *app) loadCluster() (*cluster.Config, error) {
+	cfg, err := cluster.Load(a.clusterPath())
+	if err != nil {
+		return nil, exitcode.With(exitcode.Usage, err)
+	}
+	return cfg, nil
+}
+
+// connect returns a fleet for cfg, with a progress line on a terminal.
+func (a *app) connect(cfg *cluster.Config) (*fleet.Fleet, *transport.Dialer, error) {
+	d, err := transport.NewDialer(transport.OptionsFor(cfg))
+	if err != nil {
+		return nil, nil, exitcode.With(exitcode.Preflight, err)
+	}
+	return fleet.New(d, cfg.MaxParallel), d, nil
+}
+
+// progress starts a progress line on stderr when it is a terminal.
+func (a *app) progress(f *fleet.Fleet, label string, total int) *report.Progress {
+	p := report.StartProgress(a.stderr, !a.quiet && isTerminal(a.stderr), label, total)
+	f.Progress = p.Set
+	return p
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

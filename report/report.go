@@ -1,0 +1,128 @@
+// Package report renders results for people: aligned tables, outputs of
+// many hosts folded when identical, and a progress line for long waits.
+package report
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// Table writes rows under a header with columns aligned by width.
+func Table(w io.Writer, header []string, rows [][]string) {
+	widths := make([]int, len(header))
+	for i, h := range header {
+		widths[i] = utf8.RuneCountInString(h)
+	}
+	for _, r := range rows {
+		for i, c := range r {
+			if i < len(widths) && utf8.RuneCountInString(c) > widths[i] {
+				widths[i] = utf8.RuneCountInString(c)
+			}
+		}
+	}
+	line := func(cells []string) {
+		var b strings.Builder
+		for i, c := range cells {
+			if i == len(cells)-1 {
+				b.WriteString(c)
+				break
+			}
+			b.WriteString(c)
+			b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+	line(header)
+	for _, r := range rows {
+		line(r)
+	}
+}
+
+// Output is what one host produced.
+type Output struct {
+	Host string
+	Text string
+	// Status is a short note shown with the hosts, e.g. "exit 1"; hosts
+	// fold together only when both text and status are equal.
+	Status string
+}
+
+// Group folds identical outputs into blocks, clush -b style: each block
+// lists its hosts, then the text once. Blocks come in order of their first
+// host in outs.
+func Group(w io.Writer, outs []Output) {
+	type block struct {
+		hosts []string
+		first int
+		o     Output
+	}
+	byKey := map[string]*block{}
+	var blocks []*block
+	for i, o := range outs {
+		k := o.Status + "\x00" + o.Text
+		b, ok := byKey[k]
+		if !ok {
+			b = &block{first: i, o: o}
+			byKey[k] = b
+			blocks = append(blocks, b)
+		}
+		b.hosts = append(b.hosts, o.Host)
+	}
+	sort.SliceStable(blocks, func(i, j int) bool { return blocks[i].first < blocks[j].first })
+	for _, b := range blocks {
+		title := fmt.Sprintf("%s (%d)", strings.Join(b.hosts, ","), len(b.hosts))
+		if b.o.Status != "" {
+			title += " " + b.o.Status
+		}
+		rule := strings.Repeat("-", min(max(utf8.RuneCountInString(title), 15), 78))
+		fmt.Fprintf(w, "%s\n%s\n%s\n", rule, title, rule)
+		text := strings.TrimRight(b.o.Text, "\n")
+		if text != "" {
+			fmt.Fprintln(w, text)
+		}
+	}
+}
+
+// Prefix writes each complete line of one host's output as "host: line".
+// Several Prefix writers may share one underlying writer guarded by mu, so
+// lines of different hosts never mix within a line.
+type Prefix struct {
+	W      io.Writer
+	Host   string
+	Width  int // pad the host name to this width
+	Locker interface {
+		Lock()
+		Unlock()
+	}
+	buf []byte
+}
+
+func (p *Prefix) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := strings.IndexByte(string(p.buf), '\n')
+		if i < 0 {
+			break
+		}
+		p.emit(string(p.buf[:i]))
+		p.buf = p.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+// Flush writes a last line that had no newline.
+func (p *Prefix) Flush() {
+	if len(p.buf) > 0 {
+		p.emit(string(p.buf))
+		p.buf = nil
+	}
+}
+
+func (p *Prefix) emit(line string) {
+	p.Locker.Lock()
+	defer p.Locker.Unlock()
+	fmt.Fprintf(p.W, "%-*s %s\n", p.Width+1, p.Host+":", line)
+}
