@@ -116,6 +116,7 @@ type result struct {
 
 func run(ctx context.Context, c config) error {
 	started := time.Now()
+	loadBefore := loadAvg()
 	bins, skipped := resolveBinaries(c)
 	for name, why := range skipped {
 		fmt.Fprintf(os.Stderr, "bench-fanout: skipping %s: %s\n", name, why)
@@ -128,7 +129,7 @@ func run(ctx context.Context, c config) error {
 		}
 		results = append(results, r)
 	}
-	md := report(ctx, c, results, started, bins)
+	md := report(ctx, c, results, started, bins, loadBefore)
 	if err := os.MkdirAll(filepath.Dir(c.Out), 0o755); err != nil {
 		return err
 	}

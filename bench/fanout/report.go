@@ -14,7 +14,7 @@ import (
 )
 
 // report renders the markdown written to bench/RESULTS.md.
-func report(ctx context.Context, c config, results []result, started time.Time, bins map[string]string) string {
+func report(ctx context.Context, c config, results []result, started time.Time, bins map[string]string, loadBefore string) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 
@@ -93,6 +93,7 @@ func report(ctx context.Context, c config, results []result, started time.Time, 
 	for _, kv := range machineInfo(ctx, bins) {
 		w("- %s: %s\n", kv[0], kv[1])
 	}
+	w("- load average (1, 5, 15 min) at start: %s; at end: %s\n", loadBefore, loadAvg())
 	return b.String()
 }
 
@@ -361,6 +362,16 @@ func cpuModel() string {
 		}
 	}
 	return fmt.Sprintf("%d × %s", runtime.NumCPU(), model)
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages: other work on
+// the machine during the run shows up here.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], ", ")
+	}
+	return "unknown"
 }
 
 func memTotal() string {
