@@ -1,0 +1,220 @@
+package transport
+
+// Tests against an in-process golang.org/x/crypto/ssh server: host
+// certificates, revoked keys and handshake time limits, which are awkward
+// to set up with a real sshd.
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cvs-tool/cvs/cluster"
+)
+
+func newSigner(t *testing.T) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// serve runs an SSH server on 127.0.0.1 presenting hostKey and accepting
+// clientKey; every exec request exits 0 without output.
+func serve(t *testing.T, hostKey ssh.Signer, clientKey ssh.PublicKey) cluster.Host {
+	t.Helper()
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		if string(k.Marshal()) == string(clientKey.Marshal()) {
+			return nil, nil
+		}
+		return nil, errors.New("unknown key")
+	}}
+	cfg.AddHostKey(hostKey)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_, chans, reqs, err := ssh.NewServerConn(c, cfg)
+				if err != nil {
+					c.Close()
+					return
+				}
+				go ssh.DiscardRequests(reqs)
+				for nc := range chans {
+					ch, chReqs, _ := nc.Accept()
+					go func() {
+						for r := range chReqs {
+							r.Reply(r.Type == "exec", nil)
+							if r.Type == "exec" {
+								ch.SendRequest("exit-status", false, ssh.Marshal(struct{ C uint32 }{0}))
+								ch.Close()
+							}
+						}
+					}()
+				}
+			}()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	return cluster.Host{Name: "inproc", Addr: "127.0.0.1", Port: port, User: "u"}
+}
+
+func writeClientKey(t *testing.T) (string, ssh.PublicKey) {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "id")
+	os.WriteFile(p, pemEncode(block), 0o600)
+	s, _ := ssh.NewSignerFromKey(priv)
+	return p, s.PublicKey()
+}
+
+func TestInProcessCertAuthority(t *testing.T) {
+	ca := newSigner(t)
+	hostKey := newSigner(t)
+	cert := &ssh.Certificate{Key: hostKey.PublicKey(), CertType: ssh.HostCert, ValidPrincipals: []string{"127.0.0.1"},
+		ValidBefore: ssh.CertTimeInfinity, Serial: 1}
+	if err := cert.SignCert(rand.Reader, ca); err != nil {
+		t.Fatal(err)
+	}
+	certSigner, err := ssh.NewCertSigner(cert, hostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile, clientPub := writeClientKey(t)
+	h := serve(t, certSigner, clientPub)
+	h.IdentityFiles = []string{keyFile}
+
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	// x/crypto's knownhosts matches "*" only on port 22, so the pattern
+	// names the test server's port.
+	pattern := fmt.Sprintf("[127.0.0.1]:%d", h.Port)
+	os.WriteFile(kh, []byte("@cert-authority "+pattern+" "+string(ssh.MarshalAuthorizedKey(ca.PublicKey()))), 0o600)
+	d := dialer(t, cluster.HostKeyStrict, kh)
+	if algos := d.hostKeys.algorithms(net.JoinHostPort(h.Addr, strconv.Itoa(h.Port))); len(algos) == 0 || !strings.Contains(algos[0], "cert-v01") {
+		t.Errorf("a @cert-authority host must be asked for certificates first, got %v", algos)
+	}
+	c, err := d.Dial(context.Background(), h)
+	if err != nil {
+		t.Fatalf("certificate signed by the known CA refused: %v", err)
+	}
+	c.Close()
+
+	// The same CA marked @revoked is refused.
+	os.WriteFile(kh, []byte("@cert-authority "+pattern+" "+string(ssh.MarshalAuthorizedKey(ca.PublicKey()))+
+		"@revoked * "+string(ssh.MarshalAuthorizedKey(ca.PublicKey()))), 0o600)
+	_, err = dialer(t, cluster.HostKeyStrict, kh).Dial(context.Background(), h)
+	if err == nil {
+		t.Fatal("a certificate from a revoked CA was accepted")
+	}
+}
+
+func TestInProcessRevokedKey(t *testing.T) {
+	hostKey := newSigner(t)
+	keyFile, clientPub := writeClientKey(t)
+	h := serve(t, hostKey, clientPub)
+	h.IdentityFiles = []string{keyFile}
+	line := fmt.Sprintf("[127.0.0.1]:%d %s", h.Port, ssh.MarshalAuthorizedKey(hostKey.PublicKey()))
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(kh, []byte(line+"@revoked * "+string(ssh.MarshalAuthorizedKey(hostKey.PublicKey()))), 0o600)
+	_, err := dialer(t, cluster.HostKeyStrict, kh).Dial(context.Background(), h)
+	if he := hostErrorKind(t, err); he.Kind != KindHostKeyRevoked || !strings.Contains(err.Error(), kh+":2") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestInProcessHostKeyOffAcceptsAnything(t *testing.T) {
+	keyFile, clientPub := writeClientKey(t)
+	h := serve(t, newSigner(t), clientPub)
+	h.IdentityFiles = []string{keyFile}
+	c, err := dialer(t, cluster.HostKeyOff, "/nonexistent/known_hosts").Dial(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+// A server that accepts TCP but never speaks SSH must not hang the dial.
+func TestInProcessHandshakeTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	keyFile, _ := writeClientKey(t)
+	d, err := NewDialer(Options{HostKeyCheck: cluster.HostKeyOff, ConnectTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	start := time.Now()
+	_, err = d.Dial(context.Background(), cluster.Host{Name: "silent", Addr: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, User: "u", IdentityFiles: []string{keyFile}})
+	if he := hostErrorKind(t, err); he.Kind != KindTimeout {
+		t.Fatalf("got %v", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("dial took %s with a 300ms connect_timeout", el)
+	}
+}
+
+func TestPassphraseProtectedKeyExplainsAgent(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "id")
+	os.WriteFile(p, pemEncode(block), 0o600)
+	_, err = parseKeyFile(p)
+	if err == nil || !strings.Contains(err.Error(), "ssh-add") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestClassifyDial(t *testing.T) {
+	err := classifyDial("h", "10.0.0.1:22", &net.DNSError{Name: "nohost", Err: "no such host"}, time.Second)
+	if he := hostErrorKind(t, err); he.Kind != KindUnreachable || !strings.Contains(err.Error(), "cannot resolve") {
+		t.Errorf("dns: %v", err)
+	}
+	err = classifyDial("h", "10.0.0.1:22", context.DeadlineExceeded, time.Second)
+	if he := hostErrorKind(t, err); he.Kind != KindUnreachable || !strings.Contains(err.Error(), "connect_timeout") {
+		t.Errorf("timeout: %v", err)
+	}
+}

@@ -1,0 +1,304 @@
+package transport
+
+// Tests against real OpenSSH sshd servers on loopback (internal/sshdfarm).
+// They skip when sshd is not installed, unless CVS_REQUIRE_SSHD=1 (CI).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/internal/sshdfarm"
+	"github.com/cvs-tool/cvs/shell"
+)
+
+func farmHost(f *sshdfarm.Farm, i int) cluster.Host {
+	h := f.Hosts[i]
+	return cluster.Host{Name: h.HostPort(), Addr: h.Addr, Port: h.Port, User: f.User, IdentityFiles: []string{f.ClientKey}}
+}
+
+func dialer(t *testing.T, mode cluster.HostKeyCheck, knownHosts string) *Dialer {
+	t.Helper()
+	d, err := NewDialer(Options{HostKeyCheck: mode, KnownHosts: knownHosts, ConnectTimeout: 10 * time.Second, KeepAlive: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d
+}
+
+func mustDial(t *testing.T, d *Dialer, h cluster.Host) *Client {
+	t.Helper()
+	c, err := d.Dial(context.Background(), h)
+	if err != nil {
+		t.Fatalf("dial %s: %v", h.Name, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func hostErrorKind(t *testing.T, err error) *HostError {
+	t.Helper()
+	var he *HostError
+	if !errors.As(err, &he) {
+		t.Fatalf("want *HostError, got %T %v", err, err)
+	}
+	return he
+}
+
+func TestRealSSHDKeyFileRunAndExitStatus(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.20."})
+	c := mustDial(t, dialer(t, cluster.HostKeyStrict, f.KnownHosts), farmHost(f, 0))
+	ctx := context.Background()
+
+	res, err := c.Run(ctx, Command{Line: shell.Join("echo", "it's a test")})
+	if err != nil || string(res.Stdout) != "it's a test\n" || res.ExitCode != 0 {
+		t.Fatalf("echo: %q %v", res.Stdout, err)
+	}
+	res, err = c.Run(ctx, Command{Line: shell.Join("sh", "-c", "echo out; echo oops >&2; exit 3")})
+	var xe *ExitError
+	if !errors.As(err, &xe) || xe.Code != 3 || res.ExitCode != 3 || !strings.Contains(xe.StderrTail, "oops") || xe.Host != farmHost(f, 0).Name {
+		t.Fatalf("exit 3: res=%+v err=%v", res, err)
+	}
+	if string(res.Stdout) != "out\n" {
+		t.Errorf("stdout of failed command: %q", res.Stdout)
+	}
+}
+
+func TestRealSSHDStrictMismatchFailsClosed(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.21."})
+	if err := f.RotateHostKey(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	d := dialer(t, cluster.HostKeyStrict, f.KnownHosts)
+	_, err := d.Dial(context.Background(), farmHost(f, 0))
+	he := hostErrorKind(t, err)
+	if he.Kind != KindHostKeyMismatch {
+		t.Fatalf("kind = %s (%v)", he.Kind, err)
+	}
+	for _, want := range []string{"SHA256:", f.KnownHosts + ":1", "ssh-keygen -R"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("mismatch error lacks %q: %v", want, err)
+		}
+	}
+	if d.Handshakes() != 0 {
+		t.Errorf("handshakes = %d after a refused host", d.Handshakes())
+	}
+}
+
+func TestRealSSHDStrictUnknownHost(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.22."})
+	empty := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(empty, nil, 0o600)
+	_, err := dialer(t, cluster.HostKeyStrict, empty).Dial(context.Background(), farmHost(f, 0))
+	if he := hostErrorKind(t, err); he.Kind != KindHostKeyUnknown || !strings.Contains(err.Error(), "ssh-keyscan") {
+		t.Fatalf("got %v", err)
+	}
+	_, err = NewDialer(Options{HostKeyCheck: cluster.HostKeyStrict, KnownHosts: filepath.Join(t.TempDir(), "none")})
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("strict with a missing known_hosts: %v", err)
+	}
+}
+
+func TestRealSSHDAcceptNewRecordsThenPins(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 2, Subnet: "127.0.23."})
+	kh := filepath.Join(t.TempDir(), "sub", "known_hosts") // folder does not exist yet
+	d := dialer(t, cluster.HostKeyAcceptNew, kh)
+	for i := range f.Hosts {
+		mustDial(t, d, farmHost(f, i))
+	}
+	st, err := os.Stat(kh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("known_hosts mode %v, want 0600", st.Mode().Perm())
+	}
+	data, _ := os.ReadFile(kh)
+	if n := strings.Count(string(data), "\n"); n != 2 {
+		t.Errorf("known_hosts has %d lines, want 2:\n%s", n, data)
+	}
+	// A new invocation, strict, trusts what accept-new recorded.
+	mustDial(t, dialer(t, cluster.HostKeyStrict, kh), farmHost(f, 1))
+
+	// A changed key is refused even under accept-new, and nothing is added.
+	if err := f.RotateHostKey(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = dialer(t, cluster.HostKeyAcceptNew, kh).Dial(context.Background(), farmHost(f, 0))
+	if he := hostErrorKind(t, err); he.Kind != KindHostKeyMismatch {
+		t.Fatalf("accept-new with a changed key: %v", err)
+	}
+	after, _ := os.ReadFile(kh)
+	if string(after) != string(data) {
+		t.Errorf("known_hosts changed after a refused key:\n%s", after)
+	}
+}
+
+func TestRealSSHDHashedKnownHosts(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.24."})
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	if err := f.WriteKnownHosts(kh, true); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(kh)
+	if !strings.HasPrefix(string(data), "|1|") {
+		t.Fatalf("not hashed: %s", data)
+	}
+	mustDial(t, dialer(t, cluster.HostKeyStrict, kh), farmHost(f, 0))
+}
+
+// A host with ed25519 and RSA keys whose known_hosts entry is the RSA key
+// must be asked for RSA: offering the default order would get ed25519 and a
+// false mismatch.
+func TestRealSSHDOffersKnownAlgorithmFirst(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.25.", HostKeyTypes: []string{"ed25519", "rsa"}})
+	h := f.Hosts[0]
+	for _, typ := range []string{"rsa", "ed25519"} {
+		kh := filepath.Join(t.TempDir(), "known_hosts_"+typ)
+		line := fmt.Sprintf("[%s]:%d %s\n", h.Addr, h.Port, h.HostKeys[typ])
+		os.WriteFile(kh, []byte(line), 0o600)
+		d := dialer(t, cluster.HostKeyStrict, kh)
+		if algos := d.hostKeys.algorithms(h.HostPort()); len(algos) == 0 || (typ == "rsa") != strings.HasPrefix(algos[0], "rsa-sha2") {
+			t.Errorf("%s entry: algorithms offered first: %v", typ, algos)
+		}
+		mustDial(t, d, farmHost(f, 0))
+	}
+}
+
+func TestRealSSHDAgentAuth(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.26."})
+	sock := sshdfarm.StartAgentT(t, f.ClientKey)
+	d, err := NewDialer(Options{HostKeyCheck: cluster.HostKeyStrict, KnownHosts: f.KnownHosts, ConnectTimeout: 10 * time.Second, AgentSocket: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	h := farmHost(f, 0)
+	h.IdentityFiles = nil // only the agent holds the key
+	c, err := d.Dial(context.Background(), h)
+	if err != nil {
+		t.Fatalf("agent auth: %v", err)
+	}
+	c.Close()
+}
+
+func TestRealSSHDAuthFailureNamesWhatWasOffered(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.27."})
+	other := filepath.Join(t.TempDir(), "other")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other).CombinedOutput(); err != nil {
+		t.Skipf("ssh-keygen: %v %s", err, out)
+	}
+	h := farmHost(f, 0)
+	h.IdentityFiles = []string{other}
+	_, err := dialer(t, cluster.HostKeyStrict, f.KnownHosts).Dial(context.Background(), h)
+	he := hostErrorKind(t, err)
+	if he.Kind != KindAuth || !strings.Contains(err.Error(), other) || !strings.Contains(err.Error(), "publickey") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestRealSSHDConnectionRefused(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.28."})
+	h := farmHost(f, 0)
+	h.Port = 1 // nothing listens on port 1 of this loopback address
+	_, err := dialer(t, cluster.HostKeyStrict, f.KnownHosts).Dial(context.Background(), h)
+	if he := hostErrorKind(t, err); he.Kind != KindRefused {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// The time limit of a command kills the remote command and what it
+// started, not just the SSH channel.
+func TestRealSSHDTimeoutKillsRemoteCommand(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.29."})
+	c := mustDial(t, dialer(t, cluster.HostKeyStrict, f.KnownHosts), farmHost(f, 0))
+	marker := fmt.Sprintf("%d", 4000+time.Now().UnixNano()%1000)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Run(ctx, Command{Line: shell.Join("sh", "-c", "sleep "+marker+" & sleep "+marker+"; echo never")})
+	var te *TimeoutError
+	if !errors.As(err, &te) {
+		t.Fatalf("want *TimeoutError, got %v", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("Run returned %s after the deadline", time.Since(start))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, _ := exec.Command("pgrep", "-f", "sleep "+marker).Output()
+		if len(strings.TrimSpace(string(out))) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("remote processes still running after the timeout: pids %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The connection is still usable afterwards.
+	if res, err := c.Run(context.Background(), Command{Line: "echo alive"}); err != nil || string(res.Stdout) != "alive\n" {
+		t.Fatalf("after timeout: %q %v", res.Stdout, err)
+	}
+}
+
+// A command that ends by itself leaves what it started in the background
+// alone: the watchdog only kills commands that are still running.
+func TestRealSSHDBackgroundProcessSurvivesNormalExit(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.30."})
+	c := mustDial(t, dialer(t, cluster.HostKeyStrict, f.KnownHosts), farmHost(f, 0))
+	marker := fmt.Sprintf("%d", 5000+time.Now().UnixNano()%1000)
+	_, err := c.Run(context.Background(), Command{Line: shell.Join("sh", "-c", "nohup sleep "+marker+" >/dev/null 2>&1 &")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	time.Sleep(500 * time.Millisecond)
+	out, _ := exec.Command("pgrep", "-f", "sleep "+marker).Output()
+	pids := strings.Fields(string(out))
+	if len(pids) == 0 {
+		t.Fatal("a background process started by a finished command was killed")
+	}
+	for _, p := range pids {
+		exec.Command("kill", p).Run()
+	}
+}
+
+func TestRealSSHDProxyJump(t *testing.T) {
+	bastion := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.31.", Extra: []string{"AllowTcpForwarding yes"}})
+	target := sshdfarm.StartT(t, sshdfarm.Options{N: 2, Subnet: "127.0.32."})
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	a, _ := os.ReadFile(bastion.KnownHosts)
+	b, _ := os.ReadFile(target.KnownHosts)
+	os.WriteFile(kh, append(a, b...), 0o600)
+	// Both farms accept their own client key; offer both.
+	d := dialer(t, cluster.HostKeyStrict, kh)
+	for i := range target.Hosts {
+		h := farmHost(target, i)
+		h.IdentityFiles = []string{target.ClientKey, bastion.ClientKey}
+		h.ProxyJump = fmt.Sprintf("%s@%s", bastion.User, bastion.Hosts[0].HostPort())
+		c := mustDial(t, d, h)
+		res, err := c.Run(context.Background(), Command{Line: "echo $SSH_CONNECTION"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The target sees the connection coming from the bastion's side
+		// of loopback, not directly from the test.
+		if !strings.Contains(string(res.Stdout), target.Hosts[i].Addr) {
+			t.Errorf("SSH_CONNECTION = %q", res.Stdout)
+		}
+	}
+	if got := d.Handshakes(); got != 3 {
+		t.Errorf("handshakes = %d, want 3 (one bastion shared by two hosts)", got)
+	}
+	if n, _ := bastion.Accepted(); n != 1 {
+		t.Errorf("bastion accepted %d connections, want 1", n)
+	}
+}
