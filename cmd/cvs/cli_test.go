@@ -1,0 +1,220 @@
+package main
+
+// The command layer run in-process against real OpenSSH sshd hosts on
+// loopback: flags, output and exit codes as an operator sees them.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cvs-tool/cvs/internal/sshdfarm"
+)
+
+func cvs(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, strings.NewReader(""), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// farmCluster writes a cluster file for the farm's hosts (plus extra host
+// entries) and returns its path.
+func farmCluster(t *testing.T, f *sshdfarm.Farm, extraHosts ...string) string {
+	t.Helper()
+	var hosts []string
+	for _, h := range f.Hosts {
+		hosts = append(hosts, fmt.Sprintf("%q", h.HostPort()))
+	}
+	for _, h := range extraHosts {
+		hosts = append(hosts, fmt.Sprintf("%q", h))
+	}
+	text := fmt.Sprintf(`user = %q
+identity_file = %q
+known_hosts = %q
+connect_timeout = "5s"
+hosts = [%s]
+[container]
+image = "cvs-test/none:1"
+name = "cvs-cli-test"
+`, f.User, f.ClientKey, f.KnownHosts, strings.Join(hosts, ", "))
+	p := filepath.Join(t.TempDir(), "cluster.toml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// perHost prints the address the host's sshd was reached on.
+var perHost = []string{"sh", "-c", `set -- $SSH_CONNECTION; echo "$3"`}
+
+func TestExecPrefixesEveryHost(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 3, Subnet: "127.0.50."})
+	file := farmCluster(t, f)
+	out, errOut, code := cvs(t, "--cluster", file, "exec", "--", perHost[0], perHost[1], perHost[2])
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, h := range f.Hosts {
+		if !strings.Contains(out, h.HostPort()+": "+h.Addr+"\n") && !strings.Contains(out, h.HostPort()+":  "+h.Addr) {
+			t.Errorf("no prefixed line for %s in:\n%s", h.HostPort(), out)
+		}
+	}
+}
+
+func TestExecGroupFoldsIdenticalOutput(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 3, Subnet: "127.0.51."})
+	file := farmCluster(t, f)
+	out, _, code := cvs(t, "--cluster", file, "exec", "--group", "--", "echo", "same everywhere")
+	if code != 0 || strings.Count(out, "same everywhere") != 1 || !strings.Contains(out, "(3)") {
+		t.Fatalf("exit %d, identical outputs not folded into one block:\n%s", code, out)
+	}
+	out, _, code = cvs(t, "--cluster", file, "exec", "--group", "--", perHost[0], perHost[1], perHost[2])
+	if code != 0 || strings.Count(out, "(1)") != 3 {
+		t.Fatalf("exit %d, distinct outputs must stay in 3 blocks:\n%s", code, out)
+	}
+}
+
+func TestExecJSONAndFailureExitCodes(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 3, Subnet: "127.0.52."})
+	file := farmCluster(t, f)
+	fail := f.Hosts[1].Addr
+	out, _, code := cvs(t, "--cluster", file, "--json", "exec", "--", "sh", "-c", `set -- $SSH_CONNECTION; echo "$3"; [ "$3" != `+fail+` ] || { echo bad >&2; exit 7; }`)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 when the command fails on one host\n%s", code, out)
+	}
+	var doc ExecJSON
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(doc.Hosts) != 3 || doc.Handshakes != 3 {
+		t.Fatalf("hosts %d handshakes %d", len(doc.Hosts), doc.Handshakes)
+	}
+	for i, r := range doc.Hosts {
+		wantCode := 0
+		if i == 1 {
+			wantCode = 7
+		}
+		if r.Host != f.Hosts[i].HostPort() || r.ExitCode != wantCode || r.Stdout != f.Hosts[i].Addr+"\n" {
+			t.Errorf("host %d: %+v", i, r)
+		}
+	}
+	if doc.Hosts[1].Stderr != "bad\n" {
+		t.Errorf("stderr of the failing host: %q", doc.Hosts[1].Stderr)
+	}
+}
+
+func TestExecUnreachableHostIsExit3AndOthersStillRun(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 2, Subnet: "127.0.53."})
+	file := farmCluster(t, f, "127.0.53.99:1") // nothing listens there
+	out, errOut, code := cvs(t, "--cluster", file, "exec", "--", "echo", "hi")
+	if code != 3 {
+		t.Fatalf("exit %d, want 3\n%s\n%s", code, out, errOut)
+	}
+	if strings.Count(out, "hi\n") != 2 {
+		t.Errorf("reachable hosts must still run the command:\n%s", out)
+	}
+	if !strings.Contains(errOut, "127.0.53.99:1: connection-refused") {
+		t.Errorf("the refused host is not named with its error kind:\n%s", errOut)
+	}
+}
+
+func TestExecHostSelection(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 3, Subnet: "127.0.54."})
+	file := farmCluster(t, f)
+	out, _, code := cvs(t, "--cluster", file, "--json", "exec", "--hosts", f.Hosts[2].HostPort(), "--", "true")
+	var doc ExecJSON
+	json.Unmarshal([]byte(out), &doc)
+	if code != 0 || len(doc.Hosts) != 1 || doc.Hosts[0].Host != f.Hosts[2].HostPort() || doc.Handshakes != 1 {
+		t.Fatalf("--hosts: exit %d %s", code, out)
+	}
+	out, _, code = cvs(t, "--cluster", file, "--json", "exec", "--head", "--", "true")
+	json.Unmarshal([]byte(out), &doc)
+	if code != 0 || len(doc.Hosts) != 1 || doc.Hosts[0].Host != f.Hosts[0].HostPort() {
+		t.Fatalf("--head: exit %d %s", code, out)
+	}
+	_, errOut, code := cvs(t, "--cluster", file, "exec", "--hosts", "nosuch", "--", "true")
+	if code != 2 || !strings.Contains(errOut, "nosuch not in") {
+		t.Fatalf("unknown --hosts: exit %d %s", code, errOut)
+	}
+}
+
+func TestExecTimeoutIsAFailure(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.55."})
+	_, errOut, code := cvs(t, "--cluster", farmCluster(t, f), "exec", "--timeout", "500ms", "--", "sleep", "30")
+	if code != 1 || !strings.Contains(errOut, "timed out after") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+// Hosts without a working Docker daemon are reachable but not usable:
+// status says why and exits 3.
+func TestStatusWithoutDocker(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 2, Subnet: "127.0.56."})
+	file := farmCluster(t, f, "127.0.56.99:1")
+	out, _, code := cvs(t, "--cluster", file, "--json", "status")
+	if code != 3 {
+		t.Fatalf("exit %d, want 3\n%s", code, out)
+	}
+	var doc StatusJSON
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if doc.SchemaVersion != 1 || len(doc.Hosts) != 3 || doc.Container != "cvs-cli-test" {
+		t.Fatalf("doc = %+v", doc)
+	}
+	for _, h := range doc.Hosts[:2] {
+		if !h.Reachable || h.DockerVersion != "" || (h.ErrorKind != "docker-missing" && h.ErrorKind != "docker-unavailable") {
+			t.Errorf("host without docker: %+v", h)
+		}
+		if h.Container.State != "unknown" {
+			t.Errorf("%s: container state %q; a host whose Docker cannot be asked is unknown, never absent", h.Host, h.Container.State)
+		}
+	}
+	if u := doc.Hosts[2]; u.Reachable || u.Container.State != "unknown" || u.ErrorKind != "connection-refused" {
+		t.Errorf("unreachable host: %+v", u)
+	}
+	if doc.Summary.Reachable != 2 || doc.Summary.Problems != 3 {
+		t.Errorf("summary = %+v", doc.Summary)
+	}
+	out, _, _ = cvs(t, "--cluster", file, "status")
+	for _, want := range []string{"HOST", "CONTAINER", "unknown", "connection-refused", "3 host(s): 2 reachable"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(bad, []byte("hosts = [\"a\"]\nprot = 1\nmax_paralel = 3\n"), 0o600)
+	for _, args := range [][]string{
+		{"--cluster", bad, "validate"},
+		{"--cluster", bad, "status"},
+		{"--cluster", bad, "exec", "--", "true"},
+		{"--no-such-flag"},
+		{"--cluster", bad, "exec"},
+		{"--log-level", "loud", "version"},
+	} {
+		_, errOut, code := cvs(t, args...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errOut)
+		}
+	}
+	_, errOut, _ := cvs(t, "--cluster", bad, "validate")
+	if !strings.Contains(errOut, "bad.toml:2: prot") || !strings.Contains(errOut, "bad.toml:3: max_paralel: unknown key; did you mean \"max_parallel\"") {
+		t.Errorf("validate must list every problem with its line:\n%s", errOut)
+	}
+}
+
+func TestClusterFileFromEnvironment(t *testing.T) {
+	t.Setenv("CVS_CLUSTER", "../../examples/cluster.toml")
+	out, errOut, code := cvs(t, "validate")
+	if code != 0 || !strings.Contains(out, "examples/cluster.toml is valid") {
+		t.Fatalf("exit %d %s %s", code, out, errOut)
+	}
+}
