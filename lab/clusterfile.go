@@ -1,0 +1,94 @@
+package lab
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// clusterParams are the lab facts a cluster file is rendered from.
+type clusterParams struct {
+	Identity   string
+	KnownHosts string
+	Hosts      []Host
+	Image      string
+}
+
+// renderClusterFile returns the cvs cluster file for the lab. It uses only
+// keys that cvs's strict parser knows; the suites are a minimal install/test
+// pair the demo and the e2e tests run.
+func renderClusterFile(p clusterParams) string {
+	addrs := make([]string, len(p.Hosts))
+	for i, h := range p.Hosts {
+		addrs[i] = tomlString(h.Addr.String())
+	}
+	head := ""
+	if len(p.Hosts) > 0 {
+		head = p.Hosts[0].Addr.String()
+	}
+	return fmt.Sprintf(clusterTemplate,
+		tomlString(p.Identity), tomlString(p.KnownHosts), strings.Join(addrs, ", "), tomlString(head),
+		tomlString(p.Image), tomlString(AptRepoPath+":/cvs-apt:ro"))
+}
+
+const clusterTemplate = `# cvs cluster file for the cvs test lab, written by cvs-lab up.
+# Every host is a container with its own IP, sshd and dockerd; see lab/.
+user = "root"
+identity_file = [%s]
+port = 22
+known_hosts = %s
+host_key_check = "strict"
+connect_timeout = "10s"
+max_parallel = 64
+hosts = [%s]
+head = %s
+
+[container]
+lifetime = "persistent"
+image = %s
+name = "cvs-lab"
+pull_timeout = "900s"
+sshd_port = 2224
+network = "host"
+volumes = [%s]
+
+[suites.install]
+[[suites.install.steps]]
+name = "install"
+run = "echo installed > /opt/marker"
+on = "all"
+timeout = "5m"
+
+[suites.test]
+[[suites.test.steps]]
+name = "check"
+run = "cat /opt/marker"
+on = "all"
+`
+
+// tomlString quotes s as a TOML basic string.
+func tomlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"':
+			b.WriteString(`\"`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r < 0x20 || r == 0x7f:
+			b.WriteString(`\u` + leftPad(strconv.FormatInt(int64(r), 16), 4))
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func leftPad(s string, n int) string {
+	for len(s) < n {
+		s = "0" + s
+	}
+	return s
+}

@@ -1,0 +1,84 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Fault injection. Each fault changes one real thing on one host (or the
+// registry) the way it happens on a real cluster, and has an inverse, so a
+// test can put the lab back in t.Cleanup. They act through the lab's daemon
+// (docker exec), not SSH, so they work whatever state sshd is in.
+
+// svc runs cvs-lab-svc (from the host image) on host.
+func (l *Lab) svc(ctx context.Context, host, service, action string) error {
+	_, err := l.HostExec(ctx, host, "cvs-lab-svc", service, action)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", service, action, err)
+	}
+	return nil
+}
+
+// StopSSHD stops host's sshd listener: new SSH connections to the host are
+// refused (sessions already open go on, as with systemctl stop ssh). It
+// returns when the listener is gone.
+func (l *Lab) StopSSHD(ctx context.Context, host string) error {
+	return l.svc(ctx, host, "sshd", "stop")
+}
+
+// StartSSHD starts host's sshd again (a no-op if it runs).
+func (l *Lab) StartSSHD(ctx context.Context, host string) error {
+	return l.svc(ctx, host, "sshd", "start")
+}
+
+// StopDockerd stops host's inner dockerd (its containers stop with it, as
+// the daemon does not live-restore). SSH to the host still works; docker
+// commands on it fail with "Cannot connect to the Docker daemon".
+func (l *Lab) StopDockerd(ctx context.Context, host string) error {
+	return l.svc(ctx, host, "dockerd", "stop")
+}
+
+// StartDockerd starts host's inner dockerd again and returns when it answers.
+func (l *Lab) StartDockerd(ctx context.Context, host string) error {
+	return l.svc(ctx, host, "dockerd", "start")
+}
+
+// RotateHostKey gives host new SSH host keys and makes its sshd use them,
+// leaving the lab's known_hosts file as it was: a client with strict host
+// key checking must now refuse the host. It returns the new public keys
+// ("type base64"). RefreshKnownHosts undoes the mismatch.
+func (l *Lab) RotateHostKey(ctx context.Context, host string) ([]string, error) {
+	if err := l.svc(ctx, host, "sshd", "rotate-keys"); err != nil {
+		return nil, err
+	}
+	h, err := l.Host(host)
+	if err != nil {
+		return nil, err
+	}
+	return l.hostKeys(ctx, h)
+}
+
+// Retag makes ref on host's inner daemon name the image otherRef names
+// (pulled from the lab registry if the host lacks it), as if someone had
+// pushed another image under the same tag and only this host pulled it: the
+// other hosts still get the registry's ref. ImageID tells the two apart. A
+// `docker pull ref` on the host undoes it.
+func (l *Lab) Retag(ctx context.Context, host, ref, otherRef string) error {
+	if _, err := l.HostDocker(ctx, host, "image", "inspect", "--format", "{{.Id}}", otherRef); err != nil {
+		if _, err := l.HostDocker(ctx, host, "pull", "--quiet", otherRef); err != nil {
+			return fmt.Errorf("retag: pull %s: %w", otherRef, err)
+		}
+	}
+	if _, err := l.HostDocker(ctx, host, "tag", otherRef, ref); err != nil {
+		return fmt.Errorf("retag %s as %s: %w", otherRef, ref, err)
+	}
+	return nil
+}
+
+// ImageID returns the ID of ref in host's inner image store ("" and an
+// error if the host does not have it).
+func (l *Lab) ImageID(ctx context.Context, host, ref string) (string, error) {
+	res, err := l.HostDocker(ctx, host, "image", "inspect", "--format", "{{.Id}}", ref)
+	return strings.TrimSpace(res.Stdout), err
+}

@@ -1,0 +1,310 @@
+package lab
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrNotUp is returned (wrapped) by Open and by operations that need a
+// running lab when there is none.
+var ErrNotUp = errors.New("lab is not up (run: cvs-lab up)")
+
+// Host is one lab host.
+type Host struct {
+	// Name is the host's short name and hostname: host1, host2, ...
+	Name string `json:"name"`
+	// Addr is the host's address on the lab bridge; cvs reaches its sshd on
+	// port 22 there.
+	Addr netip.Addr `json:"addr"`
+	// Container is the host's container name on the lab's outer daemon.
+	Container string `json:"container"`
+}
+
+// Lab is a handle on the lab that lives in one directory. Its methods are
+// safe to call from several goroutines; Up and Down take a file lock, so two
+// processes cannot change the same lab at once.
+type Lab struct {
+	cfg   Config
+	id    string // short hash of cfg.Dir: keeps bridge and cgroup names of two labs apart
+	paths paths
+	dk    docker
+
+	// st is what Up recorded; Open loads it. Hosts never change between Up
+	// and Down, so it is read without a lock after that.
+	st state
+}
+
+// state is the part of a lab that is not derived from Config; it is saved as
+// JSON in the lab directory so that other processes can Open the lab.
+type state struct {
+	Subnet    string `json:"subnet"`
+	Hosts     []Host `json:"hosts"`
+	Workload  string `json:"workload_image"`
+	Workload2 string `json:"workload2_image"`
+	Started   string `json:"started"`
+}
+
+// paths are the files and directories of a lab, all under Config.Dir.
+type paths struct {
+	dir          string
+	state        string
+	lock         string
+	clusterFile  string
+	knownHosts   string
+	keysDir      string
+	identity     string
+	authorized   string
+	run          string // sockets, PID files and config of the lab's processes
+	dockerSock   string
+	dockerPID    string
+	execRoot     string
+	registryPID  string
+	registryConf string
+	logs         string
+	hosts        string // per-host inner /var/lib/docker
+	cache        string // kept across Down, removed by Down with Purge
+	dataRoot     string // outer daemon's data root: the imported lab images
+	rootfs       string // debootstrap trees
+	aptRepos     string
+	registryData string
+}
+
+func newPaths(dir string) paths {
+	run := filepath.Join(dir, "run")
+	cache := filepath.Join(dir, "cache")
+	keys := filepath.Join(dir, "keys")
+	return paths{
+		dir:          dir,
+		state:        filepath.Join(dir, "state.json"),
+		lock:         filepath.Join(dir, ".lock"),
+		clusterFile:  filepath.Join(dir, "cluster.toml"),
+		knownHosts:   filepath.Join(dir, "known_hosts"),
+		keysDir:      keys,
+		identity:     filepath.Join(keys, "id_ed25519"),
+		authorized:   filepath.Join(keys, "authorized_keys"),
+		run:          run,
+		dockerSock:   filepath.Join(run, "docker.sock"),
+		dockerPID:    filepath.Join(run, "dockerd.pid"),
+		execRoot:     filepath.Join(run, "exec"),
+		registryPID:  filepath.Join(run, "registry.pid"),
+		registryConf: filepath.Join(run, "registry.yml"),
+		logs:         filepath.Join(dir, "logs"),
+		hosts:        filepath.Join(dir, "hosts"),
+		cache:        cache,
+		dataRoot:     filepath.Join(cache, "docker"),
+		rootfs:       filepath.Join(cache, "rootfs"),
+		aptRepos:     filepath.Join(cache, "apt"),
+		registryData: filepath.Join(cache, "registry"),
+	}
+}
+
+// New returns a handle on the lab described by cfg. It has no side effects:
+// call Up to create the lab or Open to attach to a running one.
+func New(cfg Config) (*Lab, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(cfg.Dir))
+	p := newPaths(cfg.Dir)
+	return &Lab{
+		cfg:   cfg,
+		id:    hex.EncodeToString(sum[:])[:6],
+		paths: p,
+		dk:    newDocker(p.dockerSock),
+	}, nil
+}
+
+// Open attaches to the lab that Up left running in cfg.Dir. It fails with an
+// error wrapping ErrNotUp when there is no such lab or its daemon is gone.
+func Open(ctx context.Context, cfg Config) (*Lab, error) {
+	l, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.load(); err != nil {
+		return nil, err
+	}
+	if !l.daemonRunning() {
+		return nil, fmt.Errorf("lab %s: its dockerd is not running: %w", l.cfg.Dir, ErrNotUp)
+	}
+	if _, err := l.dk.out(ctx, "version", "--format", "{{.Server.Version}}"); err != nil {
+		return nil, fmt.Errorf("lab %s: its dockerd does not answer (%v): %w", l.cfg.Dir, err, ErrNotUp)
+	}
+	return l, nil
+}
+
+func (l *Lab) load() error {
+	b, err := os.ReadFile(l.paths.state)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("lab %s: %w", l.cfg.Dir, ErrNotUp)
+	}
+	if err != nil {
+		return fmt.Errorf("lab %s: %w", l.cfg.Dir, err)
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("lab state %s is corrupt (%v); run cvs-lab down, then up", l.paths.state, err)
+	}
+	l.st = st
+	return nil
+}
+
+func (l *Lab) save() error {
+	b, err := json.MarshalIndent(l.st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(l.paths.state, append(b, '\n'), 0o644)
+}
+
+// Dir returns the lab directory.
+func (l *Lab) Dir() string { return l.cfg.Dir }
+
+// Hosts returns the lab's hosts in order (host1 first). It is empty before
+// Up or Open.
+func (l *Lab) Hosts() []Host { return append([]Host(nil), l.st.Hosts...) }
+
+// Host finds a host by name (host2), address (172.29.0.12) or container
+// name (cvs-lab-host2).
+func (l *Lab) Host(ref string) (Host, error) {
+	for _, h := range l.st.Hosts {
+		if ref == h.Name || ref == h.Addr.String() || ref == h.Container {
+			return h, nil
+		}
+	}
+	names := make([]string, len(l.st.Hosts))
+	for i, h := range l.st.Hosts {
+		names[i] = h.Name
+	}
+	if len(names) == 0 {
+		return Host{}, fmt.Errorf("host %q: %w", ref, ErrNotUp)
+	}
+	return Host{}, fmt.Errorf("no lab host %q (hosts: %s)", ref, strings.Join(names, ", "))
+}
+
+// ClusterFile returns the path of the cluster file Up writes.
+func (l *Lab) ClusterFile() string { return l.paths.clusterFile }
+
+// KnownHostsFile returns the path of the known_hosts file holding the hosts'
+// host keys as read at Up (or at the last RefreshKnownHosts).
+func (l *Lab) KnownHostsFile() string { return l.paths.knownHosts }
+
+// IdentityFile returns the private key every lab host accepts for root.
+func (l *Lab) IdentityFile() string { return l.paths.identity }
+
+// Gateway returns the machine's address on the lab bridge.
+func (l *Lab) Gateway() netip.Addr { return l.cfg.Subnet.Addr().Next() }
+
+// Registry returns the registry's host:port, as image references use it.
+func (l *Lab) Registry() string { return l.Gateway().String() + ":" + strconv.Itoa(registryPort) }
+
+// WorkloadImage returns the registry reference of the workload image (a
+// Debian minbase without sshd whose apt sources point only at the lab's
+// local repository).
+func (l *Lab) WorkloadImage() string { return l.Registry() + "/" + workloadRepo + ":1" }
+
+// WorkloadImage2 returns a second workload image, identical to WorkloadImage
+// but for the content of /etc/cvs-lab-workload, so it has another image ID.
+func (l *Lab) WorkloadImage2() string { return l.Registry() + "/" + workloadRepo + ":2" }
+
+// AptRepoPath is where each host sees the local apt repository (read-only);
+// a workload container started with -v AptRepoPath:/cvs-apt:ro can
+// apt-get install openssh-server without internet.
+const AptRepoPath = "/srv/cvs-apt"
+
+// Env returns the lab's settings as NAME=value pairs, for a shell (cvs-lab
+// env) or a child process.
+func (l *Lab) Env() []string {
+	addrs := make([]string, len(l.st.Hosts))
+	for i, h := range l.st.Hosts {
+		addrs[i] = h.Addr.String()
+	}
+	return []string{
+		EnvDir + "=" + l.cfg.Dir,
+		"CVS_CLUSTER=" + l.paths.clusterFile,
+		"CVS_LAB_KNOWN_HOSTS=" + l.paths.knownHosts,
+		"CVS_LAB_IDENTITY=" + l.paths.identity,
+		"CVS_LAB_REGISTRY=" + l.Registry(),
+		"CVS_LAB_IMAGE=" + l.WorkloadImage(),
+		"CVS_LAB_IMAGE2=" + l.WorkloadImage2(),
+		"CVS_LAB_HOSTS=" + strings.Join(addrs, " "),
+		"CVS_LAB_DOCKER_HOST=unix://" + l.paths.dockerSock,
+	}
+}
+
+// hostAt returns host i (1-based) of the lab.
+func (l *Lab) hostAt(i int) Host {
+	a := l.cfg.Subnet.Addr()
+	for range 10 + i {
+		a = a.Next()
+	}
+	name := "host" + strconv.Itoa(i)
+	return Host{Name: name, Addr: a, Container: containerPrefix + name}
+}
+
+// bridgeName is the lab bridge's interface name on the machine (at most 15
+// bytes); the lab ID keeps two labs in different directories apart.
+func (l *Lab) bridgeName() string { return "cvslab-" + l.id }
+
+// cgroupParent is the outer daemon's cgroup parent; the inner daemons use
+// cgroupParent()+"-"+host name, so no two daemons share a cgroup.
+func (l *Lab) cgroupParent() string { return "cvs-lab-" + l.id }
+
+func (l *Lab) logf(format string, args ...any) {
+	fmt.Fprintf(l.cfg.Log, "cvs-lab: "+format+"\n", args...)
+}
+
+// lock takes the lab's file lock for a change (Up, Down) and returns its
+// release. It fails at once if another process holds it, rather than queue
+// behind an Up that may take minutes.
+func (l *Lab) lock() (func(), error) {
+	if err := os.MkdirAll(l.cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(l.paths.lock, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lab %s is busy: another cvs-lab up/down holds %s", l.cfg.Dir, l.paths.lock)
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// timed runs fn and logs its duration under title.
+func (l *Lab) timed(title string, fn func() error) error {
+	start := time.Now()
+	err := fn()
+	d := time.Since(start).Round(100 * time.Millisecond)
+	if err != nil {
+		l.logf("%-34s failed after %s", title, d)
+		return err
+	}
+	l.logf("%-34s %6s", title, d)
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
