@@ -310,3 +310,12 @@ func lastLine(s string) string {
 
 // ProbeTimeout bounds one host's probe round trip.
 const ProbeTimeout = 60 * time.Second
+
+// ExecArgv returns the argv of `docker exec [flags...] container argv...`,
+// through sudo -n when sudo is set.
+func ExecArgv(sudo bool, container string, flags []string, argv ...string) []string {
+	out := append(Docker(sudo), "exec")
+	out = append(out, flags...)
+	out = append(out, container)
+	return append(out, argv...)
+}

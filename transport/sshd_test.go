@@ -302,3 +302,19 @@ func TestRealSSHDProxyJump(t *testing.T) {
 		t.Errorf("bastion accepted %d connections, want 1", n)
 	}
 }
+
+func TestRealSSHDUploadOverSFTP(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.33."})
+	c := mustDial(t, dialer(t, cluster.HostKeyStrict, f.KnownHosts), farmHost(f, 0))
+	dst := filepath.Join(t.TempDir(), "secret")
+	if err := c.Upload(context.Background(), dst, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(dst)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("stat %v mode %v", err, st.Mode())
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "s3cret\n" {
+		t.Errorf("content %q", b)
+	}
+}

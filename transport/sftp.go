@@ -1,0 +1,43 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/pkg/sftp"
+)
+
+// Upload writes data to remotePath on the host over SFTP (a channel of the
+// existing connection, no new handshake), creating it with mode; the parent
+// folder must exist. Bulk data and secrets travel this way, never in a
+// command line.
+func (c *Client) Upload(ctx context.Context, remotePath string, data []byte, mode os.FileMode) error {
+	sc, err := sftp.NewClient(c.ssh)
+	if err != nil {
+		return &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("starting SFTP (is the sftp subsystem enabled in sshd?): %v", err)}
+	}
+	defer sc.Close()
+	stop := context.AfterFunc(ctx, func() { sc.Close() })
+	defer stop()
+	f, err := sc.OpenFile(remotePath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return fmt.Errorf("%s: creating %s: %w", c.Host.Name, remotePath, err)
+	}
+	// Restrict the mode before any byte is written.
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: chmod %s: %w", c.Host.Name, remotePath, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: writing %s: %w", c.Host.Name, remotePath, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("%s: closing %s: %w", c.Host.Name, remotePath, err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}
