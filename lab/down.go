@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -42,6 +43,14 @@ func (l *Lab) Down(ctx context.Context, opt DownOptions) error {
 		}
 	}
 
+	// The lab's own daemons, to wait for below.
+	var pids []int
+	for _, f := range []string{l.paths.dockerPID, l.paths.registryPID, filepath.Join(l.paths.execRoot, "containerd", "containerd.pid")} {
+		if pid, _ := readPID(f); pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+
 	// Containers can outlive a killed daemon. Starting the daemon again is
 	// the reliable way to end them: it kills what it finds running.
 	if !l.daemonRunning() && l.mayHaveContainers() {
@@ -61,6 +70,10 @@ func (l *Lab) Down(ctx context.Context, opt DownOptions) error {
 	}
 	keep(l.timed("down: stop registry", func() error { return l.StopRegistry(ctx) }))
 	keep(l.sweep(ctx))
+	// Init reaps the stopped daemons (they were detached) a moment later;
+	// wait, so that ps right after Down shows none of them, not even as
+	// zombies.
+	waitReaped(ctx, pids, 10*time.Second)
 	// The daemon deletes the bridge with the network; after a crash it may
 	// not have. The name carries this lab's ID, so it is ours.
 	if _, err := run(ctx, "ip", "link", "show", l.bridgeName()); err == nil {
@@ -134,4 +147,24 @@ func (l *Lab) sweep(ctx context.Context) error {
 		return fmt.Errorf("%d lab processes survived SIGKILL: %v", len(procs), procs)
 	}
 	return nil
+}
+
+// waitReaped waits until none of pids is in the process table, zombies
+// included, or until timeout. Only processes already dead are waited for:
+// a PID that runs again belongs to someone else by then.
+func waitReaped(ctx context.Context, pids []int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for _, pid := range pids {
+		for time.Now().Before(deadline) {
+			stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+			if err != nil || !isZombieStat(stat) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
 }

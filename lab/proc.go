@@ -81,11 +81,14 @@ func procAlive(pid int, marker string) bool {
 	if err != nil {
 		return false
 	}
-	// The state follows the parenthesised command name: "pid (comm) S ...".
-	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-		return false
-	}
-	return true
+	return !isZombieStat(stat)
+}
+
+// isZombieStat reports whether a /proc/PID/stat line is a zombie's. The
+// state follows the parenthesised command name: "pid (comm) Z ...".
+func isZombieStat(stat []byte) bool {
+	i := strings.LastIndexByte(string(stat), ')')
+	return i > 0 && i+2 < len(stat) && stat[i+2] == 'Z'
 }
 
 // stopPID sends SIGTERM to pid (if it is alive and carries marker), waits up

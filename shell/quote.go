@@ -8,8 +8,9 @@ import "strings"
 
 // Quote returns s as a single POSIX shell word. Words made only of
 // characters that no shell treats specially are returned as they are, so
-// that logged commands stay readable; everything else is single-quoted, with
-// embedded single quotes written as '\”.
+// that logged commands stay readable; everything else is single-quoted, an
+// embedded single quote being written as: close quote, backslash-quote,
+// open quote.
 func Quote(s string) string {
 	if s == "" {
 		return "''"
