@@ -1,0 +1,177 @@
+//go:build e2e
+
+// Package e2e runs cvs as a user would (the built binary, a cluster file,
+// real exit codes and output) against the multi-host lab of package lab.
+//
+// TestMain brings the lab up once for the package (3 hosts) and tears it
+// down at the end. With CVS_LAB_REUSE=1 it uses a lab that is already up
+// (cvs-lab up) and leaves the lab up afterwards, which makes reruns fast.
+// The tier needs root and scripts/lab-deps.sh:
+//
+//	go test -tags e2e -count=1 -timeout 30m ./e2e/...
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cvs-tool/cvs/lab"
+)
+
+// labHosts is the lab size every test in this package may rely on.
+const labHosts = 3
+
+var (
+	theLab *lab.Lab
+	// cvsBin is the cvs binary under test; cvsBuildErr says why there is
+	// none.
+	cvsBin      string
+	cvsBuildErr error
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	// Ctrl-C during a long Up must still tear the lab down.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := lab.ConfigFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	reuse := os.Getenv("CVS_LAB_REUSE") == "1"
+	l, err := setUpLab(ctx, cfg, reuse)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: lab:", err)
+		return 1
+	}
+	theLab = l
+	if !reuse {
+		defer func() {
+			// Tear down even after Ctrl-C: a fresh context.
+			dctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			if err := l.Down(dctx, lab.DownOptions{}); err != nil {
+				fmt.Fprintln(os.Stderr, "e2e: lab down:", err)
+			}
+		}()
+	}
+
+	tmp, err := os.MkdirTemp("", "cvs-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	cvsBin, cvsBuildErr = buildCVS(ctx, tmp)
+	if cvsBuildErr != nil {
+		fmt.Fprintln(os.Stderr, "e2e: no cvs binary, cvs tests will fail:", cvsBuildErr)
+	}
+	return m.Run()
+}
+
+// setUpLab returns a lab of at least labHosts hosts: the running one when
+// reuse is set and it is big enough, a new one otherwise.
+func setUpLab(ctx context.Context, cfg lab.Config, reuse bool) (*lab.Lab, error) {
+	if reuse {
+		l, err := lab.Open(ctx, cfg)
+		if err == nil && len(l.Hosts()) >= labHosts {
+			fmt.Fprintf(os.Stderr, "e2e: reusing the lab in %s (%d hosts)\n", l.Dir(), len(l.Hosts()))
+			return l, nil
+		}
+	}
+	l, err := lab.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return l, l.Up(ctx, labHosts)
+}
+
+// buildCVS builds ./cmd/cvs into dir.
+func buildCVS(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "cvs")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/cvs")
+	cmd.Dir = ".." // the module root; go test runs in the package directory
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/cvs: %v\n%s", err, out.String())
+	}
+	return bin, nil
+}
+
+// Lab returns the package's lab.
+func Lab(t testing.TB) *lab.Lab {
+	t.Helper()
+	if theLab == nil {
+		t.Fatal("no lab: TestMain did not bring one up")
+	}
+	return theLab
+}
+
+// runCVS runs the cvs binary with --cluster pointing at the lab's cluster
+// file, followed by args, and returns what a user would see. It fails the
+// test only if cvs could not be built or run at all (or ran over 5 minutes);
+// a non-zero exit code is returned for the test to judge.
+func runCVS(t testing.TB, args ...string) (stdout, stderr string, exitCode int) {
+	t.Helper()
+	if cvsBuildErr != nil {
+		t.Fatalf("cvs binary: %v", cvsBuildErr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	argv := append([]string{"--cluster", Lab(t).ClusterFile()}, args...)
+	cmd := exec.CommandContext(ctx, cvsBin, argv...)
+	// cvs must authenticate with the cluster file's identity alone, not with
+	// whatever agent the person running the tests has.
+	cmd.Env = withoutEnv(os.Environ(), "SSH_AUTH_SOCK", "CVS_CLUSTER")
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	t.Logf("$ cvs %s\n%s%s", strings.Join(argv, " "), so.String(), se.String())
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ctx.Err() == nil:
+		exitCode = ee.ExitCode()
+	default:
+		t.Fatalf("cvs %s: %v", strings.Join(args, " "), err)
+	}
+	return so.String(), se.String(), exitCode
+}
+
+// withoutEnv drops the named variables from env.
+func withoutEnv(env []string, names ...string) []string {
+	var out []string
+next:
+	for _, kv := range env {
+		for _, n := range names {
+			if strings.HasPrefix(kv, n+"=") {
+				continue next
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// testCtx is a context that ends with the test or after d.
+func testCtx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
