@@ -1,0 +1,340 @@
+// Package lifetime decides what to do with the containers of a cluster,
+// from the facts the probe gathered on every host and the container's
+// lifetime (no_launch, per_run, persistent). Decide is a pure function:
+// it changes nothing, so `cvs run --dry-run` and `cvs status` print its plan
+// and the table tests cover every combination of host states.
+package lifetime
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/docker"
+)
+
+// Labels cvs puts on every container it launches.
+const (
+	LabelManaged    = "cvs.managed"     // "true"
+	LabelCluster    = "cvs.cluster"     // absolute path of the cluster file
+	LabelLifetime   = "cvs.lifetime"    // per_run | persistent
+	LabelVersion    = "cvs.version"     // the cvs version that launched it
+	LabelLaunchedAt = "cvs.launched-at" // RFC 3339 UTC
+)
+
+// Action is what cvs will do with the container on one host.
+type Action string
+
+const (
+	// Attach: the container runs; use it as it is.
+	Attach Action = "attach"
+	// Launch: no container; docker run a new one (then provision it).
+	Launch Action = "launch"
+	// Replace: remove a container an earlier per_run of cvs left behind,
+	// then launch.
+	Replace Action = "replace"
+	// Start: docker start a stopped persistent container (keeps its
+	// overlay); only with --restart.
+	Start Action = "start"
+	// Skip: nothing will be done on this host.
+	Skip Action = "none"
+)
+
+// Verdict is the plan's overall decision.
+type Verdict string
+
+const (
+	// Proceed: carry out the per-host actions.
+	Proceed Verdict = "proceed"
+	// Refuse: going on could destroy state or mix images; nothing changes
+	// (exit 5).
+	Refuse Verdict = "refuse"
+	// Preflight: some host cannot be used at all (unreachable, no Docker);
+	// nothing changes (exit 3).
+	Preflight Verdict = "preflight-failed"
+)
+
+// HostPlan is the decision for one host.
+type HostPlan struct {
+	Host    string       `json:"host"`
+	State   docker.State `json:"state"`
+	ImageID string       `json:"image_id,omitempty"`
+	Action  Action       `json:"action"`
+	// Note explains the action or the host's part in a refusal.
+	Note string `json:"note,omitempty"`
+}
+
+// Plan is Decide's answer.
+type Plan struct {
+	Lifetime cluster.Lifetime `json:"lifetime"`
+	Verdict  Verdict          `json:"verdict"`
+	// Reason is the operator-facing explanation: why cvs refuses and what
+	// to do, or what it is about to do.
+	Reason   string     `json:"reason"`
+	Hosts    []HostPlan `json:"hosts"`
+	Warnings []string   `json:"warnings,omitempty"`
+	// Provision: freshly launched containers get the setup script.
+	Provision bool `json:"provision"`
+	// Teardown: the containers cvs launched are removed after the run.
+	Teardown bool `json:"teardown"`
+}
+
+// Options adjust a decision.
+type Options struct {
+	// ClusterFile identifies the cluster (the cvs.cluster label).
+	ClusterFile string
+	// Restart lets a persistent cluster whose containers are all stopped
+	// be started again (cvs up --restart).
+	Restart bool
+}
+
+// Decide returns the plan for lifetime lt given the facts of every host (in
+// cluster order). It never guesses: a host whose state is unknown stops
+// every lifetime that would change containers.
+func Decide(lt cluster.Lifetime, facts []docker.Facts, o Options) Plan {
+	p := Plan{Lifetime: lt, Hosts: make([]HostPlan, len(facts))}
+	for i, f := range facts {
+		p.Hosts[i] = HostPlan{Host: f.Host, State: f.Container.State, ImageID: f.Container.ImageID, Action: Skip}
+	}
+	if bad := preflight(facts); len(bad) > 0 {
+		p.Verdict = Preflight
+		for _, i := range bad {
+			p.Hosts[i].Note = facts[i].Error
+		}
+		p.Reason = fmt.Sprintf("%d of %d host(s) cannot be used (%s); nothing was changed. Fix them, or remove them from the cluster file, and run again",
+			len(bad), len(facts), hostList(facts, bad))
+		return p
+	}
+	switch lt {
+	case cluster.LifetimeNoLaunch:
+		decideNoLaunch(&p, facts)
+	case cluster.LifetimePerRun:
+		decidePerRun(&p, facts, o)
+	case cluster.LifetimePersistent:
+		decidePersistent(&p, facts, o)
+	default:
+		p.Verdict, p.Reason = Refuse, fmt.Sprintf("unknown lifetime %q", lt)
+	}
+	return p
+}
+
+// preflight returns the hosts that cannot be used at all: unreachable, or
+// without a working Docker.
+func preflight(facts []docker.Facts) []int {
+	var bad []int
+	for i, f := range facts {
+		if !f.Reachable || f.DockerVersion == "" {
+			bad = append(bad, i)
+		}
+	}
+	return bad
+}
+
+func decideNoLaunch(p *Plan, facts []docker.Facts) {
+	var notRunning []int
+	for i, f := range facts {
+		if f.Container.State != docker.StateRunning {
+			notRunning = append(notRunning, i)
+			p.Hosts[i].Note = noteForState(f)
+		}
+	}
+	if len(notRunning) > 0 {
+		p.Verdict = Refuse
+		p.Reason = fmt.Sprintf("lifetime \"no_launch\": cvs never starts containers, and %q is not running on %d of %d host(s) (%s). Start it there yourself, or use lifetime \"per_run\" or \"persistent\" to let cvs launch it",
+			facts[0].Container.Name, len(notRunning), len(facts), hostList(facts, notRunning))
+		return
+	}
+	if refuseOnImages(p, facts) {
+		return
+	}
+	for i := range p.Hosts {
+		p.Hosts[i].Action = Attach
+	}
+	p.Verdict = Proceed
+	p.Reason = fmt.Sprintf("attach to the running containers on all %d host(s); cvs will not start or remove them", len(facts))
+}
+
+func decidePerRun(p *Plan, facts []docker.Facts, o Options) {
+	p.Provision, p.Teardown = true, true
+	var foreign, unknown []int
+	for i, f := range facts {
+		c := f.Container
+		switch {
+		case c.State == docker.StateUnknown:
+			unknown = append(unknown, i)
+			p.Hosts[i].Note = noteForState(f)
+		case c.State == docker.StateAbsent:
+			p.Hosts[i].Action = Launch
+		case ownedPerRun(c, o.ClusterFile):
+			p.Hosts[i].Action = Replace
+			p.Hosts[i].Note = fmt.Sprintf("left by an earlier per_run of cvs (%s, launched %s)", shortID(c.ID), c.Labels[LabelLaunchedAt])
+		default:
+			foreign = append(foreign, i)
+			p.Hosts[i].Note = "a container of this name that cvs's per_run did not create: " + ownerNote(c, o.ClusterFile)
+		}
+	}
+	switch {
+	case len(unknown) > 0:
+		p.Verdict = Refuse
+		p.Reason = fmt.Sprintf("the container's state is unknown on %s; cvs will not launch anything until every host's state is known", hostList(facts, unknown))
+	case len(foreign) > 0:
+		p.Verdict = Refuse
+		p.Reason = fmt.Sprintf("a container named %q that cvs's per_run did not create exists on %s; cvs never removes containers it did not create. Remove or rename it yourself (docker rm -f %s), or set container.name to another name",
+			facts[foreign[0]].Container.Name, hostList(facts, foreign), facts[foreign[0]].Container.Name)
+	default:
+		p.Verdict = Proceed
+		p.Reason = fmt.Sprintf("launch a fresh container on all %d host(s), provision it, run, then remove it", len(facts))
+	}
+	if p.Verdict != Proceed {
+		for i := range p.Hosts {
+			p.Hosts[i].Action = Skip
+		}
+	}
+}
+
+func decidePersistent(p *Plan, facts []docker.Facts, o Options) {
+	counts := map[docker.State][]int{}
+	for i, f := range facts {
+		counts[f.Container.State] = append(counts[f.Container.State], i)
+	}
+	n := len(facts)
+	stopped := len(counts[docker.StateExited]) + len(counts[docker.StateCreated])
+	switch {
+	case len(counts[docker.StateRunning]) == n:
+		if refuseOnImages(p, facts) {
+			return
+		}
+		for i := range p.Hosts {
+			p.Hosts[i].Action = Attach
+		}
+		p.Verdict = Proceed
+		p.Reason = fmt.Sprintf("attach: the persistent container runs on all %d host(s); no launch, no provisioning", n)
+	case len(counts[docker.StateAbsent]) == n:
+		p.Provision = true
+		for i := range p.Hosts {
+			p.Hosts[i].Action = Launch
+		}
+		p.Verdict = Proceed
+		p.Reason = fmt.Sprintf("cold start: no container on any of the %d host(s); launch, provision and start sshd on all of them", n)
+	case stopped == n:
+		if !o.Restart {
+			p.Verdict = Refuse
+			p.Reason = fmt.Sprintf("the persistent container is stopped on all %d host(s). `cvs up --restart` starts the existing containers again (keeping what was installed in them); `cvs down --force` removes them for a cold start", n)
+			for i, f := range facts {
+				p.Hosts[i].Note = noteForState(f)
+			}
+			return
+		}
+		if refuseOnImages(p, facts) {
+			return
+		}
+		for i := range p.Hosts {
+			p.Hosts[i].Action = Start
+		}
+		p.Verdict = Proceed
+		p.Reason = fmt.Sprintf("restart: start the stopped containers on all %d host(s), keeping their overlays", n)
+	default:
+		p.Verdict = Refuse
+		for i, f := range facts {
+			p.Hosts[i].Note = noteForState(f)
+		}
+		var parts []string
+		for _, st := range sortedStates(counts) {
+			parts = append(parts, fmt.Sprintf("%s on %s", st, hostList(facts, counts[st])))
+		}
+		p.Reason = fmt.Sprintf("partial persistence: the persistent container %q is %s. Relaunching would wipe what is installed in the containers that still exist, so nothing was changed. Bring the cluster to one state: start the stopped ones or `cvs down --force` to remove them all, or repair the missing hosts by hand",
+			facts[0].Container.Name, strings.Join(parts, "; "))
+	}
+}
+
+// refuseOnImages applies the image check of an attach: every container must
+// run the same image ID, and every ID must be readable. It records the
+// stale-tag warnings and reports whether the plan was refused.
+func refuseOnImages(p *Plan, facts []docker.Facts) bool {
+	ids := map[string][]int{}
+	var unreadable []int
+	for i, f := range facts {
+		if f.Container.ImageID == "" {
+			unreadable = append(unreadable, i)
+			continue
+		}
+		ids[f.Container.ImageID] = append(ids[f.Container.ImageID], i)
+	}
+	if len(unreadable) > 0 {
+		p.Verdict = Refuse
+		for _, i := range unreadable {
+			p.Hosts[i].Note = "image ID unreadable"
+		}
+		p.Reason = fmt.Sprintf("the image ID of the container could not be read on %s; cvs will not attach without knowing that every host runs the same image", hostList(facts, unreadable))
+		return true
+	}
+	if len(ids) > 1 {
+		p.Verdict = Refuse
+		for i, f := range facts {
+			p.Hosts[i].Note = "runs " + f.Container.ImageID
+		}
+		p.Reason = fmt.Sprintf("image skew: the containers run %d different images (host → image ID below). Every host must run the same image; remove the odd containers (cvs down --force) and cold-start, or fix the hosts by hand", len(ids))
+		return true
+	}
+	for _, f := range facts {
+		if f.ImageID != "" && f.ImageID != f.Container.ImageID {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: stale overlay: the container runs %s but the tag %s now points to %s on this host; the container keeps its image until it is relaunched",
+				f.Host, shortID(f.Container.ImageID), f.Container.Image, shortID(f.ImageID)))
+		}
+	}
+	return false
+}
+
+func ownedPerRun(c docker.ContainerFacts, clusterFile string) bool {
+	return c.Labels[LabelManaged] == "true" && c.Labels[LabelLifetime] == string(cluster.LifetimePerRun) &&
+		c.Labels[LabelCluster] == clusterFile
+}
+
+func ownerNote(c docker.ContainerFacts, clusterFile string) string {
+	switch {
+	case c.Labels[LabelManaged] != "true":
+		return "it has no cvs labels"
+	case c.Labels[LabelLifetime] != string(cluster.LifetimePerRun):
+		return fmt.Sprintf("cvs launched it with lifetime %q", c.Labels[LabelLifetime])
+	default:
+		return fmt.Sprintf("cvs launched it for another cluster file (%s)", c.Labels[LabelCluster])
+	}
+}
+
+func noteForState(f docker.Facts) string {
+	if f.Container.State == docker.StateUnknown && f.Error != "" {
+		return "unknown: " + f.Error
+	}
+	return string(f.Container.State)
+}
+
+func sortedStates(m map[docker.State][]int) []docker.State {
+	out := make([]docker.State, 0, len(m))
+	for st := range m {
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// hostList names the hosts at idx, at most 8 of them.
+func hostList(facts []docker.Facts, idx []int) string {
+	var names []string
+	for k, i := range idx {
+		if k == 8 {
+			names = append(names, fmt.Sprintf("and %d more", len(idx)-8))
+			break
+		}
+		names = append(names, facts[i].Host)
+	}
+	return strings.Join(names, ", ")
+}
+
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
