@@ -1,0 +1,101 @@
+package docker
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cvs-tool/cvs/shell"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+var spec = ProbeSpec{Container: "cvs-lab", Image: "reg:5000/w:1", SSHDPort: 2224}
+
+func readTestdata(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestParseProbeRunning(t *testing.T) {
+	f := ParseProbe("h1", spec, readTestdata(t, "probe-running.txt"))
+	if f.Error != "" || !f.Reachable || f.DockerVersion != "20.10.24+dfsg1" {
+		t.Fatalf("facts = %+v", f)
+	}
+	c := f.Container
+	if c.State != StateRunning || c.ID != "3f2a1b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a" ||
+		c.ImageID != "sha256:9c1d5e2a7b3f" || c.StartedAt != "2026-11-23T15:00:01.123456789Z" || c.Labels["cvs.lifetime"] != "persistent" {
+		t.Errorf("container = %+v", c)
+	}
+	if f.ImageID != "sha256:9c1d5e2a7b3f" {
+		t.Errorf("configured image id %q", f.ImageID)
+	}
+	if c.SSHD != SSHDListening {
+		t.Errorf("sshd = %s", c.SSHD)
+	}
+}
+
+func TestParseProbeStates(t *testing.T) {
+	for _, tc := range []struct {
+		name, out string
+		state     State
+		kind      string
+		sshd      SSHD
+	}{
+		{"absent", "\n" + mark + "version 0\n20.10\n" + mark + "container 1\nError: No such container: cvs-lab\n" + mark + "image 1\nError: No such image: reg:5000/w:1\n" + mark + "end 0\n", StateAbsent, "", SSHDNotApplied},
+		{"docker missing", "\n" + mark + "docker-missing 0\n", StateUnknown, "docker-missing", SSHDUnknown},
+		{"daemon down", "\n" + mark + "version 1\nCannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n", StateUnknown, "docker-unavailable", SSHDUnknown},
+		{"inspect fails oddly", "\n" + mark + "version 0\n20.10\n" + mark + "container 1\npermission denied while trying to connect\n" + mark + "end 0\n", StateUnknown, "probe-container", SSHDUnknown},
+		{"cut short", "\n" + mark + "version 0\n20.10\n", StateUnknown, "probe-incomplete", SSHDUnknown},
+		{"sudo denied", "\n" + mark + "sudo-denied 1\n", StateUnknown, "sudo-denied", SSHDUnknown},
+		{"exited", "\n" + mark + "version 0\n20.10\n" + mark + "container 0\n[{\"Id\":\"abc\",\"Image\":\"sha256:1\",\"State\":{\"Status\":\"exited\",\"StartedAt\":\"x\"},\"Config\":{\"Image\":\"i\"}}]\n" + mark + "end 0\n", StateExited, "", SSHDNotApplied},
+	} {
+		f := ParseProbe("h", spec, tc.out)
+		if f.Container.State != tc.state || f.ErrorKind != tc.kind || f.Container.SSHD != tc.sshd {
+			t.Errorf("%s: state %s kind %q sshd %s (error %q)", tc.name, f.Container.State, f.ErrorKind, f.Container.SSHD, f.Error)
+		}
+	}
+}
+
+func TestListening(t *testing.T) {
+	procNet := readTestdata(t, "proc-net-tcp.txt")
+	if !Listening(procNet, 2224) {
+		t.Error("port 2224 (08B0) LISTEN not found")
+	}
+	if Listening(procNet, 22) {
+		t.Error("port 22 is only ESTABLISHED in the sample, not LISTEN")
+	}
+}
+
+
+
+func TestUnknownIsNeverAbsent(t *testing.T) {
+	err := &transport.HostError{Host: "h", Kind: transport.KindUnreachable, Err: errors.New("x")}
+	f := Unknown("h", spec, err)
+	if f.Container.State != StateUnknown || f.Reachable || f.ErrorKind != "unreachable" {
+		t.Errorf("facts = %+v", f)
+	}
+}
+
+// The probe is one script: every name and image in it is quoted, so odd
+// characters cannot break out of it.
+func TestProbeScriptQuotes(t *testing.T) {
+	s := ProbeScript(ProbeSpec{Container: "c", Image: "img;rm -rf /", SSHDPort: 2224, Sudo: true})
+	if !strings.Contains(s, shell.Quote("img;rm -rf /")) || !strings.Contains(s, "sudo -n docker") {
+		t.Errorf("script:\n%s", s)
+	}
+}
+
+func TestRunArgv(t *testing.T) {
+	got := shell.Join(RunArgv(RunSpec{Name: "c", Image: "i:1", Labels: map[string]string{"b": "2", "a": "1"},
+		Network: "host", Devices: []string{"/dev/kfd"}, Ulimits: []string{"memlock=-1:-1"}, EnvFile: "/tmp/x/env", Sudo: true})...)
+	want := `sudo -n docker run -d --name c --label 'a=1' --label 'b=2' --env-file /tmp/x/env --network host --device /dev/kfd --ulimit 'memlock=-1:-1' i:1 sh -c`
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("got  %s\nwant %s ...", got, want)
+	}
+}
