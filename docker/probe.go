@@ -319,3 +319,16 @@ func ExecArgv(sudo bool, container string, flags []string, argv ...string) []str
 	out = append(out, container)
 	return append(out, argv...)
 }
+
+// ExecWatched returns the command line that runs line in the container
+// under transport.Watchdog, with `docker exec -i` passing cvs's
+// end-of-file through: when cvs stops the command (time limit, Ctrl-C),
+// the process group inside the container is killed too, not only the
+// docker client on the host. Use it with Command.ForwardStdin.
+func ExecWatched(sudo bool, container string, env []string, line string) string {
+	flags := []string{"-i"}
+	for _, e := range env {
+		flags = append(flags, "-e", e)
+	}
+	return shell.Join(ExecArgv(sudo, container, flags, "sh", "-c", transport.Watchdog, "cvs", line)...)
+}

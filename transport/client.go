@@ -27,6 +27,11 @@ type Command struct {
 	Line string
 	// Stdout and Stderr, when set, also receive the output as it arrives.
 	Stdout, Stderr io.Writer
+	// ForwardStdin gives the command the session's standard input instead
+	// of /dev/null. It carries no data, only the end-of-file cvs sends to
+	// stop a command, so that a `docker exec -i ... sh -c Watchdog` inside
+	// can stop the command in the container too.
+	ForwardStdin bool
 }
 
 // Result is what a remote command produced.
@@ -59,7 +64,15 @@ const killGrace = 5 * time.Second
 // closes it (the time limit passed, or the operator pressed Ctrl-C) while
 // the command still runs, it kills the command's whole process group. A
 // command that ends by itself is untouched, daemons it started included.
-const watchdog = `exec 3<&0 </dev/null; sh -c "$1" 3<&- & c=$!; ` +
+//
+// Run as `sh -c Watchdog cvs LINE`; it works in any POSIX sh with cat and
+// kill, so it also wraps commands inside containers.
+const Watchdog = `exec 3<&0 </dev/null; sh -c "$1" 3<&- & c=$!; ` +
+	`{ cat <&3 >/dev/null; kill -0 $c 2>/dev/null && kill -KILL 0; } >/dev/null 2>&1 & ` +
+	`wait $c`
+
+// watchdogStdin is Watchdog with the command's stdin left on the session.
+const watchdogStdin = `exec 3<&0 </dev/null; sh -c "$1" <&3 3<&- & c=$!; ` +
 	`{ cat <&3 >/dev/null; kill -0 $c 2>/dev/null && kill -KILL 0; } >/dev/null 2>&1 & ` +
 	`wait $c`
 
@@ -81,7 +94,11 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	var stdout, stderr bytes.Buffer
 	sess.Stdout = tee(&stdout, cmd.Stdout)
 	sess.Stderr = tee(&stderr, cmd.Stderr)
-	if err := sess.Start(shell.Join("sh", "-c", watchdog, "cvs", cmd.Line)); err != nil {
+	wd := Watchdog
+	if cmd.ForwardStdin {
+		wd = watchdogStdin
+	}
+	if err := sess.Start(shell.Join("sh", "-c", wd, "cvs", cmd.Line)); err != nil {
 		return Result{}, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("starting the command: %v", err)}
 	}
 	waitc := make(chan error, 1)

@@ -200,7 +200,7 @@ func (d *Dialer) dial(ctx context.Context, name, host string, port int, user str
 	stopped := stop()
 	if err != nil {
 		conn.Close()
-		if !stopped || ctx.Err() != nil {
+		if !stopped || ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, &HostError{Host: name, Kind: KindTimeout, Err: err,
 				Detail: fmt.Sprintf("SSH handshake with %s did not finish within connect_timeout (%s)", addr, d.opts.ConnectTimeout)}
 		}
