@@ -65,6 +65,17 @@ func (l *Lab) ensureDaemon(ctx context.Context) error {
 	for _, f := range []string{l.paths.dockerPID, filepath.Join(l.paths.run, "dockerd-self.pid"), l.paths.dockerSock} {
 		os.Remove(f)
 	}
+	// A containerd that outlived its dockerd (or its unreaped zombie, which
+	// dockerd would take for a live one and wait on forever): stop it and
+	// drop its pid file, so dockerd starts a fresh one. The containers'
+	// shims survive that and are found again.
+	cpidFile := filepath.Join(l.paths.execRoot, "containerd", "containerd.pid")
+	if cpid, _ := readPID(cpidFile); cpid > 0 {
+		if err := stopPID(ctx, cpid, l.paths.execRoot, 15*time.Second); err != nil {
+			return fmt.Errorf("stop the containerd of a previous lab dockerd: %w", err)
+		}
+		os.Remove(cpidFile)
+	}
 	logPath := filepath.Join(l.paths.logs, "dockerd.log")
 	if err := startDetached(ctx, l.paths.dockerPID, logPath, l.daemonArgs()...); err != nil {
 		return err
@@ -80,8 +91,11 @@ func (l *Lab) waitDaemon(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var err error
+	pid, _ := readPID(l.paths.dockerPID)
 	for {
-		if !l.daemonRunning() {
+		// Not daemonRunning: its command line is briefly unreadable while
+		// the starting shell execs dockerd.
+		if processGone(pid) {
 			return fmt.Errorf("dockerd exited (see %s)", filepath.Join(l.paths.logs, "dockerd.log"))
 		}
 		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)

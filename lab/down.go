@@ -43,19 +43,18 @@ func (l *Lab) Down(ctx context.Context, opt DownOptions) error {
 		}
 	}
 
+	// Containers can outlive a killed daemon. Starting the daemon again is
+	// the reliable way to end them: it kills what it finds running.
+	if !l.daemonRunning() && l.mayHaveContainers() {
+		l.logf("down: starting the lab dockerd to remove leftover containers")
+		keep(l.ensureDaemon(ctx))
+	}
 	// The lab's own daemons, to wait for below.
 	var pids []int
 	for _, f := range []string{l.paths.dockerPID, l.paths.registryPID, filepath.Join(l.paths.execRoot, "containerd", "containerd.pid")} {
 		if pid, _ := readPID(f); pid > 0 {
 			pids = append(pids, pid)
 		}
-	}
-
-	// Containers can outlive a killed daemon. Starting the daemon again is
-	// the reliable way to end them: it kills what it finds running.
-	if !l.daemonRunning() && l.mayHaveContainers() {
-		l.logf("down: starting the lab dockerd to remove leftover containers")
-		keep(l.ensureDaemon(ctx))
 	}
 	if l.daemonRunning() {
 		keep(l.timed("down: remove host containers", func() error { return l.removeContainers(ctx) }))

@@ -84,6 +84,13 @@ func procAlive(pid int, marker string) bool {
 	return !isZombieStat(stat)
 }
 
+// processGone reports whether pid has exited: absent from the process
+// table, or a zombie waiting to be reaped.
+func processGone(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	return err != nil || isZombieStat(stat)
+}
+
 // isZombieStat reports whether a /proc/PID/stat line is a zombie's. The
 // state follows the parenthesised command name: "pid (comm) Z ...".
 func isZombieStat(stat []byte) bool {
