@@ -59,8 +59,10 @@ const (
 type HostPlan struct {
 	Host    string       `json:"host"`
 	State   docker.State `json:"state"`
-	ImageID string       `json:"image_id,omitempty"`
-	Action  Action       `json:"action"`
+	// ContainerID is the existing container, if any.
+	ContainerID string `json:"container_id,omitempty"`
+	ImageID     string `json:"image_id,omitempty"`
+	Action      Action `json:"action"`
 	// Note explains the action or the host's part in a refusal.
 	Note string `json:"note,omitempty"`
 }
@@ -95,7 +97,7 @@ type Options struct {
 func Decide(lt cluster.Lifetime, facts []docker.Facts, o Options) Plan {
 	p := Plan{Lifetime: lt, Hosts: make([]HostPlan, len(facts))}
 	for i, f := range facts {
-		p.Hosts[i] = HostPlan{Host: f.Host, State: f.Container.State, ImageID: f.Container.ImageID, Action: Skip}
+		p.Hosts[i] = HostPlan{Host: f.Host, State: f.Container.State, ContainerID: f.Container.ID, ImageID: f.Container.ImageID, Action: Skip}
 	}
 	if bad := preflight(facts); len(bad) > 0 {
 		p.Verdict = Preflight
