@@ -1,0 +1,168 @@
+// Package suite runs the steps of a suite inside the containers: in order,
+// each on all hosts or on the head, stopping at the first step that fails
+// anywhere.
+package suite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/docker"
+	"github.com/cvs-tool/cvs/fleet"
+	"github.com/cvs-tool/cvs/report"
+	"github.com/cvs-tool/cvs/shell"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+// Result is one step on one host.
+type Result struct {
+	Step     string        `json:"step"`
+	Host     string        `json:"host"`
+	ExitCode int           `json:"exit_code"` // -1: did not finish (timeout, connection, interrupt)
+	Duration time.Duration `json:"-"`
+	Millis   int64         `json:"duration_ms"`
+	Stdout   string        `json:"stdout"`
+	Stderr   string        `json:"stderr"`
+	Error    string        `json:"error,omitempty"`
+	// Infra is true when the failure was not the step's own exit status
+	// (lost connection, docker exec failing), which the run reports as an
+	// infrastructure failure.
+	Infra bool `json:"infrastructure_failure,omitempty"`
+}
+
+// Failed reports whether the step failed on the host.
+func (r Result) Failed() bool { return r.ExitCode != 0 || r.Error != "" }
+
+// Runner runs the steps of suites.
+type Runner struct {
+	Fleet  *fleet.Fleet
+	Config *cluster.Config
+	// Stdout and Stderr receive the steps' output as it arrives, each line
+	// prefixed by its host; nil discards it (the results keep it).
+	Stdout, Stderr io.Writer
+	// OnStep is called before each step starts.
+	OnStep func(step cluster.Step, hosts []cluster.Host)
+}
+
+// Run runs s's steps in order and returns every host's result of every
+// step that ran. It stops after the first step that fails on any host.
+func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
+	var all []Result
+	var outMu sync.Mutex
+	width := 0
+	for _, h := range r.Config.Hosts {
+		width = max(width, len(h.Name))
+	}
+	for _, st := range s.Steps {
+		hosts := r.Config.Hosts
+		if st.On == cluster.OnHead {
+			hosts = []cluster.Host{r.Config.Head()}
+		}
+		if r.OnStep != nil {
+			r.OnStep(st, hosts)
+		}
+		line := docker.ExecWatched(r.Config.Sudo, r.Config.Container.Name, nil, shell.Join("bash", "-eo", "pipefail", "-c", Script(r.Config.Env, st)))
+		results := make([]Result, len(hosts))
+		errs := r.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
+			ctx, cancel := context.WithTimeout(ctx, st.Timeout)
+			defer cancel()
+			cmd := transport.Command{Line: line, ForwardStdin: true}
+			var po, pe *report.Prefix
+			if r.Stdout != nil {
+				po = &report.Prefix{W: r.Stdout, Host: h.Name, Width: width, Locker: &outMu}
+				cmd.Stdout = po
+			}
+			if r.Stderr != nil {
+				pe = &report.Prefix{W: r.Stderr, Host: h.Name, Width: width, Locker: &outMu}
+				cmd.Stderr = pe
+			}
+			res, err := c.Run(ctx, cmd)
+			if po != nil {
+				po.Flush()
+			}
+			if pe != nil {
+				pe.Flush()
+			}
+			results[i] = Result{ExitCode: res.ExitCode, Duration: res.Duration, Stdout: string(res.Stdout), Stderr: string(res.Stderr)}
+			return err
+		})
+		failed := false
+		for i, err := range errs {
+			res := &results[i]
+			res.Step, res.Host, res.Millis = st.Name, hosts[i].Name, res.Duration.Milliseconds()
+			var ee *transport.ExitError
+			var te *transport.TimeoutError
+			switch {
+			case err == nil:
+			case errors.As(err, &ee):
+				// 125-127 are docker exec's own failures (container gone,
+				// command not runnable), not the step's.
+				res.Infra = ee.Code >= 125 && ee.Code <= 127 && strings.Contains(res.Stderr, "Error")
+				if res.Infra {
+					res.Error = fmt.Sprintf("docker exec failed: %s", lastLine(res.Stderr))
+				}
+			case errors.As(err, &te):
+				res.ExitCode, res.Error = -1, fmt.Sprintf("timed out after %s (step timeout); the step was killed", st.Timeout)
+			default:
+				res.ExitCode, res.Error, res.Infra = -1, err.Error(), !errors.Is(err, context.Canceled)
+			}
+			failed = failed || res.Failed()
+		}
+		all = append(all, results...)
+		if failed || ctx.Err() != nil {
+			break
+		}
+	}
+	return all
+}
+
+// Script returns the bash script of a step: the cluster's and the step's
+// environment exported first (step values win), then the step's run text.
+func Script(clusterEnv map[string]string, st cluster.Step) string {
+	env := map[string]string{}
+	for k, v := range clusterEnv {
+		env[k] = v
+	}
+	for k, v := range st.Env {
+		env[k] = v
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s=%s\n", k, shell.Quote(env[k]))
+	}
+	b.WriteString(st.Run)
+	return b.String()
+}
+
+// Summary writes the table of results: host, step, exit, duration.
+func Summary(w io.Writer, results []Result) {
+	rows := make([][]string, 0, len(results))
+	for _, r := range results {
+		exit := fmt.Sprint(r.ExitCode)
+		if r.Error != "" {
+			exit += " (" + r.Error + ")"
+		}
+		rows = append(rows, []string{r.Step, r.Host, exit, r.Duration.Round(time.Millisecond).String()})
+	}
+	report.Table(w, []string{"STEP", "HOST", "EXIT", "DURATION"}, rows)
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
