@@ -1,0 +1,198 @@
+// Package provision runs a container's setup script inside a freshly
+// launched container: the operator's script, or the packaged default that
+// installs an OpenSSH server.
+//
+// The script travels inline, base64 encoded, as one argument of a `docker
+// exec` command line. That is the one deliberate exception to cvs's rule
+// that bulk data never rides in a command line: it needs no file transfer
+// and no writable path on the host, and MaxScriptBytes keeps the line well
+// under the kernel's 128 KiB limit for one argument.
+package provision
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cvs-tool/cvs/assets"
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/docker"
+	"github.com/cvs-tool/cvs/shell"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+// MaxScriptBytes is the largest setup script cvs ships: the limit of the
+// inline channel, the same one the cluster-file loader enforces.
+const MaxScriptBytes = cluster.MaxSetupScriptBytes
+
+// Script returns the setup script at path, or the packaged default
+// (assets/setup_openssh.sh) when path is empty. A script over
+// MaxScriptBytes is an error naming its size: the loader refuses it
+// already, and this guard keeps a file that grew since then off the wire.
+func Script(path string) ([]byte, error) {
+	if path == "" {
+		return bytes.Clone(assets.SetupOpenSSH), nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("setup script: %w", err)
+	}
+	defer f.Close()
+	// Read one byte past the limit, so that the size check does not trust
+	// a Stat taken before the read.
+	data, err := io.ReadAll(io.LimitReader(f, MaxScriptBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("setup script %s: %w", path, err)
+	}
+	if len(data) > MaxScriptBytes {
+		size := int64(len(data))
+		if st, err := f.Stat(); err == nil {
+			size = st.Size()
+		}
+		return nil, fmt.Errorf("setup script %s is %d bytes, over the %d-byte (16 KiB) limit of the inline channel; move the bulk into the image or fetch it from the script", path, size, MaxScriptBytes)
+	}
+	return data, nil
+}
+
+// outer runs first, under the container's sh: it checks that bash exists,
+// so that an image without bash fails with a sentence rather than with
+// the OCI runtime's "executable file not found". $1 is the bash program
+// below, $2 the base64 script.
+const outer = `if ! command -v bash >/dev/null 2>&1; then ` +
+	`echo "cvs setup: bash is not installed in the container; the setup script runs under bash: add bash to the image" >&2; exit 127; fi; ` +
+	`exec bash -c "$1" "$0" "$2"`
+
+// decodeAndRun decodes the script and runs it. Decoding is an assignment
+// under errexit and pipefail, so a missing or failing base64 stops here
+// instead of handing bash an empty script that "succeeds". The script
+// itself runs with errexit and pipefail, so a failing step of it, also in
+// the middle of a pipeline, fails the provisioning.
+const decodeAndRun = `set -euo pipefail; ` +
+	`if ! command -v base64 >/dev/null 2>&1; then ` +
+	`echo "cvs setup: base64 is not installed in the container (coreutils or busybox); it is needed to decode the setup script" >&2; exit 127; fi; ` +
+	`script=$(printf '%s' "$1" | base64 -d); ` +
+	`exec bash -eo pipefail -c "$script" "$0"`
+
+// scriptName is $0 of the setup script, the name bash uses in its own
+// error messages ("cvs-setup: line 3: foo: command not found").
+const scriptName = "cvs-setup"
+
+// Command returns the remote command line that runs script inside
+// container as root, through `sudo -n` when sudo is set. The script runs
+// under bash with errexit and pipefail (`set -eo pipefail`; it may relax
+// them itself); the line's exit status is the script's. A container
+// without sh, bash or base64 fails with a message saying which is missing.
+func Command(sudo bool, container string, script []byte) (string, error) {
+	if container == "" || strings.HasPrefix(container, "-") {
+		return "", fmt.Errorf("provision: invalid container name %q", container)
+	}
+	if len(script) > MaxScriptBytes {
+		return "", fmt.Errorf("setup script is %d bytes, over the %d-byte (16 KiB) limit of the inline channel", len(script), MaxScriptBytes)
+	}
+	b64 := base64.StdEncoding.EncodeToString(script)
+	argv := docker.ExecArgv(sudo, container, nil, "sh", "-c", outer, scriptName, decodeAndRun, b64)
+	return shell.Join(argv...), nil
+}
+
+// Run runs script inside container on host through r and returns what it
+// printed. A failure is an *Error naming the host and carrying the tail of
+// the script's output, stdout and stderr together in the order they came.
+func Run(ctx context.Context, r transport.Runner, host string, sudo bool, container string, script []byte) (transport.Result, error) {
+	line, err := Command(sudo, container, script)
+	if err != nil {
+		return transport.Result{}, &Error{Host: host, Container: container, Err: err}
+	}
+	var out lockedBuffer
+	res, err := r.Run(ctx, transport.Command{Line: line, Stdout: &out, Stderr: &out})
+	if err != nil {
+		return res, &Error{Host: host, Container: container, Code: res.ExitCode, Output: tail(out.String(), tailLines), Err: err}
+	}
+	return res, nil
+}
+
+// tailLines is how much of a failed script's output an Error carries:
+// enough for apt's last complaint, not a whole install log.
+const tailLines = 30
+
+// Error is a setup script that could not be run, or failed, in one
+// container.
+type Error struct {
+	Host      string
+	Container string
+	// Code is the script's exit status; -1 when it was killed or never
+	// ended (see Err).
+	Code int
+	// Output is the last lines of the script's output, stdout and stderr
+	// interleaved.
+	Output string
+	// Err is the cause: a *transport.ExitError, a *transport.TimeoutError,
+	// a connection error, or a refused script.
+	Err error
+}
+
+func (e *Error) Error() string {
+	var ee *transport.ExitError
+	var te *transport.TimeoutError
+	var what string
+	switch {
+	case errors.As(e.Err, &ee) && ee.Signal != "":
+		what = "killed by signal " + ee.Signal
+	case errors.As(e.Err, &ee):
+		what = fmt.Sprintf("failed with exit status %d", ee.Code)
+	case errors.As(e.Err, &te):
+		what = fmt.Sprintf("timed out after %s; the remote command was killed", te.After.Round(time.Millisecond))
+	default:
+		// Transport errors already start with the host; name it once.
+		what = strings.TrimPrefix(e.Err.Error(), e.Host+": ")
+	}
+	msg := fmt.Sprintf("%s: setup script in container %s: %s", e.Host, e.Container, what)
+	if e.Output != "" {
+		msg += "\n" + indent(e.Output, "  | ")
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// lockedBuffer collects stdout and stderr together: the transport copies
+// the two streams from different goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n")
+}

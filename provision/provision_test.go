@@ -1,0 +1,223 @@
+package provision
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cvs-tool/cvs/assets"
+	"github.com/cvs-tool/cvs/shell"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// goldenCases pin the exact command lines Command produces: a change to the
+// wrapper shows up as a diff in testdata/command.golden.
+var goldenCases = []struct {
+	name      string
+	sudo      bool
+	container string
+	script    string
+}{
+	{"plain", false, "cvs-lab", "echo hello\n"},
+	{"sudo", true, "cvs-lab", "echo hello\n"},
+	{"quotes and dollars", false, "cvs_test.1", "echo \"$HOME\" 'it'\\''s' `id`\nexit 3\n"},
+	{"empty script", false, "c", ""},
+}
+
+func TestCommandGolden(t *testing.T) {
+	var b bytes.Buffer
+	for _, tc := range goldenCases {
+		line, err := Command(tc.sudo, tc.container, []byte(tc.script))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		fmt.Fprintf(&b, "# %s (sudo=%v container=%q script=%q)\n%s\n\n", tc.name, tc.sudo, tc.container, tc.script, line)
+	}
+	path := filepath.Join("testdata", "command.golden")
+	if *update {
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./provision -update to create it)", err)
+	}
+	if !bytes.Equal(want, b.Bytes()) {
+		t.Errorf("Command output differs from %s (run with -update if the change is intended):\n%s", path, b.String())
+	}
+}
+
+// lastWord returns the last shell word of a line built by shell.Join whose
+// last word has no embedded single quote (true of base64).
+func lastWord(t *testing.T, line string) string {
+	t.Helper()
+	w := line[strings.LastIndexByte(line, ' ')+1:]
+	return strings.Trim(w, "'")
+}
+
+func TestCommandCarriesTheDefaultScript(t *testing.T) {
+	script, err := Script("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(script, assets.SetupOpenSSH) {
+		t.Fatal("Script(\"\") is not the embedded default")
+	}
+	line, err := Command(false, "cvs-lab", script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := base64.StdEncoding.DecodeString(lastWord(t, line))
+	if err != nil {
+		t.Fatalf("the last word of the line is not base64: %v", err)
+	}
+	if !bytes.Equal(got, assets.SetupOpenSSH) {
+		t.Errorf("the line's base64 decodes to something other than assets/setup_openssh.sh")
+	}
+	if !strings.HasPrefix(line, shell.Join("docker", "exec", "cvs-lab", "sh", "-c")+" ") {
+		t.Errorf("line does not start with docker exec cvs-lab sh -c: %.80s", line)
+	}
+}
+
+func TestScriptReturnsACopyOfTheDefault(t *testing.T) {
+	a, _ := Script("")
+	a[0] ^= 0xff
+	if b, _ := Script(""); !bytes.Equal(b, assets.SetupOpenSSH) || assets.SetupOpenSSH[0] == a[0] {
+		t.Error("changing the returned default changed the embedded one")
+	}
+}
+
+func TestDefaultScriptFitsTheInlineChannel(t *testing.T) {
+	if n := len(assets.SetupOpenSSH); n > MaxScriptBytes {
+		t.Errorf("assets/setup_openssh.sh is %d bytes, over MaxScriptBytes (%d)", n, MaxScriptBytes)
+	}
+}
+
+func TestScriptFromFile(t *testing.T) {
+	dir := t.TempDir()
+	small := filepath.Join(dir, "small.sh")
+	atLimit := filepath.Join(dir, "limit.sh")
+	big := filepath.Join(dir, "big.sh")
+	os.WriteFile(small, []byte("echo hi\n"), 0o644)
+	os.WriteFile(atLimit, bytes.Repeat([]byte("#"), MaxScriptBytes), 0o644)
+	os.WriteFile(big, bytes.Repeat([]byte("#"), MaxScriptBytes+1), 0o644)
+
+	if got, err := Script(small); err != nil || string(got) != "echo hi\n" {
+		t.Errorf("Script(small) = %q, %v", got, err)
+	}
+	if got, err := Script(atLimit); err != nil || len(got) != MaxScriptBytes {
+		t.Errorf("Script(at the limit) = %d bytes, %v; the limit itself is allowed", len(got), err)
+	}
+	_, err := Script(big)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprint(MaxScriptBytes+1)) || !strings.Contains(err.Error(), big) {
+		t.Errorf("Script(over the limit) error = %v; want one naming the file and its size %d", err, MaxScriptBytes+1)
+	}
+	if _, err := Script(filepath.Join(dir, "missing.sh")); err == nil {
+		t.Error("Script(missing file) succeeded")
+	}
+}
+
+func TestCommandRefuses(t *testing.T) {
+	if _, err := Command(false, "c", bytes.Repeat([]byte("x"), MaxScriptBytes+1)); err == nil || !strings.Contains(err.Error(), fmt.Sprint(MaxScriptBytes+1)) {
+		t.Errorf("oversized script: err = %v; want one naming the size", err)
+	}
+	for _, name := range []string{"", "-it", "--privileged"} {
+		if _, err := Command(false, name, []byte("true")); err == nil {
+			t.Errorf("container %q: no error; a name docker would read as a flag must be refused", name)
+		}
+	}
+}
+
+// fakeRunner answers with a canned result, for error formatting.
+type fakeRunner struct {
+	res  transport.Result
+	err  error
+	line string
+}
+
+func (f *fakeRunner) Run(_ context.Context, cmd transport.Command) (transport.Result, error) {
+	f.line = cmd.Line
+	if cmd.Stdout != nil {
+		cmd.Stdout.Write(f.res.Stdout)
+	}
+	if cmd.Stderr != nil {
+		cmd.Stderr.Write(f.res.Stderr)
+	}
+	return f.res, f.err
+}
+
+func TestErrorMessages(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		res  transport.Result
+		err  error
+		want []string
+	}{
+		{
+			name: "exit",
+			res:  transport.Result{Stdout: []byte("step 1\n"), Stderr: []byte("E: Unable to locate package openssh-server\n"), ExitCode: 100},
+			err:  &transport.ExitError{Host: "h1", Cmd: "docker exec …", Code: 100},
+			want: []string{"h1: setup script in container c: failed with exit status 100", "  | step 1", "  | E: Unable to locate package openssh-server"},
+		},
+		{
+			name: "timeout",
+			res:  transport.Result{Stdout: []byte("Get:1 http://deb.debian.org\n"), ExitCode: -1},
+			err:  &transport.TimeoutError{Host: "h1", Cmd: "docker exec …", After: 90 * time.Second},
+			want: []string{"h1: setup script in container c: timed out after 1m30s", "  | Get:1 http://deb.debian.org"},
+		},
+		{
+			name: "connection",
+			res:  transport.Result{ExitCode: -1},
+			err:  &transport.HostError{Host: "h1", Kind: transport.KindSSH, Detail: "connection lost"},
+			want: []string{"h1: setup script in container c: ssh-error: connection lost"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &fakeRunner{res: tc.res, err: tc.err}
+			_, err := Run(context.Background(), r, "h1", false, "c", []byte("true"))
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("err = %v; want *Error", err)
+			}
+			if !errors.Is(err, tc.err) {
+				t.Error("the *Error does not unwrap to the transport's error")
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message lacks %q:\n%s", w, msg)
+				}
+			}
+			if n := strings.Count(msg, "h1"); n != 1 {
+				t.Errorf("the host is named %d times; want once:\n%s", n, msg)
+			}
+		})
+	}
+}
+
+func TestRunKeepsOnlyTheTail(t *testing.T) {
+	var out strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&out, "line %d\n", i)
+	}
+	r := &fakeRunner{res: transport.Result{Stdout: []byte(out.String()), ExitCode: 1}, err: &transport.ExitError{Host: "h", Code: 1}}
+	_, err := Run(context.Background(), r, "h", false, "c", []byte("true"))
+	var pe *Error
+	if !errors.As(err, &pe) {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(pe.Output, "\n"); len(lines) != tailLines || lines[len(lines)-1] != "line 99" {
+		t.Errorf("Output has %d lines ending %q; want the last %d", len(lines), lines[len(lines)-1], tailLines)
+	}
+}
