@@ -142,8 +142,8 @@ func (l *Lab) runHost(ctx context.Context, h Host, all []Host, set imageSet) err
 
 // waitHost waits until host's inner dockerd answers and its sshd accepts TCP
 // connections on the lab bridge, then returns its public host keys.
-func (l *Lab) waitHost(ctx context.Context, h Host, timeout time.Duration) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func (l *Lab) waitHost(parent context.Context, h Host, timeout time.Duration) ([]string, error) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	var last error
 	for {
@@ -158,6 +158,9 @@ func (l *Lab) waitHost(ctx context.Context, h Host, timeout time.Duration) ([]st
 		}
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				return nil, fmt.Errorf("%s: %w", h.Name, parent.Err())
+			}
 			return nil, fmt.Errorf("%s: not ready after %s: %v (look at %s)", h.Name, timeout, last,
 				"cvs-lab exec "+h.Name+" -- tail /var/log/dockerd.log /var/log/sshd.log")
 		case <-time.After(250 * time.Millisecond):

@@ -57,21 +57,32 @@ Environment: CVS_LAB_DIR (default /var/tmp/cvs-lab), CVS_LAB_SUBNET (default
 172.29.0.0/24), CVS_LAB_SUITE, CVS_LAB_MIRROR.
 `
 
-// exitError carries a command's exit code out of run.
+// exitError carries a command's exit code out of run; what went wrong has
+// been printed already (the remote command's own stderr).
 type exitError int
 
 func (e exitError) Error() string { return "exit " + strconv.Itoa(int(e)) }
+
+// usageErr is a mistake in the command line: main prints it and exits 2,
+// like flag errors.
+type usageErr string
+
+func (e usageErr) Error() string { return string(e) + "\n(cvs-lab help for usage)" }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	var code exitError
+	var usage usageErr
 	switch {
 	case err == nil:
 	case errors.As(err, &code):
 		os.Exit(int(code))
 	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	case errors.As(err, &usage):
+		fmt.Fprintln(os.Stderr, "cvs-lab:", usage)
 		os.Exit(2)
 	default:
 		fmt.Fprintln(os.Stderr, "cvs-lab:", err)
@@ -277,10 +288,8 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// usageError is a mistake in the command line: exit 2, like flag errors.
 func usageError(format string, args ...any) error {
-	fmt.Fprintf(os.Stderr, "cvs-lab: "+format+"\n(cvs-lab help for usage)\n", args...)
-	return exitError(2)
+	return usageErr(fmt.Sprintf(format, args...))
 }
 
 // shQuote quotes s for a POSIX shell.
