@@ -32,9 +32,11 @@ type Host struct {
 	Container string `json:"container"`
 }
 
-// Lab is a handle on the lab that lives in one directory. Its methods are
-// safe to call from several goroutines; Up and Down take a file lock, so two
-// processes cannot change the same lab at once.
+// Lab is a handle on the lab that lives in one directory. Up and Down take a
+// file lock, so two processes cannot change the same lab at once; they must
+// not run concurrently with other methods on the same *Lab. All other methods
+// (HostExec, SSH, the faults, Status, ...) are safe to call from several
+// goroutines, on different hosts at once.
 type Lab struct {
 	cfg   Config
 	id    string // short hash of cfg.Dir: keeps bridge and cgroup names of two labs apart
@@ -147,19 +149,28 @@ func Open(ctx context.Context, cfg Config) (*Lab, error) {
 }
 
 func (l *Lab) load() error {
-	b, err := os.ReadFile(l.paths.state)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("lab %s: %w", l.cfg.Dir, ErrNotUp)
-	}
+	st, err := l.readState()
 	if err != nil {
-		return fmt.Errorf("lab %s: %w", l.cfg.Dir, err)
-	}
-	var st state
-	if err := json.Unmarshal(b, &st); err != nil {
-		return fmt.Errorf("lab state %s is corrupt (%v); run cvs-lab down, then up", l.paths.state, err)
+		return err
 	}
 	l.st = st
 	return nil
+}
+
+// readState reads what Up recorded, without touching l.
+func (l *Lab) readState() (state, error) {
+	var st state
+	b, err := os.ReadFile(l.paths.state)
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, fmt.Errorf("lab %s: %w", l.cfg.Dir, ErrNotUp)
+	}
+	if err != nil {
+		return st, fmt.Errorf("lab %s: %w", l.cfg.Dir, err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("lab state %s is corrupt (%v); run cvs-lab down, then up", l.paths.state, err)
+	}
+	return st, nil
 }
 
 func (l *Lab) save() error {

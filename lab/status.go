@@ -53,18 +53,19 @@ func (l *Lab) Status(ctx context.Context) (Status, error) {
 	st.Registry.PID, _ = readPID(l.paths.registryPID)
 	st.Registry.Running = procAlive(st.Registry.PID, l.paths.registryConf)
 	st.RegistryThrottled = l.registryThrottled(ctx)
-	if err := l.load(); err != nil || !st.Daemon.Running {
+	recorded, err := l.readState()
+	if err != nil || !st.Daemon.Running {
 		return st, nil
 	}
 	st.Up = true
 	if fileExists(l.paths.clusterFile) {
 		st.ClusterFile = l.paths.clusterFile
 	}
-	st.Hosts = make([]HostStatus, len(l.st.Hosts))
-	for i, h := range l.st.Hosts {
+	st.Hosts = make([]HostStatus, len(recorded.Hosts))
+	for i, h := range recorded.Hosts {
 		st.Hosts[i].Host = h
 	}
-	err := eachHost(ctx, l.st.Hosts, func(ctx context.Context, h Host) error {
+	err = eachHost(ctx, recorded.Hosts, func(ctx context.Context, h Host) error {
 		var hs *HostStatus
 		for i := range st.Hosts {
 			if st.Hosts[i].Name == h.Name {
