@@ -11,8 +11,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -112,13 +114,17 @@ func newPaths(dir string) paths {
 	}
 }
 
-// New returns a handle on the lab described by cfg. It has no side effects:
-// call Up to create the lab or Open to attach to a running one.
+// New returns a handle on the lab described by cfg. It creates nothing: call
+// Up to create the lab or Open to attach to a running one. Its one side
+// effect is on this process's PATH, which gets /usr/local/sbin, /usr/sbin and
+// /sbin if it lacks them: dockerd, runc, tc and debootstrap live there, and
+// a non-login root shell (or CI) may not have them on PATH.
 func New(cfg Config) (*Lab, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
+	ensureSbinPath()
 	sum := sha256.Sum256([]byte(cfg.Dir))
 	p := newPaths(cfg.Dir)
 	return &Lab{
@@ -318,4 +324,19 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+var sbinOnce sync.Once
+
+func ensureSbinPath() {
+	sbinOnce.Do(func() {
+		path := os.Getenv("PATH")
+		dirs := filepath.SplitList(path)
+		for _, d := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} {
+			if !slices.Contains(dirs, d) {
+				path += string(os.PathListSeparator) + d
+			}
+		}
+		os.Setenv("PATH", path)
+	})
 }
