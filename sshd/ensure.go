@@ -1,0 +1,368 @@
+package sshd
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cvs-tool/cvs/docker"
+	"github.com/cvs-tool/cvs/shell"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+// Host is what Ensure needs of a cluster host: running commands, and
+// uploading a file over the SSH connection, so that private keys never
+// appear in a command line. *transport.Client implements it.
+type Host interface {
+	transport.Runner
+	Upload(ctx context.Context, remotePath string, data []byte, mode os.FileMode) error
+}
+
+// Where the key material and sshd's files live inside a container. They
+// are cvs's own files: the image's sshd configuration and root's
+// authorized_keys are left alone, and only the cluster key can log in to
+// the sshd cvs starts.
+const (
+	containerDir = "/etc/cvs/ssh"
+	pidFile      = "/run/cvs-sshd.pid"
+	logFile      = "/run/cvs-sshd.log"
+)
+
+// Outcome says what Ensure did in one container.
+type Outcome struct {
+	// AlreadyListening is true when something already listened on the
+	// port inside the container, so Ensure changed nothing (the attach of
+	// a persistent container). Otherwise Ensure installed the key
+	// material and started sshd, and verified that it listens.
+	AlreadyListening bool
+}
+
+func (o Outcome) String() string {
+	if o.AlreadyListening {
+		return "already listening"
+	}
+	return "started"
+}
+
+// How long Ensure waits for a started sshd to listen, and how often it
+// looks. Variables so that tests can shorten them.
+var (
+	verifyTimeout = 5 * time.Second
+	verifyEvery   = 200 * time.Millisecond
+)
+
+// cleanupTimeout bounds the removal of the host's temporary folder, which
+// runs even when ctx has ended.
+const cleanupTimeout = 30 * time.Second
+
+// Ensure makes sure an sshd listens on port inside container on the host
+// h (named host in errors), with docker through `sudo -n` when sudo is set.
+//
+// When a socket already listens on port inside the container, Ensure
+// returns at once with AlreadyListening set, having run only that check:
+// it is the listening socket that is checked, never a process-name
+// pattern that could match the check itself. Otherwise Ensure installs
+// the cluster's key material (the client key as root's ssh identity, its
+// public half as the only key sshd accepts, the host key, a known_hosts
+// line trusting that host key on port, and a client configuration so that
+// `ssh PEER` in the container uses port, the cluster key and strict host
+// key checking), writes a dedicated sshd configuration (no passwords,
+// root by key only, no PAM), starts sshd and waits until it listens.
+//
+// The private keys travel over SFTP into a fresh 0700 folder on the host
+// and from there over docker exec's stdin; the folder is removed whatever
+// happens. Failures are an *Error saying what to do.
+func Ensure(ctx context.Context, h Host, host string, sudo bool, container string, port int, keys Keys) (Outcome, error) {
+	fail := func(op, msg, output string, err error) (Outcome, error) {
+		return Outcome{}, &Error{Host: host, Container: container, Op: op, Msg: msg, Output: output, Err: err}
+	}
+	switch {
+	case !keys.valid():
+		return fail("setup", "no cluster keys (get them from sshd.LoadOrCreate)", "", nil)
+	case port < 1 || port > 65535:
+		return fail("setup", fmt.Sprintf("port %d is out of range", port), "", nil)
+	case container == "" || strings.HasPrefix(container, "-"):
+		return fail("setup", fmt.Sprintf("invalid container name %q", container), "", nil)
+	}
+	checkOp := fmt.Sprintf("checking port %d", port)
+	up, err := listening(ctx, h, sudo, container, port)
+	if err != nil {
+		return fail(checkOp, "", "", err)
+	}
+	if up {
+		return Outcome{AlreadyListening: true}, nil
+	}
+
+	script, err := installScript(port, keys)
+	if err != nil {
+		return fail("setup", "", "", err)
+	}
+	dir, err := tempDir(ctx, h)
+	if err != nil {
+		return fail("creating a temporary folder on the host", "", "", err)
+	}
+	out, err := func() (out Outcome, err error) {
+		defer func() {
+			if cerr := removeDir(ctx, h, dir); cerr != nil && err == nil {
+				out, err = fail("removing "+dir+" on the host", "it holds the cluster's private keys: remove it by hand", "", cerr)
+			}
+		}()
+		file := path.Join(dir, "install.sh")
+		if err := h.Upload(ctx, file, script, 0o600); err != nil {
+			return fail("uploading the key material", "", "", err)
+		}
+		line := shell.Join(docker.ExecArgv(sudo, container, []string{"-i"}, "sh", "-s")...) + " < " + shell.Quote(file)
+		res, err := h.Run(ctx, transport.Command{Line: line})
+		if err != nil {
+			return installFailed(host, container, port, res, err)
+		}
+		return Outcome{}, nil
+	}()
+	if err != nil {
+		return out, err
+	}
+
+	up, err = waitListening(ctx, h, sudo, container, port)
+	if err != nil {
+		return fail(fmt.Sprintf("verifying that sshd listens on port %d", port), "", "", err)
+	}
+	if !up {
+		log, _ := h.Run(ctx, transport.Command{Line: shell.Join(docker.ExecArgv(sudo, container, nil, "cat", logFile)...)})
+		return fail("starting sshd",
+			fmt.Sprintf("sshd was started but nothing listens on port %d after %s; its log (%s in the container) follows", port, verifyTimeout, logFile),
+			tail(string(log.Stdout), tailLines), nil)
+	}
+	return Outcome{}, nil
+}
+
+// installFailed turns the install script's exit status into an *Error
+// that says what to do.
+func installFailed(host, container string, port int, res transport.Result, err error) (Outcome, error) {
+	e := &Error{Host: host, Container: container, Op: "installing the key material and starting sshd", Output: tail(string(res.Stderr), tailLines), Err: err}
+	var ee *transport.ExitError
+	if errors.As(err, &ee) && ee.Signal == "" {
+		switch ee.Code {
+		case 3:
+			e.Op, e.Output = "starting sshd", ""
+			e.Msg = "sshd is not installed in the image; the setup script should install openssh-server (the default one does; check container.setup_script), or bake it into the image"
+		case 4:
+			e.Op = "starting sshd"
+			e.Msg = "sshd refused the configuration cvs wrote (is the image's OpenSSH very old?); sshd said"
+		case 5:
+			e.Op = "starting sshd"
+			e.Msg = fmt.Sprintf("sshd failed to start on port %d; sshd said", port)
+		}
+	}
+	return Outcome{}, e
+}
+
+// listening reports whether a socket listens on port inside the container,
+// from the container's /proc/net/tcp and tcp6.
+func listening(ctx context.Context, h Host, sudo bool, container string, port int) (bool, error) {
+	line := shell.Join(docker.ExecArgv(sudo, container, nil, "cat", "/proc/net/tcp", "/proc/net/tcp6")...)
+	res, err := h.Run(ctx, transport.Command{Line: line})
+	out := string(res.Stdout)
+	// The header line proves cat read the tables. cat exits 1 when IPv6
+	// is off and tcp6 is missing; the IPv4 table it printed still counts.
+	read := strings.Contains(out, "local_address")
+	var ee *transport.ExitError
+	if err != nil && !(errors.As(err, &ee) && read) {
+		return false, err
+	}
+	if !read {
+		return false, fmt.Errorf("the container's /proc/net/tcp could not be read: %q", tail(out, 3))
+	}
+	return docker.Listening(out, port), nil
+}
+
+// waitListening polls until a socket listens on port or verifyTimeout
+// passes.
+func waitListening(ctx context.Context, h Host, sudo bool, container string, port int) (bool, error) {
+	deadline := time.Now().Add(verifyTimeout)
+	for {
+		up, err := listening(ctx, h, sudo, container, port)
+		if err != nil || up || time.Now().After(deadline) {
+			return up, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(verifyEvery):
+		}
+	}
+}
+
+// tempDir creates a fresh folder on the host, mode 0700 (mktemp's), for
+// the key material on its way into the container.
+func tempDir(ctx context.Context, h Host) (string, error) {
+	res, err := h.Run(ctx, transport.Command{Line: shell.Join("mktemp", "-d", "-t", "cvs-sshd.XXXXXXXXXX")})
+	if err != nil {
+		return "", err
+	}
+	dir := strings.TrimSpace(string(res.Stdout))
+	// The folder is removed with rm -rf: be sure it is the one asked for.
+	if !path.IsAbs(dir) || path.Clean(dir) != dir || !strings.HasPrefix(path.Base(dir), "cvs-sshd.") || strings.ContainsAny(dir, "\n") {
+		return "", fmt.Errorf("mktemp answered %q, not a fresh cvs-sshd.* folder", dir)
+	}
+	return dir, nil
+}
+
+// removeDir removes the temporary folder, also after ctx has ended: it
+// may hold private keys.
+func removeDir(ctx context.Context, h Host, dir string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	_, err := h.Run(ctx, transport.Command{Line: shell.Join("rm", "-rf", "--", dir)})
+	return err
+}
+
+//go:embed install.sh
+var installBody string
+
+// heredocEnd closes each file in the install script. No generated file
+// contains it as a line, which installScript checks.
+const heredocEnd = "CVS_END_OF_FILE"
+
+// installScript returns the script that runs in the container: a header
+// with the settings and every file's content, then install.sh. It holds
+// the private keys, so it travels only over SFTP and stdin.
+func installScript(port int, keys Keys) ([]byte, error) {
+	files := []struct {
+		name    string
+		content string
+	}{
+		{"ssh_host_ed25519_key", string(keys.hostPEM)},
+		{"id_ed25519", string(keys.clientPEM)},
+		{"id_ed25519.pub", keys.AuthorizedKey() + "\n"},
+		{"authorized_keys", keys.AuthorizedKey() + "\n"},
+		{"known_hosts", keys.KnownHostsLine(port) + "\n"},
+		{"sshd_config", sshdConfig(port)},
+		{"ssh_config", clientConfig(port)},
+	}
+	var b bytes.Buffer
+	b.WriteString("# Generated by cvs: sets up the in-container sshd. Read from stdin, never stored.\n")
+	b.WriteString("set -eu\numask 077\n")
+	fmt.Fprintf(&b, "port=%d\ndir=%s\npidfile=%s\nlog=%s\n", port, shell.Quote(containerDir), shell.Quote(pidFile), shell.Quote(logFile))
+	b.WriteString("write_files() {\n")
+	for _, f := range files {
+		if strings.Contains("\n"+f.content, "\n"+heredocEnd+"\n") || !strings.HasSuffix(f.content, "\n") {
+			return nil, fmt.Errorf("internal error: %s cannot be written as a here-document", f.name)
+		}
+		fmt.Fprintf(&b, "cat >\"$dir/%s\" <<'%s'\n%s%s\n", f.name, heredocEnd, f.content, heredocEnd)
+	}
+	b.WriteString("}\n")
+	b.WriteString(installBody)
+	return b.Bytes(), nil
+}
+
+// sshdConfig is the configuration of the sshd cvs starts. It reads no
+// file of the image's, so the image's own sshd setup does not matter.
+func sshdConfig(port int) string {
+	return `# Written by cvs: the sshd the cluster's containers reach each other
+# through (MPI launchers). Only the cluster key can log in.
+Port ` + strconv.Itoa(port) + `
+HostKey ` + containerDir + `/ssh_host_ed25519_key
+AuthorizedKeysFile ` + containerDir + `/authorized_keys
+PidFile ` + pidFile + `
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+UsePAM no
+PrintMotd no
+# A launcher starting many ranks opens many connections at once; OpenSSH's
+# default (10:30:100) would drop some of them.
+MaxStartups 200:30:400
+Subsystem sftp internal-sftp
+`
+}
+
+// clientConfig is included at the top of root's ~/.ssh/config in the
+// container. It applies to every destination: ssh from inside a cluster
+// container is for reaching its peers.
+func clientConfig(port int) string {
+	return `# Written by cvs: ssh from this container reaches the other containers
+# of the cluster, on their sshd port, with the cluster key, and trusts
+# only the cluster's host key.
+Host *
+	Port ` + strconv.Itoa(port) + `
+	IdentityFile ` + containerDir + `/id_ed25519
+	IdentitiesOnly yes
+	UserKnownHostsFile ` + containerDir + `/known_hosts
+	StrictHostKeyChecking yes
+	CheckHostIP no
+	UpdateHostKeys no
+	BatchMode yes
+`
+}
+
+// tailLines is how much of sshd's output an Error carries.
+const tailLines = 20
+
+// Error is a failure to get sshd listening in one container.
+type Error struct {
+	Host      string
+	Container string
+	// Op is what cvs was doing, e.g. "starting sshd".
+	Op string
+	// Msg says what went wrong and what to do, when cvs knows; else Err
+	// says it.
+	Msg string
+	// Output is the tail of sshd's own complaints, when there are any.
+	Output string
+	// Err is the cause, if any: a transport or upload error.
+	Err error
+}
+
+func (e *Error) Error() string {
+	var what string
+	var ee *transport.ExitError
+	var te *transport.TimeoutError
+	switch {
+	case e.Msg != "":
+		what = e.Msg
+	case errors.As(e.Err, &ee) && ee.Signal != "":
+		what = "killed by signal " + ee.Signal
+	case errors.As(e.Err, &ee):
+		what = fmt.Sprintf("exit status %d", ee.Code)
+	case errors.As(e.Err, &te):
+		what = fmt.Sprintf("timed out after %s; the remote command was killed", te.After.Round(time.Millisecond))
+	case e.Err != nil:
+		// Transport errors start with the host; name it once.
+		what = strings.TrimPrefix(e.Err.Error(), e.Host+": ")
+	}
+	msg := fmt.Sprintf("%s: sshd in container %s: %s: %s", e.Host, e.Container, e.Op, what)
+	out := e.Output
+	if out == "" && e.Msg == "" && ee != nil {
+		out = ee.StderrTail
+	}
+	if out != "" {
+		msg += "\n" + indent(out, "  | ")
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n")
+}
