@@ -107,7 +107,7 @@ func Command(sudo bool, container string, script []byte) (string, error) {
 func Run(ctx context.Context, r transport.Runner, host string, sudo bool, container string, script []byte) (transport.Result, error) {
 	line, err := Command(sudo, container, script)
 	if err != nil {
-		return transport.Result{}, &Error{Host: host, Container: container, Err: err}
+		return transport.Result{ExitCode: -1}, &Error{Host: host, Container: container, Code: -1, Err: err}
 	}
 	var out lockedBuffer
 	res, err := r.Run(ctx, transport.Command{Line: line, Stdout: &out, Stderr: &out})
@@ -126,8 +126,8 @@ const tailLines = 30
 type Error struct {
 	Host      string
 	Container string
-	// Code is the script's exit status; -1 when it was killed or never
-	// ended (see Err).
+	// Code is the script's exit status; -1 when it was killed, never
+	// ended or never ran (see Err).
 	Code int
 	// Output is the last lines of the script's output, stdout and stderr
 	// interleaved.

@@ -221,3 +221,26 @@ func TestRunKeepsOnlyTheTail(t *testing.T) {
 		t.Errorf("Output has %d lines ending %q; want the last %d", len(lines), lines[len(lines)-1], tailLines)
 	}
 }
+
+// Whatever bytes a script holds, the line carries them exactly.
+func FuzzCommandCarriesTheScript(f *testing.F) {
+	f.Add([]byte("echo hi\n"))
+	f.Add([]byte("'\"$`\\\x00\xff"))
+	f.Add(assets.SetupOpenSSH)
+	f.Fuzz(func(t *testing.T, script []byte) {
+		line, err := Command(false, "c", script)
+		if len(script) > MaxScriptBytes {
+			if err == nil {
+				t.Fatal("oversized script accepted")
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := base64.StdEncoding.DecodeString(lastWord(t, line))
+		if err != nil || !bytes.Equal(got, script) {
+			t.Fatalf("decoded %q, %v; want %q", got, err, script)
+		}
+	})
+}
