@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/charmbracelet/log"
@@ -19,6 +21,7 @@ import (
 	"github.com/cvs-tool/cvs/exitcode"
 	"github.com/cvs-tool/cvs/fleet"
 	"github.com/cvs-tool/cvs/report"
+	"github.com/cvs-tool/cvs/sshd"
 	"github.com/cvs-tool/cvs/transport"
 )
 
@@ -34,6 +37,23 @@ type app struct {
 	quiet          bool
 
 	log *log.Logger
+
+	// The cluster's in-container sshd keys, loaded once per invocation.
+	keysOnce sync.Once
+	keys     sshd.Keys
+	keysErr  error
+
+	// leftBehind says what a second Ctrl-C leaves on the hosts.
+	leftBehind atomic.Value // func() string
+}
+
+func (a *app) setLeftBehind(f func() string) { a.leftBehind.Store(f) }
+
+func (a *app) leftBehindNote() string {
+	if f, ok := a.leftBehind.Load().(func() string); ok {
+		return f()
+	}
+	return ""
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -44,7 +64,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 
-	ctx, stop := interruptContext(stderr)
+	ctx, stop := interruptContext(stderr, a.leftBehindNote)
 	defer stop()
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -67,7 +87,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // interruptContext is cancelled by the first SIGINT or SIGTERM, so that
 // work in progress stops and cleans up; a second one exits at once.
-func interruptContext(stderr io.Writer) (context.Context, func()) {
+func interruptContext(stderr io.Writer, leftBehind func() string) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -82,7 +102,11 @@ func interruptContext(stderr io.Writer) (context.Context, func()) {
 		cancel()
 		select {
 		case <-sigs:
-			fmt.Fprintln(stderr, "interrupted again: exiting now; remote work may be left running")
+			note := leftBehind()
+			if note == "" {
+				note = "remote commands may be left running"
+			}
+			fmt.Fprintln(stderr, "interrupted again: exiting now; "+note)
 			os.Exit(exitcode.Interrupted)
 		case <-done:
 		}
@@ -145,7 +169,8 @@ containers, provisions them, and runs suites inside them.`,
 	pf.BoolVar(&a.json, "json", false, "print results as JSON on stdout (schemas in the README)")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only results and errors (no logs, no progress)")
-	root.AddCommand(a.validateCommand(), a.statusCommand(), a.execCommand(), a.versionCommand())
+	root.AddCommand(a.validateCommand(), a.statusCommand(), a.execCommand(), a.runCommand(), a.upCommand(),
+		a.downCommand(), a.listCommand(), a.versionCommand())
 	return root
 }
 

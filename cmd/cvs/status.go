@@ -11,6 +11,8 @@ import (
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/fleet"
+	"github.com/cvs-tool/cvs/lifetime"
 	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/transport"
 )
@@ -28,6 +30,9 @@ type StatusJSON struct {
 	SSHDPort      int            `json:"sshd_port"`
 	Hosts         []docker.Facts `json:"hosts"`
 	Summary       StatusSummary  `json:"summary"`
+	// Plan is what `cvs run` would do now (lifetime.Decide), unchanged by
+	// status itself.
+	Plan lifetime.Plan `json:"plan"`
 }
 
 // StatusSummary counts hosts by what the probe found.
@@ -59,19 +64,30 @@ key, no Docker). Nothing on any host is changed.`,
 			if err != nil {
 				return err
 			}
-			facts, err := a.probeAll(cmd.Context(), cfg)
+			f, d, err := a.connect(cfg)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			defer f.Close()
+			facts, err := a.probeAll(cmd.Context(), cfg, f)
 			if err != nil {
 				return err
 			}
 			sum := summarize(facts)
+			plan := lifetime.Decide(cfg.Container.Lifetime, facts, lifetime.Options{ClusterFile: cfg.File})
 			if a.json {
 				if err := a.printJSON(StatusJSON{SchemaVersion: statusSchemaVersion, Cluster: cfg.File,
 					Container: cfg.Container.Name, Image: cfg.Container.Image, SSHDPort: cfg.Container.SSHDPort,
-					Hosts: facts, Summary: sum}); err != nil {
+					Hosts: facts, Summary: sum, Plan: plan}); err != nil {
 					return err
 				}
 			} else {
 				a.printStatus(cfg, facts, sum)
+				fmt.Fprintf(a.stdout, "\nnext `cvs run` (lifetime %s): %s — %s\n", plan.Lifetime, plan.Verdict, plan.Reason)
+				for _, w := range plan.Warnings {
+					fmt.Fprintf(a.stdout, "  warning: %s\n", w)
+				}
 			}
 			if sum.Problems > 0 {
 				return reported(exitcode.Preflight)
@@ -82,13 +98,7 @@ key, no Docker). Nothing on any host is changed.`,
 }
 
 // probeAll probes every host of cfg, one round trip each.
-func (a *app) probeAll(ctx context.Context, cfg *cluster.Config) ([]docker.Facts, error) {
-	f, d, err := a.connect(cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	defer f.Close()
+func (a *app) probeAll(ctx context.Context, cfg *cluster.Config, f *fleet.Fleet) ([]docker.Facts, error) {
 	spec := docker.ProbeSpec{Container: cfg.Container.Name, Image: cfg.Container.Image, SSHDPort: cfg.Container.SSHDPort, Sudo: cfg.Sudo}
 	facts := make([]docker.Facts, len(cfg.Hosts))
 	p := a.progress(f, "probing", len(cfg.Hosts))
@@ -109,7 +119,6 @@ func (a *app) probeAll(ctx context.Context, cfg *cluster.Config) ([]docker.Facts
 			a.log.Warn(fc.Error, "host", fc.Host)
 		}
 	}
-	a.log.Debug("probe done", "hosts", len(cfg.Hosts), "handshakes", d.Handshakes())
 	return facts, ctx.Err()
 }
 

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/docker"
+	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/fleet"
+	"github.com/cvs-tool/cvs/lifetime"
+	"github.com/cvs-tool/cvs/report"
+	"github.com/cvs-tool/cvs/suite"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+// RunJSON is the document `cvs run --json` prints.
+type RunJSON struct {
+	Suite    string         `json:"suite"`
+	DryRun   bool           `json:"dry_run"`
+	Plan     lifetime.Plan  `json:"plan"`
+	Setup    string         `json:"setup_error,omitempty"`
+	Steps    []suite.Result `json:"steps"`
+	Teardown string         `json:"teardown,omitempty"`
+	ExitCode int            `json:"exit_code"`
+}
+
+func (a *app) runCommand() *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "run SUITE",
+		Short: "Set up the containers per lifetime, run a suite's steps inside them, tear down",
+		Long: `run probes every host, decides from the container's lifetime what to do
+(attach, launch, refuse), sets the containers up (launch, setup script, sshd),
+runs the suite's steps in order inside them (stopping at the first step that
+fails on any host), and tears down per lifetime (per_run removes what it
+launched; persistent and no_launch keep the containers).
+
+With --dry-run it prints the plan and changes nothing.
+
+The persistent workflow: cvs run install (cold start, provisioning, install),
+then cvs run test any number of times (attach to the same containers).`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return &flagError{errors.New("run needs one suite name: cvs run SUITE (cvs list shows them)")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.loadCluster()
+			if err != nil {
+				return err
+			}
+			s, ok := cfg.Suite(args[0])
+			if !ok {
+				names := cfg.SuiteNames()
+				if len(names) == 0 {
+					names = []string{"(none: add [suites.NAME] tables)"}
+				}
+				return &flagError{fmt.Errorf("no suite %q in %s; suites: %s", args[0], cfg.File, strings.Join(names, ", "))}
+			}
+			return a.run(cmd.Context(), cfg, s, dryRun)
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
+	return cmd
+}
+
+// session is one invocation that may change containers.
+type session struct {
+	a     *app
+	cfg   *cluster.Config
+	f     *fleet.Fleet
+	d     *transport.Dialer
+	env   lifetime.Env
+	facts []docker.Facts
+	plan  lifetime.Plan
+}
+
+// prepare connects, probes every host and decides.
+func (a *app) prepare(ctx context.Context, cfg *cluster.Config, restart bool) (*session, error) {
+	f, d, err := a.connect(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{a: a, cfg: cfg, f: f, d: d}
+	facts, err := a.probeAll(ctx, cfg, f)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.facts = facts
+	s.plan = lifetime.Decide(cfg.Container.Lifetime, facts, lifetime.Options{ClusterFile: cfg.File, Restart: restart})
+	s.env, err = a.lifetimeEnv(cfg, f)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *session) close() {
+	s.f.Close()
+	s.d.Close()
+}
+
+func newRunID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// verdictError turns a plan that does not proceed into its exit code,
+// after printing the plan.
+func (s *session) verdictError() error {
+	switch s.plan.Verdict {
+	case lifetime.Preflight:
+		return exitcode.With(exitcode.Preflight, errors.New(s.plan.Reason))
+	case lifetime.Refuse:
+		return exitcode.With(exitcode.Refused, errors.New("refused: "+s.plan.Reason))
+	}
+	return nil
+}
+
+func (a *app) printPlan(p lifetime.Plan) {
+	fmt.Fprintf(a.stdout, "plan (lifetime %s): %s\n  %s\n\n", p.Lifetime, p.Verdict, p.Reason)
+	rows := make([][]string, 0, len(p.Hosts))
+	for _, h := range p.Hosts {
+		rows = append(rows, []string{h.Host, string(h.State), shortID(h.ContainerID), shortID(h.ImageID), string(h.Action), h.Note})
+	}
+	report.Table(a.stdout, []string{"HOST", "STATE", "CONTAINER", "IMAGE", "ACTION", "NOTE"}, rows)
+	for _, w := range p.Warnings {
+		fmt.Fprintf(a.stdout, "warning: %s\n", w)
+	}
+	fmt.Fprintln(a.stdout)
+}
+
+func (a *app) run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dryRun bool) error {
+	s, err := a.prepare(ctx, cfg, false)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	out := RunJSON{Suite: st.Name, DryRun: dryRun, Plan: s.plan, Steps: []suite.Result{}}
+	finish := func(err error) error {
+		if a.json {
+			out.ExitCode = exitcode.Of(err)
+			if ctx.Err() != nil {
+				out.ExitCode = exitcode.Interrupted
+			}
+			a.printJSON(out)
+			if err != nil {
+				return exitcode.With(exitcode.Of(err), &reportedError{code: exitcode.Of(err)})
+			}
+		}
+		return err
+	}
+	if !a.json {
+		a.printPlan(s.plan)
+	}
+	for _, w := range s.plan.Warnings {
+		a.log.Warn(w)
+	}
+	if err := s.verdictError(); err != nil || dryRun {
+		return finish(err)
+	}
+
+	a.setLeftBehind(func() string {
+		return "containers launched by this run may be left on the hosts; check with `cvs status`"
+	})
+	setup, err := lifetime.Apply(ctx, s.env, s.plan)
+	if err != nil {
+		return finish(setupError(ctx, err))
+	}
+	a.log.Info("containers ready", "hosts", len(cfg.Hosts), "sshd_skipped", setup.SSHDSkipped)
+
+	runner := &suite.Runner{Fleet: s.f, Config: cfg, OnStep: func(step cluster.Step, hosts []cluster.Host) {
+		a.log.Info(fmt.Sprintf("step %q on %d host(s)", step.Name, len(hosts)))
+	}}
+	if !a.json {
+		runner.Stdout, runner.Stderr = a.stdout, a.stderr
+	}
+	results := runner.Run(ctx, st)
+	out.Steps = results
+
+	cleanup := lifetime.Teardown(context.WithoutCancel(ctx), s.env, s.plan, setup)
+	if cleanup != nil {
+		out.Teardown = cleanup.String()
+		if cleanup.OK() {
+			a.log.Info(cleanup.String())
+		}
+	}
+	if !a.json {
+		fmt.Fprintln(a.stdout)
+		suite.Summary(a.stdout, results)
+	}
+	return finish(runOutcome(ctx, results, cleanup))
+}
+
+func setupError(ctx context.Context, err error) error {
+	var se *lifetime.StageError
+	if errors.As(err, &se) && !se.Cleanup.OK() {
+		return exitcode.With(exitcode.Cleanup, err)
+	}
+	if ctx.Err() != nil {
+		return exitcode.With(exitcode.Interrupted, err)
+	}
+	return exitcode.With(exitcode.Partial, err)
+}
+
+// runOutcome is the exit code of a run whose setup succeeded.
+func runOutcome(ctx context.Context, results []suite.Result, cleanup *lifetime.CleanupReport) error {
+	if !cleanup.OK() {
+		return exitcode.With(exitcode.Cleanup, errors.New("teardown incomplete:\n"+cleanup.String()))
+	}
+	if ctx.Err() != nil {
+		return exitcode.With(exitcode.Interrupted, errors.New("interrupted"))
+	}
+	var failed []string
+	infra := false
+	for _, r := range results {
+		if r.Failed() {
+			failed = append(failed, fmt.Sprintf("%s on %s (exit %d)", r.Step, r.Host, r.ExitCode))
+			infra = infra || r.Infra
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	code := exitcode.Failed
+	if infra {
+		code = exitcode.Partial
+	}
+	return exitcode.With(code, fmt.Errorf("step failed: %s", strings.Join(failed, ", ")))
+}
+
+func (a *app) upCommand() *cobra.Command {
+	var restart, dryRun bool
+	cmd := &cobra.Command{
+		Use:   "up [--restart]",
+		Short: "Set up the persistent containers without running a suite",
+		Long: `up does the set-up half of a run for a persistent (or no_launch) cluster:
+attach, or cold-start (launch, setup script, sshd), and leaves the containers
+running. With --restart, a cluster whose containers are all stopped has them
+started again, keeping what was installed in them.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadCluster()
+			if err != nil {
+				return err
+			}
+			if cfg.Container.Lifetime == cluster.LifetimePerRun {
+				return &flagError{errors.New(`up is for lifetime "persistent" or "no_launch": a per_run container lives for one cvs run`)}
+			}
+			s, err := a.prepare(cmd.Context(), cfg, restart)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			if a.json {
+				a.printJSON(s.plan)
+			} else {
+				a.printPlan(s.plan)
+			}
+			if err := s.verdictError(); err != nil || dryRun {
+				return err
+			}
+			setup, err := lifetime.Apply(cmd.Context(), s.env, s.plan)
+			if err != nil {
+				return setupError(cmd.Context(), err)
+			}
+			a.log.Info("containers ready", "hosts", len(cfg.Hosts), "sshd_skipped", setup.SSHDSkipped)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&restart, "restart", false, "start the existing containers when they are stopped on every host")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
+	return cmd
+}
+
+func (a *app) downCommand() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "down [--force]",
+		Short: "Remove the containers cvs launched for this cluster file",
+		Long: `down removes the configured container on every host where cvs launched it
+for this cluster file (recognised by its labels). Containers of that name that
+cvs did not launch are named and left alone. Persistent containers are only
+removed with --force: they hold what was installed into them.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadCluster()
+			if err != nil {
+				return err
+			}
+			switch {
+			case cfg.Container.Lifetime == cluster.LifetimeNoLaunch:
+				return exitcode.With(exitcode.Refused, errors.New(`lifetime "no_launch": cvs never removes these containers; remove them yourself`))
+			case cfg.Container.Lifetime == cluster.LifetimePersistent && !force:
+				return exitcode.With(exitcode.Refused, errors.New("refused: the persistent containers hold what was installed into them; run `cvs down --force` to remove them"))
+			}
+			s, err := a.prepare(cmd.Context(), cfg, false)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			var unknown []string
+			for _, f := range s.facts {
+				if f.Container.State == docker.StateUnknown {
+					unknown = append(unknown, f.Host)
+				}
+			}
+			removed, refused, failed := lifetime.RemoveLabelled(cmd.Context(), s.env, s.facts)
+			for _, h := range removed {
+				fmt.Fprintf(a.stdout, "%s: removed %s\n", h, cfg.Container.Name)
+			}
+			for _, h := range refused {
+				fmt.Fprintf(a.stdout, "%s: left alone: %s was not launched by cvs for this cluster file\n", h, cfg.Container.Name)
+			}
+			for _, h := range unknown {
+				fmt.Fprintf(a.stdout, "%s: unknown state, not touched\n", h)
+			}
+			for _, f := range failed {
+				fmt.Fprintf(a.stdout, "%s: FAILED to remove: %v\n", f.Host, f.Err)
+			}
+			switch {
+			case len(failed) > 0:
+				return reported(exitcode.Cleanup)
+			case len(unknown) > 0:
+				return reported(exitcode.Preflight)
+			case len(refused) > 0:
+				return reported(exitcode.Refused)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "also remove persistent containers")
+	return cmd
+}
+
+func (a *app) listCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the suites of the cluster file",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cfg, err := a.loadCluster()
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(cfg.Effective().Suites)
+			}
+			rows := [][]string{}
+			for _, name := range cfg.SuiteNames() {
+				s, _ := cfg.Suite(name)
+				var steps []string
+				for _, st := range s.Steps {
+					steps = append(steps, fmt.Sprintf("%s(%s)", st.Name, st.On))
+				}
+				rows = append(rows, []string{name, strings.Join(steps, " → "), s.Description})
+			}
+			report.Table(a.stdout, []string{"SUITE", "STEPS", "DESCRIPTION"}, rows)
+			return nil
+		},
+	}
+}
