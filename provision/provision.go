@@ -97,7 +97,8 @@ func Command(sudo bool, container string, script []byte) (string, error) {
 		return "", fmt.Errorf("setup script is %d bytes, over the %d-byte (16 KiB) limit of the inline channel", len(script), MaxScriptBytes)
 	}
 	b64 := base64.StdEncoding.EncodeToString(script)
-	argv := docker.ExecArgv(sudo, container, nil, "sh", "-c", outer, scriptName, decodeAndRun, b64)
+	// -u 0: the script installs packages, whatever USER the image names.
+	argv := docker.ExecArgv(sudo, container, []string{"-u", "0"}, "sh", "-c", outer, scriptName, decodeAndRun, b64)
 	return shell.Join(argv...), nil
 }
 

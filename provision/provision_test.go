@@ -85,8 +85,8 @@ func TestCommandCarriesTheDefaultScript(t *testing.T) {
 	if !bytes.Equal(got, assets.SetupOpenSSH) {
 		t.Errorf("the line's base64 decodes to something other than assets/setup_openssh.sh")
 	}
-	if !strings.HasPrefix(line, shell.Join("docker", "exec", "cvs-lab", "sh", "-c")+" ") {
-		t.Errorf("line does not start with docker exec cvs-lab sh -c: %.80s", line)
+	if !strings.HasPrefix(line, shell.Join("docker", "exec", "-u", "0", "cvs-lab", "sh", "-c")+" ") {
+		t.Errorf("line does not start with docker exec -u 0 cvs-lab sh -c: %.80s", line)
 	}
 }
 

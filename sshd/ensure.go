@@ -118,7 +118,8 @@ func Ensure(ctx context.Context, h Host, host string, sudo bool, container strin
 		if err := h.Upload(ctx, file, script, 0o600); err != nil {
 			return fail("uploading the key material", "", "", err)
 		}
-		line := shell.Join(docker.ExecArgv(sudo, container, []string{"-i"}, "sh", "-s")...) + " < " + shell.Quote(file)
+		// -u 0: sshd and its files need root, whatever USER the image names.
+		line := shell.Join(docker.ExecArgv(sudo, container, []string{"-i", "-u", "0"}, "sh", "-s")...) + " < " + shell.Quote(file)
 		res, err := h.Run(ctx, transport.Command{Line: line})
 		if err != nil {
 			return installFailed(host, container, port, res, err)

@@ -32,7 +32,7 @@ import (
 const nsDocker = `#!/bin/sh
 [ "$1" = exec ] || { echo "fake docker: only exec is supported" >&2; exit 2; }
 shift
-while :; do case $1 in -*) shift ;; *) break ;; esac; done
+while :; do case $1 in -u | --user | -e | -w) shift 2 ;; -*) shift ;; *) break ;; esac; done
 shift
 exec nsenter -t "$CVS_TEST_NS_PID" -m -- "$@"
 `
