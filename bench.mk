@@ -12,6 +12,9 @@ GO ?= go
 BENCH_N ?= 10,50,200
 BENCH_RUNS ?= 5
 BENCH_ARGS ?=
+# The version cvs reports, recorded in the results: the commit, "-dirty"
+# when the working tree had changes.
+BENCH_CVS_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: bench-fanout bench-deps
 
@@ -19,6 +22,6 @@ bench-deps:
 	scripts/bench-deps.sh
 
 bench-fanout: bench-deps
-	$(GO) build -o bin/cvs ./cmd/cvs
+	$(GO) build -ldflags "-X main.version=$(BENCH_CVS_VERSION)" -o bin/cvs ./cmd/cvs
 	$(GO) build -o bin/bench-fanout ./bench/fanout
 	bin/bench-fanout -n $(BENCH_N) -runs $(BENCH_RUNS) -cvs bin/cvs -out bench/RESULTS.md $(BENCH_ARGS)

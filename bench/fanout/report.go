@@ -305,7 +305,7 @@ func machineInfo(ctx context.Context, bins map[string]string) [][2]string {
 		{"sshd", firstLine(cmdOut(ctx, "/usr/sbin/sshd", "-V"))},
 	}
 	if p, ok := bins["cvs"]; ok {
-		info = append(info, [2]string{"cvs", p + ", built from commit " + cmdOut(ctx, "git", "rev-parse", "--short", "HEAD") + dirty(ctx)})
+		info = append(info, [2]string{"cvs", p + ": " + cmdOut(ctx, p, "version")})
 	}
 	if _, ok := bins["pdsh"]; ok {
 		info = append(info, [2]string{"pdsh", firstLine(cmdOut(ctx, "pdsh", "-V"))})
@@ -317,13 +317,6 @@ func machineInfo(ctx context.Context, bins map[string]string) [][2]string {
 		info = append(info, [2]string{"parallel-ssh", cmdOut(ctx, "parallel-ssh", "--version")})
 	}
 	return info
-}
-
-func dirty(ctx context.Context) string {
-	if cmdOut(ctx, "git", "status", "--porcelain", "--untracked-files=no") != "" {
-		return " (working tree had uncommitted changes)"
-	}
-	return ""
 }
 
 func cmdOut(ctx context.Context, name string, args ...string) string {
