@@ -94,7 +94,7 @@ func TestProbeScriptQuotes(t *testing.T) {
 func TestRunArgv(t *testing.T) {
 	got := shell.Join(RunArgv(RunSpec{Name: "c", Image: "i:1", Labels: map[string]string{"b": "2", "a": "1"},
 		Network: "host", Devices: []string{"/dev/kfd"}, Ulimits: []string{"memlock=-1:-1"}, EnvFile: "/tmp/x/env", Sudo: true})...)
-	want := `sudo -n docker run -d --name c --label 'a=1' --label 'b=2' --env-file /tmp/x/env --network host --device /dev/kfd --ulimit 'memlock=-1:-1' i:1 sh -c`
+	want := `sudo -n docker run -d --init --name c --label 'a=1' --label 'b=2' --env-file /tmp/x/env --network host --device /dev/kfd --ulimit 'memlock=-1:-1' i:1 sh -c`
 	if !strings.HasPrefix(got, want) {
 		t.Errorf("got  %s\nwant %s ...", got, want)
 	}

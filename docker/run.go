@@ -32,7 +32,9 @@ var KeepAlive = []string{"sh", "-c", `trap 'exit 0' TERM INT; while :; do sleep 
 
 // RunArgv returns the argv of `docker run -d` for s.
 func RunArgv(s RunSpec) []string {
-	argv := append(Docker(s.Sudo), "run", "-d", "--name", s.Name)
+	// --init: a PID 1 that reaps orphans, since cvs starts daemons (sshd)
+	// with docker exec and may stop them again.
+	argv := append(Docker(s.Sudo), "run", "-d", "--init", "--name", s.Name)
 	keys := make([]string, 0, len(s.Labels))
 	for k := range s.Labels {
 		keys = append(keys, k)

@@ -67,7 +67,12 @@ func (e *StageError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s failed on %d host(s):", e.Stage, len(e.Failures))
 	for _, f := range e.Failures {
-		fmt.Fprintf(&b, "\n  %s: %v", f.Host, f.Err)
+		// Errors from transport, provision and sshd name their host already.
+		if msg := f.Err.Error(); strings.HasPrefix(msg, f.Host+":") || strings.HasPrefix(msg, f.Host+" ") {
+			fmt.Fprintf(&b, "\n  %s", msg)
+		} else {
+			fmt.Fprintf(&b, "\n  %s: %s", f.Host, msg)
+		}
 		if f.Output != "" {
 			for _, l := range strings.Split(strings.TrimRight(f.Output, "\n"), "\n") {
 				fmt.Fprintf(&b, "\n    | %s", l)
@@ -180,8 +185,9 @@ func Apply(ctx context.Context, env Env, plan Plan) (*Setup, error) {
 				return
 			}
 			env.Log.Info("provisioning", "host", h.Name)
-			if res, err := env.Provision(ctx, c, h); err != nil {
-				fail(h, err, res)
+			// provision's errors carry the output's tail themselves.
+			if _, err := env.Provision(ctx, c, h); err != nil {
+				fail(h, err, transport.Result{})
 			}
 		})
 		if err != nil {
