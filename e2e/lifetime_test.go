@@ -1,0 +1,399 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cvs-tool/cvs/lab"
+)
+
+// The persistent workflow of the seed, and every way it must refuse. One
+// test, in order, because each part starts from the state the previous one
+// left (as an operator's cluster does). Every check reads the hosts' real
+// state through the lab, not through cvs.
+func TestPersistentInstallThenTest(t *testing.T) {
+	const name = "e2e-persistent"
+	removeEverywhere(t, name)
+	t.Cleanup(func() { removeEverywhere(t, name) })
+	file := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: name, Suites: installSuite + testSuite})
+
+	// 1. cold start on an image without sshd: launch, the default setup
+	// script installs openssh-server from the lab's apt repository, sshd
+	// starts, the install step writes into the overlay.
+	out, errOut, code := runCVS(t, "--cluster", file, "run", "install")
+	if code != 0 {
+		t.Fatalf("cvs run install: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "cold start") || !strings.Contains(errOut, "provisioning") {
+		t.Errorf("install did not cold-start and provision:\n%s\n%s", out, errOut)
+	}
+	before, oks := inspectAll(t, name)
+	for i, h := range hostNames(t) {
+		if !oks[i] || before[i].State != "running" || !strings.Contains(before[i].Labels, `"cvs.lifetime":"persistent"`) {
+			t.Fatalf("%s: container after install: %+v (exists %v)", h, before[i], oks[i])
+		}
+		res, err := Lab(t).HostDocker(testCtx(t, time.Minute), h, "exec", name, "sh", "-c", "test -x /usr/sbin/sshd && cat /opt/cvs/installed")
+		if err != nil || strings.TrimSpace(res.Stdout) != h {
+			t.Errorf("%s: sshd not installed or install step's file missing: %q %v", h, res.Stdout, err)
+		}
+	}
+
+	// 2. attach: same containers (ID, StartedAt), sshd setup skipped, the
+	// test step reads what install wrote, the head reaches every container
+	// over SSH on port 2224.
+	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
+	if code != 0 {
+		t.Fatalf("cvs run test: exit %d\n%s\n%s", code, out, errOut)
+	}
+	after, _ := inspectAll(t, name)
+	for i, h := range hostNames(t) {
+		if after[i].ID != before[i].ID || after[i].StartedAt != before[i].StartedAt {
+			t.Errorf("%s: container changed on attach: %+v -> %+v", h, before[i], after[i])
+		}
+		if !strings.Contains(out, "found "+h) {
+			t.Errorf("the test step on %s did not read what install wrote:\n%s", h, out)
+		}
+		if !strings.Contains(out, "peer "+addrOf(t, h)+" says "+h) {
+			t.Errorf("the head did not reach %s's container over SSH on 2224:\n%s", h, out)
+		}
+	}
+	if strings.Count(errOut, "setup skipped") != labHosts || strings.Contains(errOut, "provisioning") {
+		t.Errorf("attach must skip sshd setup and provisioning everywhere:\n%s", errOut)
+	}
+
+	// 3. stale tag: the configured tag now names another image on every
+	// host; the run proceeds on the same containers and warns.
+	l := Lab(t)
+	eachHost(t, func(h lab.Host) {
+		if err := l.Retag(testCtx(t, 2*time.Minute), h.Name, l.WorkloadImage(), l.WorkloadImage2()); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Cleanup(func() {
+		cleanupCtx(2*time.Minute, func(ctx context.Context) {
+			for _, h := range l.Hosts()[:labHosts] {
+				l.HostDocker(ctx, h.Name, "pull", "--quiet", l.WorkloadImage())
+			}
+		})
+	})
+	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
+	if code != 0 || !strings.Contains(out+errOut, "stale overlay") {
+		t.Fatalf("stale tag: exit %d, want 0 with a stale-overlay warning\n%s\n%s", code, out, errOut)
+	}
+	newID, _ := l.ImageID(testCtx(t, time.Minute), "host1", l.WorkloadImage())
+	if !strings.Contains(out+errOut, short(newID)) || !strings.Contains(out+errOut, short(before[0].Image)) {
+		t.Errorf("the warning must name both image IDs (%s, %s):\n%s%s", short(before[0].Image), short(newID), out, errOut)
+	}
+	eachHost(t, func(h lab.Host) { l.HostDocker(testCtx(t, 2*time.Minute), h.Name, "pull", "--quiet", l.WorkloadImage()) })
+
+	// 4. one host unreachable: exit 3 before any change.
+	if err := l.StopSSHD(testCtx(t, time.Minute), "host2"); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
+	l.StartSSHD(testCtx(t, time.Minute), "host2")
+	if code != 3 || !strings.Contains(out+errOut, addrOf(t, "host2")) {
+		t.Fatalf("unreachable host: exit %d, want 3 naming it\n%s\n%s", code, out, errOut)
+	}
+	assertUnchanged(t, name, before)
+
+	// 5. skew: host3's container runs another image under the same name.
+	restore := replaceContainer(t, "host3", name, l.WorkloadImage2())
+	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
+	if code != 5 || !strings.Contains(out+errOut, "image skew") {
+		t.Fatalf("skew: exit %d, want 5\n%s\n%s", code, out, errOut)
+	}
+	id2, _ := l.ImageID(testCtx(t, time.Minute), "host3", l.WorkloadImage2())
+	for _, want := range []string{addrOf(t, "host3"), short(id2), short(before[0].Image)} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the skew table lacks %s:\n%s", want, out)
+		}
+	}
+	restore()
+
+	// 6. partial: the container is gone from host2 only → exit 5 naming
+	// host2, and the other hosts' containers are untouched.
+	if _, err := l.HostDocker(testCtx(t, time.Minute), "host2", "rm", "-f", name); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
+	if code != 5 || !strings.Contains(out+errOut, "absent on "+addrOf(t, "host2")) || !strings.Contains(out+errOut, "partial persistence") {
+		t.Fatalf("partial: exit %d, want 5 naming host2\n%s\n%s", code, out, errOut)
+	}
+	now, oks := inspectAll(t, name)
+	for i, h := range hostNames(t) {
+		if h == "host2" {
+			if oks[i] {
+				t.Errorf("host2: cvs created a container during a refusal")
+			}
+			continue
+		}
+		if now[i].ID != before[i].ID || now[i].State != "running" {
+			t.Errorf("%s: container changed during a refusal: %+v -> %+v", h, before[i], now[i])
+		}
+	}
+
+	// 7. cvs down refuses persistent containers without --force, then
+	// removes only what cvs launched.
+	_, _, code = runCVS(t, "--cluster", file, "down")
+	if code != 5 {
+		t.Errorf("down without --force: exit %d, want 5", code)
+	}
+	if _, ok := inspect(t, "host1", name); !ok {
+		t.Fatal("down without --force removed a persistent container")
+	}
+	out, errOut, code = runCVS(t, "--cluster", file, "down", "--force")
+	if code != 0 {
+		t.Fatalf("down --force: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if _, oks := inspectAll(t, name); oks[0] || oks[2] {
+		t.Error("down --force left containers behind")
+	}
+}
+
+// assertUnchanged checks that the containers are still the ones in before.
+func assertUnchanged(t *testing.T, name string, before []container) {
+	t.Helper()
+	now, oks := inspectAll(t, name)
+	for i, h := range hostNames(t) {
+		if !oks[i] || now[i].ID != before[i].ID || now[i].State != "running" {
+			t.Errorf("%s: container changed: %+v -> %+v", h, before[i], now[i])
+		}
+	}
+}
+
+// replaceContainer swaps host's container for one of the same name running
+// image (no cvs labels), and returns a function that puts the original back
+// by renaming.
+func replaceContainer(t *testing.T, host, name, image string) func() {
+	t.Helper()
+	l := Lab(t)
+	ctx := testCtx(t, 2*time.Minute)
+	if _, err := l.HostDocker(ctx, host, "rename", name, name+"-saved"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.HostDocker(ctx, host, "run", "-d", "--name", name, image, "sleep", "infinity"); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		l.HostDocker(ctx, host, "rm", "-f", name)
+		if _, err := l.HostDocker(ctx, host, "rename", name+"-saved", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// per_run: nothing remains after a passing run, after a failing step, and
+// after SIGINT during a step; a same-name container cvs did not create is
+// refused and left alone.
+func TestPerRunLeavesNothing(t *testing.T) {
+	const name = "e2e-perrun"
+	removeEverywhere(t, name)
+	t.Cleanup(func() { removeEverywhere(t, name) })
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: `
+[suites.pass]
+[[suites.pass.steps]]
+name = "ok"
+run = "test -x /usr/sbin/sshd && echo provisioned"
+
+[suites.fail]
+[[suites.fail.steps]]
+name = "boom"
+run = "echo failing; exit 3"
+[[suites.fail.steps]]
+name = "never"
+run = "echo must not run"
+
+[suites.slow]
+[[suites.slow.steps]]
+name = "sleep"
+run = "echo sleeping; sleep 300"
+`})
+	noneLeft := func(when string) {
+		t.Helper()
+		if _, oks := inspectAll(t, name); oks[0] || oks[1] || oks[2] {
+			t.Errorf("%s: a per_run container remains: %v", when, oks)
+		}
+	}
+
+	out, errOut, code := runCVS(t, "--cluster", file, "run", "pass")
+	if code != 0 || strings.Count(out, "provisioned") != labHosts {
+		t.Fatalf("pass: exit %d\n%s\n%s", code, out, errOut)
+	}
+	noneLeft("after a passing run")
+
+	out, errOut, code = runCVS(t, "--cluster", file, "run", "fail")
+	if code != 1 || strings.Contains(out, "must not run") || strings.Count(out, "failing") != labHosts {
+		t.Fatalf("fail: exit %d, want 1 and no second step\n%s\n%s", code, out, errOut)
+	}
+	noneLeft("after a failing step")
+
+	// SIGINT while the step sleeps: exit 130, containers removed, and the
+	// step's process killed inside the container before that.
+	cmd := exec.Command(cvsBin, "--cluster", file, "run", "slow")
+	cmd.Env = withoutEnv(os.Environ(), "SSH_AUTH_SOCK")
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for strings.Count(so.String(), "sleeping") < labHosts && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("SIGINT: %v, want exit 130\n%s\n%s", err, so.String(), se.String())
+	}
+	noneLeft("after SIGINT")
+
+	// A same-name container that cvs did not create: refused, left alone.
+	l := Lab(t)
+	if _, err := l.HostDocker(testCtx(t, time.Minute), "host1", "run", "-d", "--name", name, l.WorkloadImage(), "sleep", "infinity"); err != nil {
+		t.Fatal(err)
+	}
+	foreign, _ := inspect(t, "host1", name)
+	out, errOut, code = runCVS(t, "--cluster", file, "run", "pass")
+	if code != 5 || !strings.Contains(out+errOut, addrOf(t, "host1")) || !strings.Contains(out+errOut, "did not create") {
+		t.Fatalf("foreign container: exit %d, want 5 naming host1\n%s\n%s", code, out, errOut)
+	}
+	if c, ok := inspect(t, "host1", name); !ok || c.ID != foreign.ID {
+		t.Error("cvs removed a container it did not create")
+	}
+	if _, oks := inspectAll(t, name); oks[1] || oks[2] {
+		t.Error("cvs launched containers during a refusal")
+	}
+}
+
+// no_launch: refuses when the container is absent; runs when present;
+// never removes it.
+func TestNoLaunch(t *testing.T) {
+	const name = "e2e-nolaunch"
+	removeEverywhere(t, name)
+	t.Cleanup(func() { removeEverywhere(t, name) })
+	file := writeCluster(t, clusterSpec{Lifetime: "no_launch", Name: name, Suites: `
+[suites.check]
+[[suites.check.steps]]
+name = "hello"
+run = "echo hello from $(hostname)"
+`})
+	out, errOut, code := runCVS(t, "--cluster", file, "run", "check")
+	if code != 5 || !strings.Contains(out+errOut, "no_launch") {
+		t.Fatalf("absent: exit %d, want 5\n%s\n%s", code, out, errOut)
+	}
+	if _, oks := inspectAll(t, name); oks[0] || oks[1] || oks[2] {
+		t.Fatal("no_launch started a container")
+	}
+	// The operator starts the containers (with sshd installed) by hand.
+	l := Lab(t)
+	eachHost(t, func(h lab.Host) {
+		ctx := testCtx(t, 3*time.Minute)
+		if _, err := l.HostDocker(ctx, h.Name, "run", "-d", "--name", name, "--network", "host",
+			"-v", lab.AptRepoPath+":/cvs-apt:ro", l.WorkloadImage(), "sleep", "infinity"); err != nil {
+			t.Error(err)
+			return
+		}
+		if res, err := l.HostDocker(ctx, h.Name, "exec", name, "sh", "-c",
+			"apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server >/dev/null"); err != nil {
+			t.Errorf("%s: installing sshd by hand: %v %s", h.Name, err, res.Stderr)
+		}
+	})
+	before, _ := inspectAll(t, name)
+	out, errOut, code = runCVS(t, "--cluster", file, "run", "check")
+	if code != 0 || strings.Count(out, "hello from") != labHosts {
+		t.Fatalf("present: exit %d\n%s\n%s", code, out, errOut)
+	}
+	assertUnchanged(t, name, before)
+	if _, _, code := runCVS(t, "--cluster", file, "down", "--force"); code != 5 {
+		t.Errorf("down on no_launch: exit %d, want 5", code)
+	}
+	assertUnchanged(t, name, before)
+}
+
+// A setup script exiting 1: exit 4 with every host's output, and the
+// freshly launched containers removed again. An oversized script is
+// refused at validate (exit 2).
+func TestSetupScriptFailure(t *testing.T) {
+	const name = "e2e-badsetup"
+	removeEverywhere(t, name)
+	t.Cleanup(func() { removeEverywhere(t, name) })
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.sh")
+	os.WriteFile(bad, []byte("echo \"setup failing on $(hostname)\"\nexit 1\n"), 0o644)
+	file := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: name, SetupScript: bad, Suites: installSuite})
+	out, errOut, code := runCVS(t, "--cluster", file, "run", "install")
+	if code != 4 {
+		t.Fatalf("exit %d, want 4\n%s\n%s", code, out, errOut)
+	}
+	for _, h := range hostNames(t) {
+		if !strings.Contains(errOut, "setup failing on "+h) {
+			t.Errorf("%s's output is not shown:\n%s", h, errOut)
+		}
+	}
+	if _, oks := inspectAll(t, name); oks[0] || oks[1] || oks[2] {
+		t.Errorf("containers of a failed cold start were left: %v", oks)
+	}
+	if !strings.Contains(errOut, "removed the containers this run launched") {
+		t.Errorf("the rollback is not reported:\n%s", errOut)
+	}
+
+	big := filepath.Join(dir, "big.sh")
+	os.WriteFile(big, bytes.Repeat([]byte("#"), 16*1024+1), 0o644)
+	bigFile := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: name, SetupScript: big, Suites: installSuite})
+	_, errOut, code = runCVS(t, "--cluster", bigFile, "validate")
+	if code != 2 || !strings.Contains(errOut, "16385 bytes") {
+		t.Errorf("oversized script: exit %d, want 2 naming the size\n%s", code, errOut)
+	}
+}
+
+// pull_timeout against a registry that stalls: a clear timeout error
+// naming the host, and nothing left running.
+func TestPullTimeout(t *testing.T) {
+	const name = "e2e-pull"
+	l := Lab(t)
+	removeEverywhere(t, name)
+	t.Cleanup(func() { removeEverywhere(t, name) })
+	// The hosts must really pull, base layer included: drop both workload
+	// images (they share it) from their stores.
+	image := l.WorkloadImage2()
+	eachHost(t, func(h lab.Host) {
+		l.HostDocker(testCtx(t, time.Minute), h.Name, "rmi", "-f", image, l.WorkloadImage())
+	})
+	if err := l.SlowRegistry(testCtx(t, time.Minute), "8kbit"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanupCtx(time.Minute, func(ctx context.Context) { l.StartRegistry(ctx) }) })
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Image: image, PullTimeout: "5s", Suites: installSuite})
+	start := time.Now()
+	out, errOut, code := runCVS(t, "--cluster", file, "run", "install")
+	if code != 4 {
+		t.Fatalf("exit %d, want 4\n%s\n%s", code, out, errOut)
+	}
+	if time.Since(start) > 2*time.Minute {
+		t.Errorf("the run took %s with a 5s pull_timeout", time.Since(start))
+	}
+	for _, h := range hostNames(t) {
+		if !strings.Contains(errOut, addrOf(t, h)+": docker run (pulling "+image+") did not finish within pull_timeout (5s)") {
+			t.Errorf("no timeout error naming %s:\n%s", h, errOut)
+		}
+	}
+	if _, oks := inspectAll(t, name); oks[0] || oks[1] || oks[2] {
+		t.Errorf("a container was left: %v", oks)
+	}
+	for _, h := range hostNames(t) {
+		res, _ := l.HostExec(testCtx(t, time.Minute), h, "sh", "-c", "pgrep -af 'docker (run|pull)' || true")
+		if strings.TrimSpace(res.Stdout) != "" {
+			t.Errorf("%s: docker client still running after the timeout: %s", h, res.Stdout)
+		}
+	}
+}

@@ -1,0 +1,114 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// statusDoc is the part of `cvs status --json` these tests read.
+type statusDoc struct {
+	Hosts []struct {
+		Host          string `json:"host"`
+		Reachable     bool   `json:"reachable"`
+		DockerVersion string `json:"docker_version"`
+		ErrorKind     string `json:"error_kind"`
+		Container     struct {
+			State string `json:"state"`
+			ID    string `json:"id"`
+		} `json:"container"`
+	} `json:"hosts"`
+}
+
+func statusJSON(t *testing.T, args ...string) (statusDoc, int) {
+	t.Helper()
+	out, _, code := runCVS(t, append(args, "--json", "status")...)
+	var doc statusDoc
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("cvs status --json: %v\n%s", err, out)
+	}
+	return doc, code
+}
+
+func TestStatusShowsEveryHostWithDocker(t *testing.T) {
+	doc, code := statusJSON(t)
+	if code != 0 || len(doc.Hosts) != labHosts {
+		t.Fatalf("exit %d, %d hosts", code, len(doc.Hosts))
+	}
+	for _, h := range doc.Hosts {
+		if !h.Reachable || !strings.HasPrefix(h.DockerVersion, "20.10") {
+			t.Errorf("%s: reachable %v docker %q", h.Host, h.Reachable, h.DockerVersion)
+		}
+	}
+	out, _, _ := runCVS(t, "status")
+	for _, h := range Lab(t).Hosts()[:labHosts] {
+		if !strings.Contains(out, h.Addr.String()) {
+			t.Errorf("status table does not show %s:\n%s", h.Addr, out)
+		}
+	}
+}
+
+// A host whose sshd is stopped is reported unreachable (exit 3) while the
+// others are still probed and shown.
+func TestStatusUnreachableHost(t *testing.T) {
+	l := Lab(t)
+	ctx := testCtx(t, 2*time.Minute)
+	if err := l.StopSSHD(ctx, "host2"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanupCtx(time.Minute, func(ctx context.Context) { l.StartSSHD(ctx, "host2") }) })
+	doc, code := statusJSON(t)
+	if code != 3 {
+		t.Fatalf("exit %d, want 3", code)
+	}
+	for _, h := range doc.Hosts {
+		down := h.Host == addrOf(t, "host2")
+		if down && (h.Reachable || h.ErrorKind != "connection-refused" || h.Container.State != "unknown") {
+			t.Errorf("stopped host: %+v", h)
+		}
+		if !down && (!h.Reachable || h.DockerVersion == "") {
+			t.Errorf("other host hidden by the failure: %+v", h)
+		}
+	}
+}
+
+// A host whose host key changed is refused under strict checking, naming
+// the mismatch; the others still work.
+func TestStrictRefusesChangedHostKey(t *testing.T) {
+	l := Lab(t)
+	ctx := testCtx(t, 2*time.Minute)
+	if _, err := l.RotateHostKey(ctx, "host3"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cleanupCtx(time.Minute, func(ctx context.Context) { l.RefreshKnownHosts(ctx) }) })
+	out, errOut, code := runCVS(t, "exec", "--", "true")
+	if code != 3 {
+		t.Fatalf("exit %d, want 3\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, addrOf(t, "host3")+": host-key-mismatch") || !strings.Contains(errOut, "SHA256:") {
+		t.Errorf("the mismatch is not explained:\n%s", errOut)
+	}
+	if strings.Count(errOut, "host-key-mismatch") != 1 {
+		t.Errorf("only host3 should be refused:\n%s", errOut)
+	}
+}
+
+func TestExecGroupFolds(t *testing.T) {
+	out, _, code := runCVS(t, "exec", "--group", "--", "hostname")
+	if code != 0 || strings.Count(out, "(1)") != labHosts {
+		t.Fatalf("exit %d: %d distinct hostnames must stay in %d blocks:\n%s", code, labHosts, labHosts, out)
+	}
+	for _, h := range hostNames(t) {
+		if !strings.Contains(out, "\n"+h+"\n") {
+			t.Errorf("no block for %s:\n%s", h, out)
+		}
+	}
+	out, _, code = runCVS(t, "exec", "--group", "--", "cat", "/etc/os-release")
+	if code != 0 || strings.Count(out, "(3)") != 1 || strings.Count(out, "PRETTY_NAME") != 1 {
+		t.Fatalf("exit %d: identical os-release must fold into one block of 3:\n%s", code, out)
+	}
+}
