@@ -125,6 +125,10 @@ func (l *Lab) runHost(ctx context.Context, h Host, all []Host, set imageSet) err
 		"--volume", dataDir + ":/var/lib/docker",
 		"--volume", set.aptDir + ":" + AptRepoPath + ":ro",
 		"--volume", l.paths.authorized + ":/root/.ssh/authorized_keys:ro",
+		// Docker's embedded DNS forwards names it does not know to this
+		// server, from the daemon's side: the machine's loopback, where
+		// nothing answers, so no lookup leaves the machine.
+		"--dns", "127.0.0.1",
 		"--env", "CVS_LAB_REGISTRY=" + l.Registry(),
 		"--env", "CVS_LAB_CGROUP=" + l.cgroupParent() + "-" + h.Name,
 	}
