@@ -188,6 +188,33 @@ func TestLabFaultDockerdStop(t *testing.T) {
 	}
 }
 
+func TestLabFaultHostPause(t *testing.T) {
+	l := Lab(t)
+	ctx := testCtx(t, 2*time.Minute)
+	h := l.Hosts()[1].Name
+	if err := l.PauseHost(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.UnpauseHost(t.Context(), h) })
+
+	// SSHArgs sets ConnectTimeout=5, which also bounds the banner exchange.
+	start := time.Now()
+	_, err := l.SSH(ctx, h, "true")
+	var ee *lab.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode != 255 || !strings.Contains(ee.Stderr, "timed out") {
+		t.Errorf("ssh to paused %s: %v, want a timeout (exit 255)", h, err)
+	}
+	if d := time.Since(start); d < 4*time.Second {
+		t.Errorf("ssh to paused %s failed after %s; a hung host must make the client wait", h, d)
+	}
+	if err := l.UnpauseHost(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.SSH(ctx, h, "true"); err != nil {
+		t.Errorf("ssh to %s after UnpauseHost: %v", h, err)
+	}
+}
+
 func TestLabFaultHostKeyRotate(t *testing.T) {
 	l := Lab(t)
 	ctx := testCtx(t, 2*time.Minute)

@@ -82,3 +82,34 @@ func (l *Lab) ImageID(ctx context.Context, host, ref string) (string, error) {
 	res, err := l.HostDocker(ctx, host, "image", "inspect", "--format", "{{.Id}}", ref)
 	return strings.TrimSpace(res.Stdout), err
 }
+
+// PauseHost freezes every process of host (docker pause): its kernel still
+// completes TCP handshakes, but sshd never answers, so clients hang until
+// their own timeouts, as with a host that is overloaded or half dead. It
+// is the fault for connect and command timeouts; UnpauseHost undoes it.
+func (l *Lab) PauseHost(ctx context.Context, host string) error {
+	h, err := l.Host(host)
+	if err != nil {
+		return err
+	}
+	if _, err := l.dk.out(ctx, "pause", h.Container); err != nil {
+		return fmt.Errorf("%s: pause: %w", h.Name, err)
+	}
+	return nil
+}
+
+// UnpauseHost thaws a host PauseHost froze (a no-op if it is not paused).
+func (l *Lab) UnpauseHost(ctx context.Context, host string) error {
+	h, err := l.Host(host)
+	if err != nil {
+		return err
+	}
+	state, err := l.dk.out(ctx, "inspect", "--format", "{{.State.Paused}}", h.Container)
+	if err != nil || state != "true" {
+		return err
+	}
+	if _, err := l.dk.out(ctx, "unpause", h.Container); err != nil {
+		return fmt.Errorf("%s: unpause: %w", h.Name, err)
+	}
+	return nil
+}

@@ -45,6 +45,8 @@ const usage = `usage: cvs-lab COMMAND [ARGS]
   fault KIND [ARGS]         inject a fault, or undo one:
       sshd-stop HOST | sshd-start HOST
       dockerd-stop HOST | dockerd-start HOST
+      host-pause HOST | host-unpause HOST
+                            freeze the host: SSH connects, then hangs
       hostkey-rotate HOST   new host keys; strict checking must then refuse
       known-hosts-refresh   rewrite known_hosts from the hosts' current keys
       retag HOST REF OTHER_REF
@@ -223,6 +225,8 @@ func fault(ctx context.Context, cfg lab.Config, args []string, stdout io.Writer)
 		"sshd-start":    l.StartSSHD,
 		"dockerd-stop":  l.StopDockerd,
 		"dockerd-start": l.StartDockerd,
+		"host-pause":    l.PauseHost,
+		"host-unpause":  l.UnpauseHost,
 	}
 	if f, ok := hostFaults[kind]; ok {
 		if err := want(1, "HOST"); err != nil {
