@@ -93,7 +93,9 @@ func TestPersistentInstallThenTest(t *testing.T) {
 	if !strings.Contains(out+errOut, short(newID)) || !strings.Contains(out+errOut, short(before[0].Image)) {
 		t.Errorf("the warning must name both image IDs (%s, %s):\n%s%s", short(before[0].Image), short(newID), out, errOut)
 	}
-	eachHost(t, func(h lab.Host) { l.HostDocker(testCtx(t, 2*time.Minute), h.Name, "pull", "--quiet", l.WorkloadImage()) })
+	eachHost(t, func(h lab.Host) {
+		l.HostDocker(testCtx(t, 2*time.Minute), h.Name, "pull", "--quiet", l.WorkloadImage())
+	})
 
 	// 4. one host unreachable: exit 3 before any change.
 	if err := l.StopSSHD(testCtx(t, time.Minute), "host2"); err != nil {
