@@ -72,8 +72,6 @@ func TestListening(t *testing.T) {
 	}
 }
 
-
-
 func TestUnknownIsNeverAbsent(t *testing.T) {
 	err := &transport.HostError{Host: "h", Kind: transport.KindUnreachable, Err: errors.New("x")}
 	f := Unknown("h", spec, err)

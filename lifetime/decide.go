@@ -57,8 +57,8 @@ const (
 
 // HostPlan is the decision for one host.
 type HostPlan struct {
-	Host    string       `json:"host"`
-	State   docker.State `json:"state"`
+	Host  string       `json:"host"`
+	State docker.State `json:"state"`
 	// ContainerID is the existing container, if any.
 	ContainerID string `json:"container_id,omitempty"`
 	ImageID     string `json:"image_id,omitempty"`
