@@ -59,7 +59,7 @@ func main() {
 	fs.StringVar(&c.Subnet, "subnet", "127.0.10.", "loopback prefix of the farm hosts")
 	fs.IntVar(&c.Port, "port", 0, "sshd port on every host (0: pick a free one)")
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "limit for one run of one tool")
-	fs.BoolVar(&c.Ref, "ref", true, "add a reference row: pdsh -f N with ssh pinned to curve25519 key exchange")
+	fs.BoolVar(&c.Ref, "ref", true, "add reference rows: pdsh -f N with ssh pinned to curve25519 key exchange, and cvs exec of the docker CLI call that cvs status makes on each host")
 	fs.BoolVar(&c.Control, "control", true, "before measuring the first N, rotate host 1's key and check that every tool refuses it")
 	fs.StringVar(&only, "only", "", "comma-separated binaries to run (cvs,pdsh,clush,parallel-ssh); default all")
 	flag.Parse()

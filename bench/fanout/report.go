@@ -28,6 +28,13 @@ func report(ctx context.Context, c config, results []result, started time.Time, 
 		w("- %s\n", line)
 	}
 	w("\n")
+	if lines := statusGap(results); len(lines) > 0 {
+		w("Where `cvs status` spends its extra time: its probe runs the docker CLI on every host, and here every host's CLI runs on the same CPUs as the client. The reference row `cvs exec -- docker version` runs just that call (the CLI reports the daemon absent, as in the probe):\n\n")
+		for _, l := range lines {
+			w("- %s\n", l)
+		}
+		w("\n")
+	}
 
 	for _, r := range results {
 		w("## N = %d\n\n", r.N)
@@ -152,6 +159,21 @@ func targets(results []result) []string {
 			}
 			out = append(out, fmt.Sprintf("N=%d: %s handshakes per run == N: %s: **%s**.", r.N, rw.Label, handshakes(rw.Samples), verdict))
 		}
+	}
+	return out
+}
+
+// statusGap compares status's extra time over exec with the extra time
+// of running the probe's docker call through exec.
+func statusGap(results []result) []string {
+	var out []string
+	for _, r := range results {
+		ex, st, dv := findRow(r, nameCVSExec), findRow(r, nameCVSStatus), findRow(r, nameCVSDocker)
+		if ex == nil || st == nil || dv == nil || len(ex.Samples)*len(st.Samples)*len(dv.Samples) == 0 {
+			continue
+		}
+		out = append(out, fmt.Sprintf("N=%d: cvs status − cvs exec -- true = %+.3f s; cvs exec -- docker version − cvs exec -- true = %+.3f s.",
+			r.N, (medianWall(st)-medianWall(ex)).Seconds(), (medianWall(dv)-medianWall(ex)).Seconds()))
 	}
 	return out
 }
@@ -303,6 +325,7 @@ func machineInfo(ctx context.Context, bins map[string]string) [][2]string {
 		{"Go (harness)", runtime.Version()},
 		{"OpenSSH client", cmdOut(ctx, "ssh", "-V")},
 		{"sshd", firstLine(cmdOut(ctx, "/usr/sbin/sshd", "-V"))},
+		{"docker CLI on the hosts (run by the status probe; no daemon)", dockerCLI(ctx)},
 	}
 	if p, ok := bins["cvs"]; ok {
 		info = append(info, [2]string{"cvs", p + ": " + cmdOut(ctx, p, "version")})
@@ -317,6 +340,14 @@ func machineInfo(ctx context.Context, bins map[string]string) [][2]string {
 		info = append(info, [2]string{"parallel-ssh", cmdOut(ctx, "parallel-ssh", "--version")})
 	}
 	return info
+}
+
+func dockerCLI(ctx context.Context) string {
+	p, err := exec.LookPath("docker")
+	if err != nil {
+		return "absent"
+	}
+	return p + ": " + cmdOut(ctx, p, "--version")
 }
 
 func cmdOut(ctx context.Context, name string, args ...string) string {

@@ -39,6 +39,7 @@ type tool struct {
 const (
 	nameCVSExec   = "cvs exec -- true"
 	nameCVSStatus = "cvs status"
+	nameCVSDocker = "cvs exec -- docker version (reference)"
 )
 
 // tools returns the rows in their base order; each repetition rotates it.
@@ -69,6 +70,12 @@ func tools(withRef bool) []tool {
 		}},
 	}
 	if withRef {
+		// cvs status runs the docker CLI on every host; on one machine
+		// those runs share the clients' CPUs. This row isolates that cost.
+		ts = append(ts, tool{Name: nameCVSDocker, Bin: "cvs", Ref: true,
+			Cmd: func(s *setup) ([]string, []string) {
+				return []string{"--cluster", s.ClusterFile, "exec", "--", "docker", "version", "--format", "{{.Server.Version}}"}, nil
+			}})
 		ts = append(ts, tool{Name: "pdsh -f N, ssh with curve25519 kex (reference)", Bin: "pdsh", Ref: true,
 			Cmd: func(s *setup) ([]string, []string) {
 				return []string{"-R", "ssh", "-f", strconv.Itoa(s.N), "-l", s.Farm.User, "-w", "^" + s.HostsFile, "true"}, pdshEnv(s.SSHConfigKex)
