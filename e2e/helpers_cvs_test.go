@@ -135,12 +135,16 @@ func inspectAll(t *testing.T, name string) ([]container, []bool) {
 	return cs, oks
 }
 
-// removeEverywhere force-removes a container on every host, through the lab.
+// removeEverywhere force-removes a container on every host, through the
+// lab. It uses its own context: it also runs in t.Cleanup, when the test's
+// context has already ended.
 func removeEverywhere(t *testing.T, name string) {
 	t.Helper()
-	for _, h := range Lab(t).Hosts()[:labHosts] {
-		Lab(t).HostDocker(testCtx(t, time.Minute), h.Name, "rm", "-f", name)
-	}
+	cleanupCtx(2*time.Minute, func(ctx context.Context) {
+		for _, h := range Lab(t).Hosts()[:labHosts] {
+			Lab(t).HostDocker(ctx, h.Name, "rm", "-f", name)
+		}
+	})
 }
 
 // eachHost runs fn for every lab host at once.

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -145,7 +146,7 @@ func TestLabFaultSSHDStop(t *testing.T) {
 	if err := l.StopSSHD(ctx, down); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.StartSSHD(t.Context(), down) })
+	t.Cleanup(func() { cleanupCtx(2*time.Minute, func(ctx context.Context) { l.StartSSHD(ctx, down) }) })
 
 	_, err := l.SSH(ctx, down, "true")
 	var ee *lab.ExitError
@@ -173,7 +174,7 @@ func TestLabFaultDockerdStop(t *testing.T) {
 	if err := l.StopDockerd(ctx, h); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.StartDockerd(t.Context(), h) })
+	t.Cleanup(func() { cleanupCtx(2*time.Minute, func(ctx context.Context) { l.StartDockerd(ctx, h) }) })
 
 	res, err := l.SSH(ctx, h, "docker", "version")
 	var ee *lab.ExitError
@@ -195,7 +196,7 @@ func TestLabFaultHostPause(t *testing.T) {
 	if err := l.PauseHost(ctx, h); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.UnpauseHost(t.Context(), h) })
+	t.Cleanup(func() { cleanupCtx(2*time.Minute, func(ctx context.Context) { l.UnpauseHost(ctx, h) }) })
 
 	// SSHArgs sets ConnectTimeout=5, which also bounds the banner exchange.
 	start := time.Now()
@@ -222,7 +223,7 @@ func TestLabFaultHostKeyRotate(t *testing.T) {
 	if _, err := l.RotateHostKey(ctx, h); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.RefreshKnownHosts(t.Context()) })
+	t.Cleanup(func() { cleanupCtx(2*time.Minute, func(ctx context.Context) { l.RefreshKnownHosts(ctx) }) })
 
 	_, err := l.SSH(ctx, h, "true")
 	var ee *lab.ExitError
@@ -245,7 +246,9 @@ func TestLabFaultRetag(t *testing.T) {
 	if err := l.Retag(ctx, skewed, ref, l.WorkloadImage2()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.HostDocker(t.Context(), skewed, "pull", "--quiet", ref) })
+	t.Cleanup(func() {
+		cleanupCtx(2*time.Minute, func(ctx context.Context) { l.HostDocker(ctx, skewed, "pull", "--quiet", ref) })
+	})
 
 	if _, err := l.HostDocker(ctx, normal, "pull", "--quiet", ref); err != nil {
 		t.Fatal(err)
@@ -268,8 +271,10 @@ func TestLabFaultRegistry(t *testing.T) {
 	ctx := testCtx(t, 4*time.Minute)
 	h := l.Hosts()[2].Name
 	ref := l.WorkloadImage2()
-	t.Cleanup(func() { l.StartRegistry(t.Context()) })
-	forget := func() { l.HostDocker(ctx, h, "rmi", "--force", ref) }
+	t.Cleanup(func() { cleanupCtx(2*time.Minute, func(ctx context.Context) { l.StartRegistry(ctx) }) })
+	// Both workload images share their base layer: drop both, or a pull
+	// of ref would only fetch its small top layer.
+	forget := func() { l.HostDocker(ctx, h, "rmi", "--force", ref, l.WorkloadImage()) }
 
 	if err := l.StopRegistry(ctx); err != nil {
 		t.Fatal(err)
