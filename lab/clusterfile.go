@@ -53,17 +53,33 @@ network = "host"
 volumes = [%s]
 
 [suites.install]
+description = "Install into the persistent containers (run once)"
 [[suites.install.steps]]
 name = "install"
-run = "echo installed > /opt/marker"
+run = """
+mkdir -p /opt/cvs
+echo "installed on $(hostname) at $(date -u +%%FT%%TZ)" > /opt/cvs/installed
+cat /opt/cvs/installed
+"""
 on = "all"
 timeout = "5m"
 
 [suites.test]
+description = "Use what install left, and reach every container over SSH (run again and again)"
 [[suites.test.steps]]
-name = "check"
-run = "cat /opt/marker"
+name = "installed"
+run = "cat /opt/cvs/installed"
 on = "all"
+timeout = "5m"
+[[suites.test.steps]]
+name = "peers"
+run = """
+for peer in $CVS_HOSTS; do
+  echo "$peer:$CVS_SSHD_PORT -> $(ssh -o ConnectTimeout=5 "$peer" hostname)"
+done
+"""
+on = "head"
+timeout = "5m"
 `
 
 // tomlString quotes s as a TOML basic string.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -68,7 +69,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
 		if r.OnStep != nil {
 			r.OnStep(st, hosts)
 		}
-		line := docker.ExecWatched(r.Config.Sudo, r.Config.Container.Name, nil, shell.Join("bash", "-eo", "pipefail", "-c", Script(r.Config.Env, st)))
+		line := docker.ExecWatched(r.Config.Sudo, r.Config.Container.Name, nil, shell.Join("bash", "-eo", "pipefail", "-c", Script(r.stepEnv(), st)))
 		results := make([]Result, len(hosts))
 		errs := r.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
 			ctx, cancel := context.WithTimeout(ctx, st.Timeout)
@@ -121,6 +122,24 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
 		}
 	}
 	return all
+}
+
+// stepEnv is the environment every step gets: the cluster file's [env]
+// and, for multi-node steps, where the peers are. The cvs variables win
+// over [env] entries of the same name.
+func (r *Runner) stepEnv() map[string]string {
+	env := map[string]string{}
+	for k, v := range r.Config.Env {
+		env[k] = v
+	}
+	addrs := make([]string, len(r.Config.Hosts))
+	for i, h := range r.Config.Hosts {
+		addrs[i] = h.Addr
+	}
+	env["CVS_HOSTS"] = strings.Join(addrs, " ")
+	env["CVS_HEAD"] = r.Config.Head().Addr
+	env["CVS_SSHD_PORT"] = strconv.Itoa(r.Config.Container.SSHDPort)
+	return env
 }
 
 // Script returns the bash script of a step: the cluster's and the step's
