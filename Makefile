@@ -33,6 +33,13 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...
 
+# The main job on a local lab: see scripts/demo.sh.
+demo:
+	scripts/demo.sh
+
+demo-down: build
+	bin/cvs-lab down
+
 clean:
 	rm -rf bin
 
