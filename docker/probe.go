@@ -111,14 +111,20 @@ func ProbeScript(s ProbeSpec) string {
 	w(`out=$(` + d + ` version --format '{{.Server.Version}}' 2>&1); rc=$?`)
 	w(`sec version $rc; printf '%s\n' "$out"`)
 	w(`[ $rc -eq 0 ] || exit 0`)
-	w(`out=$(` + d + ` container inspect ` + name + ` 2>&1); rc=$?`)
-	w(`sec container $rc; printf '%s\n' "$out"`)
+	w(`cinspect=$(` + d + ` container inspect ` + name + ` 2>&1); rc=$?`)
+	w(`sec container $rc; printf '%s\n' "$cinspect"`)
 	if s.Image != "" {
 		w(`out=$(` + d + ` image inspect --format '{{.Id}}' ` + image + ` 2>&1); rc=$?`)
 		w(`sec image $rc; printf '%s\n' "$out"`)
 	}
-	w(`if [ "$(` + d + ` container inspect --format '{{.State.Running}}' ` + name + ` 2>/dev/null)" = true ]; then`)
-	w(`  out=$(` + d + ` exec ` + name + ` cat /proc/net/tcp /proc/net/tcp6 2>&1); rc=$?`)
+	// sshd's socket, read from the container's network namespace through
+	// its main process (State.Pid, taken from the inspect output above):
+	// no docker exec, which costs far more than a cat. Where /proc is
+	// hidden (hidepid), docker exec reads it from inside instead.
+	w(`pid=$(printf '%s\n' "$cinspect" | sed -n 's/^ *"Pid": *\([1-9][0-9]*\),.*/\1/p' | head -n 1)`)
+	w(`if [ -n "$pid" ]; then`)
+	w(`  if [ -r /proc/$pid/net/tcp ]; then out=$(cat /proc/$pid/net/tcp /proc/$pid/net/tcp6 2>/dev/null); rc=0`)
+	w(`  else out=$(` + d + ` exec ` + name + ` sh -c 'cat /proc/net/tcp && cat /proc/net/tcp6 2>/dev/null; true' 2>&1); rc=$?; fi`)
 	w(`  sec sshd-` + port + ` $rc; printf '%s\n' "$out"`)
 	w(`fi`)
 	w(`sec end 0`)

@@ -22,6 +22,9 @@ import (
 // state through the lab, not through cvs.
 func TestPersistentInstallThenTest(t *testing.T) {
 	const name = "e2e-persistent"
+	// With --network host, a demo's container (the lab cluster file's
+	// cvs-lab) would hold port 2224 on every host.
+	removeEverywhere(t, "cvs-lab")
 	removeEverywhere(t, name)
 	t.Cleanup(func() { removeEverywhere(t, name) })
 	file := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: name, Suites: installSuite + testSuite})
@@ -68,6 +71,20 @@ func TestPersistentInstallThenTest(t *testing.T) {
 	}
 	if strings.Count(errOut, "setup skipped") != labHosts || strings.Contains(errOut, "provisioning") {
 		t.Errorf("attach must skip sshd setup and provisioning everywhere:\n%s", errOut)
+	}
+
+	// 2b. sshd died in host2's container: the next attach starts it there
+	// only; status saw it stopped.
+	if _, err := Lab(t).HostDocker(testCtx(t, time.Minute), "host2", "exec", name, "sh", "-c", "kill $(cat /run/cvs-sshd.pid)"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if doc, _ := statusJSONFile(t, file); doc.Hosts[1].Container.SSHD != "not-listening" || doc.Hosts[0].Container.SSHD != "listening" {
+		t.Errorf("status after sshd died on host2: %+v", doc.Hosts)
+	}
+	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
+	if code != 0 || strings.Count(errOut, "setup skipped") != labHosts-1 || !strings.Contains(errOut, "sshd started on port 2224 host="+addrOf(t, "host2")) {
+		t.Fatalf("sshd restart on host2 only: exit %d\n%s\n%s", code, out, errOut)
 	}
 
 	// 3. stale tag: the configured tag now names another image on every

@@ -20,8 +20,14 @@ type statusDoc struct {
 		Container     struct {
 			State string `json:"state"`
 			ID    string `json:"id"`
+			SSHD  string `json:"sshd"`
 		} `json:"container"`
 	} `json:"hosts"`
+}
+
+func statusJSONFile(t *testing.T, file string) (statusDoc, int) {
+	t.Helper()
+	return statusJSON(t, "--cluster", file)
 }
 
 func statusJSON(t *testing.T, args ...string) (statusDoc, int) {

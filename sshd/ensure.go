@@ -92,12 +92,18 @@ func Ensure(ctx context.Context, h Host, host string, sudo bool, container strin
 		return fail("setup", fmt.Sprintf("invalid container name %q", container), "", nil)
 	}
 	checkOp := fmt.Sprintf("checking port %d", port)
-	up, err := listening(ctx, h, sudo, container, port)
+	st, err := portState(ctx, h, sudo, container, port)
 	if err != nil {
 		return fail(checkOp, "", "", err)
 	}
-	if up {
+	switch {
+	case st.listening && st.ours:
 		return Outcome{AlreadyListening: true}, nil
+	case st.listening:
+		// With --network host every container of the host shares the
+		// port: the socket may be another container's sshd, which cannot
+		// let this cluster's peers in. Never take it for ours.
+		return fail(checkOp, fmt.Sprintf("port %d is already in use in the container's network (another container with --network host, or a service of the host?), and it is not the sshd cvs started in %s; free the port or set container.sshd_port to a free one", port, container), "", nil)
 	}
 
 	script, err := installScript(port, keys)
@@ -130,7 +136,7 @@ func Ensure(ctx context.Context, h Host, host string, sudo bool, container strin
 		return out, err
 	}
 
-	up, err = waitListening(ctx, h, sudo, container, port)
+	up, err := waitListening(ctx, h, sudo, container, port)
 	if err != nil {
 		return fail(fmt.Sprintf("verifying that sshd listens on port %d", port), "", "", err)
 	}
@@ -164,31 +170,39 @@ func installFailed(host, container string, port int, res transport.Result, err e
 	return Outcome{}, e
 }
 
-// listening reports whether a socket listens on port inside the container,
-// from the container's /proc/net/tcp and tcp6.
-func listening(ctx context.Context, h Host, sudo bool, container string, port int) (bool, error) {
-	line := shell.Join(docker.ExecArgv(sudo, container, nil, "cat", "/proc/net/tcp", "/proc/net/tcp6")...)
-	res, err := h.Run(ctx, transport.Command{Line: line})
-	out := string(res.Stdout)
-	// The header line proves cat read the tables. cat exits 1 when IPv6
-	// is off and tcp6 is missing; the IPv4 table it printed still counts.
-	read := strings.Contains(out, "local_address")
-	var ee *transport.ExitError
-	if err != nil && !(errors.As(err, &ee) && read) {
-		return false, err
-	}
-	if !read {
-		return false, fmt.Errorf("the container's /proc/net/tcp could not be read: %q", tail(out, 3))
-	}
-	return docker.Listening(out, port), nil
+// ownMarker is printed by the port check when cvs's own sshd (its pid
+// file names a live process) runs in the container.
+const ownMarker = "@@cvs-sshd-running@@"
+
+type portStatus struct {
+	listening bool // a socket listens on the port in the container's network
+	ours      bool // cvs's sshd runs in this container
 }
 
-// waitListening polls until a socket listens on port or verifyTimeout
-// passes.
+// portState reads the container's /proc/net/tcp and tcp6 and whether cvs's
+// sshd runs in it, in one docker exec.
+func portState(ctx context.Context, h Host, sudo bool, container string, port int) (portStatus, error) {
+	check := "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; " +
+		"p=$(cat " + pidFile + " 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && echo " + ownMarker + "; true"
+	res, err := h.Run(ctx, transport.Command{Line: shell.Join(docker.ExecArgv(sudo, container, nil, "sh", "-c", check)...)})
+	out := string(res.Stdout)
+	// The header line proves the tables were read.
+	if err != nil {
+		return portStatus{}, err
+	}
+	if !strings.Contains(out, "local_address") {
+		return portStatus{}, fmt.Errorf("the container's /proc/net/tcp could not be read: %q", tail(out, 3))
+	}
+	return portStatus{listening: docker.Listening(out, port), ours: strings.Contains(out, ownMarker)}, nil
+}
+
+// waitListening polls until cvs's sshd runs and a socket listens on port,
+// or verifyTimeout passes.
 func waitListening(ctx context.Context, h Host, sudo bool, container string, port int) (bool, error) {
 	deadline := time.Now().Add(verifyTimeout)
 	for {
-		up, err := listening(ctx, h, sudo, container, port)
+		st, err := portState(ctx, h, sudo, container, port)
+		up := st.listening && st.ours
 		if err != nil || up || time.Now().After(deadline) {
 			return up, err
 		}

@@ -43,6 +43,9 @@ type fakeHost struct {
 	port        int
 	tcpReads    int
 	tcp6Missing bool
+	// foreign: the socket on the port is not cvs's sshd (another
+	// container on the host network).
+	foreign bool
 	checkErr    error // the precheck's docker exec fails
 
 	mktempOut  string
@@ -83,12 +86,13 @@ func (f *fakeHost) Run(ctx context.Context, cmd transport.Command) (transport.Re
 		if f.listenAfter >= 0 && f.tcpReads > f.listenAfter {
 			ports = append(ports, f.port)
 		}
-		res := transport.Result{Stdout: []byte(tcpTable(ports...))}
-		if f.tcp6Missing {
-			res.Stderr, res.ExitCode = []byte("cat: /proc/net/tcp6: No such file or directory\n"), 1
-			return res, &transport.ExitError{Host: "h1", Cmd: l, Code: 1}
+		// tcp6Missing: the check's cat drops the error; the IPv4 table
+		// alone must do.
+		out := tcpTable(ports...)
+		if len(ports) > 0 && !f.foreign {
+			out += ownMarker + "\n"
 		}
-		return res, nil
+		return transport.Result{Stdout: []byte(out)}, nil
 	case strings.HasPrefix(l, "mktemp "):
 		return transport.Result{Stdout: []byte(f.mktempOut)}, nil
 	case strings.Contains(l, " sh -s < "):
@@ -457,5 +461,21 @@ func TestInstallScript(t *testing.T) {
 	}
 	if n := bytes.Count(s, []byte("<<'"+heredocEnd+"'\n")); n != 7 {
 		t.Errorf("%d here-documents; want 7", n)
+	}
+}
+
+// A socket on the port that is not cvs's sshd (with --network host, another
+// container's) is never taken for it: Ensure refuses and says why.
+func TestEnsureRefusesForeignListener(t *testing.T) {
+	f := newFakeHost(2224, 0)
+	f.foreign = true
+	_, err := Ensure(context.Background(), f, "h1", false, "c1", 2224, keysForTest(t))
+	if err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), "sshd_port") {
+		t.Fatalf("got %v", err)
+	}
+	for _, l := range f.lines {
+		if strings.Contains(l, " sh -s < ") {
+			t.Errorf("Ensure installed over a foreign listener: %s", l)
+		}
 	}
 }
