@@ -45,8 +45,8 @@ type fakeHost struct {
 	tcp6Missing bool
 	// foreign: the socket on the port is not cvs's sshd (another
 	// container on the host network).
-	foreign bool
-	checkErr    error // the precheck's docker exec fails
+	foreign  bool
+	checkErr error // the precheck's docker exec fails
 
 	mktempOut  string
 	installRes transport.Result
