@@ -28,6 +28,9 @@ type Env struct {
 	RunID string
 	// Provision runs the setup script in a freshly launched container.
 	Provision func(ctx context.Context, c *transport.Client, h cluster.Host) (transport.Result, error)
+	// OnLaunch, when set, is told of every container this run launched, as
+	// soon as docker run returns (for "left behind" reports on a hard exit).
+	OnLaunch func(h cluster.Host)
 	// StartSSHD makes sure sshd listens in the container; it reports
 	// whether it was already listening (and nothing was done).
 	StartSSHD func(ctx context.Context, c *transport.Client, h cluster.Host) (already bool, err error)
@@ -169,6 +172,9 @@ func Apply(ctx context.Context, env Env, plan Plan) (*Setup, error) {
 			mu.Lock()
 			s.Launched[i] = true
 			mu.Unlock()
+			if env.OnLaunch != nil {
+				env.OnLaunch(h)
+			}
 		case Start:
 			env.Log.Info("starting the stopped container", "host", h.Name)
 			if res, err := run(ctx, c, ct.PullTimeout, append(docker.Docker(env.Config.Sudo), "start", ct.Name)...); err != nil {

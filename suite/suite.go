@@ -50,6 +50,8 @@ type Runner struct {
 	Stdout, Stderr io.Writer
 	// OnStep is called before each step starts.
 	OnStep func(step cluster.Step, hosts []cluster.Host)
+	// AfterStep is called with a step's results on every host it ran on.
+	AfterStep func(step cluster.Step, results []Result)
 }
 
 // Run runs s's steps in order and returns every host's result of every
@@ -117,6 +119,9 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
 			failed = failed || res.Failed()
 		}
 		all = append(all, results...)
+		if r.AfterStep != nil {
+			r.AfterStep(st, results)
+		}
 		if failed || ctx.Err() != nil {
 			break
 		}

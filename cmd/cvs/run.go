@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -32,7 +33,7 @@ type RunJSON struct {
 }
 
 func (a *app) runCommand() *cobra.Command {
-	var dryRun bool
+	var dryRun, group bool
 	cmd := &cobra.Command{
 		Use:   "run SUITE",
 		Short: "Set up the containers per lifetime, run a suite's steps inside them, tear down",
@@ -65,10 +66,11 @@ then cvs run test any number of times (attach to the same containers).`,
 				}
 				return &flagError{fmt.Errorf("no suite %q in %s; suites: %s", args[0], cfg.File, strings.Join(names, ", "))}
 			}
-			return a.run(cmd.Context(), cfg, s, dryRun)
+			return a.run(cmd.Context(), cfg, s, dryRun, group)
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
+	cmd.Flags().BoolVarP(&group, "group", "g", false, "after each step, fold identical outputs into one block listing their hosts")
 	return cmd
 }
 
@@ -141,7 +143,7 @@ func (a *app) printPlan(p lifetime.Plan) {
 	fmt.Fprintln(a.stdout)
 }
 
-func (a *app) run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dryRun bool) error {
+func (a *app) run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dryRun, group bool) error {
 	s, err := a.prepare(ctx, cfg, false)
 	if err != nil {
 		return err
@@ -183,7 +185,22 @@ func (a *app) run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dr
 	runner := &suite.Runner{Fleet: s.f, Config: cfg, OnStep: func(step cluster.Step, hosts []cluster.Host) {
 		a.log.Info(fmt.Sprintf("step %q on %d host(s)", step.Name, len(hosts)))
 	}}
-	if !a.json {
+	switch {
+	case a.json:
+	case group:
+		runner.AfterStep = func(step cluster.Step, results []suite.Result) {
+			outs := make([]report.Output, 0, len(results))
+			for _, r := range results {
+				status := ""
+				if r.Failed() {
+					status = fmt.Sprintf("exit %d", r.ExitCode)
+				}
+				outs = append(outs, report.Output{Host: r.Host, Text: r.Stdout + r.Stderr, Status: status})
+			}
+			fmt.Fprintf(a.stdout, "step %q:\n", step.Name)
+			report.Group(a.stdout, outs)
+		}
+	default:
 		runner.Stdout, runner.Stderr = a.stdout, a.stderr
 	}
 	results := runner.Run(ctx, st)
@@ -201,6 +218,27 @@ func (a *app) run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dr
 		suite.Summary(a.stdout, results)
 	}
 	return finish(runOutcome(ctx, results, cleanup))
+}
+
+// trackLaunches records the containers this run launches, so that a second
+// Ctrl-C can name what it leaves behind.
+func (a *app) trackLaunches(env *lifetime.Env, cfg *cluster.Config) {
+	var mu sync.Mutex
+	var hosts []string
+	env.OnLaunch = func(h cluster.Host) {
+		mu.Lock()
+		defer mu.Unlock()
+		hosts = append(hosts, h.Name)
+	}
+	a.setLeftBehind(func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(hosts) == 0 {
+			return "no container had been launched yet; commands started on the hosts may still be running"
+		}
+		return fmt.Sprintf("container %q launched by this run is LEFT on %s (remove with `cvs down` or docker rm -f there)",
+			cfg.Container.Name, strings.Join(hosts, ", "))
+	})
 }
 
 func setupError(ctx context.Context, err error) error {
@@ -271,6 +309,7 @@ started again, keeping what was installed in them.`,
 			if err := s.verdictError(); err != nil || dryRun {
 				return err
 			}
+			a.trackLaunches(&s.env, cfg)
 			setup, err := lifetime.Apply(cmd.Context(), s.env, s.plan)
 			if err != nil {
 				return setupError(cmd.Context(), err)
