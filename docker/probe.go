@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cvs-tool/cvs/report"
 	"strconv"
 	"strings"
 	"time"
@@ -168,12 +169,12 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 	}
 	v, ok := sections["version"]
 	if !ok {
-		f.Error, f.ErrorKind = "the probe's output was cut short: "+lastLine(out), "probe-incomplete"
+		f.Error, f.ErrorKind = "the probe's output was cut short: "+report.LastLine(out), "probe-incomplete"
 		return f
 	}
 	f.DockerPresent = true
 	if v.rc != 0 {
-		f.Error, f.ErrorKind = "docker daemon unavailable: "+lastLine(v.body), "docker-unavailable"
+		f.Error, f.ErrorKind = "docker daemon unavailable: "+report.LastLine(v.body), "docker-unavailable"
 		return f
 	}
 	f.DockerVersion = strings.TrimSpace(v.body)
@@ -188,7 +189,7 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 		case isNoSuch(im.body):
 			f.ImageID = ""
 		default:
-			f.Error, f.ErrorKind = "reading the configured image: "+lastLine(im.body), "probe-image"
+			f.Error, f.ErrorKind = "reading the configured image: "+report.LastLine(im.body), "probe-image"
 		}
 	}
 	switch f.Container.State {
@@ -248,7 +249,7 @@ func parseContainer(f *Facts, c section) {
 			f.Container.SSHD = SSHDNotApplied
 			return
 		}
-		f.Error, f.ErrorKind = "inspecting the container: "+lastLine(c.body), "probe-container"
+		f.Error, f.ErrorKind = "inspecting the container: "+report.LastLine(c.body), "probe-container"
 		return
 	}
 	var list []struct {
@@ -264,7 +265,7 @@ func parseContainer(f *Facts, c section) {
 		} `json:"Config"`
 	}
 	if err := json.Unmarshal([]byte(c.body), &list); err != nil || len(list) != 1 {
-		f.Error, f.ErrorKind = fmt.Sprintf("docker inspect answered something unreadable: %s", lastLine(c.body)), "probe-container"
+		f.Error, f.ErrorKind = fmt.Sprintf("docker inspect answered something unreadable: %s", report.LastLine(c.body)), "probe-container"
 		return
 	}
 	it := list[0]
@@ -301,17 +302,6 @@ func Listening(procNetTCP string, port int) bool {
 		}
 	}
 	return false
-}
-
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
-	}
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
 }
 
 // ProbeTimeout bounds one host's probe round trip.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cvs-tool/cvs/report"
 	"sort"
 	"strings"
 	"sync"
@@ -128,7 +129,7 @@ func Apply(ctx context.Context, env Env, plan Plan) (*Setup, error) {
 	fail := func(h cluster.Host, err error, res transport.Result) {
 		mu.Lock()
 		defer mu.Unlock()
-		failures = append(failures, HostFailure{Host: h.Name, Err: err, Output: outputTail(res)})
+		failures = append(failures, HostFailure{Host: h.Name, Err: err, Output: report.Tail(string(res.Stdout)+string(res.Stderr), 15)})
 	}
 	stage := func(name string, fn func(ctx context.Context, i int, h cluster.Host, c *transport.Client)) error {
 		failures = nil

@@ -122,15 +122,3 @@ func tempDir(ctx context.Context, c *transport.Client) (string, error) {
 	}
 	return strings.TrimSpace(string(res.Stdout)), nil
 }
-
-func outputTail(r transport.Result) string {
-	out := strings.TrimRight(string(r.Stdout)+string(r.Stderr), "\n")
-	lines := strings.Split(out, "\n")
-	if len(lines) > 15 {
-		lines = lines[len(lines)-15:]
-	}
-	if out == "" {
-		return ""
-	}
-	return strings.Join(lines, "\n")
-}

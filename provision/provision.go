@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/cvs-tool/cvs/report"
 	"io"
 	"os"
 	"strings"
@@ -113,7 +114,7 @@ func Run(ctx context.Context, r transport.Runner, host string, sudo bool, contai
 	var out lockedBuffer
 	res, err := r.Run(ctx, transport.Command{Line: line, Stdout: &out, Stderr: &out})
 	if err != nil {
-		return res, &Error{Host: host, Container: container, Code: res.ExitCode, Output: tail(out.String(), tailLines), Err: err}
+		return res, &Error{Host: host, Container: container, Code: res.ExitCode, Output: report.Tail(out.String(), tailLines), Err: err}
 	}
 	return res, nil
 }
@@ -155,7 +156,7 @@ func (e *Error) Error() string {
 	}
 	msg := fmt.Sprintf("%s: setup script in container %s: %s", e.Host, e.Container, what)
 	if e.Output != "" {
-		msg += "\n" + indent(e.Output, "  | ")
+		msg += "\n" + report.Indent(e.Output, "  | ")
 	}
 	return msg
 }
@@ -179,21 +180,4 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func indent(s, prefix string) string {
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = prefix + l
-	}
-	return strings.Join(lines, "\n")
 }

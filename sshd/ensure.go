@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/cvs-tool/cvs/report"
 	"os"
 	"path"
 	"strconv"
@@ -144,7 +145,7 @@ func Ensure(ctx context.Context, h Host, host string, sudo bool, container strin
 		log, _ := h.Run(ctx, transport.Command{Line: shell.Join(docker.ExecArgv(sudo, container, nil, "cat", logFile)...)})
 		return fail("starting sshd",
 			fmt.Sprintf("sshd was started but nothing listens on port %d after %s; its log (%s in the container) follows", port, verifyTimeout, logFile),
-			tail(string(log.Stdout), tailLines), nil)
+			report.Tail(string(log.Stdout), tailLines), nil)
 	}
 	return Outcome{}, nil
 }
@@ -152,7 +153,7 @@ func Ensure(ctx context.Context, h Host, host string, sudo bool, container strin
 // installFailed turns the install script's exit status into an *Error
 // that says what to do.
 func installFailed(host, container string, port int, res transport.Result, err error) (Outcome, error) {
-	e := &Error{Host: host, Container: container, Op: "installing the key material and starting sshd", Output: tail(string(res.Stderr), tailLines), Err: err}
+	e := &Error{Host: host, Container: container, Op: "installing the key material and starting sshd", Output: report.Tail(string(res.Stderr), tailLines), Err: err}
 	var ee *transport.ExitError
 	if errors.As(err, &ee) && ee.Signal == "" {
 		switch ee.Code {
@@ -191,7 +192,7 @@ func portState(ctx context.Context, h Host, sudo bool, container string, port in
 		return portStatus{}, err
 	}
 	if !strings.Contains(out, "local_address") {
-		return portStatus{}, fmt.Errorf("the container's /proc/net/tcp could not be read: %q", tail(out, 3))
+		return portStatus{}, fmt.Errorf("the container's /proc/net/tcp could not be read: %q", report.Tail(out, 3))
 	}
 	return portStatus{listening: docker.Listening(out, port), ours: strings.Contains(out, ownMarker)}, nil
 }
@@ -358,26 +359,9 @@ func (e *Error) Error() string {
 		out = ee.StderrTail
 	}
 	if out != "" {
-		msg += "\n" + indent(out, "  | ")
+		msg += "\n" + report.Indent(out, "  | ")
 	}
 	return msg
 }
 
 func (e *Error) Unwrap() error { return e.Err }
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func indent(s, prefix string) string {
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = prefix + l
-	}
-	return strings.Join(lines, "\n")
-}

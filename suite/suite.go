@@ -109,7 +109,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
 				// command not runnable), not the step's.
 				res.Infra = ee.Code >= 125 && ee.Code <= 127 && strings.Contains(res.Stderr, "Error")
 				if res.Infra {
-					res.Error = fmt.Sprintf("docker exec failed: %s", lastLine(res.Stderr))
+					res.Error = fmt.Sprintf("docker exec failed: %s", report.LastLine(res.Stderr))
 				}
 			case errors.As(err, &te):
 				res.ExitCode, res.Error = -1, fmt.Sprintf("timed out after %s (step timeout); the step was killed", st.Timeout)
@@ -181,12 +181,4 @@ func Summary(w io.Writer, results []Result) {
 		rows = append(rows, []string{r.Step, r.Host, exit, r.Duration.Round(time.Millisecond).String()})
 	}
 	report.Table(w, []string{"STEP", "HOST", "EXIT", "DURATION"}, rows)
-}
-
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return s[i+1:]
-	}
-	return s
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cvs-tool/cvs/report"
 	"io"
 	"sync"
 	"time"
@@ -128,7 +129,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 		return res, nil
 	case errors.As(werr, &ee):
 		res.ExitCode = ee.ExitStatus()
-		xe := &ExitError{Host: c.Host.Name, Cmd: cmd.Line, Code: res.ExitCode, StderrTail: tail(res.Stderr, stderrTailLines)}
+		xe := &ExitError{Host: c.Host.Name, Cmd: cmd.Line, Code: res.ExitCode, StderrTail: report.Tail(string(res.Stderr), stderrTailLines)}
 		if ee.Signal() != "" {
 			res.ExitCode, xe.Code, xe.Signal = -1, -1, ee.Signal()
 		}

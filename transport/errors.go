@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"github.com/cvs-tool/cvs/report"
 	"strings"
 	"time"
 )
@@ -67,7 +68,7 @@ func (e *ExitError) Error() string {
 	}
 	msg := fmt.Sprintf("%s: command %s: %s", e.Host, abbreviate(e.Cmd, 120), how)
 	if e.StderrTail != "" {
-		msg += "\n" + indent(e.StderrTail, "  | ")
+		msg += "\n" + report.Indent(e.StderrTail, "  | ")
 	}
 	return msg
 }
@@ -114,25 +115,4 @@ func abbreviate(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
-}
-
-func indent(s, prefix string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	for i, l := range lines {
-		lines[i] = prefix + l
-	}
-	return strings.Join(lines, "\n")
-}
-
-// tail returns the last n lines of b.
-func tail(b []byte, n int) string {
-	s := strings.TrimRight(string(b), "\n")
-	if s == "" {
-		return ""
-	}
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
