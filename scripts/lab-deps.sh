@@ -20,44 +20,4 @@ set -eu
 PKGS="docker.io openssh-server openssh-client debootstrap apt-utils docker-registry
 iproute2 iptables procps psmisc ca-certificates tar gzip"
 
-if [ "$(id -u)" -ne 0 ]; then
-	echo "lab-deps: must run as root (apt-get install)" >&2
-	exit 1
-fi
-
-missing=""
-for p in $PKGS; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-		missing="$missing $p"
-	fi
-done
-if [ -z "$missing" ]; then
-	echo "lab-deps: all packages present"
-	exit 0
-fi
-echo "lab-deps: installing:$missing"
-
-# Deny service starts during the install (policy-rc.d exit 101 is Debian's
-# documented way); restore whatever policy the machine had afterwards.
-policy=/usr/sbin/policy-rc.d
-saved=""
-if [ -e "$policy" ]; then
-	saved=$(mktemp)
-	cp -p "$policy" "$saved"
-fi
-restore() {
-	if [ -n "$saved" ]; then
-		mv -f "$saved" "$policy"
-	else
-		rm -f "$policy"
-	fi
-}
-trap restore EXIT
-printf '#!/bin/sh\nexit 101\n' >"$policy"
-chmod 755 "$policy"
-
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-# shellcheck disable=SC2086 # word splitting of the package list is intended
-apt-get install -y -q --no-install-recommends $missing
-echo "lab-deps: done"
+exec "$(dirname "$0")/apt-install.sh" lab-deps $PKGS
