@@ -22,6 +22,11 @@ const (
 	// encoded, in one docker exec command line.
 	MaxSetupScriptBytes = 16 << 10
 
+	// MaxStepScriptBytes bounds a step's run script: it reaches the
+	// container in a docker exec command line, whose arguments Linux caps
+	// at 128 KiB each, quoting included.
+	MaxStepScriptBytes = 64 << 10
+
 	// UserPlaceholder expands to the effective user in every string value.
 	UserPlaceholder = "{user-id}"
 )

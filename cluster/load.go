@@ -306,6 +306,12 @@ func (d *decoder) env(m map[string]any, prefix, key string) map[string]string {
 			d.fail(path, "must be a string, not %s (quote numbers: \"1\")", tomlType(val))
 			continue
 		}
+		if strings.ContainsAny(s, "\n\r\x00") {
+			// An env file has one variable a line: a newline would cut the
+			// value and could smuggle in another variable.
+			d.fail(path, "must be a single line (no newline or NUL characters)")
+			continue
+		}
 		out[k] = d.expand(s)
 	}
 	return out
@@ -663,6 +669,8 @@ func (d *decoder) suites(raw map[string]any) []Suite {
 			st.Run, _ = d.str(sm, sp, "run")
 			if strings.TrimSpace(st.Run) == "" {
 				d.fail(sp, "step %q has no run script", st.Name)
+			} else if len(st.Run) > MaxStepScriptBytes {
+				d.fail(sp+".run", "is %d bytes, over the %d-byte limit of a command line; put the bulk in a script file in the image or the overlay and call it", len(st.Run), MaxStepScriptBytes)
 			}
 			if v, ok := d.str(sm, sp, "on"); ok {
 				switch On(v) {

@@ -310,11 +310,13 @@ sshd_port = 70000
 ulimits = ["nofile"]
 [container.env]
 "1BAD" = "x"
+SMUGGLE = "a\nLD_PRELOAD=/x"
 `)
 	all := strings.Join(problems(t, err), "\n")
 	for _, w := range []string{`"external" is called "no_launch"`, `"bad image" is not an image reference`,
 		`"-x" is not a valid container name`, `"soon" is not a positive duration`, `70000 is out of range`,
-		`"nofile" is not NAME=SOFT[:HARD]`, `"1BAD" is not a valid environment variable name`} {
+		`"nofile" is not NAME=SOFT[:HARD]`, `"1BAD" is not a valid environment variable name`,
+		`container.env.SMUGGLE: must be a single line`} {
 		if !strings.Contains(all, w) {
 			t.Errorf("missing %q in:\n%s", w, all)
 		}

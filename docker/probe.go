@@ -24,9 +24,8 @@ const (
 	StateRunning State = "running"
 	StateExited  State = "exited"
 	StateCreated State = "created"
-	// StatePaused and the other transitional Docker states are reported
-	// as Docker names them.
-	StatePaused State = "paused"
+	// Docker's other states (paused, restarting, removing, dead) are
+	// reported as Docker names them.
 	StateAbsent State = "absent"
 	// StateUnknown: the host could not be probed, or Docker did not say.
 	// Never read as absent.
@@ -106,9 +105,6 @@ func ProbeScript(s ProbeSpec) string {
 	w := func(line string) { b.WriteString(line + "\n") }
 	w(`sec() { printf '\n` + mark + `%s %s\n' "$1" "$2"; }`)
 	w(`if ! command -v docker >/dev/null 2>&1; then sec docker-missing 0; exit 0; fi`)
-	if s.Sudo {
-		w(`if ! sudo -n true 2>/dev/null; then sec sudo-denied 1; exit 0; fi`)
-	}
 	w(`out=$(` + d + ` version --format '{{.Server.Version}}' 2>&1); rc=$?`)
 	w(`sec version $rc; printf '%s\n' "$out"`)
 	w(`[ $rc -eq 0 ] || exit 0`)
@@ -163,8 +159,10 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 		f.Error, f.ErrorKind = "docker is not installed (no docker command on the host's PATH)", "docker-missing"
 		return f
 	}
-	if _, ok := sections["sudo-denied"]; ok {
-		f.Error, f.ErrorKind = "sudo = true but `sudo -n` asks for a password; allow passwordless sudo for docker on this host", "sudo-denied"
+	// sudo -n docker answers this when it would prompt (a rule that allows
+	// only docker without a password is enough; sudo -n true may not be).
+	if v, ok := sections["version"]; ok && v.rc != 0 && strings.Contains(v.body, "a password is required") {
+		f.Error, f.ErrorKind = "sudo = true but `sudo -n docker` asks for a password; allow passwordless sudo for docker on this host (e.g. a NOPASSWD rule for the docker command)", "sudo-denied"
 		return f
 	}
 	v, ok := sections["version"]
@@ -189,7 +187,7 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 		case isNoSuch(im.body):
 			f.ImageID = ""
 		default:
-			f.Error, f.ErrorKind = "reading the configured image: "+report.LastLine(im.body), "probe-image"
+			f.addError("reading the configured image: "+report.LastLine(im.body), "probe-image")
 		}
 	}
 	switch f.Container.State {
@@ -204,10 +202,19 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 	default:
 		f.Container.SSHD = SSHDNotApplied
 	}
-	if _, ok := sections["end"]; !ok && f.Error == "" {
-		f.Error, f.ErrorKind = "the probe's output was cut short", "probe-incomplete"
+	if _, ok := sections["end"]; !ok {
+		f.addError("the probe's output was cut short", "probe-incomplete")
 	}
 	return f
+}
+
+// addError adds a problem; the first one found names the kind.
+func (f *Facts) addError(msg, kind string) {
+	if f.Error != "" {
+		f.Error += "; " + msg
+		return
+	}
+	f.Error, f.ErrorKind = msg, kind
 }
 
 type section struct {
@@ -321,10 +328,16 @@ func ExecArgv(sudo bool, container string, flags []string, argv ...string) []str
 // end-of-file through: when cvs stops the command (time limit, Ctrl-C),
 // the process group inside the container is killed too, not only the
 // docker client on the host. Use it with Command.ForwardStdin.
-func ExecWatched(sudo bool, container string, env []string, line string) string {
-	flags := []string{"-i"}
-	for _, e := range env {
-		flags = append(flags, "-e", e)
+func ExecWatched(sudo bool, container string, line string) string {
+	return shell.Join(ExecArgv(sudo, container, []string{"-i"}, "sh", "-c", transport.Watchdog, "cvs", line)...)
+}
+
+// ShortID returns the first 12 hex digits of a container or image ID, as
+// docker ps shows them.
+func ShortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
 	}
-	return shell.Join(ExecArgv(sudo, container, flags, "sh", "-c", transport.Watchdog, "cvs", line)...)
+	return id
 }

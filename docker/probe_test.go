@@ -52,7 +52,7 @@ func TestParseProbeStates(t *testing.T) {
 		{"daemon down", "\n" + mark + "version 1\nCannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n", StateUnknown, "docker-unavailable", SSHDUnknown},
 		{"inspect fails oddly", "\n" + mark + "version 0\n20.10\n" + mark + "container 1\npermission denied while trying to connect\n" + mark + "end 0\n", StateUnknown, "probe-container", SSHDUnknown},
 		{"cut short", "\n" + mark + "version 0\n20.10\n", StateUnknown, "probe-incomplete", SSHDUnknown},
-		{"sudo denied", "\n" + mark + "sudo-denied 1\n", StateUnknown, "sudo-denied", SSHDUnknown},
+		{"sudo denied", "\n" + mark + "version 1\nsudo: a password is required\n", StateUnknown, "sudo-denied", SSHDUnknown},
 		{"exited", "\n" + mark + "version 0\n20.10\n" + mark + "container 0\n[{\"Id\":\"abc\",\"Image\":\"sha256:1\",\"State\":{\"Status\":\"exited\",\"StartedAt\":\"x\"},\"Config\":{\"Image\":\"i\"}}]\n" + mark + "end 0\n", StateExited, "", SSHDNotApplied},
 	} {
 		f := ParseProbe("h", spec, tc.out)

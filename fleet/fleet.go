@@ -32,7 +32,8 @@ type Fleet struct {
 }
 
 type conn struct {
-	once   sync.Once
+	mu     sync.Mutex
+	dialed bool
 	client *transport.Client
 	err    error
 }
@@ -47,7 +48,9 @@ func New(d Dialer, limit int) *Fleet {
 }
 
 // Client returns the connection to h, dialling it the first time. A failed
-// dial is remembered: the host is not dialled again in this invocation.
+// dial is remembered: the host is not dialled again in this invocation. A
+// connection that was lost (keep-alives unanswered, reset) is dialled again
+// once asked for, so that cleanup reaches a host after a network blip.
 func (f *Fleet) Client(ctx context.Context, h cluster.Host) (*transport.Client, error) {
 	f.mu.Lock()
 	c, ok := f.conns[h.Name]
@@ -56,7 +59,12 @@ func (f *Fleet) Client(ctx context.Context, h cluster.Host) (*transport.Client, 
 		f.conns[h.Name] = c
 	}
 	f.mu.Unlock()
-	c.once.Do(func() { c.client, c.err = f.dialer.Dial(ctx, h) })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.dialed || c.client != nil && !c.client.Alive() {
+		c.dialed = true
+		c.client, c.err = f.dialer.Dial(ctx, h)
+	}
 	return c.client, c.err
 }
 

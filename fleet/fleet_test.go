@@ -134,3 +134,35 @@ func TestOneHandshakePerHostWithRealSSHD(t *testing.T) {
 		t.Errorf("servers accepted %d connections (%v), want 5", got, err)
 	}
 }
+
+// A lost connection is dialled again when asked for (cleanup after a
+// network blip); a live one is reused.
+func TestClientRedialsALostConnection(t *testing.T) {
+	farm := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.41."})
+	d, err := transport.NewDialer(transport.Options{HostKeyCheck: cluster.HostKeyStrict, KnownHosts: farm.KnownHosts, ConnectTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	h := cluster.Host{Name: farm.Hosts[0].HostPort(), Addr: farm.Hosts[0].Addr, Port: farm.Hosts[0].Port, User: farm.User, IdentityFiles: []string{farm.ClientKey}}
+	f := New(d, 1)
+	defer f.Close()
+	c1, err := f.Client(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := f.Client(context.Background(), h); again != c1 {
+		t.Fatal("a live connection was not reused")
+	}
+	c1.Close()
+	c2, err := f.Client(context.Background(), h)
+	if err != nil || c2 == c1 || !c2.Alive() {
+		t.Fatalf("lost connection not redialled: %v", err)
+	}
+	if _, err := c2.Run(context.Background(), transport.Command{Line: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	if d.Handshakes() != 2 {
+		t.Errorf("handshakes = %d, want 2", d.Handshakes())
+	}
+}

@@ -32,6 +32,9 @@ type Env struct {
 	// OnLaunch, when set, is told of every container this run launched, as
 	// soon as docker run returns (for "left behind" reports on a hard exit).
 	OnLaunch func(h cluster.Host)
+	// OnRemove, when set, is told of every container of this run removed
+	// again (rollback, per_run teardown).
+	OnRemove func(h cluster.Host)
 	// StartSSHD makes sure sshd listens in the container; it reports
 	// whether it was already listening (and nothing was done).
 	StartSSHD func(ctx context.Context, c *transport.Client, h cluster.Host) (already bool, err error)
@@ -157,7 +160,7 @@ func Apply(ctx context.Context, env Env, plan Plan) (*Setup, error) {
 		switch hp.Action {
 		case Replace:
 			id := env.factsID(plan, i)
-			env.Log.Info("removing the container an earlier per_run left", "host", h.Name, "id", shortID(id))
+			env.Log.Info("removing the container an earlier per_run left", "host", h.Name, "id", docker.ShortID(id))
 			if res, err := run(ctx, c, removeTimeout, append(docker.Docker(env.Config.Sudo), "rm", "-f", id)...); err != nil {
 				fail(h, fmt.Errorf("removing the earlier per_run container: %w", err), res)
 				return
@@ -277,11 +280,15 @@ func (env Env) launch(ctx context.Context, c *transport.Client, h cluster.Host, 
 		},
 	}
 	if len(ct.Env) > 0 {
-		dir, err := tempDir(ctx, c)
+		dir, err := transport.MakeTempDir(ctx, c, "cvs-env")
 		if err != nil {
-			return transport.Result{}, err
+			return transport.Result{}, fmt.Errorf("making a temporary folder for the container's environment: %w", err)
 		}
-		defer run(context.WithoutCancel(ctx), c, time.Minute, "rm", "-rf", dir)
+		defer func() {
+			if cerr := transport.RemoveTempDir(ctx, c, dir); cerr != nil {
+				env.Log.Error("could not remove the container's environment file; it holds [container.env] values: remove it by hand", "host", h.Name, "dir", dir, "err", cerr)
+			}
+		}()
 		var b strings.Builder
 		keys := make([]string, 0, len(ct.Env))
 		for k := range ct.Env {

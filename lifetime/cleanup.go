@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cvs-tool/cvs/cluster"
@@ -41,19 +40,22 @@ func (env Env) remove(ctx context.Context, which []bool, why string) *CleanupRep
 		return nil
 	}
 	r := &CleanupReport{}
-	var mu sync.Mutex
 	errs := env.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
 		env.Log.Info(why, "host", h.Name, "container", env.Config.Container.Name)
-		return env.removeRunContainers(ctx, c)
+		if err := env.removeRunContainers(ctx, c); err != nil {
+			return err
+		}
+		if env.OnRemove != nil {
+			env.OnRemove(h)
+		}
+		return nil
 	})
 	for i, err := range errs {
-		mu.Lock()
 		if err != nil {
 			r.Failed = append(r.Failed, HostFailure{Host: hosts[i].Name, Err: err})
 		} else {
 			r.Removed = append(r.Removed, hosts[i].Name)
 		}
-		mu.Unlock()
 	}
 	sort.Strings(r.Removed)
 	return r
@@ -80,14 +82,20 @@ func (env Env) removeRunContainers(ctx context.Context, c *transport.Client) err
 // RemoveLabelled removes the container named name on every host where cvs
 // launched it (label cvs.managed=true), for `cvs down`. Containers of that
 // name that cvs did not launch are reported, never removed.
-func RemoveLabelled(ctx context.Context, env Env, facts []docker.Facts) (removed, refused []string, failed []HostFailure) {
+//
+// A container whose own label says persistent is removed only with force,
+// whatever lifetime the cluster file names now: it may hold an hour of
+// provisioning.
+func RemoveLabelled(ctx context.Context, env Env, facts []docker.Facts, force bool) (removed, refused []string, failed []HostFailure) {
 	var targets []cluster.Host
 	ids := map[string]string{}
 	for i, f := range facts {
 		switch {
 		case f.Container.State == docker.StateAbsent || f.Container.State == docker.StateUnknown:
 		case f.Container.Labels[LabelManaged] != "true" || f.Container.Labels[LabelCluster] != env.Config.File:
-			refused = append(refused, f.Host)
+			refused = append(refused, f.Host+": not launched by cvs for this cluster file")
+		case f.Container.Labels[LabelLifetime] == string(cluster.LifetimePersistent) && !force:
+			refused = append(refused, f.Host+": a persistent container (cvs down --force removes it)")
 		default:
 			targets = append(targets, env.Config.Hosts[i])
 			ids[env.Config.Hosts[i].Name] = f.Container.ID
@@ -112,13 +120,4 @@ func run(ctx context.Context, c *transport.Client, timeout time.Duration, argv .
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return c.Run(ctx, transport.Command{Line: shell.Join(argv...)})
-}
-
-// tempDir makes a private (0700) temporary folder on the host.
-func tempDir(ctx context.Context, c *transport.Client) (string, error) {
-	res, err := run(ctx, c, time.Minute, "mktemp", "-d", "/tmp/cvs.XXXXXXXX")
-	if err != nil {
-		return "", fmt.Errorf("making a temporary folder on the host: %w", err)
-	}
-	return strings.TrimSpace(string(res.Stdout)), nil
 }

@@ -159,7 +159,7 @@ func decideNoLaunch(p *Plan, facts []docker.Facts) {
 
 func decidePerRun(p *Plan, facts []docker.Facts, o Options) {
 	p.Provision, p.Teardown = true, true
-	var foreign, unknown []int
+	var foreign, unknown, busy []int
 	for i, f := range facts {
 		c := f.Container
 		switch {
@@ -168,9 +168,14 @@ func decidePerRun(p *Plan, facts []docker.Facts, o Options) {
 			p.Hosts[i].Note = noteForState(f)
 		case c.State == docker.StateAbsent:
 			p.Hosts[i].Action = Launch
+		case ownedPerRun(c, o.ClusterFile) && c.State == docker.StateRunning:
+			// A running leftover may be another cvs run's, still in
+			// progress: replacing it would kill that run.
+			busy = append(busy, i)
+			p.Hosts[i].Note = fmt.Sprintf("a per_run container of this cluster file is running (%s, launched %s)", docker.ShortID(c.ID), c.Labels[LabelLaunchedAt])
 		case ownedPerRun(c, o.ClusterFile):
 			p.Hosts[i].Action = Replace
-			p.Hosts[i].Note = fmt.Sprintf("left by an earlier per_run of cvs (%s, launched %s)", shortID(c.ID), c.Labels[LabelLaunchedAt])
+			p.Hosts[i].Note = fmt.Sprintf("left by an earlier per_run of cvs (%s, launched %s)", docker.ShortID(c.ID), c.Labels[LabelLaunchedAt])
 		default:
 			foreign = append(foreign, i)
 			p.Hosts[i].Note = "a container of this name that cvs's per_run did not create: " + ownerNote(c, o.ClusterFile)
@@ -180,6 +185,10 @@ func decidePerRun(p *Plan, facts []docker.Facts, o Options) {
 	case len(unknown) > 0:
 		p.Verdict = Refuse
 		p.Reason = fmt.Sprintf("the container's state is unknown on %s; cvs will not launch anything until every host's state is known", hostList(facts, unknown))
+	case len(busy) > 0:
+		p.Verdict = Refuse
+		p.Reason = fmt.Sprintf("a per_run container of this cluster file is running on %s: another `cvs run` may be using it. If none is (cvs was killed), `cvs down` removes it",
+			hostList(facts, busy))
 	case len(foreign) > 0:
 		p.Verdict = Refuse
 		p.Reason = fmt.Sprintf("a container named %q that cvs's per_run did not create exists on %s; cvs never removes containers it did not create. Remove or rename it yourself (docker rm -f %s), or set container.name to another name",
@@ -282,7 +291,7 @@ func refuseOnImages(p *Plan, facts []docker.Facts) bool {
 	for _, f := range facts {
 		if f.ImageID != "" && f.ImageID != f.Container.ImageID {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: stale overlay: the container runs %s but the tag %s now points to %s on this host; the container keeps its image until it is relaunched",
-				f.Host, shortID(f.Container.ImageID), f.Container.Image, shortID(f.ImageID)))
+				f.Host, docker.ShortID(f.Container.ImageID), f.Container.Image, docker.ShortID(f.ImageID)))
 		}
 	}
 	return false
@@ -331,12 +340,4 @@ func hostList(facts []docker.Facts, idx []int) string {
 		names = append(names, facts[i].Host)
 	}
 	return strings.Join(names, ", ")
-}
-
-func shortID(id string) string {
-	id = strings.TrimPrefix(id, "sha256:")
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

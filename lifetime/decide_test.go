@@ -95,6 +95,7 @@ func TestDecideTable(t *testing.T) {
 		{"no_launch skew", cluster.LifetimeNoLaunch, skew, false, Refuse, "none,none,none", "image skew", 0},
 		{"per_run fresh", cluster.LifetimePerRun, facts("absent", "absent"), false, Proceed, "launch,launch", "remove it", 0},
 		{"per_run replaces its own leftover", cluster.LifetimePerRun, withLabels(facts("absent", "exited"), 1, perRunLabels), false, Proceed, "launch,replace", "launch", 0},
+		{"per_run refuses a running leftover (another run may own it)", cluster.LifetimePerRun, withLabels(facts("absent", "running"), 1, perRunLabels), false, Refuse, "none,none", "another `cvs run` may be using it", 0},
 		{"per_run refuses a foreign container", cluster.LifetimePerRun, facts("absent", "running"), false, Refuse, "none,none", "did not create exists on h2", 0},
 		{"per_run refuses a persistent container", cluster.LifetimePerRun, withLabels(facts("absent", "running"), 1, map[string]string{LabelManaged: "true", LabelLifetime: "persistent", LabelCluster: file}), false, Refuse, "none,none", "did not create", 0},
 		{"per_run refuses another cluster's leftover", cluster.LifetimePerRun, withLabels(facts("exited"), 0, map[string]string{LabelManaged: "true", LabelLifetime: "per_run", LabelCluster: "/other.toml"}), false, Refuse, "none", "did not create", 0},

@@ -111,13 +111,13 @@ func Ensure(ctx context.Context, h Host, host string, sudo bool, container strin
 	if err != nil {
 		return fail("setup", "", "", err)
 	}
-	dir, err := tempDir(ctx, h)
+	dir, err := transport.MakeTempDir(ctx, h, "cvs-sshd")
 	if err != nil {
 		return fail("creating a temporary folder on the host", "", "", err)
 	}
 	out, err := func() (out Outcome, err error) {
 		defer func() {
-			if cerr := removeDir(ctx, h, dir); cerr != nil && err == nil {
+			if cerr := transport.RemoveTempDir(ctx, h, dir); cerr != nil && err == nil {
 				out, err = fail("removing "+dir+" on the host", "it holds the cluster's private keys: remove it by hand", "", cerr)
 			}
 		}()
@@ -213,30 +213,6 @@ func waitListening(ctx context.Context, h Host, sudo bool, container string, por
 		case <-time.After(verifyEvery):
 		}
 	}
-}
-
-// tempDir creates a fresh folder on the host, mode 0700 (mktemp's), for
-// the key material on its way into the container.
-func tempDir(ctx context.Context, h Host) (string, error) {
-	res, err := h.Run(ctx, transport.Command{Line: shell.Join("mktemp", "-d", "-t", "cvs-sshd.XXXXXXXXXX")})
-	if err != nil {
-		return "", err
-	}
-	dir := strings.TrimSpace(string(res.Stdout))
-	// The folder is removed with rm -rf: be sure it is the one asked for.
-	if !path.IsAbs(dir) || path.Clean(dir) != dir || !strings.HasPrefix(path.Base(dir), "cvs-sshd.") || strings.ContainsAny(dir, "\n") {
-		return "", fmt.Errorf("mktemp answered %q, not a fresh cvs-sshd.* folder", dir)
-	}
-	return dir, nil
-}
-
-// removeDir removes the temporary folder, also after ctx has ended: it
-// may hold private keys.
-func removeDir(ctx context.Context, h Host, dir string) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	_, err := h.Run(ctx, transport.Command{Line: shell.Join("rm", "-rf", "--", dir)})
-	return err
 }
 
 //go:embed install.sh

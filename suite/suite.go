@@ -71,7 +71,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
 		if r.OnStep != nil {
 			r.OnStep(st, hosts)
 		}
-		line := docker.ExecWatched(r.Config.Sudo, r.Config.Container.Name, nil, shell.Join("bash", "-eo", "pipefail", "-c", Script(r.stepEnv(), st)))
+		line := docker.ExecWatched(r.Config.Sudo, r.Config.Container.Name, shell.Join("bash", "-eo", "pipefail", "-c", Script(r.stepEnv(), st)))
 		results := make([]Result, len(hosts))
 		errs := r.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
 			ctx, cancel := context.WithTimeout(ctx, st.Timeout)
@@ -94,6 +94,15 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
 				pe.Flush()
 			}
 			results[i] = Result{ExitCode: res.ExitCode, Duration: res.Duration, Stdout: string(res.Stdout), Stderr: string(res.Stderr)}
+			var ee *transport.ExitError
+			if errors.As(err, &ee) {
+				// A non-zero exit is the step's own only if its container
+				// still runs: docker exec also fails when the container
+				// or the daemon went away.
+				if why := r.containerGone(ctx, c); why != "" {
+					results[i].Infra, results[i].Error = true, why
+				}
+			}
 			return err
 		})
 		failed := false
@@ -105,12 +114,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
 			switch {
 			case err == nil:
 			case errors.As(err, &ee):
-				// 125-127 are docker exec's own failures (container gone,
-				// command not runnable), not the step's.
-				res.Infra = ee.Code >= 125 && ee.Code <= 127 && strings.Contains(res.Stderr, "Error")
-				if res.Infra {
-					res.Error = fmt.Sprintf("docker exec failed: %s", report.LastLine(res.Stderr))
-				}
+				// the step's exit status; containerGone marked infra ones
 			case errors.As(err, &te):
 				res.ExitCode, res.Error = -1, fmt.Sprintf("timed out after %s (step timeout); the step was killed", st.Timeout)
 			default:
@@ -127,6 +131,23 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
 		}
 	}
 	return all
+}
+
+// containerGone checks, after a step failed, that its container still
+// runs; it returns why not, or "".
+func (r *Runner) containerGone(ctx context.Context, c *transport.Client) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	argv := append(docker.Docker(r.Config.Sudo), "container", "inspect", "--format", "{{.State.Status}}", r.Config.Container.Name)
+	res, err := c.Run(ctx, transport.Command{Line: shell.Join(argv...)})
+	state := strings.TrimSpace(string(res.Stdout))
+	switch {
+	case err != nil:
+		return "docker exec failed and the container cannot be inspected: " + report.LastLine(string(res.Stderr)+err.Error())
+	case state != string(docker.StateRunning):
+		return fmt.Sprintf("the container is %s: it stopped during the step", state)
+	}
+	return ""
 }
 
 // stepEnv is the environment every step gets: the cluster file's [env]

@@ -68,19 +68,12 @@ func parseKeyFile(path string) (ssh.Signer, error) {
 }
 
 // methods returns the auth methods for a host and a description of what
-// they offer (for the error when every one is refused). Agent keys come
-// first, then the host's identity files; with neither configured, the
+// they offer (for the error when every one is refused). The host's
+// identity files come first, then the agent's keys; with neither, the
 // OpenSSH default files that exist are tried.
 func (kr *keyring) methods(identityFiles []string, defaults []string) ([]ssh.AuthMethod, []string, error) {
 	var signers []ssh.Signer
 	var offered []string
-	if kr.agent != nil {
-		ss, err := kr.agent.Signers()
-		if err == nil {
-			signers = append(signers, ss...)
-			offered = append(offered, fmt.Sprintf("ssh-agent (%d keys)", len(ss)))
-		}
-	}
 	files := identityFiles
 	explicit := len(files) > 0
 	if !explicit && kr.agent == nil {
@@ -93,6 +86,8 @@ func (kr *keyring) methods(identityFiles []string, defaults []string) ([]ssh.Aut
 	for _, f := range files {
 		s, err := kr.signer(f)
 		if err != nil {
+			// A key the cluster file names must be usable, unless the
+			// agent may hold it (a passphrase-protected file).
 			if explicit && kr.agent == nil {
 				return nil, nil, err
 			}
@@ -100,6 +95,15 @@ func (kr *keyring) methods(identityFiles []string, defaults []string) ([]ssh.Aut
 		}
 		signers = append(signers, s)
 		offered = append(offered, filepath.Clean(f))
+	}
+	// The keys the cluster file names go first: sshd stops listening after
+	// MaxAuthTries keys, and an agent may hold many.
+	if kr.agent != nil {
+		ss, err := kr.agent.Signers()
+		if err == nil {
+			signers = append(signers, ss...)
+			offered = append(offered, fmt.Sprintf("ssh-agent (%d keys)", len(ss)))
+		}
 	}
 	if len(signers) == 0 {
 		return nil, nil, errors.New("no key to offer: set identity_file in the cluster file, or start ssh-agent and ssh-add a key")

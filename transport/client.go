@@ -113,6 +113,11 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 		select {
 		case <-waitc:
 		case <-time.After(killGrace):
+			// Something escaped the process group and holds the output
+			// open: close the channel, so that the output copies end
+			// before the buffers are read.
+			sess.Close()
+			<-waitc
 		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: -1, Duration: time.Since(start)},
@@ -148,6 +153,16 @@ func tee(buf *bytes.Buffer, w io.Writer) io.Writer {
 		return buf
 	}
 	return io.MultiWriter(buf, w)
+}
+
+// Alive reports whether the connection is still open.
+func (c *Client) Alive() bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // SSH returns the underlying connection (for SFTP).

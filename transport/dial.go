@@ -121,6 +121,12 @@ func (d *Dialer) Dial(ctx context.Context, h cluster.Host) (*Client, error) {
 		return nil, err
 	}
 	cl := &Client{Host: h, ssh: c, done: make(chan struct{})}
+	// Wait returns when the connection ends, however it ends; the client
+	// then reports itself dead.
+	go func() {
+		c.Wait()
+		cl.Close()
+	}()
 	if d.opts.KeepAlive > 0 {
 		go cl.keepAlive(d.opts.KeepAlive)
 	}

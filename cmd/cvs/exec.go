@@ -138,9 +138,6 @@ func (a *app) exec(ctx context.Context, cfg *cluster.Config, hosts []cluster.Hos
 			r.ExitCode = -1
 			code = max(code, exitcode.Failed)
 		}
-		if code == exitcode.Preflight {
-			continue
-		}
 	}
 	if a.json {
 		if err := a.printJSON(ExecJSON{Command: argv, Hosts: results, Handshakes: d.Handshakes()}); err != nil {

@@ -75,7 +75,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if errors.As(err, &fe) {
 		code = exitcode.Usage
 	}
-	if ctx.Err() != nil && code != exitcode.Refused {
+	// An interrupt turns a failure into 130, but never hides what a more
+	// specific code says: something left behind (6), a refusal (5), a
+	// host that could not be used (3), a usage error (2).
+	if ctx.Err() != nil && (code == exitcode.Failed || code == exitcode.Partial) {
 		code = exitcode.Interrupted
 	}
 	var silent *reportedError

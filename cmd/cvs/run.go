@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 
@@ -173,11 +174,10 @@ func (a *app) run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dr
 		return finish(err)
 	}
 
-	a.setLeftBehind(func() string {
-		return "containers launched by this run may be left on the hosts; check with `cvs status`"
-	})
+	a.trackLaunches(&s.env, cfg)
 	setup, err := lifetime.Apply(ctx, s.env, s.plan)
 	if err != nil {
+		out.Setup = err.Error()
 		return finish(setupError(ctx, err))
 	}
 	a.log.Info("containers ready", "hosts", len(cfg.Hosts), "sshd_skipped", setup.SSHDSkipped)
@@ -224,15 +224,25 @@ func (a *app) run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dr
 // Ctrl-C can name what it leaves behind.
 func (a *app) trackLaunches(env *lifetime.Env, cfg *cluster.Config) {
 	var mu sync.Mutex
-	var hosts []string
+	left := map[string]bool{}
 	env.OnLaunch = func(h cluster.Host) {
 		mu.Lock()
 		defer mu.Unlock()
-		hosts = append(hosts, h.Name)
+		left[h.Name] = true
+	}
+	env.OnRemove = func(h cluster.Host) {
+		mu.Lock()
+		defer mu.Unlock()
+		delete(left, h.Name)
 	}
 	a.setLeftBehind(func() string {
 		mu.Lock()
 		defer mu.Unlock()
+		var hosts []string
+		for h := range left {
+			hosts = append(hosts, h)
+		}
+		sort.Strings(hosts)
 		if len(hosts) == 0 {
 			return "no container had been launched yet; commands started on the hosts may still be running"
 		}
@@ -306,13 +316,21 @@ started again, keeping what was installed in them.`,
 			} else {
 				a.printPlan(s.plan)
 			}
-			if err := s.verdictError(); err != nil || dryRun {
+			// With --json the plan is the document; errors go to stderr.
+			quiet := func(err error) error {
+				if err != nil && a.json {
+					fmt.Fprintf(a.stderr, "cvs: %v\n", err)
+					return reported(exitcode.Of(err))
+				}
 				return err
+			}
+			if err := s.verdictError(); err != nil || dryRun {
+				return quiet(err)
 			}
 			a.trackLaunches(&s.env, cfg)
 			setup, err := lifetime.Apply(cmd.Context(), s.env, s.plan)
 			if err != nil {
-				return setupError(cmd.Context(), err)
+				return quiet(setupError(cmd.Context(), err))
 			}
 			a.log.Info("containers ready", "hosts", len(cfg.Hosts), "sshd_skipped", setup.SSHDSkipped)
 			return nil
@@ -355,12 +373,12 @@ removed with --force: they hold what was installed into them.`,
 					unknown = append(unknown, f.Host)
 				}
 			}
-			removed, refused, failed := lifetime.RemoveLabelled(cmd.Context(), s.env, s.facts)
+			removed, refused, failed := lifetime.RemoveLabelled(cmd.Context(), s.env, s.facts, force)
 			for _, h := range removed {
 				fmt.Fprintf(a.stdout, "%s: removed %s\n", h, cfg.Container.Name)
 			}
 			for _, h := range refused {
-				fmt.Fprintf(a.stdout, "%s: left alone: %s was not launched by cvs for this cluster file\n", h, cfg.Container.Name)
+				fmt.Fprintf(a.stdout, "left alone on %s\n", h)
 			}
 			for _, h := range unknown {
 				fmt.Fprintf(a.stdout, "%s: unknown state, not touched\n", h)

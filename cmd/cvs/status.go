@@ -114,10 +114,25 @@ func (a *app) probeAll(ctx context.Context, cfg *cluster.Config, f *fleet.Fleet)
 			facts[i] = docker.Unknown(cfg.Hosts[i].Name, spec, err)
 		}
 	}
+	// One warning per kind of problem, not one per host: at 200 hosts
+	// without Docker the log would drown the table.
+	var kinds []string
+	byKind := map[string][]docker.Facts{}
 	for _, fc := range facts {
 		if fc.Error != "" {
-			a.log.Warn(fc.Error, "host", fc.Host)
+			if _, ok := byKind[fc.ErrorKind]; !ok {
+				kinds = append(kinds, fc.ErrorKind)
+			}
+			byKind[fc.ErrorKind] = append(byKind[fc.ErrorKind], fc)
 		}
+	}
+	for _, k := range kinds {
+		fs := byKind[k]
+		if len(fs) == 1 {
+			a.log.Warn(fs[0].Error, "host", fs[0].Host)
+			continue
+		}
+		a.log.Warn(fs[0].Error, "host", fs[0].Host, "same_kind_on", fmt.Sprintf("%d more hosts", len(fs)-1))
 	}
 	return facts, ctx.Err()
 }
@@ -142,16 +157,8 @@ func summarize(facts []docker.Facts) StatusSummary {
 	return s
 }
 
-func shortID(id string) string {
-	id = strings.TrimPrefix(id, "sha256:")
-	if len(id) > 12 {
-		return id[:12]
-	}
-	if id == "" {
-		return "-"
-	}
-	return id
-}
+// shortID is docker.ShortID with "-" for none, for tables.
+func shortID(id string) string { return dash(docker.ShortID(id)) }
 
 func dash(s string) string {
 	if s == "" {
