@@ -274,7 +274,12 @@ func TestLabFaultRegistry(t *testing.T) {
 	t.Cleanup(func() { cleanupCtx(2*time.Minute, func(ctx context.Context) { l.StartRegistry(ctx) }) })
 	// Both workload images share their base layer: drop both, or a pull
 	// of ref would only fetch its small top layer.
-	forget := func() { l.HostDocker(ctx, h, "rmi", "--force", ref, l.WorkloadImage()) }
+	// A container left on the host (a reused lab's demo) would keep the
+	// base layer too.
+	forget := func() {
+		l.HostExec(ctx, h, "sh", "-c", "docker rm -f $(docker ps -aq) 2>/dev/null; true")
+		l.HostDocker(ctx, h, "rmi", "--force", ref, l.WorkloadImage())
+	}
 
 	if err := l.StopRegistry(ctx); err != nil {
 		t.Fatal(err)

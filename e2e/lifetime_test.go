@@ -416,3 +416,30 @@ func TestPullTimeout(t *testing.T) {
 		}
 	}
 }
+
+// Two clusters' containers on the same hosts with --network host share
+// port 2224: the second cold start must not take the first one's sshd for
+// its own. It refuses (exit 4), names the port, rolls back its containers,
+// and leaves the first cluster's alone.
+func TestSSHDPortTakenByAnotherContainer(t *testing.T) {
+	const first, second = "e2e-port-first", "e2e-port-second"
+	removeEverywhere(t, "cvs-lab")
+	for _, n := range []string{first, second} {
+		removeEverywhere(t, n)
+		t.Cleanup(func() { removeEverywhere(t, n) })
+	}
+	fileA := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: first, Suites: installSuite})
+	fileB := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: second, Suites: installSuite})
+	if out, errOut, code := runCVS(t, "--cluster", fileA, "run", "install"); code != 0 {
+		t.Fatalf("first cluster: exit %d\n%s\n%s", code, out, errOut)
+	}
+	before, _ := inspectAll(t, first)
+	out, errOut, code := runCVS(t, "--cluster", fileB, "run", "install")
+	if code != 4 || !strings.Contains(errOut, "port 2224 is already in use") {
+		t.Fatalf("second cluster: exit %d, want 4 naming the taken port\n%s\n%s", code, out, errOut)
+	}
+	if _, oks := inspectAll(t, second); oks[0] || oks[1] || oks[2] {
+		t.Errorf("the refused cold start left containers: %v", oks)
+	}
+	assertUnchanged(t, first, before)
+}
