@@ -19,8 +19,8 @@ type Dialer interface {
 
 // Fleet holds the connections of one invocation.
 type Fleet struct {
-	dialer Dialer
-	limit  int
+	dial  DialFunc
+	limit int
 
 	// Progress, when set, is called after each host of an Each finishes,
 	// with the number done so far and the total. Calls may come from several
@@ -34,24 +34,38 @@ type Fleet struct {
 type conn struct {
 	mu     sync.Mutex
 	dialed bool
-	client *transport.Client
+	client transport.Conn
 	err    error
 }
+
+// DialFunc opens a connection to one host.
+type DialFunc func(ctx context.Context, h cluster.Host) (transport.Conn, error)
 
 // New returns a Fleet that dials with d and works on at most limit hosts at
 // once.
 func New(d Dialer, limit int) *Fleet {
+	return NewWithDial(func(ctx context.Context, h cluster.Host) (transport.Conn, error) {
+		c, err := d.Dial(ctx, h)
+		if c == nil {
+			return nil, err // no typed nil inside the interface
+		}
+		return c, err
+	}, limit)
+}
+
+// NewWithDial is New with a dial function (tests pass fake connections).
+func NewWithDial(dial DialFunc, limit int) *Fleet {
 	if limit < 1 {
 		limit = 1
 	}
-	return &Fleet{dialer: d, limit: limit, conns: map[string]*conn{}}
+	return &Fleet{dial: dial, limit: limit, conns: map[string]*conn{}}
 }
 
 // Client returns the connection to h, dialling it the first time. A failed
 // dial is remembered: the host is not dialled again in this invocation. A
 // connection that was lost (keep-alives unanswered, reset) is dialled again
 // once asked for, so that cleanup reaches a host after a network blip.
-func (f *Fleet) Client(ctx context.Context, h cluster.Host) (*transport.Client, error) {
+func (f *Fleet) Client(ctx context.Context, h cluster.Host) (transport.Conn, error) {
 	f.mu.Lock()
 	c, ok := f.conns[h.Name]
 	if !ok {
@@ -63,14 +77,14 @@ func (f *Fleet) Client(ctx context.Context, h cluster.Host) (*transport.Client, 
 	defer c.mu.Unlock()
 	if !c.dialed || c.client != nil && !c.client.Alive() {
 		c.dialed = true
-		c.client, c.err = f.dialer.Dial(ctx, h)
+		c.client, c.err = f.dial(ctx, h)
 	}
 	return c.client, c.err
 }
 
 // Func is the work done on one host; i is the host's index in the slice
 // given to Each.
-type Func func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error
+type Func func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error
 
 // Each connects to every host and runs fn on it, at most the Fleet's limit
 // at a time, and returns one error per host (nil for success), in the order

@@ -52,7 +52,7 @@ func TestEachBoundsConcurrencyAndReportsEveryHost(t *testing.T) {
 	f.Progress = func(done, total int) { progress = append(progress, done) }
 	hs := hosts("a", "b", "c", "d", "e")
 	var ran atomic.Int64
-	errs := f.Each(context.Background(), hs, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
+	errs := f.Each(context.Background(), hs, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		ran.Add(1)
 		if h.Name == "e" {
 			return errors.New("e failed")
@@ -79,7 +79,7 @@ func TestEachBoundsConcurrencyAndReportsEveryHost(t *testing.T) {
 		t.Errorf("progress calls %v", progress)
 	}
 	// A second Each reuses connections and remembered failures: no new dials.
-	f.Each(context.Background(), hs, func(context.Context, int, cluster.Host, *transport.Client) error { return nil })
+	f.Each(context.Background(), hs, func(context.Context, int, cluster.Host, transport.Conn) error { return nil })
 	if d.calls.Load() != 5 {
 		t.Errorf("%d dials for 5 hosts over two Each calls", d.calls.Load())
 	}
@@ -88,7 +88,7 @@ func TestEachBoundsConcurrencyAndReportsEveryHost(t *testing.T) {
 func TestEachStopsStartingHostsWhenCancelled(t *testing.T) {
 	f := New(&countingDialer{}, 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	errs := f.Each(ctx, hosts("a", "b", "c"), func(context.Context, int, cluster.Host, *transport.Client) error {
+	errs := f.Each(ctx, hosts("a", "b", "c"), func(context.Context, int, cluster.Host, transport.Conn) error {
 		cancel()
 		return nil
 	})
@@ -112,7 +112,7 @@ func TestOneHandshakePerHostWithRealSSHD(t *testing.T) {
 	}
 	f := New(d, 3)
 	for round := 0; round < 3; round++ {
-		errs := f.Each(context.Background(), hs, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
+		errs := f.Each(context.Background(), hs, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 			for k := 0; k < 2; k++ {
 				if _, err := c.Run(ctx, transport.Command{Line: "true"}); err != nil {
 					return err

@@ -28,7 +28,7 @@ type Env struct {
 	// that cleanup after a failed launch removes only what this run made.
 	RunID string
 	// Provision runs the setup script in a freshly launched container.
-	Provision func(ctx context.Context, c *transport.Client, h cluster.Host) (transport.Result, error)
+	Provision func(ctx context.Context, c transport.Conn, h cluster.Host) (transport.Result, error)
 	// OnLaunch, when set, is told of every container this run launched, as
 	// soon as docker run returns (for "left behind" reports on a hard exit).
 	OnLaunch func(h cluster.Host)
@@ -37,7 +37,7 @@ type Env struct {
 	OnRemove func(h cluster.Host)
 	// StartSSHD makes sure sshd listens in the container; it reports
 	// whether it was already listening (and nothing was done).
-	StartSSHD func(ctx context.Context, c *transport.Client, h cluster.Host) (already bool, err error)
+	StartSSHD func(ctx context.Context, c transport.Conn, h cluster.Host) (already bool, err error)
 }
 
 // LabelRunID marks the containers of one invocation.
@@ -134,9 +134,9 @@ func Apply(ctx context.Context, env Env, plan Plan) (*Setup, error) {
 		defer mu.Unlock()
 		failures = append(failures, HostFailure{Host: h.Name, Err: err, Output: report.Tail(string(res.Stdout)+string(res.Stderr), 15)})
 	}
-	stage := func(name string, fn func(ctx context.Context, i int, h cluster.Host, c *transport.Client)) error {
+	stage := func(name string, fn func(ctx context.Context, i int, h cluster.Host, c transport.Conn)) error {
 		failures = nil
-		errs := env.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
+		errs := env.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 			fn(ctx, i, h, c)
 			return nil
 		})
@@ -155,7 +155,7 @@ func Apply(ctx context.Context, env Env, plan Plan) (*Setup, error) {
 	}
 
 	ct := env.Config.Container
-	err := stage("launch", func(ctx context.Context, i int, h cluster.Host, c *transport.Client) {
+	err := stage("launch", func(ctx context.Context, i int, h cluster.Host, c transport.Conn) {
 		hp := plan.Hosts[i]
 		switch hp.Action {
 		case Replace:
@@ -190,7 +190,7 @@ func Apply(ctx context.Context, env Env, plan Plan) (*Setup, error) {
 		return s, err
 	}
 	if plan.Provision {
-		err = stage("provisioning (setup_script)", func(ctx context.Context, i int, h cluster.Host, c *transport.Client) {
+		err = stage("provisioning (setup_script)", func(ctx context.Context, i int, h cluster.Host, c transport.Conn) {
 			if !s.Launched[i] {
 				return
 			}
@@ -204,7 +204,7 @@ func Apply(ctx context.Context, env Env, plan Plan) (*Setup, error) {
 			return s, err
 		}
 	}
-	err = stage("sshd", func(ctx context.Context, i int, h cluster.Host, c *transport.Client) {
+	err = stage("sshd", func(ctx context.Context, i int, h cluster.Host, c transport.Conn) {
 		already, err := env.StartSSHD(ctx, c, h)
 		if err != nil {
 			fail(h, err, transport.Result{})
@@ -231,7 +231,7 @@ func Apply(ctx context.Context, env Env, plan Plan) (*Setup, error) {
 func (env Env) checkImages(ctx context.Context, s *Setup) error {
 	hosts := env.Config.Hosts
 	ids := make([]string, len(hosts))
-	errs := env.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
+	errs := env.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		res, err := run(ctx, c, time.Minute, append(docker.Docker(env.Config.Sudo), "container", "inspect", "--format", "{{.Image}}", env.Config.Container.Name)...)
 		ids[i] = strings.TrimSpace(string(res.Stdout))
 		return err
@@ -268,7 +268,7 @@ func (env Env) factsID(plan Plan, i int) string {
 // launch runs docker run -d on one host, with the pull inside the
 // pull_timeout. The container environment travels in an env file uploaded
 // over SFTP, so its values never appear in a command line.
-func (env Env) launch(ctx context.Context, c *transport.Client, h cluster.Host, lt cluster.Lifetime) (transport.Result, error) {
+func (env Env) launch(ctx context.Context, c transport.Conn, h cluster.Host, lt cluster.Lifetime) (transport.Result, error) {
 	ct := env.Config.Container
 	spec := docker.RunSpec{
 		Name: ct.Name, Image: ct.Image, Network: ct.Network, IPC: ct.IPC, PID: ct.PID, Privileged: ct.Privileged,

@@ -40,7 +40,7 @@ func (env Env) remove(ctx context.Context, which []bool, why string) *CleanupRep
 		return nil
 	}
 	r := &CleanupReport{}
-	errs := env.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
+	errs := env.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		env.Log.Info(why, "host", h.Name, "container", env.Config.Container.Name)
 		if err := env.removeRunContainers(ctx, c); err != nil {
 			return err
@@ -63,7 +63,7 @@ func (env Env) remove(ctx context.Context, which []bool, why string) *CleanupRep
 
 // removeRunContainers force-removes the containers carrying this run's
 // run-id label on one host: never anything cvs did not launch in this run.
-func (env Env) removeRunContainers(ctx context.Context, c *transport.Client) error {
+func (env Env) removeRunContainers(ctx context.Context, c transport.Conn) error {
 	d := docker.Docker(env.Config.Sudo)
 	res, err := run(ctx, c, removeTimeout, append(d, "ps", "-aq", "--filter", "label="+LabelRunID+"="+env.RunID)...)
 	if err != nil {
@@ -101,7 +101,7 @@ func RemoveLabelled(ctx context.Context, env Env, facts []docker.Facts, force bo
 			ids[env.Config.Hosts[i].Name] = f.Container.ID
 		}
 	}
-	errs := env.Fleet.Each(ctx, targets, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
+	errs := env.Fleet.Each(ctx, targets, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		_, err := run(ctx, c, removeTimeout, append(docker.Docker(env.Config.Sudo), "rm", "-f", ids[h.Name])...)
 		return err
 	})
@@ -116,7 +116,7 @@ func RemoveLabelled(ctx context.Context, env Env, facts []docker.Facts, force bo
 }
 
 // run runs argv on one host within timeout.
-func run(ctx context.Context, c *transport.Client, timeout time.Duration, argv ...string) (transport.Result, error) {
+func run(ctx context.Context, c transport.Conn, timeout time.Duration, argv ...string) (transport.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return c.Run(ctx, transport.Command{Line: shell.Join(argv...)})

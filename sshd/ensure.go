@@ -20,7 +20,7 @@ import (
 
 // Host is what Ensure needs of a cluster host: running commands, and
 // uploading a file over the SSH connection, so that private keys never
-// appear in a command line. *transport.Client implements it.
+// appear in a command line. transport.Conn (and *transport.Client) implement it.
 type Host interface {
 	transport.Runner
 	Upload(ctx context.Context, remotePath string, data []byte, mode os.FileMode) error

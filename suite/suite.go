@@ -73,7 +73,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
 		}
 		line := docker.ExecWatched(r.Config.Sudo, r.Config.Container.Name, shell.Join("bash", "-eo", "pipefail", "-c", Script(r.stepEnv(), st)))
 		results := make([]Result, len(hosts))
-		errs := r.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
+		errs := r.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 			ctx, cancel := context.WithTimeout(ctx, st.Timeout)
 			defer cancel()
 			cmd := transport.Command{Line: line, ForwardStdin: true}
@@ -135,7 +135,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
 
 // containerGone checks, after a step failed, that its container still
 // runs; it returns why not, or "".
-func (r *Runner) containerGone(ctx context.Context, c *transport.Client) string {
+func (r *Runner) containerGone(ctx context.Context, c transport.Conn) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	argv := append(docker.Docker(r.Config.Sudo), "container", "inspect", "--format", "{{.State.Status}}", r.Config.Container.Name)

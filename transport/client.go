@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"os"
 	"bytes"
 	"context"
 	"errors"
@@ -213,3 +214,15 @@ func (c *Client) keepAlive(every time.Duration) {
 		}
 	}
 }
+
+// Conn is an open connection to one host as the layers above use it:
+// commands, uploads, and whether it still lives. *Client implements it;
+// unit tests of those layers use fakes.
+type Conn interface {
+	Runner
+	Upload(ctx context.Context, remotePath string, data []byte, mode os.FileMode) error
+	Alive() bool
+	Close() error
+}
+
+var _ Conn = (*Client)(nil)

@@ -97,7 +97,7 @@ func (a *app) exec(ctx context.Context, cfg *cluster.Config, hosts []cluster.Hos
 	var outMu sync.Mutex
 	results := make([]ExecHostResult, len(hosts))
 	p := a.progress(f, "running", len(hosts))
-	errs := f.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
+	errs := f.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		cmd := transport.Command{Line: line}

@@ -102,7 +102,7 @@ func (a *app) probeAll(ctx context.Context, cfg *cluster.Config, f *fleet.Fleet)
 	spec := docker.ProbeSpec{Container: cfg.Container.Name, Image: cfg.Container.Image, SSHDPort: cfg.Container.SSHDPort, Sudo: cfg.Sudo}
 	facts := make([]docker.Facts, len(cfg.Hosts))
 	p := a.progress(f, "probing", len(cfg.Hosts))
-	errs := f.Each(ctx, cfg.Hosts, func(ctx context.Context, i int, h cluster.Host, c *transport.Client) error {
+	errs := f.Each(ctx, cfg.Hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, docker.ProbeTimeout)
 		defer cancel()
 		facts[i] = docker.Probe(ctx, c, h.Name, spec)

@@ -23,12 +23,12 @@ func (a *app) lifetimeEnv(cfg *cluster.Config, f *fleet.Fleet) (lifetime.Env, er
 		return lifetime.Env{}, err
 	}
 	env := lifetime.Env{Fleet: f, Config: cfg, Log: a.log, Version: version, RunID: newRunID()}
-	env.Provision = func(ctx context.Context, c *transport.Client, h cluster.Host) (transport.Result, error) {
+	env.Provision = func(ctx context.Context, c transport.Conn, h cluster.Host) (transport.Result, error) {
 		ctx, cancel := context.WithTimeout(ctx, provisionTimeout)
 		defer cancel()
 		return provision.Run(ctx, c, h.Name, cfg.Sudo, cfg.Container.Name, script)
 	}
-	env.StartSSHD = func(ctx context.Context, c *transport.Client, h cluster.Host) (bool, error) {
+	env.StartSSHD = func(ctx context.Context, c transport.Conn, h cluster.Host) (bool, error) {
 		return a.startSSHD(ctx, cfg, c, h)
 	}
 	return env, nil
@@ -39,7 +39,7 @@ const sshdTimeout = 2 * time.Minute
 
 // startSSHD makes sure sshd listens in h's container, with the cluster's
 // key pair (created on first use, kept on this machine).
-func (a *app) startSSHD(ctx context.Context, cfg *cluster.Config, c *transport.Client, h cluster.Host) (bool, error) {
+func (a *app) startSSHD(ctx context.Context, cfg *cluster.Config, c transport.Conn, h cluster.Host) (bool, error) {
 	a.keysOnce.Do(func() {
 		dir, err := sshd.Dir(cfg.File)
 		if err != nil {
