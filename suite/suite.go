@@ -48,22 +48,122 @@ type Runner struct {
 	// Stdout and Stderr receive the steps' output as it arrives, each line
 	// prefixed by its host; nil discards it (the results keep it).
 	Stdout, Stderr io.Writer
+	// RunID names this run's script files in the containers.
+	RunID string
 	// OnStep is called before each step starts.
 	OnStep func(step cluster.Step, hosts []cluster.Host)
 	// AfterStep is called with a step's results on every host it ran on.
 	AfterStep func(step cluster.Step, results []Result)
 }
 
+// stageTimeout bounds putting a suite's scripts into one container, and
+// removing them again.
+const stageTimeout = 2 * time.Minute
+
+// scriptPath is where step i's script lives in the container during a run.
+func (r *Runner) scriptPath(i int) string {
+	return fmt.Sprintf("/tmp/cvs-%s-step%d.sh", r.RunID, i)
+}
+
+// StageError is a suite whose scripts could not be put into the containers
+// (an infrastructure failure: no step ran).
+type StageError struct {
+	Failures map[string]error
+}
+
+func (e *StageError) Error() string {
+	hosts := make([]string, 0, len(e.Failures))
+	for h := range e.Failures {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	var b strings.Builder
+	fmt.Fprintf(&b, "putting the step scripts into the containers failed on %d host(s):", len(hosts))
+	for _, h := range hosts {
+		fmt.Fprintf(&b, "\n  %s: %v", h, e.Failures[h])
+	}
+	return b.String()
+}
+
+// stage puts every step's script (environment included) into each
+// container: over SFTP into a private (0700) folder on the host, then
+// docker cp. Scripts and [env] values so never appear in a command line or
+// a process list. The files are 0644 so that an image whose USER is not
+// root can run them (docker cp makes them root's).
+func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
+	env := r.stepEnv()
+	scripts := make([][]byte, len(s.Steps))
+	for i, st := range s.Steps {
+		scripts[i] = []byte(Script(env, st))
+	}
+	d := docker.Docker(r.Config.Sudo)
+	errs := r.Fleet.Each(ctx, r.Config.Hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) (err error) {
+		ctx, cancel := context.WithTimeout(ctx, stageTimeout)
+		defer cancel()
+		dir, err := transport.MakeTempDir(ctx, c, "cvs-steps")
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := transport.RemoveTempDir(ctx, c, dir); cerr != nil && err == nil {
+				err = fmt.Errorf("removing %s: %w", dir, cerr)
+			}
+		}()
+		for i, sc := range scripts {
+			file := fmt.Sprintf("%s/step%d.sh", dir, i)
+			if err := c.Upload(ctx, file, sc, 0o644); err != nil {
+				return err
+			}
+			argv := append(append([]string{}, d...), "cp", file, r.Config.Container.Name+":"+r.scriptPath(i))
+			if _, err := c.Run(ctx, transport.Command{Line: shell.Join(argv...)}); err != nil {
+				return fmt.Errorf("docker cp into the container: %w", err)
+			}
+		}
+		return nil
+	})
+	failures := map[string]error{}
+	for i, err := range errs {
+		if err != nil {
+			failures[r.Config.Hosts[i].Name] = err
+		}
+	}
+	if len(failures) > 0 {
+		return &StageError{Failures: failures}
+	}
+	return nil
+}
+
+// unstage removes the step scripts from the containers.
+func (r *Runner) unstage(ctx context.Context, n int) {
+	ctx = context.WithoutCancel(ctx)
+	r.Fleet.Each(ctx, r.Config.Hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) error {
+		ctx, cancel := context.WithTimeout(ctx, stageTimeout)
+		defer cancel()
+		argv := docker.ExecArgv(r.Config.Sudo, r.Config.Container.Name, nil, "rm", "-f")
+		for i := 0; i < n; i++ {
+			argv = append(argv, r.scriptPath(i))
+		}
+		_, err := c.Run(ctx, transport.Command{Line: shell.Join(argv...)})
+		return err
+	})
+}
+
 // Run runs s's steps in order and returns every host's result of every
-// step that ran. It stops after the first step that fails on any host.
-func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
+// step that ran. It stops after the first step that fails on any host. A
+// *StageError means no step could run.
+func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
+	if err := r.stage(ctx, s); err != nil {
+		r.unstage(ctx, len(s.Steps))
+		return nil, err
+	}
+	defer r.unstage(ctx, len(s.Steps))
 	var all []Result
 	var outMu sync.Mutex
 	width := 0
 	for _, h := range r.Config.Hosts {
 		width = max(width, len(h.Name))
 	}
-	for _, st := range s.Steps {
+	for stepIndex, st := range s.Steps {
 		hosts := r.Config.Hosts
 		if st.On == cluster.OnHead {
 			hosts = []cluster.Host{r.Config.Head()}
@@ -71,7 +171,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
 		if r.OnStep != nil {
 			r.OnStep(st, hosts)
 		}
-		line := docker.ExecWatched(r.Config.Sudo, r.Config.Container.Name, shell.Join("bash", "-eo", "pipefail", "-c", Script(r.stepEnv(), st)))
+		line := docker.ExecWatched(r.Config.Sudo, r.Config.Container.Name, shell.Join("bash", "-eo", "pipefail", r.scriptPath(stepIndex)))
 		results := make([]Result, len(hosts))
 		errs := r.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 			ctx, cancel := context.WithTimeout(ctx, st.Timeout)
@@ -130,7 +230,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) []Result {
 			break
 		}
 	}
-	return all
+	return all, nil
 }
 
 // containerGone checks, after a step failed, that its container still

@@ -182,7 +182,7 @@ func (a *app) run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dr
 	}
 	a.log.Info("containers ready", "hosts", len(cfg.Hosts), "sshd_skipped", setup.SSHDSkipped)
 
-	runner := &suite.Runner{Fleet: s.f, Config: cfg, OnStep: func(step cluster.Step, hosts []cluster.Host) {
+	runner := &suite.Runner{Fleet: s.f, Config: cfg, RunID: s.env.RunID, OnStep: func(step cluster.Step, hosts []cluster.Host) {
 		a.log.Info(fmt.Sprintf("step %q on %d host(s)", step.Name, len(hosts)))
 	}}
 	switch {
@@ -203,8 +203,11 @@ func (a *app) run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dr
 	default:
 		runner.Stdout, runner.Stderr = a.stdout, a.stderr
 	}
-	results := runner.Run(ctx, st)
+	results, stageErr := runner.Run(ctx, st)
 	out.Steps = results
+	if stageErr != nil {
+		out.Setup = stageErr.Error()
+	}
 
 	cleanup := lifetime.Teardown(context.WithoutCancel(ctx), s.env, s.plan, setup)
 	if cleanup != nil {
@@ -216,6 +219,13 @@ func (a *app) run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dr
 	if !a.json {
 		fmt.Fprintln(a.stdout)
 		suite.Summary(a.stdout, results)
+	}
+	if stageErr != nil {
+		err := fmt.Errorf("%w\n%s", stageErr, cleanup.String())
+		if !cleanup.OK() {
+			return finish(exitcode.With(exitcode.Cleanup, err))
+		}
+		return finish(exitcode.With(exitcode.Partial, err))
 	}
 	return finish(runOutcome(ctx, results, cleanup))
 }
