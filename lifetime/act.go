@@ -32,6 +32,10 @@ type Env struct {
 	// OnLaunch, when set, is told of every container this run launched, as
 	// soon as docker run returns (for "left behind" reports on a hard exit).
 	OnLaunch func(h cluster.Host)
+	// OnStage, when set, is called as each stage starts (launch, provisioning,
+	// sshd) with the number of hosts; the function it returns is called
+	// when the stage ends. The CLI draws its progress line with it.
+	OnStage func(stage string, hosts int) (done func())
 	// OnRemove, when set, is told of every container of this run removed
 	// again (rollback, per_run teardown).
 	OnRemove func(h cluster.Host)
@@ -136,6 +140,10 @@ func Apply(ctx context.Context, env Env, plan Plan) (*Setup, error) {
 	}
 	stage := func(name string, fn func(ctx context.Context, i int, h cluster.Host, c transport.Conn)) error {
 		failures = nil
+		if env.OnStage != nil {
+			done := env.OnStage(name, len(hosts))
+			defer done()
+		}
 		errs := env.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 			fn(ctx, i, h, c)
 			return nil

@@ -83,3 +83,16 @@ func (p *Progress) Stop() {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
 }
+
+// Above clears the line, if drawn, and runs write (which prints another
+// line, a log message, to the same terminal) before the line is drawn
+// again, so that the two never share a line.
+func (p *Progress) Above(write func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
+	}
+	write()
+}

@@ -43,6 +43,9 @@ type app struct {
 	keys     sshd.Keys
 	keysErr  error
 
+	// active is the progress line being drawn, if any.
+	active atomic.Value // *report.Progress
+
 	// leftBehind says what a second Ctrl-C leaves on the hosts.
 	leftBehind atomic.Value // func() string
 }
@@ -204,9 +207,22 @@ func (a *app) setupLogging() error {
 	if a.quiet {
 		lvl = log.ErrorLevel
 	}
-	a.log = log.NewWithOptions(a.stderr, log.Options{Level: lvl, ReportTimestamp: true, TimeFormat: "15:04:05"})
+	a.log = log.NewWithOptions(logWriter{a}, log.Options{Level: lvl, ReportTimestamp: true, TimeFormat: "15:04:05"})
 	log.SetDefault(a.log)
 	return nil
+}
+
+// logWriter writes log lines to stderr, first clearing a progress line that
+// is drawn there, so the two never share a line.
+type logWriter struct{ a *app }
+
+func (w logWriter) Write(b []byte) (n int, err error) {
+	p, ok := w.a.active.Load().(*report.Progress)
+	if !ok {
+		return w.a.stderr.Write(b)
+	}
+	p.Above(func() { n, err = w.a.stderr.Write(b) })
+	return n, err
 }
 
 // clusterPath applies the --cluster, $CVS_CLUSTER, ./cluster.toml order.
@@ -241,6 +257,7 @@ func (a *app) connect(cfg *cluster.Config) (*fleet.Fleet, *transport.Dialer, err
 func (a *app) progress(f *fleet.Fleet, label string, total int) *report.Progress {
 	p := report.StartProgress(a.stderr, !a.quiet && isTerminal(a.stderr), label, total)
 	f.Progress = p.Set
+	a.active.Store(p)
 	return p
 }
 

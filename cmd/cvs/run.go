@@ -105,6 +105,10 @@ func (a *app) prepare(ctx context.Context, cfg *cluster.Config, restart bool) (*
 		s.close()
 		return nil, err
 	}
+	// A launch may pull a multi-GB image for minutes: show progress.
+	s.env.OnStage = func(stage string, hosts int) func() {
+		return a.progress(f, stage, hosts).Stop
+	}
 	return s, nil
 }
 
