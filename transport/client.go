@@ -1,13 +1,13 @@
 package transport
 
 import (
-	"os"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"github.com/cvs-tool/cvs/report"
 	"io"
+	"os"
 	"sync"
 	"time"
 
