@@ -269,6 +269,12 @@ run = "echo sleeping; sleep 300"
 	for strings.Count(so.String(), "sleeping") < labHosts && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
+	// Meanwhile a second cvs on the same cluster is refused by the lock,
+	// naming the first, and changes nothing.
+	out, errOut, code = runCVS(t, "--cluster", file, "run", "pass")
+	if code != 5 || !strings.Contains(out+errOut, "another cvs is working on container") || !strings.Contains(out+errOut, "run slow") {
+		t.Errorf("second cvs during a run: exit %d, want 5 naming the holder\n%s\n%s", code, out, errOut)
+	}
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {

@@ -6,9 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"os/user"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +20,7 @@ import (
 	"github.com/cvs-tool/cvs/exitcode"
 	"github.com/cvs-tool/cvs/fleet"
 	"github.com/cvs-tool/cvs/lifetime"
+	"github.com/cvs-tool/cvs/lock"
 	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/suite"
 	"github.com/cvs-tool/cvs/transport"
@@ -82,17 +86,30 @@ type session struct {
 	f     *fleet.Fleet
 	d     *transport.Dialer
 	env   lifetime.Env
+	lock  *lock.Held
 	facts []docker.Facts
 	plan  lifetime.Plan
 }
 
-// prepare connects, probes every host and decides.
-func (a *app) prepare(ctx context.Context, cfg *cluster.Config, restart bool) (*session, error) {
+// prepare connects, takes the cluster lock when the session will change
+// containers, probes every host and decides.
+func (a *app) prepare(ctx context.Context, cfg *cluster.Config, restart, changes bool) (*session, error) {
 	f, d, err := a.connect(cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &session{a: a, cfg: cfg, f: f, d: d}
+	if changes {
+		s.lock, err = lock.Acquire(ctx, f, cfg.Hosts, cfg.Container.Name, lockOwner(), a.log)
+		if err != nil {
+			s.close()
+			var be *lock.BusyError
+			if errors.As(err, &be) {
+				return nil, exitcode.With(exitcode.Refused, err)
+			}
+			return nil, exitcode.With(exitcode.Preflight, err)
+		}
+	}
 	facts, err := a.probeAll(ctx, cfg, f)
 	if err != nil {
 		s.close()
@@ -113,8 +130,20 @@ func (a *app) prepare(ctx context.Context, cfg *cluster.Config, restart bool) (*
 }
 
 func (s *session) close() {
+	s.lock.Release()
 	s.f.Close()
 	s.d.Close()
+}
+
+// lockOwner describes this invocation for whoever finds the lock taken.
+func lockOwner() string {
+	who := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s@%s (pid %d, since %s): %s", who, host, os.Getpid(),
+		time.Now().UTC().Format(time.RFC3339), strings.Join(append([]string{"cvs"}, os.Args[1:]...), " "))
 }
 
 func newRunID() string {
@@ -149,7 +178,7 @@ func (a *app) printPlan(p lifetime.Plan) {
 }
 
 func (a *app) run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dryRun, group bool) error {
-	s, err := a.prepare(ctx, cfg, false)
+	s, err := a.prepare(ctx, cfg, false, !dryRun)
 	if err != nil {
 		return err
 	}
@@ -320,7 +349,7 @@ started again, keeping what was installed in them.`,
 			if cfg.Container.Lifetime == cluster.LifetimePerRun {
 				return &flagError{errors.New(`up is for lifetime "persistent" or "no_launch": a per_run container lives for one cvs run`)}
 			}
-			s, err := a.prepare(cmd.Context(), cfg, restart)
+			s, err := a.prepare(cmd.Context(), cfg, restart, !dryRun)
 			if err != nil {
 				return err
 			}
@@ -376,7 +405,7 @@ removed with --force: they hold what was installed into them.`,
 			case cfg.Container.Lifetime == cluster.LifetimePersistent && !force:
 				return exitcode.With(exitcode.Refused, errors.New("refused: the persistent containers hold what was installed into them; run `cvs down --force` to remove them"))
 			}
-			s, err := a.prepare(cmd.Context(), cfg, false)
+			s, err := a.prepare(cmd.Context(), cfg, false, true)
 			if err != nil {
 				return err
 			}
