@@ -73,6 +73,24 @@ func TestPersistentInstallThenTest(t *testing.T) {
 		t.Errorf("attach must skip sshd setup and provisioning everywhere:\n%s", errOut)
 	}
 
+	// 2a. exec --in-container reaches the same containers; its time limit
+	// stops the command inside the container, not only the docker client.
+	out, _, code = runCVS(t, "--cluster", file, "exec", "--in-container", "--group", "--", "cat", "/opt/cvs/installed")
+	if code != 0 || strings.Count(out, "(1)") != labHosts {
+		t.Errorf("exec --in-container: exit %d\n%s", code, out)
+	}
+	_, errOut, code = runCVS(t, "--cluster", file, "exec", "--in-container", "--timeout", "1s", "--", "sleep", "313")
+	if code != 1 || !strings.Contains(errOut, "command sleep 313: timed out") {
+		t.Errorf("exec --in-container --timeout: exit %d\n%s", code, errOut)
+	}
+	time.Sleep(time.Second)
+	for _, h := range hostNames(t) {
+		res, _ := Lab(t).HostDocker(testCtx(t, time.Minute), h, "top", name)
+		if strings.Contains(res.Stdout, "sleep 313") {
+			t.Errorf("%s: the timed-out command still runs in the container:\n%s", h, res.Stdout)
+		}
+	}
+
 	// 2b. sshd died in host2's container: the next attach starts it there
 	// only; status saw it stopped.
 	if _, err := Lab(t).HostDocker(testCtx(t, time.Minute), "host2", "exec", name, "sh", "-c", "kill $(cat /run/cvs-sshd.pid)"); err != nil {

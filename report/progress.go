@@ -68,8 +68,11 @@ func (p *Progress) Set(done, total int) {
 	p.mu.Unlock()
 }
 
-// Stop ends the progress line and clears it.
+// Stop ends the progress line and clears it. It is safe on nil.
 func (p *Progress) Stop() {
+	if p == nil {
+		return
+	}
 	select {
 	case <-p.stop:
 		return

@@ -176,7 +176,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 		errs := r.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 			ctx, cancel := context.WithTimeout(ctx, st.Timeout)
 			defer cancel()
-			cmd := transport.Command{Line: line, ForwardStdin: true}
+			cmd := transport.Command{Line: line, ForwardStdin: true, Name: "step " + st.Name}
 			var po, pe *report.Prefix
 			if r.Stdout != nil {
 				po = &report.Prefix{W: r.Stdout, Host: h.Name, Width: width, Locker: &outMu}

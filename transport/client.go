@@ -34,6 +34,16 @@ type Command struct {
 	// stop a command, so that a `docker exec -i ... sh -c Watchdog` inside
 	// can stop the command in the container too.
 	ForwardStdin bool
+	// Name, when set, is how errors name the command (the operator's
+	// command rather than the wrapper that runs it in a container).
+	Name string
+}
+
+func (c Command) name() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return c.Line
 }
 
 // Result is what a remote command produced.
@@ -122,10 +132,10 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: -1, Duration: time.Since(start)},
-				&TimeoutError{Host: c.Host.Name, Cmd: cmd.Line, After: time.Since(start)}
+				&TimeoutError{Host: c.Host.Name, Cmd: cmd.name(), After: time.Since(start)}
 		}
 		return Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: -1, Duration: time.Since(start)},
-			fmt.Errorf("%s: command %s: %w", c.Host.Name, abbreviate(cmd.Line, 80), ctx.Err())
+			fmt.Errorf("%s: command %s: %w", c.Host.Name, abbreviate(cmd.name(), 80), ctx.Err())
 	}
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), Duration: time.Since(start)}
 	var ee *ssh.ExitError
@@ -135,7 +145,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 		return res, nil
 	case errors.As(werr, &ee):
 		res.ExitCode = ee.ExitStatus()
-		xe := &ExitError{Host: c.Host.Name, Cmd: cmd.Line, Code: res.ExitCode, StderrTail: report.Tail(string(res.Stderr), stderrTailLines)}
+		xe := &ExitError{Host: c.Host.Name, Cmd: cmd.name(), Code: res.ExitCode, StderrTail: report.Tail(string(res.Stderr), stderrTailLines)}
 		if ee.Signal() != "" {
 			res.ExitCode, xe.Code, xe.Signal = -1, -1, ee.Signal()
 		}

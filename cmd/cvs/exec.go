@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/exitcode"
 	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/shell"
@@ -39,16 +40,17 @@ type ExecHostResult struct {
 
 func (a *app) execCommand() *cobra.Command {
 	var hostsFlag string
-	var head, group bool
+	var head, group, inContainer bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "exec [--hosts a,b] [--head] [--group] -- CMD [ARGS...]",
-		Short: "Run a command on the hosts' OS",
-		Long: `exec runs CMD with exactly the arguments ARGS on every selected host (not in
-the container), one SSH connection per host, and prints each output line
-prefixed by its host. With --group, identical outputs are folded into one
-block listing their hosts. The arguments are quoted for the remote shell:
-to use a pipe or a variable, run a shell: cvs exec -- sh -c 'ls | wc -l'.
+		Use:   "exec [--hosts a,b] [--head] [--group] [--in-container] -- CMD [ARGS...]",
+		Short: "Run a command on the hosts' OS (or in their containers)",
+		Long: `exec runs CMD with exactly the arguments ARGS on every selected host (with
+--in-container, inside the configured container there), one SSH connection per
+host, and prints each output line prefixed by its host. With --group,
+identical outputs are folded into one block listing their hosts. The arguments
+are quoted for the remote shell: to use a pipe or a variable, run a shell:
+cvs exec -- sh -c 'ls | wc -l'.
 
 Exit code 0 when the command succeeded everywhere, 1 when it failed on some
 host, 3 when some host could not be connected to (the others still ran it).`,
@@ -70,18 +72,19 @@ host, 3 when some host could not be connected to (the others still ran it).`,
 			if timeout == 0 {
 				timeout = cfg.CommandTimeout
 			}
-			return a.exec(cmd.Context(), cfg, hosts, args, group, timeout)
+			return a.exec(cmd.Context(), cfg, hosts, args, group, inContainer, timeout)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&hostsFlag, "hosts", "", "run only on these hosts: comma-separated names or ranges, as in the cluster file")
 	fl.BoolVar(&head, "head", false, "run only on the head host")
 	fl.BoolVarP(&group, "group", "g", false, "fold identical outputs into one block listing their hosts")
+	fl.BoolVar(&inContainer, "in-container", false, "run inside the configured container (docker exec); the time limit stops it there too")
 	fl.DurationVar(&timeout, "timeout", 0, "time limit per host; the remote command is killed when it passes (default: command_timeout)")
 	return cmd
 }
 
-func (a *app) exec(ctx context.Context, cfg *cluster.Config, hosts []cluster.Host, argv []string, group bool, timeout time.Duration) error {
+func (a *app) exec(ctx context.Context, cfg *cluster.Config, hosts []cluster.Host, argv []string, group, inContainer bool, timeout time.Duration) error {
 	f, d, err := a.connect(cfg)
 	if err != nil {
 		return err
@@ -89,6 +92,9 @@ func (a *app) exec(ctx context.Context, cfg *cluster.Config, hosts []cluster.Hos
 	defer d.Close()
 	defer f.Close()
 	line := shell.Join(argv...)
+	if inContainer {
+		line = docker.ExecWatched(cfg.Sudo, cfg.Container.Name, line)
+	}
 	width := 0
 	for _, h := range hosts {
 		width = max(width, len(h.Name))
@@ -96,11 +102,16 @@ func (a *app) exec(ctx context.Context, cfg *cluster.Config, hosts []cluster.Hos
 	stream := !a.json && !group
 	var outMu sync.Mutex
 	results := make([]ExecHostResult, len(hosts))
-	p := a.progress(f, "running", len(hosts))
+	// Streamed output lines are the progress; a progress line would only
+	// tangle with them.
+	var p *report.Progress
+	if !stream {
+		p = a.progress(f, "running", len(hosts))
+	}
 	errs := f.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		cmd := transport.Command{Line: line}
+		cmd := transport.Command{Line: line, ForwardStdin: inContainer, Name: shell.Join(argv...)}
 		var po, pe *report.Prefix
 		if stream {
 			po = &report.Prefix{W: a.stdout, Host: h.Name, Width: width, Locker: &outMu}
