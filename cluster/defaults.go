@@ -22,9 +22,9 @@ const (
 	// encoded, in one docker exec command line.
 	MaxSetupScriptBytes = 16 << 10
 
-	// MaxStepScriptBytes bounds a step's run script: it reaches the
-	// container in a docker exec command line, whose arguments Linux caps
-	// at 128 KiB each, quoting included.
+	// MaxStepScriptBytes bounds a step's run script: steps are for
+	// calling tools, not for carrying them (put large scripts in the image
+	// or install them in the overlay).
 	MaxStepScriptBytes = 64 << 10
 
 	// UserPlaceholder expands to the effective user in every string value.

@@ -512,7 +512,10 @@ func (d *decoder) resolveHost(s hostSpec, c *Config, userSet, portSet bool) Host
 	return h
 }
 
-var dockerName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+var (
+	dockerName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+	suiteName  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+)
 
 func (d *decoder) container(raw map[string]any) Container {
 	ct := Container{Lifetime: DefaultLifetime, PullTimeout: DefaultPullTimeout, SSHDPort: DefaultSSHDPort}
@@ -638,8 +641,8 @@ func (d *decoder) suites(raw map[string]any) []Suite {
 		if !ok {
 			continue
 		}
-		if !dockerName.MatchString(name) && len(name) > 0 {
-			d.fail(p, "suite name %q must be letters, digits, '_', '.', '-'", name)
+		if !suiteName.MatchString(name) {
+			d.fail(p, "suite name %q must start with a letter or digit and hold only letters, digits, '_', '.', '-'", name)
 		}
 		d.checkKeys(sm, p, suiteKeys, nil)
 		s := Suite{Name: name}
@@ -670,7 +673,7 @@ func (d *decoder) suites(raw map[string]any) []Suite {
 			if strings.TrimSpace(st.Run) == "" {
 				d.fail(sp, "step %q has no run script", st.Name)
 			} else if len(st.Run) > MaxStepScriptBytes {
-				d.fail(sp+".run", "is %d bytes, over the %d-byte limit of a command line; put the bulk in a script file in the image or the overlay and call it", len(st.Run), MaxStepScriptBytes)
+				d.fail(sp+".run", "is %d bytes, over the %d-byte limit for a step script; put the bulk in a script file in the image or the overlay and call it", len(st.Run), MaxStepScriptBytes)
 			}
 			if v, ok := d.str(sm, sp, "on"); ok {
 				switch On(v) {

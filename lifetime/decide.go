@@ -89,6 +89,9 @@ type Options struct {
 	// Restart lets a persistent cluster whose containers are all stopped
 	// be started again (cvs up --restart).
 	Restart bool
+	// Image is the configured image reference, named in stale-overlay
+	// warnings.
+	Image string
 }
 
 // Decide returns the plan for lifetime lt given the facts of every host (in
@@ -110,7 +113,7 @@ func Decide(lt cluster.Lifetime, facts []docker.Facts, o Options) Plan {
 	}
 	switch lt {
 	case cluster.LifetimeNoLaunch:
-		decideNoLaunch(&p, facts)
+		decideNoLaunch(&p, facts, o)
 	case cluster.LifetimePerRun:
 		decidePerRun(&p, facts, o)
 	case cluster.LifetimePersistent:
@@ -133,7 +136,7 @@ func preflight(facts []docker.Facts) []int {
 	return bad
 }
 
-func decideNoLaunch(p *Plan, facts []docker.Facts) {
+func decideNoLaunch(p *Plan, facts []docker.Facts, o Options) {
 	var notRunning []int
 	for i, f := range facts {
 		if f.Container.State != docker.StateRunning {
@@ -147,7 +150,7 @@ func decideNoLaunch(p *Plan, facts []docker.Facts) {
 			facts[0].Container.Name, len(notRunning), len(facts), hostList(facts, notRunning))
 		return
 	}
-	if refuseOnImages(p, facts) {
+	if refuseOnImages(p, facts, o.Image, "start the same image on every host yourself (cvs never removes no_launch containers)") {
 		return
 	}
 	for i := range p.Hosts {
@@ -213,7 +216,7 @@ func decidePersistent(p *Plan, facts []docker.Facts, o Options) {
 	stopped := len(counts[docker.StateExited]) + len(counts[docker.StateCreated])
 	switch {
 	case len(counts[docker.StateRunning]) == n:
-		if refuseOnImages(p, facts) {
+		if refuseOnImages(p, facts, o.Image, skewFix) {
 			return
 		}
 		for i := range p.Hosts {
@@ -237,7 +240,7 @@ func decidePersistent(p *Plan, facts []docker.Facts, o Options) {
 			}
 			return
 		}
-		if refuseOnImages(p, facts) {
+		if refuseOnImages(p, facts, o.Image, skewFix) {
 			return
 		}
 		for i := range p.Hosts {
@@ -259,10 +262,14 @@ func decidePersistent(p *Plan, facts []docker.Facts, o Options) {
 	}
 }
 
+// skewFix is what to do about image skew in cvs's own containers.
+const skewFix = "remove the containers (cvs down --force) and cold-start, or fix the odd hosts by hand"
+
 // refuseOnImages applies the image check of an attach: every container must
 // run the same image ID, and every ID must be readable. It records the
-// stale-tag warnings and reports whether the plan was refused.
-func refuseOnImages(p *Plan, facts []docker.Facts) bool {
+// stale-tag warnings (naming image, the configured reference) and reports
+// whether the plan was refused; fix says what to do about skew.
+func refuseOnImages(p *Plan, facts []docker.Facts, image, fix string) bool {
 	ids := map[string][]int{}
 	var unreadable []int
 	for i, f := range facts {
@@ -285,13 +292,13 @@ func refuseOnImages(p *Plan, facts []docker.Facts) bool {
 		for i, f := range facts {
 			p.Hosts[i].Note = "runs " + f.Container.ImageID
 		}
-		p.Reason = fmt.Sprintf("image skew: the containers run %d different images (host → image ID below). Every host must run the same image; remove the odd containers (cvs down --force) and cold-start, or fix the hosts by hand", len(ids))
+		p.Reason = fmt.Sprintf("image skew: the containers run %d different images (host → image ID below). Every host must run the same image: %s", len(ids), fix)
 		return true
 	}
 	for _, f := range facts {
 		if f.ImageID != "" && f.ImageID != f.Container.ImageID {
-			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: stale overlay: the container runs %s but the tag %s now points to %s on this host; the container keeps its image until it is relaunched",
-				f.Host, docker.ShortID(f.Container.ImageID), f.Container.Image, docker.ShortID(f.ImageID)))
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: stale overlay: the container runs %s (started from %s) but %s now points to %s on this host; the container keeps its image until it is relaunched",
+				f.Host, docker.ShortID(f.Container.ImageID), f.Container.Image, image, docker.ShortID(f.ImageID)))
 		}
 	}
 	return false

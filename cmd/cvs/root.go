@@ -86,7 +86,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var silent *reportedError
 	if !errors.As(err, &silent) {
-		a.printError(err)
+		a.printError(err, code)
 	}
 	return code
 }
@@ -136,11 +136,11 @@ func reported(code int) error {
 	return exitcode.With(code, &reportedError{code: code})
 }
 
-func (a *app) printError(err error) {
+func (a *app) printError(err error, code int) {
 	if a.json {
 		kind := transport.ErrorKind(err)
 		var le *cluster.LoadError
-		out := map[string]any{"error": err.Error(), "exit_code": exitcode.Of(err)}
+		out := map[string]any{"error": err.Error(), "exit_code": code}
 		if errors.As(err, &le) {
 			out["problems"] = le.Lines()
 		}
@@ -186,6 +186,9 @@ func (a *app) versionCommand() *cobra.Command {
 		Short: "Print the cvs version",
 		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if a.json {
+				return a.printJSON(map[string]string{"version": version})
+			}
 			fmt.Fprintln(a.stdout, "cvs", version)
 			return nil
 		},

@@ -116,7 +116,7 @@ func (a *app) prepare(ctx context.Context, cfg *cluster.Config, restart, changes
 		return nil, err
 	}
 	s.facts = facts
-	s.plan = lifetime.Decide(cfg.Container.Lifetime, facts, lifetime.Options{ClusterFile: cfg.File, Restart: restart})
+	s.plan = lifetime.Decide(cfg.Container.Lifetime, facts, lifetime.Options{ClusterFile: cfg.File, Restart: restart, Image: cfg.Container.Image})
 	s.env, err = a.lifetimeEnv(cfg, f)
 	if err != nil {
 		s.close()
@@ -384,6 +384,23 @@ started again, keeping what was installed in them.`,
 	return cmd
 }
 
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// DownJSON is the document `cvs down --json` prints.
+type DownJSON struct {
+	Container string   `json:"container"`
+	Removed   []string `json:"removed"`
+	// LeftAlone says, per host, why a container was not removed.
+	LeftAlone []string          `json:"left_alone"`
+	Unknown   []string          `json:"unknown"`
+	Failed    map[string]string `json:"failed"`
+}
+
 func (a *app) downCommand() *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
@@ -417,17 +434,28 @@ removed with --force: they hold what was installed into them.`,
 				}
 			}
 			removed, refused, failed := lifetime.RemoveLabelled(cmd.Context(), s.env, s.facts, force)
-			for _, h := range removed {
-				fmt.Fprintf(a.stdout, "%s: removed %s\n", h, cfg.Container.Name)
-			}
-			for _, h := range refused {
-				fmt.Fprintf(a.stdout, "left alone on %s\n", h)
-			}
-			for _, h := range unknown {
-				fmt.Fprintf(a.stdout, "%s: unknown state, not touched\n", h)
-			}
-			for _, f := range failed {
-				fmt.Fprintf(a.stdout, "%s: FAILED to remove: %v\n", f.Host, f.Err)
+			if a.json {
+				doc := DownJSON{Container: cfg.Container.Name, Removed: orEmpty(removed), LeftAlone: orEmpty(refused),
+					Unknown: orEmpty(unknown), Failed: map[string]string{}}
+				for _, f := range failed {
+					doc.Failed[f.Host] = f.Err.Error()
+				}
+				if err := a.printJSON(doc); err != nil {
+					return err
+				}
+			} else {
+				for _, h := range removed {
+					fmt.Fprintf(a.stdout, "%s: removed %s\n", h, cfg.Container.Name)
+				}
+				for _, h := range refused {
+					fmt.Fprintf(a.stdout, "left alone on %s\n", h)
+				}
+				for _, h := range unknown {
+					fmt.Fprintf(a.stdout, "%s: unknown state, not touched\n", h)
+				}
+				for _, f := range failed {
+					fmt.Fprintf(a.stdout, "%s: FAILED to remove: %v\n", f.Host, f.Err)
+				}
 			}
 			switch {
 			case len(failed) > 0:

@@ -75,7 +75,7 @@ key, no Docker). Nothing on any host is changed.`,
 				return err
 			}
 			sum := summarize(facts)
-			plan := lifetime.Decide(cfg.Container.Lifetime, facts, lifetime.Options{ClusterFile: cfg.File})
+			plan := lifetime.Decide(cfg.Container.Lifetime, facts, lifetime.Options{ClusterFile: cfg.File, Image: cfg.Container.Image})
 			if a.json {
 				if err := a.printJSON(StatusJSON{SchemaVersion: statusSchemaVersion, Cluster: cfg.File,
 					Container: cfg.Container.Name, Image: cfg.Container.Image, SSHDPort: cfg.Container.SSHDPort,
@@ -202,7 +202,12 @@ func (a *app) printStatus(cfg *cluster.Config, facts []docker.Facts, sum StatusS
 	}
 	fmt.Fprintln(a.stdout, line)
 	for _, f := range facts {
-		if f.Error != "" {
+		if f.Error == "" {
+			continue
+		}
+		if strings.HasPrefix(f.Error, f.Host+":") {
+			fmt.Fprintf(a.stdout, "  %s\n", f.Error)
+		} else {
 			fmt.Fprintf(a.stdout, "  %s: %s\n", f.Host, f.Error)
 		}
 	}

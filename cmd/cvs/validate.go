@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
@@ -23,7 +24,8 @@ with its line; the exit code is then 2. No host is contacted.`,
 			}
 			eff := cfg.Effective()
 			if a.json {
-				return a.printJSON(map[string]any{"file": cfg.File, "valid": true, "hosts": len(cfg.Hosts), "config": eff})
+				return a.printJSON(map[string]any{"file": cfg.File, "valid": true, "hosts": len(cfg.Hosts), "config": eff,
+					"resolved_hosts": cfg.Hosts})
 			}
 			script := cfg.Container.SetupScript
 			if script == "" {
@@ -31,6 +33,23 @@ with its line; the exit code is then 2. No host is contacted.`,
 			}
 			fmt.Fprintf(a.stdout, "# %s is valid: %d host(s), lifetime %s, %d suite(s)\n# setup script: %s\n",
 				cfg.File, len(cfg.Hosts), cfg.Container.Lifetime, len(cfg.Suites), script)
+			if len(cfg.IdentityFiles) == 0 {
+				fmt.Fprintln(a.stdout, "# identity_file: none set: ~/.ssh/config's IdentityFile, then ssh-agent keys (SSH_AUTH_SOCK); without either, ~/.ssh/id_ed25519, id_ecdsa, id_rsa")
+			}
+			// Settings a host takes from ~/.ssh/config cannot be written in
+			// the hosts list: show them here.
+			for _, h := range cfg.Hosts {
+				if h.ProxyJump != cfg.ProxyJump || strings.Join(h.IdentityFiles, ",") != strings.Join(cfg.IdentityFiles, ",") {
+					fmt.Fprintf(a.stdout, "# %s (from ~/.ssh/config): %s", h.Name, h.Pinned())
+					if len(h.IdentityFiles) > 0 {
+						fmt.Fprintf(a.stdout, " identity_file=%s", strings.Join(h.IdentityFiles, ","))
+					}
+					if h.ProxyJump != "" {
+						fmt.Fprintf(a.stdout, " proxy_jump=%s", h.ProxyJump)
+					}
+					fmt.Fprintln(a.stdout)
+				}
+			}
 			return toml.NewEncoder(a.stdout).Encode(eff)
 		},
 	}
