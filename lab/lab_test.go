@@ -1,20 +1,19 @@
 package lab
 
 import (
-	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cvs-tool/cvs/internal/golden"
+
 	"github.com/cvs-tool/cvs/cluster"
 )
 
 // Unit tests: no root, no Docker, no network. The lab itself is exercised
 // by the e2e tier (go test -tags e2e ./e2e/...).
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 
 func newTestLab(t *testing.T, cfg Config) *Lab {
 	t.Helper()
@@ -105,20 +104,7 @@ func testClusterParams() clusterParams {
 }
 
 func TestClusterFileGolden(t *testing.T) {
-	got := renderClusterFile(testClusterParams())
-	golden := filepath.Join("testdata", "cluster.toml.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test ./lab -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("cluster file differs from %s (go test ./lab -update to accept):\n%s", golden, got)
-	}
+	golden.Check(t, "cluster.toml.golden", []byte(renderClusterFile(testClusterParams())))
 }
 
 // The cluster file must pass cvs's own strict loader: every key known.

@@ -15,12 +15,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/cvs-tool/cvs/report"
 	"io"
 	"os"
 	"strings"
 	"sync"
-	"time"
+
+	"github.com/cvs-tool/cvs/report"
 
 	"github.com/cvs-tool/cvs/assets"
 	"github.com/cvs-tool/cvs/cluster"
@@ -140,19 +140,10 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	what := transport.Outcome(e.Err, e.Host)
 	var ee *transport.ExitError
-	var te *transport.TimeoutError
-	var what string
-	switch {
-	case errors.As(e.Err, &ee) && ee.Signal != "":
-		what = "killed by signal " + ee.Signal
-	case errors.As(e.Err, &ee):
-		what = fmt.Sprintf("failed with exit status %d", ee.Code)
-	case errors.As(e.Err, &te):
-		what = fmt.Sprintf("timed out after %s; the remote command was killed", te.After.Round(time.Millisecond))
-	default:
-		// Transport errors already start with the host; name it once.
-		what = strings.TrimPrefix(e.Err.Error(), e.Host+": ")
+	if errors.As(e.Err, &ee) && ee.Signal == "" {
+		what = "failed with " + what
 	}
 	msg := fmt.Sprintf("%s: setup script in container %s: %s", e.Host, e.Container, what)
 	if e.Output != "" {

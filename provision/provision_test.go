@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,12 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cvs-tool/cvs/internal/golden"
+
 	"github.com/cvs-tool/cvs/assets"
 	"github.com/cvs-tool/cvs/shell"
 	"github.com/cvs-tool/cvs/transport"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // goldenCases pin the exact command lines Command produces: a change to the
 // wrapper shows up as a diff in testdata/command.golden.
@@ -43,19 +42,7 @@ func TestCommandGolden(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "# %s (sudo=%v container=%q script=%q)\n%s\n\n", tc.name, tc.sudo, tc.container, tc.script, line)
 	}
-	path := filepath.Join("testdata", "command.golden")
-	if *update {
-		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./provision -update to create it)", err)
-	}
-	if !bytes.Equal(want, b.Bytes()) {
-		t.Errorf("Command output differs from %s (run with -update if the change is intended):\n%s", path, b.String())
-	}
+	golden.Check(t, "command.golden", b.Bytes())
 }
 
 // lastWord returns the last shell word of a line built by shell.Join whose

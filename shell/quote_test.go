@@ -2,17 +2,14 @@ package shell
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+	"github.com/cvs-tool/cvs/internal/golden"
+)
 
 // goldenCases are argv lists whose quoted form is pinned in testdata/join.golden:
 // a change to the quoting rules shows up as a diff there.
@@ -37,19 +34,7 @@ func TestJoinGolden(t *testing.T) {
 	for _, argv := range goldenCases {
 		fmt.Fprintf(&b, "%q\n\t%s\n", argv, Join(argv...))
 	}
-	path := filepath.Join("testdata", "join.golden")
-	if *update {
-		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./shell -update to create it)", err)
-	}
-	if !bytes.Equal(want, b.Bytes()) {
-		t.Errorf("Join output differs from %s (run with -update if the change is intended):\n%s", path, b.String())
-	}
+	golden.Check(t, "join.golden", b.Bytes())
 }
 
 func TestQuoteTable(t *testing.T) {

@@ -6,12 +6,13 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"github.com/cvs-tool/cvs/report"
 	"os"
 	"path"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cvs-tool/cvs/report"
 
 	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/shell"
@@ -313,25 +314,14 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	var what string
-	var ee *transport.ExitError
-	var te *transport.TimeoutError
-	switch {
-	case e.Msg != "":
-		what = e.Msg
-	case errors.As(e.Err, &ee) && ee.Signal != "":
-		what = "killed by signal " + ee.Signal
-	case errors.As(e.Err, &ee):
-		what = fmt.Sprintf("exit status %d", ee.Code)
-	case errors.As(e.Err, &te):
-		what = fmt.Sprintf("timed out after %s; the remote command was killed", te.After.Round(time.Millisecond))
-	case e.Err != nil:
-		// Transport errors start with the host; name it once.
-		what = strings.TrimPrefix(e.Err.Error(), e.Host+": ")
+	what := e.Msg
+	if what == "" {
+		what = transport.Outcome(e.Err, e.Host)
 	}
 	msg := fmt.Sprintf("%s: sshd in container %s: %s: %s", e.Host, e.Container, e.Op, what)
 	out := e.Output
-	if out == "" && e.Msg == "" && ee != nil {
+	var ee *transport.ExitError
+	if out == "" && e.Msg == "" && errors.As(e.Err, &ee) {
 		out = ee.StderrTail
 	}
 	if out != "" {

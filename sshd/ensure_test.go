@@ -6,19 +6,17 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cvs-tool/cvs/internal/golden"
+
 	"github.com/cvs-tool/cvs/transport"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // tcpTable returns /proc/net/tcp content, with a LISTEN socket on each of
 // ports.
@@ -430,19 +428,7 @@ func TestEnsureGolden(t *testing.T) {
 		fmt.Fprintf(&b, "# commands, sudo=%v\n%s\n\n", sudo, strings.Join(f.lines, "\n"))
 	}
 	fmt.Fprintf(&b, "# sshd_config, port 2224\n%s\n# ssh_config, port 2224\n%s", sshdConfig(2224), clientConfig(2224))
-	path := filepath.Join("testdata", "ensure.golden")
-	if *update {
-		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./sshd -update to create it)", err)
-	}
-	if !bytes.Equal(want, b.Bytes()) {
-		t.Errorf("differs from %s (run with -update if the change is intended):\n%s", path, b.String())
-	}
+	golden.Check(t, "ensure.golden", b.Bytes())
 }
 
 func TestInstallScript(t *testing.T) {

@@ -116,3 +116,23 @@ func abbreviate(s string, n int) string {
 	}
 	return s[:n-1] + "…"
 }
+
+// Outcome says in a few words how a remote command ended badly: "exit
+// status 3", "killed by signal KILL", "timed out after 2s; the remote
+// command was killed", or err's text without the host name it starts with
+// (for errors that name their host themselves).
+func Outcome(err error, host string) string {
+	var ee *ExitError
+	var te *TimeoutError
+	switch {
+	case errors.As(err, &ee) && ee.Signal != "":
+		return "killed by signal " + ee.Signal
+	case errors.As(err, &ee):
+		return fmt.Sprintf("exit status %d", ee.Code)
+	case errors.As(err, &te):
+		return fmt.Sprintf("timed out after %s; the remote command was killed", te.After.Round(time.Millisecond))
+	case err != nil:
+		return strings.TrimPrefix(err.Error(), host+": ")
+	}
+	return ""
+}
