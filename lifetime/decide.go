@@ -248,6 +248,15 @@ func decidePersistent(p *Plan, facts []docker.Facts, o Options) {
 		}
 		p.Verdict = Proceed
 		p.Reason = fmt.Sprintf("restart: start the stopped containers on all %d host(s), keeping their overlays", n)
+	case len(counts) == 1 && len(counts[docker.StateUnknown]) == 0:
+		// One state everywhere, but not one cvs acts on (paused,
+		// restarting, dead): nothing is partial, yet cvs cannot attach.
+		p.Verdict = Refuse
+		for i, f := range facts {
+			p.Hosts[i].Note = noteForState(f)
+		}
+		p.Reason = fmt.Sprintf("the persistent container %q is %s on all %d host(s); cvs attaches only to running containers. Bring them back to running (e.g. docker unpause), or `cvs down --force` to remove them for a cold start",
+			facts[0].Container.Name, facts[0].Container.State, n)
 	default:
 		p.Verdict = Refuse
 		for i, f := range facts {

@@ -85,6 +85,7 @@ func TestDecideTable(t *testing.T) {
 		{"persistent all stopped", cluster.LifetimePersistent, facts("exited", "created", "exited"), false, Refuse, "none,none,none", "cvs up --restart", 0},
 		{"persistent restart", cluster.LifetimePersistent, facts("exited", "created", "exited"), true, Proceed, "start,start,start", "restart", 0},
 		{"persistent stopped and running", cluster.LifetimePersistent, facts("exited", "running", "running"), true, Refuse, "none,none,none", "partial persistence", 0},
+		{"persistent all paused", cluster.LifetimePersistent, facts("paused", "paused"), false, Refuse, "none,none", "is paused on all 2 host(s)", 0},
 		{"persistent skew", cluster.LifetimePersistent, skew, false, Refuse, "none,none,none", "image skew", 0},
 		{"persistent unreadable image", cluster.LifetimePersistent, unreadable, false, Refuse, "none,none,none", "could not be read on h2", 0},
 		{"persistent stale tag warns", cluster.LifetimePersistent, stale, false, Proceed, "attach,attach,attach", "attach", 3},

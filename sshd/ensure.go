@@ -60,10 +60,6 @@ var (
 	verifyEvery   = 200 * time.Millisecond
 )
 
-// cleanupTimeout bounds the removal of the host's temporary folder, which
-// runs even when ctx has ended.
-const cleanupTimeout = 30 * time.Second
-
 // Ensure makes sure an sshd listens on port inside container on the host
 // h (named host in errors), with docker through `sudo -n` when sudo is set.
 //
