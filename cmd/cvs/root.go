@@ -73,20 +73,25 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitcode.OK
 	}
+	code := exitFor(ctx, err)
+	var silent *reportedError
+	if !errors.As(err, &silent) {
+		a.printError(err, code)
+	}
+	return code
+}
+
+// exitFor is the exit code of err. An interrupt turns a failure into 130,
+// but never hides what a more specific code says: something left behind
+// (6), a refusal (5), a host that could not be used (3), a usage error (2).
+func exitFor(ctx context.Context, err error) int {
 	code := exitcode.Of(err)
 	var fe *flagError
 	if errors.As(err, &fe) {
 		code = exitcode.Usage
 	}
-	// An interrupt turns a failure into 130, but never hides what a more
-	// specific code says: something left behind (6), a refusal (5), a
-	// host that could not be used (3), a usage error (2).
 	if ctx.Err() != nil && (code == exitcode.Failed || code == exitcode.Partial) {
 		code = exitcode.Interrupted
-	}
-	var silent *reportedError
-	if !errors.As(err, &silent) {
-		a.printError(err, code)
 	}
 	return code
 }
