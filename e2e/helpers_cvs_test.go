@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -145,6 +146,23 @@ func removeEverywhere(t *testing.T, name string) {
 			Lab(t).HostDocker(ctx, h.Name, "rm", "-f", name)
 		}
 	})
+}
+
+// useContainer removes any container called name from every host now and
+// again when the test ends, so each scenario starts and ends clean.
+func useContainer(t *testing.T, name string) {
+	t.Helper()
+	removeEverywhere(t, name)
+	t.Cleanup(func() { removeEverywhere(t, name) })
+}
+
+// assertNoneLeft fails the test when any host still has a container called
+// name; when says at which point of the scenario.
+func assertNoneLeft(t *testing.T, name, when string) {
+	t.Helper()
+	if _, oks := inspectAll(t, name); slices.Contains(oks, true) {
+		t.Errorf("%s: a container %q remains on some host: %v", when, name, oks)
+	}
 }
 
 // eachHost runs fn for every lab host at once.

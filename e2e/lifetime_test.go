@@ -25,8 +25,7 @@ func TestPersistentInstallThenTest(t *testing.T) {
 	// With --network host, a demo's container (the lab cluster file's
 	// cvs-lab) would hold port 2224 on every host.
 	removeEverywhere(t, "cvs-lab")
-	removeEverywhere(t, name)
-	t.Cleanup(func() { removeEverywhere(t, name) })
+	useContainer(t, name)
 	file := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: name, Suites: installSuite + testSuite})
 
 	// 1. cold start on an image without sshd: launch, the default setup
@@ -234,8 +233,7 @@ func replaceContainer(t *testing.T, host, name, image string) func() {
 // refused and left alone.
 func TestPerRunLeavesNothing(t *testing.T) {
 	const name = "e2e-perrun"
-	removeEverywhere(t, name)
-	t.Cleanup(func() { removeEverywhere(t, name) })
+	useContainer(t, name)
 	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: `
 [suites.pass]
 [[suites.pass.steps]]
@@ -255,12 +253,7 @@ run = "echo must not run"
 name = "sleep"
 run = "echo sleeping; sleep 300"
 `})
-	noneLeft := func(when string) {
-		t.Helper()
-		if _, oks := inspectAll(t, name); oks[0] || oks[1] || oks[2] {
-			t.Errorf("%s: a per_run container remains: %v", when, oks)
-		}
-	}
+	noneLeft := func(when string) { t.Helper(); assertNoneLeft(t, name, when) }
 
 	out, errOut, code := runCVS(t, "--cluster", file, "run", "pass")
 	if code != 0 || strings.Count(out, "provisioned") != labHosts {
@@ -322,8 +315,7 @@ run = "echo sleeping; sleep 300"
 // never removes it.
 func TestNoLaunch(t *testing.T) {
 	const name = "e2e-nolaunch"
-	removeEverywhere(t, name)
-	t.Cleanup(func() { removeEverywhere(t, name) })
+	useContainer(t, name)
 	file := writeCluster(t, clusterSpec{Lifetime: "no_launch", Name: name, Suites: `
 [suites.check]
 [[suites.check.steps]]
@@ -334,8 +326,9 @@ run = "echo hello from $(hostname)"
 	if code != 5 || !strings.Contains(out+errOut, "no_launch") {
 		t.Fatalf("absent: exit %d, want 5\n%s\n%s", code, out, errOut)
 	}
-	if _, oks := inspectAll(t, name); oks[0] || oks[1] || oks[2] {
-		t.Fatal("no_launch started a container")
+	assertNoneLeft(t, name, "no_launch with the container absent")
+	if t.Failed() {
+		t.FailNow()
 	}
 	// The operator starts the containers (with sshd installed) by hand.
 	l := Lab(t)
@@ -368,8 +361,7 @@ run = "echo hello from $(hostname)"
 // refused at validate (exit 2).
 func TestSetupScriptFailure(t *testing.T) {
 	const name = "e2e-badsetup"
-	removeEverywhere(t, name)
-	t.Cleanup(func() { removeEverywhere(t, name) })
+	useContainer(t, name)
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.sh")
 	os.WriteFile(bad, []byte("echo \"setup failing on $(hostname)\"\nexit 1\n"), 0o644)
@@ -383,9 +375,7 @@ func TestSetupScriptFailure(t *testing.T) {
 			t.Errorf("%s's output is not shown:\n%s", h, errOut)
 		}
 	}
-	if _, oks := inspectAll(t, name); oks[0] || oks[1] || oks[2] {
-		t.Errorf("containers of a failed cold start were left: %v", oks)
-	}
+	assertNoneLeft(t, name, "after a failed cold start")
 	if !strings.Contains(errOut, "removed the containers this run launched") {
 		t.Errorf("the rollback is not reported:\n%s", errOut)
 	}
@@ -404,8 +394,7 @@ func TestSetupScriptFailure(t *testing.T) {
 func TestPullTimeout(t *testing.T) {
 	const name = "e2e-pull"
 	l := Lab(t)
-	removeEverywhere(t, name)
-	t.Cleanup(func() { removeEverywhere(t, name) })
+	useContainer(t, name)
 	// The hosts must really pull, base layer included: drop both workload
 	// images (they share it) from their stores.
 	image := l.WorkloadImage2()
@@ -430,9 +419,7 @@ func TestPullTimeout(t *testing.T) {
 			t.Errorf("no timeout error naming %s:\n%s", h, errOut)
 		}
 	}
-	if _, oks := inspectAll(t, name); oks[0] || oks[1] || oks[2] {
-		t.Errorf("a container was left: %v", oks)
-	}
+	assertNoneLeft(t, name, "after the pull timeout")
 	for _, h := range hostNames(t) {
 		res, _ := l.HostExec(testCtx(t, time.Minute), h, "sh", "-c", "pgrep -af 'docker (run|pull)' || true")
 		if strings.TrimSpace(res.Stdout) != "" {
@@ -449,8 +436,7 @@ func TestSSHDPortTakenByAnotherContainer(t *testing.T) {
 	const first, second = "e2e-port-first", "e2e-port-second"
 	removeEverywhere(t, "cvs-lab")
 	for _, n := range []string{first, second} {
-		removeEverywhere(t, n)
-		t.Cleanup(func() { removeEverywhere(t, n) })
+		useContainer(t, n)
 	}
 	fileA := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: first, Suites: installSuite})
 	fileB := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: second, Suites: installSuite})
@@ -462,8 +448,6 @@ func TestSSHDPortTakenByAnotherContainer(t *testing.T) {
 	if code != 4 || !strings.Contains(errOut, "port 2224 is already in use") {
 		t.Fatalf("second cluster: exit %d, want 4 naming the taken port\n%s\n%s", code, out, errOut)
 	}
-	if _, oks := inspectAll(t, second); oks[0] || oks[1] || oks[2] {
-		t.Errorf("the refused cold start left containers: %v", oks)
-	}
+	assertNoneLeft(t, second, "after the refused cold start")
 	assertUnchanged(t, first, before)
 }
