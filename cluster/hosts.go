@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -248,4 +249,49 @@ func (c *Config) FindHost(n string) (Host, bool) {
 		}
 	}
 	return Host{}, false
+}
+
+// SelectHosts picks the hosts named by list (names, addresses or ranges,
+// comma-separated, as in the cluster file) or the head host; neither means
+// every host.
+func (c *Config) SelectHosts(list string, head bool) ([]Host, error) {
+	if head {
+		if list != "" {
+			return nil, errors.New("--head and --hosts cannot be used together")
+		}
+		return []Host{c.Head()}, nil
+	}
+	if list == "" {
+		return c.Hosts, nil
+	}
+	names, err := ExpandHostList(list)
+	if err != nil {
+		return nil, fmt.Errorf("--hosts: %v", err)
+	}
+	var out []Host
+	var unknown []string
+	for _, n := range names {
+		h, ok := c.FindHost(n)
+		if !ok {
+			unknown = append(unknown, n)
+			continue
+		}
+		out = append(out, h)
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("--hosts: %s not in %s (hosts there: %s)", strings.Join(unknown, ", "), c.File, c.hostSample())
+	}
+	return out, nil
+}
+
+func (c *Config) hostSample() string {
+	var names []string
+	for i, h := range c.Hosts {
+		if i == 5 {
+			names = append(names, fmt.Sprintf("… %d more", len(c.Hosts)-5))
+			break
+		}
+		names = append(names, h.Name)
+	}
+	return strings.Join(names, ", ")
 }

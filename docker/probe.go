@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cvs-tool/cvs/shell"
 	"github.com/cvs-tool/cvs/transport"
 )
 
@@ -81,15 +80,6 @@ type ProbeSpec struct {
 	Sudo      bool
 }
 
-// Docker returns the argv prefix that runs the docker CLI, through
-// `sudo -n` when sudo is set (never prompting).
-func Docker(sudo bool) []string {
-	if sudo {
-		return []string{"sudo", "-n", "docker"}
-	}
-	return []string{"docker"}
-}
-
 // Section markers of the probe's output. They start with a NUL-free
 // sentinel no docker output begins with.
 const mark = "@@cvs-probe@@ "
@@ -97,21 +87,19 @@ const mark = "@@cvs-probe@@ "
 // ProbeScript returns the remote script that gathers every fact in one
 // round trip.
 func ProbeScript(s ProbeSpec) string {
-	d := shell.Join(Docker(s.Sudo)...)
-	name := shell.Quote(s.Container)
-	image := shell.Quote(s.Image)
+	d := CLI{Sudo: s.Sudo}
 	port := strconv.Itoa(s.SSHDPort)
 	var b strings.Builder
 	w := func(line string) { b.WriteString(line + "\n") }
 	w(`sec() { printf '\n` + mark + `%s %s\n' "$1" "$2"; }`)
 	w(`if ! command -v docker >/dev/null 2>&1; then sec docker-missing 0; exit 0; fi`)
-	w(`out=$(` + d + ` version --format '{{.Server.Version}}' 2>&1); rc=$?`)
+	w(`out=$(` + Line(d.Version()) + ` 2>&1); rc=$?`)
 	w(`sec version $rc; printf '%s\n' "$out"`)
 	w(`[ $rc -eq 0 ] || exit 0`)
-	w(`cinspect=$(` + d + ` container inspect ` + name + ` 2>&1); rc=$?`)
+	w(`cinspect=$(` + Line(d.InspectContainer(s.Container, "")) + ` 2>&1); rc=$?`)
 	w(`sec container $rc; printf '%s\n' "$cinspect"`)
 	if s.Image != "" {
-		w(`out=$(` + d + ` image inspect --format '{{.Id}}' ` + image + ` 2>&1); rc=$?`)
+		w(`out=$(` + Line(d.InspectImage(s.Image, "{{.Id}}")) + ` 2>&1); rc=$?`)
 		w(`sec image $rc; printf '%s\n' "$out"`)
 	}
 	// sshd's socket, read from the container's network namespace through
@@ -121,7 +109,7 @@ func ProbeScript(s ProbeSpec) string {
 	w(`pid=$(printf '%s\n' "$cinspect" | sed -n 's/^ *"Pid": *\([1-9][0-9]*\),.*/\1/p' | head -n 1)`)
 	w(`if [ -n "$pid" ]; then`)
 	w(`  if [ -r /proc/$pid/net/tcp ]; then out=$(cat /proc/$pid/net/tcp /proc/$pid/net/tcp6 2>/dev/null); rc=0`)
-	w(`  else out=$(` + d + ` exec ` + name + ` sh -c 'cat /proc/net/tcp && cat /proc/net/tcp6 2>/dev/null; true' 2>&1); rc=$?; fi`)
+	w(`  else out=$(` + Line(d.Exec(s.Container, Root, "sh", "-c", "cat /proc/net/tcp && cat /proc/net/tcp6 2>/dev/null; true")) + ` 2>&1); rc=$?; fi`)
 	w(`  sec sshd-` + port + ` $rc; printf '%s\n' "$out"`)
 	w(`fi`)
 	w(`sec end 0`)
@@ -261,6 +249,7 @@ func parseContainer(f *Facts, c section) {
 	}
 	var list []struct {
 		ID    string `json:"Id"`
+		Name  string `json:"Name"`
 		Image string `json:"Image"`
 		State struct {
 			Status    string `json:"Status"`
@@ -276,6 +265,13 @@ func parseContainer(f *Facts, c section) {
 		return
 	}
 	it := list[0]
+	if it.Name != "/"+f.Container.Name {
+		// Docker read an all-hex name as the ID prefix of another
+		// container: the one named so does not exist.
+		f.Container.State = StateAbsent
+		f.Container.SSHD = SSHDNotApplied
+		return
+	}
 	f.Container.ID = it.ID
 	f.Container.ImageID = it.Image
 	f.Container.Image = it.Config.Image
@@ -313,24 +309,6 @@ func Listening(procNetTCP string, port int) bool {
 
 // ProbeTimeout bounds one host's probe round trip.
 const ProbeTimeout = 60 * time.Second
-
-// ExecArgv returns the argv of `docker exec [flags...] container argv...`,
-// through sudo -n when sudo is set.
-func ExecArgv(sudo bool, container string, flags []string, argv ...string) []string {
-	out := append(Docker(sudo), "exec")
-	out = append(out, flags...)
-	out = append(out, container)
-	return append(out, argv...)
-}
-
-// ExecWatched returns the command line that runs line in the container
-// under transport.Watchdog, with `docker exec -i` passing cvs's
-// end-of-file through: when cvs stops the command (time limit, Ctrl-C),
-// the process group inside the container is killed too, not only the
-// docker client on the host. Use it with Command.ForwardStdin.
-func ExecWatched(sudo bool, container string, line string) string {
-	return shell.Join(ExecArgv(sudo, container, []string{"-i"}, "sh", "-c", transport.Watchdog, "cvs", line)...)
-}
 
 // ShortID returns the first 12 hex digits of a container or image ID, as
 // docker ps shows them.

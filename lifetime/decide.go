@@ -21,6 +21,9 @@ const (
 	LabelLifetime   = "cvs.lifetime"    // per_run | persistent
 	LabelVersion    = "cvs.version"     // the cvs version that launched it
 	LabelLaunchedAt = "cvs.launched-at" // RFC 3339 UTC
+	// LabelRunID marks the containers of one invocation, so that cleanup
+	// after a failed launch removes only what that run made.
+	LabelRunID = "cvs.run-id"
 )
 
 // Action is what cvs will do with the container on one host.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/transport"
 )
 
@@ -101,7 +102,7 @@ func run(t *testing.T, path string, sudo bool, script string, extraEnv ...string
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	env := append([]string{"PATH=" + path, "HOME=" + t.TempDir(), "LC_ALL=C"}, extraEnv...)
-	return Run(ctx, localRunner{env: env}, "h1", sudo, "cvs-test", []byte(script))
+	return Run(ctx, localRunner{env: env}, "h1", docker.CLI{Sudo: sudo}, "cvs-test", []byte(script))
 }
 
 func systemPath(dirs ...string) string {

@@ -86,11 +86,11 @@ const decodeAndRun = `set -euo pipefail; ` +
 const scriptName = "cvs-setup"
 
 // Command returns the remote command line that runs script inside
-// container as root, through `sudo -n` when sudo is set. The script runs
+// container as root, with the docker commands of d. The script runs
 // under bash with errexit and pipefail (`set -eo pipefail`; it may relax
 // them itself); the line's exit status is the script's. A container
 // without sh, bash or base64 fails with a message saying which is missing.
-func Command(sudo bool, container string, script []byte) (string, error) {
+func Command(d docker.CLI, container string, script []byte) (string, error) {
 	if container == "" || strings.HasPrefix(container, "-") {
 		return "", fmt.Errorf("provision: invalid container name %q", container)
 	}
@@ -99,15 +99,15 @@ func Command(sudo bool, container string, script []byte) (string, error) {
 	}
 	b64 := base64.StdEncoding.EncodeToString(script)
 	// -u 0: the script installs packages, whatever USER the image names.
-	argv := docker.ExecArgv(sudo, container, []string{"-u", "0"}, "sh", "-c", outer, scriptName, decodeAndRun, b64)
+	argv := d.Exec(container, docker.Root, "sh", "-c", outer, scriptName, decodeAndRun, b64)
 	return shell.Join(argv...), nil
 }
 
 // Run runs script inside container on host through r and returns what it
 // printed. A failure is an *Error naming the host and carrying the tail of
 // the script's output, stdout and stderr together in the order they came.
-func Run(ctx context.Context, r transport.Runner, host string, sudo bool, container string, script []byte) (transport.Result, error) {
-	line, err := Command(sudo, container, script)
+func Run(ctx context.Context, r transport.Runner, host string, d docker.CLI, container string, script []byte) (transport.Result, error) {
+	line, err := Command(d, container, script)
 	if err != nil {
 		return transport.Result{ExitCode: -1}, &Error{Host: host, Container: container, Code: -1, Err: err}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/internal/golden"
 
 	"github.com/cvs-tool/cvs/assets"
@@ -36,7 +37,7 @@ var goldenCases = []struct {
 func TestCommandGolden(t *testing.T) {
 	var b bytes.Buffer
 	for _, tc := range goldenCases {
-		line, err := Command(tc.sudo, tc.container, []byte(tc.script))
+		line, err := Command(docker.CLI{Sudo: tc.sudo}, tc.container, []byte(tc.script))
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -61,7 +62,7 @@ func TestCommandCarriesTheDefaultScript(t *testing.T) {
 	if !bytes.Equal(script, assets.SetupOpenSSH) {
 		t.Fatal("Script(\"\") is not the embedded default")
 	}
-	line, err := Command(false, "cvs-lab", script)
+	line, err := Command(docker.CLI{Sudo: false}, "cvs-lab", script)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,11 +117,11 @@ func TestScriptFromFile(t *testing.T) {
 }
 
 func TestCommandRefuses(t *testing.T) {
-	if _, err := Command(false, "c", bytes.Repeat([]byte("x"), MaxScriptBytes+1)); err == nil || !strings.Contains(err.Error(), fmt.Sprint(MaxScriptBytes+1)) {
+	if _, err := Command(docker.CLI{Sudo: false}, "c", bytes.Repeat([]byte("x"), MaxScriptBytes+1)); err == nil || !strings.Contains(err.Error(), fmt.Sprint(MaxScriptBytes+1)) {
 		t.Errorf("oversized script: err = %v; want one naming the size", err)
 	}
 	for _, name := range []string{"", "-it", "--privileged"} {
-		if _, err := Command(false, name, []byte("true")); err == nil {
+		if _, err := Command(docker.CLI{Sudo: false}, name, []byte("true")); err == nil {
 			t.Errorf("container %q: no error; a name docker would read as a flag must be refused", name)
 		}
 	}
@@ -172,7 +173,7 @@ func TestErrorMessages(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &fakeRunner{res: tc.res, err: tc.err}
-			_, err := Run(context.Background(), r, "h1", false, "c", []byte("true"))
+			_, err := Run(context.Background(), r, "h1", docker.CLI{}, "c", []byte("true"))
 			var pe *Error
 			if !errors.As(err, &pe) {
 				t.Fatalf("err = %v; want *Error", err)
@@ -199,7 +200,7 @@ func TestRunKeepsOnlyTheTail(t *testing.T) {
 		fmt.Fprintf(&out, "line %d\n", i)
 	}
 	r := &fakeRunner{res: transport.Result{Stdout: []byte(out.String()), ExitCode: 1}, err: &transport.ExitError{Host: "h", Code: 1}}
-	_, err := Run(context.Background(), r, "h", false, "c", []byte("true"))
+	_, err := Run(context.Background(), r, "h", docker.CLI{}, "c", []byte("true"))
 	var pe *Error
 	if !errors.As(err, &pe) {
 		t.Fatal(err)
@@ -215,7 +216,7 @@ func FuzzCommandCarriesTheScript(f *testing.F) {
 	f.Add([]byte("'\"$`\\\x00\xff"))
 	f.Add(assets.SetupOpenSSH)
 	f.Fuzz(func(t *testing.T, script []byte) {
-		line, err := Command(false, "c", script)
+		line, err := Command(docker.CLI{Sudo: false}, "c", script)
 		if len(script) > MaxScriptBytes {
 			if err == nil {
 				t.Fatal("oversized script accepted")

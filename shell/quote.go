@@ -75,3 +75,44 @@ func isName(s string) bool {
 	}
 	return true
 }
+
+// Split is Join's inverse for the words Join writes: bare words and
+// single-quoted words (with the '\'' escape), separated by spaces. It is
+// how test doubles read back the command lines cvs sends; ok is false for
+// anything else (a pipe, a redirection, double quotes).
+func Split(line string) (argv []string, ok bool) {
+	var word strings.Builder
+	inWord := false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == ' ':
+			if inWord {
+				argv = append(argv, word.String())
+				word.Reset()
+				inWord = false
+			}
+		case c == '\'':
+			end := strings.IndexByte(line[i+1:], '\'')
+			if end < 0 {
+				return nil, false
+			}
+			word.WriteString(line[i+1 : i+1+end])
+			i += end + 1
+			inWord = true
+		case c == '\\' && i+1 < len(line) && line[i+1] == '\'':
+			word.WriteByte('\'')
+			i++
+			inWord = true
+		case isSafe(string(c)) || c == '=':
+			word.WriteByte(c)
+			inWord = true
+		default:
+			return nil, false
+		}
+	}
+	if inWord {
+		argv = append(argv, word.String())
+	}
+	return argv, true
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -88,6 +89,9 @@ func FuzzJoin(f *testing.F) {
 			t.Skip()
 		}
 		argv := strings.Split(joined, "\x1f")
+		if back, ok := Split(Join(argv...)); !ok || !slices.Equal(back, argv) {
+			t.Fatalf("Split(Join(%q)) = %q, %v", argv, back, ok)
+		}
 		got := roundTrip(t, argv)
 		if len(got) != len(argv) {
 			t.Fatalf("sh received %d words %q, want %d %q", len(got), got, len(argv), argv)
@@ -98,4 +102,12 @@ func FuzzJoin(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestSplitRejects(t *testing.T) {
+	for _, l := range []string{"a | b", "cat < f", `echo "x"`, "'open", "$HOME"} {
+		if argv, ok := Split(l); ok {
+			t.Errorf("Split(%q) = %q, want not ok", l, argv)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"strconv"
@@ -24,7 +25,7 @@ import (
 // appear in a command line. transport.Conn (and *transport.Client) implement it.
 type Host interface {
 	transport.Runner
-	Upload(ctx context.Context, remotePath string, data []byte, mode os.FileMode) error
+	Upload(ctx context.Context, remotePath string, r io.Reader, mode os.FileMode) error
 }
 
 // Where the key material and sshd's files live inside a container. They
@@ -61,7 +62,7 @@ var (
 )
 
 // Ensure makes sure an sshd listens on port inside container on the host
-// h (named host in errors), with docker through `sudo -n` when sudo is set.
+// h (named host in errors), with the docker commands of d.
 //
 // When a socket already listens on port inside the container, Ensure
 // returns at once with AlreadyListening set, having run only that check:
@@ -77,7 +78,7 @@ var (
 // The private keys travel over SFTP into a fresh 0700 folder on the host
 // and from there over docker exec's stdin; the folder is removed whatever
 // happens. Failures are an *Error saying what to do.
-func Ensure(ctx context.Context, h Host, host string, sudo bool, container string, port int, keys Keys) (Outcome, error) {
+func Ensure(ctx context.Context, h Host, host string, d docker.CLI, container string, port int, keys Keys) (Outcome, error) {
 	fail := func(op, msg, output string, err error) (Outcome, error) {
 		return Outcome{}, &Error{Host: host, Container: container, Op: op, Msg: msg, Output: output, Err: err}
 	}
@@ -90,7 +91,7 @@ func Ensure(ctx context.Context, h Host, host string, sudo bool, container strin
 		return fail("setup", fmt.Sprintf("invalid container name %q", container), "", nil)
 	}
 	checkOp := fmt.Sprintf("checking port %d", port)
-	st, err := portState(ctx, h, sudo, container, port)
+	st, err := portState(ctx, h, d, container, port)
 	if err != nil {
 		return fail(checkOp, "", "", err)
 	}
@@ -119,11 +120,11 @@ func Ensure(ctx context.Context, h Host, host string, sudo bool, container strin
 			}
 		}()
 		file := path.Join(dir, "install.sh")
-		if err := h.Upload(ctx, file, script, 0o600); err != nil {
+		if err := h.Upload(ctx, file, bytes.NewReader(script), 0o600); err != nil {
 			return fail("uploading the key material", "", "", err)
 		}
 		// -u 0: sshd and its files need root, whatever USER the image names.
-		line := shell.Join(docker.ExecArgv(sudo, container, []string{"-i", "-u", "0"}, "sh", "-s")...) + " < " + shell.Quote(file)
+		line := shell.Join(d.Exec(container, docker.ExecOptions{Interactive: true, User: "0"}, "sh", "-s")...) + " < " + shell.Quote(file)
 		res, err := h.Run(ctx, transport.Command{Line: line})
 		if err != nil {
 			return installFailed(host, container, port, res, err)
@@ -134,12 +135,12 @@ func Ensure(ctx context.Context, h Host, host string, sudo bool, container strin
 		return out, err
 	}
 
-	up, err := waitListening(ctx, h, sudo, container, port)
+	up, err := waitListening(ctx, h, d, container, port)
 	if err != nil {
 		return fail(fmt.Sprintf("verifying that sshd listens on port %d", port), "", "", err)
 	}
 	if !up {
-		log, _ := h.Run(ctx, transport.Command{Line: shell.Join(docker.ExecArgv(sudo, container, nil, "cat", logFile)...)})
+		log, _ := h.Run(ctx, transport.Command{Line: shell.Join(d.Exec(container, docker.Root, "cat", logFile)...)})
 		return fail("starting sshd",
 			fmt.Sprintf("sshd was started but nothing listens on port %d after %s; its log (%s in the container) follows", port, verifyTimeout, logFile),
 			report.Tail(string(log.Stdout), tailLines), nil)
@@ -178,11 +179,12 @@ type portStatus struct {
 }
 
 // portState reads the container's /proc/net/tcp and tcp6 and whether cvs's
-// sshd runs in it, in one docker exec.
-func portState(ctx context.Context, h Host, sudo bool, container string, port int) (portStatus, error) {
+// sshd runs in it, in one docker exec as root: whatever USER the image
+// names, kill -0 on root's sshd must not fail with EPERM.
+func portState(ctx context.Context, h Host, d docker.CLI, container string, port int) (portStatus, error) {
 	check := "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; " +
 		"p=$(cat " + pidFile + " 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && echo " + ownMarker + "; true"
-	res, err := h.Run(ctx, transport.Command{Line: shell.Join(docker.ExecArgv(sudo, container, nil, "sh", "-c", check)...)})
+	res, err := h.Run(ctx, transport.Command{Line: shell.Join(d.Exec(container, docker.Root, "sh", "-c", check)...)})
 	out := string(res.Stdout)
 	// The header line proves the tables were read.
 	if err != nil {
@@ -196,10 +198,10 @@ func portState(ctx context.Context, h Host, sudo bool, container string, port in
 
 // waitListening polls until cvs's sshd runs and a socket listens on port,
 // or verifyTimeout passes.
-func waitListening(ctx context.Context, h Host, sudo bool, container string, port int) (bool, error) {
+func waitListening(ctx context.Context, h Host, d docker.CLI, container string, port int) (bool, error) {
 	deadline := time.Now().Add(verifyTimeout)
 	for {
-		st, err := portState(ctx, h, sudo, container, port)
+		st, err := portState(ctx, h, d, container, port)
 		up := st.listening && st.ours
 		if err != nil || up || time.Now().After(deadline) {
 			return up, err

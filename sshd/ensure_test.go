@@ -7,12 +7,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/internal/golden"
 
 	"github.com/cvs-tool/cvs/transport"
@@ -109,7 +111,11 @@ func (f *fakeHost) Run(ctx context.Context, cmd transport.Command) (transport.Re
 	return exit(127, "fake host: unexpected command "+cmd.Line)
 }
 
-func (f *fakeHost) Upload(_ context.Context, path string, data []byte, mode os.FileMode) error {
+func (f *fakeHost) Upload(_ context.Context, path string, r io.Reader, mode os.FileMode) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.uploads = append(f.uploads, upload{path, bytes.Clone(data), mode})
@@ -167,7 +173,7 @@ func TestEnsureSkipsWhenListening(t *testing.T) {
 	for _, tcp6Missing := range []bool{false, true} {
 		f := newFakeHost(2224, 0)
 		f.tcp6Missing = tcp6Missing
-		out, err := Ensure(context.Background(), f, "h1", false, "cvs-lab", 2224, keysForTest(t))
+		out, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, "cvs-lab", 2224, keysForTest(t))
 		if err != nil {
 			t.Fatalf("tcp6 missing %v: %v", tcp6Missing, err)
 		}
@@ -184,7 +190,7 @@ func TestEnsureSkipsWhenListening(t *testing.T) {
 func TestEnsureOtherPortDoesNotCount(t *testing.T) {
 	shortVerify(t)
 	f := newFakeHost(22, 0) // 22 listens, 2224 never does
-	_, err := Ensure(context.Background(), f, "h1", false, "cvs-lab", 2224, keysForTest(t))
+	_, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, "cvs-lab", 2224, keysForTest(t))
 	if err == nil {
 		t.Fatal("no error though port 2224 never listened")
 	}
@@ -196,7 +202,7 @@ func TestEnsureStarts(t *testing.T) {
 	for _, sudo := range []bool{false, true} {
 		t.Run(fmt.Sprintf("sudo=%v", sudo), func(t *testing.T) {
 			f := newFakeHost(2224, 2) // listens from the third read on
-			out, err := Ensure(context.Background(), f, "h1", sudo, "cvs-lab", 2224, keys)
+			out, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: sudo}, "cvs-lab", 2224, keys)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -243,7 +249,7 @@ func TestNoPrivateKeyInAnyCommandLine(t *testing.T) {
 	for name, setup := range cases {
 		f := newFakeHost(2224, 2)
 		setup(f)
-		_, err := Ensure(context.Background(), f, "h1", false, "cvs-lab", 2224, keys)
+		_, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, "cvs-lab", 2224, keys)
 		for _, l := range f.lines {
 			for _, s := range secrets {
 				if strings.Contains(l, s) {
@@ -350,7 +356,7 @@ func TestEnsureFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeHost(2224, 2)
 			tc.setup(f)
-			_, err := Ensure(context.Background(), f, "h1", false, "cvs-lab", 2224, keys)
+			_, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, "cvs-lab", 2224, keys)
 			var se *Error
 			if !errors.As(err, &se) {
 				t.Fatalf("err = %v; want *Error", err)
@@ -382,7 +388,7 @@ func TestEnsureCleansUpAfterCancel(t *testing.T) {
 	f := newFakeHost(2224, -1)
 	f.onInstall = cancel
 	f.installErr = context.Canceled
-	_, err := Ensure(ctx, f, "h1", false, "cvs-lab", 2224, keysForTest(t))
+	_, err := Ensure(ctx, f, "h1", docker.CLI{Sudo: false}, "cvs-lab", 2224, keysForTest(t))
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v; want context.Canceled in the chain", err)
 	}
@@ -406,7 +412,7 @@ func TestEnsureRefusesBadInput(t *testing.T) {
 		{"flag-like container", "--rm", 2224, keys},
 	} {
 		f := newFakeHost(2224, 0)
-		if _, err := Ensure(context.Background(), f, "h1", false, tc.container, tc.port, tc.keys); err == nil {
+		if _, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, tc.container, tc.port, tc.keys); err == nil {
 			t.Errorf("%s: no error", tc.name)
 		}
 		if len(f.lines) != 0 {
@@ -422,7 +428,7 @@ func TestEnsureGolden(t *testing.T) {
 	var b bytes.Buffer
 	for _, sudo := range []bool{false, true} {
 		f := newFakeHost(2224, 2)
-		if _, err := Ensure(context.Background(), f, "h1", sudo, "cvs-lab", 2224, keysForTest(t)); err != nil {
+		if _, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: sudo}, "cvs-lab", 2224, keysForTest(t)); err != nil {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&b, "# commands, sudo=%v\n%s\n\n", sudo, strings.Join(f.lines, "\n"))
@@ -455,7 +461,7 @@ func TestInstallScript(t *testing.T) {
 func TestEnsureRefusesForeignListener(t *testing.T) {
 	f := newFakeHost(2224, 0)
 	f.foreign = true
-	_, err := Ensure(context.Background(), f, "h1", false, "c1", 2224, keysForTest(t))
+	_, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, "c1", 2224, keysForTest(t))
 	if err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), "sshd_port") {
 		t.Fatalf("got %v", err)
 	}

@@ -4,6 +4,7 @@
 package suite
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -96,7 +97,7 @@ func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 	for i, st := range s.Steps {
 		scripts[i] = []byte(Script(env, st))
 	}
-	d := docker.Docker(r.Config.Sudo)
+	d := r.docker()
 	errs := r.Fleet.Each(ctx, r.Config.Hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) (err error) {
 		ctx, cancel := context.WithTimeout(ctx, stageTimeout)
 		defer cancel()
@@ -111,11 +112,10 @@ func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 		}()
 		for i, sc := range scripts {
 			file := fmt.Sprintf("%s/step%d.sh", dir, i)
-			if err := c.Upload(ctx, file, sc, 0o644); err != nil {
+			if err := c.Upload(ctx, file, bytes.NewReader(sc), 0o644); err != nil {
 				return err
 			}
-			argv := append(append([]string{}, d...), "cp", file, r.Config.Container.Name+":"+r.scriptPath(i))
-			if _, err := c.Run(ctx, transport.Command{Line: shell.Join(argv...)}); err != nil {
+			if _, err := c.Run(ctx, transport.Command{Line: shell.Join(d.CopyInto(file, r.Config.Container.Name, r.scriptPath(i))...)}); err != nil {
 				return fmt.Errorf("docker cp into the container: %w", err)
 			}
 		}
@@ -139,7 +139,9 @@ func (r *Runner) unstage(ctx context.Context, n int) {
 	r.Fleet.Each(ctx, r.Config.Hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, stageTimeout)
 		defer cancel()
-		argv := docker.ExecArgv(r.Config.Sudo, r.Config.Container.Name, nil, "rm", "-f")
+		// As root: docker cp made the files root's, and the image's USER
+		// cannot remove them from a sticky /tmp.
+		argv := r.docker().Exec(r.Config.Container.Name, docker.Root, "rm", "-f")
 		for i := 0; i < n; i++ {
 			argv = append(argv, r.scriptPath(i))
 		}
@@ -171,7 +173,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 		if r.OnStep != nil {
 			r.OnStep(st, hosts)
 		}
-		line := docker.ExecWatched(r.Config.Sudo, r.Config.Container.Name, shell.Join("bash", "-eo", "pipefail", r.scriptPath(stepIndex)))
+		line := r.docker().ExecWatched(r.Config.Container.Name, docker.ExecOptions{}, shell.Join("bash", "-eo", "pipefail", r.scriptPath(stepIndex)))
 		results := make([]Result, len(hosts))
 		errs := r.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 			ctx, cancel := context.WithTimeout(ctx, st.Timeout)
@@ -233,17 +235,21 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 	return all, nil
 }
 
+func (r *Runner) docker() docker.CLI { return docker.CLI{Sudo: r.Config.Sudo} }
+
 // containerGone checks, after a step failed, that its container still
 // runs; it returns why not, or "".
 func (r *Runner) containerGone(ctx context.Context, c transport.Conn) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	argv := append(docker.Docker(r.Config.Sudo), "container", "inspect", "--format", "{{.State.Status}}", r.Config.Container.Name)
-	res, err := c.Run(ctx, transport.Command{Line: shell.Join(argv...)})
-	state := strings.TrimSpace(string(res.Stdout))
+	name := r.Config.Container.Name
+	res, err := c.Run(ctx, transport.Command{Line: shell.Join(r.docker().InspectNamed(name, "{{.State.Status}}")...)})
+	state, named := docker.ParseNamed(string(res.Stdout), name)
 	switch {
 	case err != nil:
 		return "docker exec failed and the container cannot be inspected: " + report.LastLine(string(res.Stderr)+err.Error())
+	case !named:
+		return fmt.Sprintf("the container %s is gone: it was removed during the step", name)
 	case state != string(docker.StateRunning):
 		return fmt.Sprintf("the container is %s: it stopped during the step", state)
 	}

@@ -2,6 +2,7 @@ package suite
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -54,7 +55,11 @@ func (c *recordingConn) Run(_ context.Context, cmd transport.Command) (transport
 	return transport.Result{}, nil
 }
 
-func (c *recordingConn) Upload(_ context.Context, p string, data []byte, _ os.FileMode) error {
+func (c *recordingConn) Upload(_ context.Context, p string, r io.Reader, _ os.FileMode) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.uploads[p] = data
@@ -93,7 +98,7 @@ func TestRunKeepsScriptsAndEnvOutOfCommandLines(t *testing.T) {
 			t.Errorf("%s: uploaded script:\n%s", name, script)
 		}
 		if !strings.Contains(all, "docker cp /tmp/cvs-steps.Xy12345678/step1.sh c:/tmp/cvs-r1-step1.sh") ||
-			!strings.Contains(all, "docker exec c rm -f /tmp/cvs-r1-step0.sh /tmp/cvs-r1-step1.sh") ||
+			!strings.Contains(all, "docker exec -u 0 c rm -f /tmp/cvs-r1-step0.sh /tmp/cvs-r1-step1.sh") ||
 			!strings.Contains(all, "rm -rf -- /tmp/cvs-steps.Xy12345678") {
 			t.Errorf("%s: staging or cleanup commands missing:\n%s", name, all)
 		}

@@ -230,7 +230,7 @@ func (c *Client) keepAlive(every time.Duration) {
 // unit tests of those layers use fakes.
 type Conn interface {
 	Runner
-	Upload(ctx context.Context, remotePath string, data []byte, mode os.FileMode) error
+	Upload(ctx context.Context, remotePath string, r io.Reader, mode os.FileMode) error
 	Alive() bool
 	Close() error
 }

@@ -3,16 +3,18 @@ package transport
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/pkg/sftp"
 )
 
-// Upload writes data to remotePath on the host over SFTP (a channel of the
-// existing connection, no new handshake), creating it with mode; the parent
-// folder must exist. Bulk data and secrets travel this way, never in a
-// command line.
-func (c *Client) Upload(ctx context.Context, remotePath string, data []byte, mode os.FileMode) error {
+// Upload streams r to remotePath on the host over SFTP (a channel of the
+// existing connection, no new handshake), creating it with mode before any
+// byte is written; the parent folder must exist. Bulk data (multi-GB image
+// tarballs) and secrets travel this way, never in a command line, and never
+// whole in memory.
+func (c *Client) Upload(ctx context.Context, remotePath string, r io.Reader, mode os.FileMode) error {
 	sc, err := sftp.NewClient(c.ssh)
 	if err != nil {
 		return &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("starting SFTP (is the sftp subsystem enabled in sshd?): %v", err)}
@@ -29,7 +31,7 @@ func (c *Client) Upload(ctx context.Context, remotePath string, data []byte, mod
 		f.Close()
 		return fmt.Errorf("%s: chmod %s: %w", c.Host.Name, remotePath, err)
 	}
-	if _, err := f.Write(data); err != nil {
+	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
 		return fmt.Errorf("%s: writing %s: %w", c.Host.Name, remotePath, err)
 	}

@@ -307,7 +307,7 @@ func TestRealSSHDUploadOverSFTP(t *testing.T) {
 	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.33."})
 	c := mustDial(t, dialer(t, cluster.HostKeyStrict, f.KnownHosts), farmHost(f, 0))
 	dst := filepath.Join(t.TempDir(), "secret")
-	if err := c.Upload(context.Background(), dst, []byte("s3cret\n"), 0o600); err != nil {
+	if err := c.Upload(context.Background(), dst, strings.NewReader("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(dst)

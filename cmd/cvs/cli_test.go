@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/cvs-tool/cvs/internal/sshdfarm"
+	"github.com/cvs-tool/cvs/session"
 )
 
 func cvs(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -87,7 +88,7 @@ func TestExecJSONAndFailureExitCodes(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d, want 1 when the command fails on one host\n%s", code, out)
 	}
-	var doc ExecJSON
+	var doc session.ExecReport
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -127,7 +128,7 @@ func TestExecHostSelection(t *testing.T) {
 	f := sshdfarm.StartT(t, sshdfarm.Options{N: 3, Subnet: "127.0.54."})
 	file := farmCluster(t, f)
 	out, _, code := cvs(t, "--cluster", file, "--json", "exec", "--hosts", f.Hosts[2].HostPort(), "--", "true")
-	var doc ExecJSON
+	var doc session.ExecReport
 	json.Unmarshal([]byte(out), &doc)
 	if code != 0 || len(doc.Hosts) != 1 || doc.Hosts[0].Host != f.Hosts[2].HostPort() || doc.Handshakes != 1 {
 		t.Fatalf("--hosts: exit %d %s", code, out)
@@ -160,7 +161,7 @@ func TestStatusWithoutDocker(t *testing.T) {
 	if code != 3 {
 		t.Fatalf("exit %d, want 3\n%s", code, out)
 	}
-	var doc StatusJSON
+	var doc session.StatusReport
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

@@ -4,39 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cvs-tool/cvs/cluster"
-	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/exitcode"
 	"github.com/cvs-tool/cvs/report"
-	"github.com/cvs-tool/cvs/shell"
-	"github.com/cvs-tool/cvs/transport"
+	"github.com/cvs-tool/cvs/session"
 )
-
-// ExecJSON is the document `cvs exec --json` prints.
-type ExecJSON struct {
-	Command    []string         `json:"command"`
-	Hosts      []ExecHostResult `json:"hosts"`
-	Handshakes int              `json:"handshakes"`
-}
-
-// ExecHostResult is one host's outcome of `cvs exec`.
-type ExecHostResult struct {
-	Host string `json:"host"`
-	// ExitCode is the command's exit status; -1 when it did not finish
-	// (connection failure, timeout, signal).
-	ExitCode   int    `json:"exit_code"`
-	Stdout     string `json:"stdout"`
-	Stderr     string `json:"stderr"`
-	DurationMS int64  `json:"duration_ms"`
-	Error      string `json:"error,omitempty"`
-	ErrorKind  string `json:"error_kind,omitempty"`
-}
 
 func (a *app) execCommand() *cobra.Command {
 	var hostsFlag string
@@ -65,9 +41,9 @@ host, 3 when some host could not be connected to (the others still ran it).`,
 			if err != nil {
 				return err
 			}
-			hosts, err := selectHosts(cfg, hostsFlag, head)
+			hosts, err := cfg.SelectHosts(hostsFlag, head)
 			if err != nil {
-				return err
+				return &flagError{err}
 			}
 			if timeout == 0 {
 				timeout = cfg.CommandTimeout
@@ -85,80 +61,24 @@ host, 3 when some host could not be connected to (the others still ran it).`,
 }
 
 func (a *app) exec(ctx context.Context, cfg *cluster.Config, hosts []cluster.Host, argv []string, group, inContainer bool, timeout time.Duration) error {
-	f, d, err := a.connect(cfg)
-	if err != nil {
+	opts := a.sessionOptions(false)
+	if !a.json && !group {
+		opts.Stdout, opts.Stderr = a.stdout, a.stderr
+	}
+	rep, err := session.Exec(ctx, cfg, session.ExecRequest{Hosts: hosts, Argv: argv, InContainer: inContainer, Timeout: timeout}, opts)
+	if rep == nil {
 		return err
 	}
-	defer d.Close()
-	defer f.Close()
-	line := shell.Join(argv...)
-	if inContainer {
-		line = docker.ExecWatched(cfg.Sudo, cfg.Container.Name, line)
-	}
-	width := 0
-	for _, h := range hosts {
-		width = max(width, len(h.Name))
-	}
-	stream := !a.json && !group
-	var outMu sync.Mutex
-	results := make([]ExecHostResult, len(hosts))
-	// Streamed output lines are the progress; a progress line would only
-	// tangle with them.
-	var p *report.Progress
-	if !stream {
-		p = a.progress(f, "running", len(hosts))
-	}
-	errs := f.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
-		ctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		cmd := transport.Command{Line: line, ForwardStdin: inContainer, Name: shell.Join(argv...)}
-		var po, pe *report.Prefix
-		if stream {
-			po = &report.Prefix{W: a.stdout, Host: h.Name, Width: width, Locker: &outMu}
-			pe = &report.Prefix{W: a.stderr, Host: h.Name, Width: width, Locker: &outMu}
-			cmd.Stdout, cmd.Stderr = po, pe
-		}
-		res, err := c.Run(ctx, cmd)
-		if stream {
-			po.Flush()
-			pe.Flush()
-		}
-		results[i] = ExecHostResult{Host: h.Name, ExitCode: res.ExitCode, Stdout: string(res.Stdout),
-			Stderr: string(res.Stderr), DurationMS: res.Duration.Milliseconds()}
-		return err
-	})
-	p.Stop()
-
-	code := exitcode.OK
-	for i, err := range errs {
-		r := &results[i]
-		r.Host = hosts[i].Name
-		if err == nil {
-			continue
-		}
-		r.Error, r.ErrorKind = err.Error(), transport.ErrorKind(err)
-		var ee *transport.ExitError
-		switch {
-		case transport.IsConnectError(err) && r.DurationMS == 0:
-			r.ExitCode = -1
-			code = exitcode.Preflight
-		case errors.As(err, &ee):
-			r.Error = "" // the exit code says it; stderr is in the output
-			code = max(code, exitcode.Failed)
-		default:
-			r.ExitCode = -1
-			code = max(code, exitcode.Failed)
-		}
-	}
+	code := exitcode.Of(err)
 	if a.json {
-		if err := a.printJSON(ExecJSON{Command: argv, Hosts: results, Handshakes: d.Handshakes()}); err != nil {
+		if err := a.printJSON(rep); err != nil {
 			return err
 		}
 		return reported(code)
 	}
 	if group {
-		outs := make([]report.Output, 0, len(results))
-		for _, r := range results {
+		outs := make([]report.Output, 0, len(rep.Hosts))
+		for _, r := range rep.Hosts {
 			if r.Error != "" && r.ExitCode == -1 && r.Stdout == "" && r.Stderr == "" {
 				continue // reported below
 			}
@@ -170,11 +90,11 @@ func (a *app) exec(ctx context.Context, cfg *cluster.Config, hosts []cluster.Hos
 		}
 		report.Group(a.stdout, outs)
 	}
-	a.summarizeExec(results)
+	a.summarizeExec(rep.Hosts)
 	return reported(code)
 }
 
-func (a *app) summarizeExec(results []ExecHostResult) {
+func (a *app) summarizeExec(results []session.ExecHostResult) {
 	ok, failed := 0, 0
 	for _, r := range results {
 		switch {
@@ -193,48 +113,4 @@ func (a *app) summarizeExec(results []ExecHostResult) {
 	} else {
 		a.log.Debug(fmt.Sprintf("command succeeded on all %d hosts", ok))
 	}
-}
-
-// selectHosts picks the hosts named by --hosts (names, addresses or
-// ranges, comma-separated) or --head; neither means every host.
-func selectHosts(cfg *cluster.Config, list string, head bool) ([]cluster.Host, error) {
-	if head {
-		if list != "" {
-			return nil, &flagError{errors.New("--head and --hosts cannot be used together")}
-		}
-		return []cluster.Host{cfg.Head()}, nil
-	}
-	if list == "" {
-		return cfg.Hosts, nil
-	}
-	names, err := cluster.ExpandHostList(list)
-	if err != nil {
-		return nil, &flagError{fmt.Errorf("--hosts: %v", err)}
-	}
-	var out []cluster.Host
-	var unknown []string
-	for _, n := range names {
-		h, ok := cfg.FindHost(n)
-		if !ok {
-			unknown = append(unknown, n)
-			continue
-		}
-		out = append(out, h)
-	}
-	if len(unknown) > 0 {
-		return nil, &flagError{fmt.Errorf("--hosts: %s not in %s (hosts there: %s)", strings.Join(unknown, ", "), cfg.File, hostSample(cfg))}
-	}
-	return out, nil
-}
-
-func hostSample(cfg *cluster.Config) string {
-	var names []string
-	for i, h := range cfg.Hosts {
-		if i == 5 {
-			names = append(names, fmt.Sprintf("… %d more", len(cfg.Hosts)-5))
-			break
-		}
-		names = append(names, h.Name)
-	}
-	return strings.Join(names, ", ")
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -19,10 +18,8 @@ import (
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/exitcode"
-	"github.com/cvs-tool/cvs/fleet"
 	"github.com/cvs-tool/cvs/report"
-	"github.com/cvs-tool/cvs/sshd"
-	"github.com/cvs-tool/cvs/transport"
+	"github.com/cvs-tool/cvs/session"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -37,11 +34,6 @@ type app struct {
 	quiet          bool
 
 	log *log.Logger
-
-	// The cluster's in-container sshd keys, loaded once per invocation.
-	keysOnce sync.Once
-	keys     sshd.Keys
-	keysErr  error
 
 	// active is the progress line being drawn, if any.
 	active atomic.Value // *report.Progress
@@ -143,7 +135,7 @@ func reported(code int) error {
 
 func (a *app) printError(err error, code int) {
 	if a.json {
-		kind := transport.ErrorKind(err)
+		kind := session.ErrorKind(err)
 		var le *cluster.LoadError
 		out := map[string]any{"error": err.Error(), "exit_code": code}
 		if errors.As(err, &le) {
@@ -252,19 +244,10 @@ func (a *app) loadCluster() (*cluster.Config, error) {
 	return cfg, nil
 }
 
-// connect returns a fleet for cfg, with a progress line on a terminal.
-func (a *app) connect(cfg *cluster.Config) (*fleet.Fleet, *transport.Dialer, error) {
-	d, err := transport.NewDialer(transport.OptionsFor(cfg))
-	if err != nil {
-		return nil, nil, exitcode.With(exitcode.Preflight, err)
-	}
-	return fleet.New(d, cfg.MaxParallel), d, nil
-}
-
-// progress starts a progress line on stderr when it is a terminal.
-func (a *app) progress(f *fleet.Fleet, label string, total int) *report.Progress {
+// progress starts a progress line on stderr when it is a terminal; log
+// lines clear it first.
+func (a *app) progress(label string, total int) *report.Progress {
 	p := report.StartProgress(a.stderr, !a.quiet && isTerminal(a.stderr), label, total)
-	f.Progress = p.Set
 	a.active.Store(p)
 	return p
 }

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/cvs-tool/cvs/cluster"
-	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/exitcode"
-	"github.com/cvs-tool/cvs/lifetime"
 	"github.com/cvs-tool/cvs/report"
+	"github.com/cvs-tool/cvs/session"
 )
 
 func (a *app) upCommand() *cobra.Command {
@@ -29,59 +27,25 @@ started again, keeping what was installed in them.`,
 			if err != nil {
 				return err
 			}
-			if cfg.Container.Lifetime == cluster.LifetimePerRun {
-				return &flagError{errors.New(`up is for lifetime "persistent" or "no_launch": a per_run container lives for one cvs run`)}
-			}
-			s, err := a.prepare(cmd.Context(), cfg, restart, !dryRun)
-			if err != nil {
-				return err
-			}
-			defer s.close()
+			opts := a.sessionOptions(dryRun)
 			if a.json {
-				a.printJSON(s.plan)
-			} else {
-				a.printPlan(s.plan)
+				// With --json the plan is the document; errors go to stderr.
+				opts.OnPlan = func(p session.Plan, _ []session.StageReport) { a.printJSON(p) }
 			}
-			// With --json the plan is the document; errors go to stderr.
-			quiet := func(err error) error {
-				if err != nil && a.json {
-					fmt.Fprintf(a.stderr, "cvs: %v\n", err)
-					return reported(exitcode.Of(err))
-				}
-				return err
+			_, err = session.Up(cmd.Context(), cfg, restart, dryRun, opts)
+			if exitcode.Of(err) == exitcode.Usage {
+				return &flagError{err}
 			}
-			if err := s.verdictError(); err != nil || dryRun {
-				return quiet(err)
+			if err != nil && a.json {
+				fmt.Fprintf(a.stderr, "cvs: %v\n", err)
+				return reported(exitFor(cmd.Context(), err))
 			}
-			a.trackLaunches(&s.env, cfg)
-			setup, err := lifetime.Apply(cmd.Context(), s.env, s.plan)
-			if err != nil {
-				return quiet(setupError(cmd.Context(), err))
-			}
-			a.log.Info("containers ready", "hosts", len(cfg.Hosts), "sshd_skipped", setup.SSHDSkipped)
-			return nil
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&restart, "restart", false, "start the existing containers when they are stopped on every host")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and the stages, change nothing")
 	return cmd
-}
-
-func orEmpty(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-// DownJSON is the document `cvs down --json` prints.
-type DownJSON struct {
-	Container string   `json:"container"`
-	Removed   []string `json:"removed"`
-	// LeftAlone says, per host, why a container was not removed.
-	LeftAlone []string          `json:"left_alone"`
-	Unknown   []string          `json:"unknown"`
-	Failed    map[string]string `json:"failed"`
 }
 
 func (a *app) downCommand() *cobra.Command {
@@ -99,56 +63,32 @@ removed with --force: they hold what was installed into them.`,
 			if err != nil {
 				return err
 			}
-			switch {
-			case cfg.Container.Lifetime == cluster.LifetimeNoLaunch:
-				return exitcode.With(exitcode.Refused, errors.New(`lifetime "no_launch": cvs never removes these containers; remove them yourself`))
-			case cfg.Container.Lifetime == cluster.LifetimePersistent && !force:
-				return exitcode.With(exitcode.Refused, errors.New("refused: the persistent containers hold what was installed into them; run `cvs down --force` to remove them"))
-			}
-			s, err := a.prepare(cmd.Context(), cfg, false, true)
-			if err != nil {
+			rep, err := session.Down(cmd.Context(), cfg, force, a.sessionOptions(false))
+			if rep == nil {
 				return err
 			}
-			defer s.close()
-			var unknown []string
-			for _, f := range s.facts {
-				if f.Container.State == docker.StateUnknown {
-					unknown = append(unknown, f.Host)
-				}
-			}
-			removed, refused, failed := lifetime.RemoveLabelled(cmd.Context(), s.env, s.facts, force)
 			if a.json {
-				doc := DownJSON{Container: cfg.Container.Name, Removed: orEmpty(removed), LeftAlone: orEmpty(refused),
-					Unknown: orEmpty(unknown), Failed: map[string]string{}}
-				for _, f := range failed {
-					doc.Failed[f.Host] = f.Err.Error()
-				}
-				if err := a.printJSON(doc); err != nil {
-					return err
-				}
-			} else {
-				for _, h := range removed {
-					fmt.Fprintf(a.stdout, "%s: removed %s\n", h, cfg.Container.Name)
-				}
-				for _, h := range refused {
-					fmt.Fprintf(a.stdout, "left alone on %s\n", h)
-				}
-				for _, h := range unknown {
-					fmt.Fprintf(a.stdout, "%s: unknown state, not touched\n", h)
-				}
-				for _, f := range failed {
-					fmt.Fprintf(a.stdout, "%s: FAILED to remove: %v\n", f.Host, f.Err)
-				}
+				a.printJSON(rep)
+				return reported(exitcode.Of(err))
 			}
-			switch {
-			case len(failed) > 0:
-				return reported(exitcode.Cleanup)
-			case len(unknown) > 0:
-				return reported(exitcode.Preflight)
-			case len(refused) > 0:
-				return reported(exitcode.Refused)
+			for _, h := range rep.Removed {
+				fmt.Fprintf(a.stdout, "%s: removed %s\n", h, cfg.Container.Name)
 			}
-			return nil
+			for _, h := range rep.LeftAlone {
+				fmt.Fprintf(a.stdout, "left alone on %s\n", h)
+			}
+			for _, h := range rep.Unknown {
+				fmt.Fprintf(a.stdout, "%s: unknown state, not touched\n", h)
+			}
+			failed := make([]string, 0, len(rep.Failed))
+			for h := range rep.Failed {
+				failed = append(failed, h)
+			}
+			sort.Strings(failed)
+			for _, h := range failed {
+				fmt.Fprintf(a.stdout, "%s: FAILED to remove: %s\n", h, rep.Failed[h])
+			}
+			return reported(exitcode.Of(err))
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "also remove persistent containers")

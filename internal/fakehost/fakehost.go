@@ -1,0 +1,539 @@
+// Package fakehost is one host with a Docker daemon, as far as cvs can tell
+// over a transport.Conn: it reads back the command lines cvs sends (built
+// by docker.CLI and shell.Join), answers them from its state, keeps the
+// containers they make, and records every command. Unit tests of session,
+// lifetime, suite, provision and sshd use it instead of private fakes; the
+// real thing is tested end to end on the lab.
+package fakehost
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cvs-tool/cvs/shell"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+// Container is a container on the fake host.
+type Container struct {
+	ID, Name, Image string // Image: the image ID it runs
+	Ref             string // the reference it was launched from
+	State           string // running, exited, created, paused
+	Labels          map[string]string
+	StartedAt       string
+	// Provisioned counts setup scripts run in it; SSHD says whether cvs's
+	// sshd runs in it.
+	Provisioned int
+	SSHD        bool
+	Files       map[string][]byte // copied in with docker cp
+}
+
+// Host is a fake host. Set the exported fields before use; read state
+// with the methods (they lock).
+type Host struct {
+	Name string
+	// Images maps a reference to the local image ID (docker image inspect).
+	Images map[string]string
+	// DockerVersion is the daemon's version; "" with NoDocker false means
+	// "20.10.24".
+	DockerVersion string
+	// NoDocker: no docker command on the host.
+	NoDocker bool
+
+	// Faults: the named operation exits non-zero with this stderr.
+	FailRun, FailRm, FailProvision, FailSSHD, FailCopy string
+	// Step answers a step's script (its text as uploaded): output and exit
+	// status. Nil: exit 0 with no output.
+	Step func(script string) (stdout string, code int)
+	// OnCommand, when set, runs before each command is answered (to
+	// cancel a context mid-stage, say).
+	OnCommand func(argv []string)
+
+	mu         sync.Mutex
+	containers map[string]*Container // by ID
+	next       int
+	lines      []string
+	uploads    map[string]Upload
+	removed    map[string]bool
+}
+
+// Upload is a file written over SFTP.
+type Upload struct {
+	Data []byte
+	Mode os.FileMode
+}
+
+// New returns an empty host that holds the image ref (with ID imageID).
+func New(name, ref, imageID string) *Host {
+	return &Host{Name: name, Images: map[string]string{ref: imageID}}
+}
+
+var _ transport.Conn = (*Host)(nil)
+
+// AddContainer puts a container on the host (as an earlier run left it).
+func (h *Host) AddContainer(c Container) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.init()
+	if c.ID == "" {
+		h.next++
+		c.ID = fmt.Sprintf("%064x", h.seed()+h.next)
+	}
+	if c.Files == nil {
+		c.Files = map[string][]byte{}
+	}
+	h.containers[c.ID] = &c
+}
+
+// Container returns a copy of the container named name, if any.
+func (h *Host) Container(name string) (Container, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c := h.byName(name); c != nil {
+		cp := *c
+		return cp, true
+	}
+	return Container{}, false
+}
+
+// Containers counts the containers on the host.
+func (h *Host) Containers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.containers)
+}
+
+// Lines returns every command line received, in order.
+func (h *Host) Lines() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.lines...)
+}
+
+// Uploads returns the files written over SFTP, by path.
+func (h *Host) Uploads() map[string]Upload {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]Upload{}
+	for k, v := range h.uploads {
+		out[k] = v
+	}
+	return out
+}
+
+// Removed reports whether path was removed with rm -rf after its upload.
+func (h *Host) Removed(path string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.removed[path]
+}
+
+func (h *Host) init() {
+	if h.containers == nil {
+		h.containers = map[string]*Container{}
+		h.uploads = map[string]Upload{}
+		h.removed = map[string]bool{}
+	}
+}
+
+// seed makes container IDs differ between hosts.
+func (h *Host) seed() int {
+	n := 0
+	for _, c := range h.Name {
+		n = n*31 + int(c)
+	}
+	return (n & 0xffff) << 16
+}
+
+func (h *Host) byName(name string) *Container {
+	for _, c := range h.containers {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// byRef finds a container by full ID, name or ID prefix, as docker does.
+func (h *Host) byRef(ref string) *Container {
+	if c, ok := h.containers[ref]; ok {
+		return c
+	}
+	if c := h.byName(ref); c != nil {
+		return c
+	}
+	for id, c := range h.containers {
+		if strings.HasPrefix(id, ref) {
+			return c
+		}
+	}
+	return nil
+}
+
+// Alive is always true: the fake never drops.
+func (h *Host) Alive() bool { return true }
+
+// Close does nothing.
+func (h *Host) Close() error { return nil }
+
+// Upload records a file written over SFTP.
+func (h *Host) Upload(ctx context.Context, path string, r io.Reader, mode os.FileMode) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.init()
+	h.uploads[path] = Upload{Data: data, Mode: mode}
+	return ctx.Err()
+}
+
+// Run answers one command line.
+func (h *Host) Run(ctx context.Context, cmd transport.Command) (transport.Result, error) {
+	h.mu.Lock()
+	h.init()
+	h.lines = append(h.lines, cmd.Line)
+	h.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return transport.Result{ExitCode: -1}, err
+	}
+	argv, ok := shell.Split(cmd.Line)
+	if !ok {
+		// sshd's install: `docker exec -i -u 0 C sh -s < FILE`.
+		if before, file, found := strings.Cut(cmd.Line, " < "); found {
+			if argv, ok = shell.Split(before); ok {
+				argv = append(argv, "<", file)
+			}
+		}
+	}
+	if !ok {
+		return h.exit(cmd, 2, "fakehost: cannot read the command line")
+	}
+	if h.OnCommand != nil {
+		h.OnCommand(argv)
+	}
+	if len(argv) >= 3 && argv[0] == "sudo" && argv[1] == "-n" {
+		argv = argv[2:]
+	}
+	switch {
+	case len(argv) == 3 && argv[0] == "sh" && argv[1] == "-c" && strings.Contains(argv[2], "@@cvs-probe@@"):
+		return h.probe(argv[2])
+	case len(argv) >= 4 && argv[0] == "sh" && argv[1] == "-c" && argv[3] == "cvs-lock":
+		return h.lock(ctx, cmd)
+	case argv[0] == "mktemp":
+		h.mu.Lock()
+		h.next++
+		dir := fmt.Sprintf("/tmp/%s.fake%06d", strings.TrimSuffix(argv[len(argv)-1], ".XXXXXXXXXX"), h.next)
+		h.mu.Unlock()
+		return ok1(dir + "\n")
+	case argv[0] == "rm" && len(argv) == 4 && argv[1] == "-rf":
+		h.mu.Lock()
+		for p := range h.uploads {
+			if strings.HasPrefix(p, argv[3]+"/") {
+				h.removed[p] = true
+			}
+		}
+		h.mu.Unlock()
+		return ok1("")
+	case argv[0] == "docker":
+		if h.NoDocker {
+			return h.exit(cmd, 127, "sh: docker: not found")
+		}
+		return h.docker(ctx, cmd, argv[1:])
+	}
+	return h.exit(cmd, 127, "fakehost: unexpected command: "+cmd.Line)
+}
+
+func ok1(out string) (transport.Result, error) {
+	return transport.Result{Stdout: []byte(out)}, nil
+}
+
+func (h *Host) exit(cmd transport.Command, code int, stderr string) (transport.Result, error) {
+	return transport.Result{Stderr: []byte(stderr + "\n"), ExitCode: code},
+		&transport.ExitError{Host: h.Name, Cmd: cmd.Line, Code: code, StderrTail: stderr}
+}
+
+// lock holds the cluster lock until the command's context ends.
+func (h *Host) lock(ctx context.Context, cmd transport.Command) (transport.Result, error) {
+	if cmd.Stdout != nil {
+		io.WriteString(cmd.Stdout, "cvs-lock-acquired\n")
+	}
+	<-ctx.Done()
+	return transport.Result{Stdout: []byte("cvs-lock-acquired\n")}, nil
+}
+
+func (h *Host) version() string {
+	if h.DockerVersion == "" {
+		return "20.10.24"
+	}
+	return h.DockerVersion
+}
+
+const mark = "@@cvs-probe@@ "
+
+// probe answers docker.ProbeScript from the state: the container named in
+// the script's inspect, the image of its image inspect.
+func (h *Host) probe(script string) (transport.Result, error) {
+	if h.NoDocker {
+		return ok1("\n" + mark + "docker-missing 0\n")
+	}
+	name, ref := "", ""
+	for _, l := range strings.Split(script, "\n") {
+		if i := strings.Index(l, "container inspect "); i >= 0 && strings.HasPrefix(l, "cinspect=") {
+			if w, ok := shell.Split(strings.TrimSuffix(l[i+len("container inspect "):], " 2>&1); rc=$?")); ok && len(w) == 1 {
+				name = w[0]
+			}
+		}
+		if i := strings.Index(l, "image inspect --format '{{.Id}}' "); i >= 0 {
+			if w, ok := shell.Split(strings.TrimSuffix(l[i+len("image inspect --format '{{.Id}}' "):], " 2>&1); rc=$?")); ok && len(w) == 1 {
+				ref = w[0]
+			}
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var b strings.Builder
+	sec := func(n string, rc int, body string) { fmt.Fprintf(&b, "\n%s%s %d\n%s\n", mark, n, rc, body) }
+	sec("version", 0, h.version())
+	c := h.byName(name)
+	if c == nil {
+		sec("container", 1, "Error: No such container: "+name)
+	} else {
+		sec("container", 0, inspectJSON(c))
+	}
+	if ref != "" {
+		if id, ok := h.Images[ref]; ok {
+			sec("image", 0, id)
+		} else {
+			sec("image", 1, "Error: No such image: "+ref)
+		}
+	}
+	if c != nil && c.State == "running" {
+		sec("sshd-2224", 0, tcpTable(c.SSHD))
+	}
+	sec("end", 0, "")
+	return ok1(b.String())
+}
+
+func inspectJSON(c *Container) string {
+	type state struct {
+		Status    string
+		Running   bool
+		Pid       int
+		StartedAt string
+	}
+	pid := 0
+	if c.State == "running" {
+		pid = 4242
+	}
+	doc := []map[string]any{{
+		"Id": c.ID, "Name": "/" + c.Name, "Image": c.Image,
+		"State":  state{Status: c.State, Running: c.State == "running", Pid: pid, StartedAt: c.StartedAt},
+		"Config": map[string]any{"Image": c.Ref, "Labels": c.Labels},
+	}}
+	b, _ := json.MarshalIndent(doc, "", "    ")
+	return string(b)
+}
+
+// tcpTable is /proc/net/tcp with sshd's port 2224 listening or not.
+func tcpTable(listening bool) string {
+	s := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+	if listening {
+		s += "   0: 00000000:08B0 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n"
+	}
+	return s
+}
+
+func (h *Host) docker(ctx context.Context, cmd transport.Command, argv []string) (transport.Result, error) {
+	h.mu.Lock()
+	locked := true
+	unlock := func() {
+		if locked {
+			h.mu.Unlock()
+			locked = false
+		}
+	}
+	defer unlock()
+	switch argv[0] {
+	case "version":
+		return ok1(h.version() + "\n")
+	case "run":
+		if h.FailRun != "" {
+			return h.exit(cmd, 125, h.FailRun)
+		}
+		c := &Container{State: "running", Labels: map[string]string{}, Files: map[string][]byte{},
+			StartedAt: time.Now().UTC().Format(time.RFC3339Nano)}
+		for i := 1; i < len(argv); i++ {
+			switch argv[i] {
+			case "-d", "--init", "--privileged":
+			case "--name":
+				c.Name = argv[i+1]
+				i++
+			case "--label":
+				k, v, _ := strings.Cut(argv[i+1], "=")
+				c.Labels[k] = v
+				i++
+			default:
+				if strings.HasPrefix(argv[i], "--") {
+					i++ // a flag with a value
+					continue
+				}
+				c.Ref = argv[i]
+				i = len(argv)
+			}
+		}
+		if h.byName(c.Name) != nil {
+			return h.exit(cmd, 125, fmt.Sprintf("docker: Error response from daemon: Conflict. The container name \"/%s\" is already in use.", c.Name))
+		}
+		id, ok := h.Images[c.Ref]
+		if !ok {
+			return h.exit(cmd, 125, "docker: Error response from daemon: manifest for "+c.Ref+" not found")
+		}
+		c.Image = id
+		h.next++
+		c.ID = fmt.Sprintf("%064x", h.seed()+h.next)
+		h.containers[c.ID] = c
+		return ok1(c.ID + "\n")
+	case "start":
+		c := h.byRef(argv[1])
+		if c == nil {
+			return h.exit(cmd, 1, "Error response from daemon: No such container: "+argv[1])
+		}
+		c.State = "running"
+		return ok1(argv[1] + "\n")
+	case "rm":
+		if h.FailRm != "" {
+			return h.exit(cmd, 1, h.FailRm)
+		}
+		for _, ref := range argv[2:] {
+			if c := h.byRef(ref); c != nil {
+				delete(h.containers, c.ID)
+			}
+		}
+		return ok1("")
+	case "ps":
+		want := ""
+		for i, a := range argv {
+			if a == "--filter" {
+				want = strings.TrimPrefix(argv[i+1], "label=")
+			}
+		}
+		k, v, _ := strings.Cut(want, "=")
+		var ids []string
+		for id, c := range h.containers {
+			if c.Labels[k] == v {
+				ids = append(ids, id)
+			}
+		}
+		sort.Strings(ids)
+		return ok1(strings.Join(ids, "\n"))
+	case "container":
+		if argv[1] != "inspect" || len(argv) != 5 {
+			break
+		}
+		c := h.byRef(argv[4])
+		if c == nil {
+			return h.exit(cmd, 1, "Error: No such container: "+argv[4])
+		}
+		out := strings.NewReplacer("{{.Name}}", "/"+c.Name, "{{.Image}}", c.Image, "{{.State.Status}}", c.State).Replace(argv[3])
+		return ok1(out + "\n")
+	case "cp":
+		if h.FailCopy != "" {
+			return h.exit(cmd, 1, h.FailCopy)
+		}
+		name, dst, _ := strings.Cut(argv[2], ":")
+		c := h.byName(name)
+		if c == nil {
+			return h.exit(cmd, 1, "Error: No such container: "+name)
+		}
+		c.Files[dst] = h.uploads[argv[1]].Data
+		return ok1("")
+	case "exec":
+		return h.exec(ctx, cmd, argv[1:], unlock)
+	}
+	return h.exit(cmd, 125, "fakehost: unexpected docker command: "+strings.Join(argv, " "))
+}
+
+// exec answers the docker execs cvs runs: provisioning, sshd's check and
+// install, steps, and cleanup.
+func (h *Host) exec(ctx context.Context, cmd transport.Command, argv []string, unlock func()) (transport.Result, error) {
+	for len(argv) > 0 && strings.HasPrefix(argv[0], "-") {
+		if argv[0] == "-u" {
+			argv = argv[1:]
+		}
+		argv = argv[1:]
+	}
+	c := h.byName(argv[0])
+	if c == nil || c.State != "running" {
+		return h.exit(cmd, 1, "Error response from daemon: container "+argv[0]+" is not running")
+	}
+	inner := argv[1:]
+	switch {
+	case len(inner) >= 4 && inner[0] == "sh" && inner[1] == "-c" && inner[3] == "cvs-setup":
+		if h.FailProvision != "" {
+			return h.exit(cmd, 1, h.FailProvision)
+		}
+		c.Provisioned++
+		return ok1("provisioned\n")
+	case len(inner) == 3 && inner[0] == "sh" && inner[1] == "-c" && strings.Contains(inner[2], "/proc/net/tcp"):
+		out := tcpTable(c.SSHD)
+		if c.SSHD {
+			out += "@@cvs-sshd-running@@\n"
+		}
+		return ok1(out)
+	case len(inner) == 4 && inner[0] == "sh" && inner[1] == "-s" && inner[2] == "<":
+		if h.FailSSHD != "" {
+			return h.exit(cmd, 5, h.FailSSHD)
+		}
+		c.SSHD = true
+		return ok1("")
+	case len(inner) >= 2 && inner[0] == "cat":
+		return ok1("")
+	case len(inner) >= 2 && inner[0] == "rm":
+		for _, p := range inner[2:] {
+			delete(c.Files, p)
+		}
+		return ok1("")
+	case len(inner) == 5 && inner[0] == "sh" && inner[1] == "-c" && inner[3] == "cvs":
+		// A watched command: a step (bash -eo pipefail SCRIPT) or exec.
+		words, _ := shell.Split(inner[4])
+		script := ""
+		if len(words) == 3 && words[0] == "bash" {
+			script = string(c.Files[words[2]])
+		}
+		step := h.Step
+		unlock()
+		out, code := "", 0
+		if step != nil {
+			out, code = step(script)
+		}
+		if cmd.Stdout != nil {
+			io.WriteString(cmd.Stdout, out)
+		}
+		res := transport.Result{Stdout: []byte(out), ExitCode: code, Duration: time.Millisecond}
+		if code != 0 {
+			return res, &transport.ExitError{Host: h.Name, Cmd: cmd.Name, Code: code}
+		}
+		return res, ctx.Err()
+	}
+	return h.exit(cmd, 126, "fakehost: unexpected docker exec: "+strings.Join(argv, " "))
+}
+
+// Script returns the step script file copied into the container at path.
+func (h *Host) Script(container, path string) []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c := h.byName(container); c != nil {
+		return bytes.Clone(c.Files[path])
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/suite"
+)
+
+// RunReport is the document `cvs run --json` prints (and `cvs up`'s
+// result). Fields are only ever added.
+type RunReport struct {
+	Suite  string `json:"suite"`
+	DryRun bool   `json:"dry_run"`
+	Plan   Plan   `json:"plan"`
+	// Stages are the stages of the run in order, with the per-host actions
+	// each takes and how it went.
+	Stages   []StageReport  `json:"stages"`
+	Setup    string         `json:"setup_error,omitempty"`
+	Steps    []suite.Result `json:"steps"`
+	Teardown string         `json:"teardown,omitempty"`
+	ExitCode int            `json:"exit_code"`
+}
+
+// stepsStage runs a suite's steps inside the containers.
+type stepsStage struct{ suite cluster.Suite }
+
+func (st stepsStage) Name() string { return fmt.Sprintf("suite %q", st.suite.Name) }
+
+func (st stepsStage) Actions(s *Session) []HostAction {
+	var out []HostAction
+	for _, step := range st.suite.Steps {
+		hosts := s.Config.Hosts
+		if step.On == cluster.OnHead {
+			hosts = []cluster.Host{s.Config.Head()}
+		}
+		for _, h := range hosts {
+			out = append(out, HostAction{Host: h.Name, Action: "step " + step.Name})
+		}
+	}
+	return out
+}
+
+func (st stepsStage) Run(ctx context.Context, s *Session) error {
+	r := &suite.Runner{Fleet: s.fleet, Config: s.Config, RunID: s.RunID,
+		Stdout: s.opts.Stdout, Stderr: s.opts.Stderr, AfterStep: s.opts.AfterStep,
+		OnStep: func(step cluster.Step, hosts []cluster.Host) {
+			s.log.Info(fmt.Sprintf("step %q on %d host(s)", step.Name, len(hosts)))
+		}}
+	results, err := r.Run(ctx, st.suite)
+	s.results = results
+	return err
+}
+
+// Run is `cvs run`: open the cluster (taking the lock unless dryRun),
+// decide, and unless the plan refuses or dryRun is set, carry out the
+// stages of a run of st. The error carries the exit code (package
+// exitcode); the report is complete either way, except when the cluster
+// could not be opened at all (nil report).
+func Run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dryRun bool, opts Options) (*RunReport, error) {
+	return carryOut(ctx, cfg, &st, openOptions{lock: !dryRun}, dryRun, opts)
+}
+
+// Up is `cvs up`: the set-up half of a run (attach or cold-start, sshd)
+// for a persistent or no_launch cluster; restart lets a cluster whose
+// containers are all stopped be started again.
+func Up(ctx context.Context, cfg *cluster.Config, restart, dryRun bool, opts Options) (*RunReport, error) {
+	if cfg.Container.Lifetime == cluster.LifetimePerRun {
+		return nil, exitcode.With(exitcode.Usage, errors.New(`up is for lifetime "persistent" or "no_launch": a per_run container lives for one cvs run`))
+	}
+	return carryOut(ctx, cfg, nil, openOptions{lock: !dryRun, restart: restart}, dryRun, opts)
+}
+
+func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo openOptions, dryRun bool, opts Options) (*RunReport, error) {
+	s, err := open(ctx, cfg, oo, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	stages := Stages(st)
+	rep := &RunReport{DryRun: dryRun, Plan: s.Plan, Stages: s.describe(stages), Steps: []suite.Result{}}
+	if st != nil {
+		rep.Suite = st.Name
+	}
+	if opts.OnPlan != nil {
+		opts.OnPlan(s.Plan, rep.Stages)
+	}
+	for _, w := range s.Plan.Warnings {
+		s.log.Warn(w)
+	}
+	if err := s.verdictError(); err != nil || dryRun {
+		return rep, err
+	}
+	err = s.apply(ctx, stages, rep.Stages)
+	var se *StageError
+	var sue *suite.StageError
+	if errors.As(err, &se) || errors.As(err, &sue) {
+		rep.Setup = err.Error()
+	}
+	if s.results != nil {
+		rep.Steps = s.results
+	}
+	if s.cleanup != nil {
+		rep.Teardown = s.cleanup.String()
+		if s.cleanup.OK() {
+			s.log.Info(s.cleanup.String())
+		}
+	}
+	return rep, s.outcome(ctx, err)
+}
+
+// outcome is the exit code of a run whose plan proceeded, given the first
+// stage error.
+func (s *Session) outcome(ctx context.Context, err error) error {
+	var se *StageError
+	var sue *suite.StageError
+	switch {
+	case errors.As(err, &se) && s.rollback:
+		// A setup stage failed; its error carries the rollback's report.
+		if !se.Cleanup.OK() {
+			return exitcode.With(exitcode.Cleanup, err)
+		}
+		if ctx.Err() != nil {
+			return exitcode.With(exitcode.Interrupted, err)
+		}
+		return exitcode.With(exitcode.Partial, err)
+	case errors.As(err, &sue):
+		err := fmt.Errorf("%w\n%s", err, s.cleanup.String())
+		if !s.cleanup.OK() {
+			return exitcode.With(exitcode.Cleanup, err)
+		}
+		return exitcode.With(exitcode.Partial, err)
+	}
+	if !s.cleanup.OK() {
+		return exitcode.With(exitcode.Cleanup, errors.New("teardown incomplete:\n"+s.cleanup.String()))
+	}
+	if ctx.Err() != nil {
+		return exitcode.With(exitcode.Interrupted, errors.New("interrupted"))
+	}
+	var failed []string
+	infra := false
+	for _, r := range s.results {
+		if r.Failed() {
+			failed = append(failed, fmt.Sprintf("%s on %s (exit %d)", r.Step, r.Host, r.ExitCode))
+			infra = infra || r.Infra
+		}
+	}
+	if len(failed) > 0 {
+		code := exitcode.Failed
+		if infra {
+			code = exitcode.Partial
+		}
+		return exitcode.With(code, fmt.Errorf("step failed: %s", strings.Join(failed, ", ")))
+	}
+	return err
+}
+
+// Summary writes the table of step results: step, host, exit, duration.
+func Summary(w io.Writer, results []StepResult) { suite.Summary(w, results) }

@@ -1,0 +1,326 @@
+// Package session is one cvs invocation against a cluster, as a library:
+// open it (connect, lock, probe, decide), carry out the plan as an ordered
+// list of stages (launch, provisioning, sshd, image check, the suite's
+// steps, teardown), and return typed reports that cmd/cvs renders.
+//
+// A stage is one type in the list that Session.Stages returns: a later
+// stage (obtain or push an image before launch, record the run after
+// teardown) is one more type there, and `--dry-run` prints exactly the
+// stages and per-host actions of that list.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/charmbracelet/log"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/docker"
+	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/fleet"
+	"github.com/cvs-tool/cvs/lifetime"
+	"github.com/cvs-tool/cvs/lock"
+	"github.com/cvs-tool/cvs/report"
+	"github.com/cvs-tool/cvs/sshd"
+	"github.com/cvs-tool/cvs/suite"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+// The types of the documents cvs prints, re-exported so that the CLI needs
+// no other package to render them.
+type (
+	// Plan is lifetime.Decide's answer: what a run would do on each host.
+	Plan = lifetime.Plan
+	// Facts are what the probe learned about one host.
+	Facts = docker.Facts
+	// StepResult is one step on one host.
+	StepResult = suite.Result
+	// Step is one step of a suite.
+	Step = cluster.Step
+)
+
+// Verdicts of a Plan.
+const (
+	Proceed   = lifetime.Proceed
+	Refuse    = lifetime.Refuse
+	Preflight = lifetime.Preflight
+)
+
+// Options are how the caller (the CLI, a test) takes part in a session.
+// Every field is optional.
+type Options struct {
+	// Log receives progress and warnings (host= fields); nil discards.
+	Log *log.Logger
+	// Version is cvs's version, recorded on the containers it launches.
+	Version string
+	// Progress starts a progress line for a wait over total hosts; the
+	// session sets it as hosts finish and stops it. Nil: no progress.
+	Progress func(label string, total int) *report.Progress
+	// OnPlan is called once the plan and the stages are known, before any
+	// change (the CLI prints them there).
+	OnPlan func(plan Plan, stages []StageReport)
+	// OnOpen is called with the session as soon as it is open, so that an
+	// interrupt handler can ask it what is left behind (LeftBehind).
+	OnOpen func(s *Session)
+	// Stdout and Stderr, when set, receive the output of steps and of exec
+	// as it arrives, each line prefixed by its host.
+	Stdout, Stderr io.Writer
+	// AfterStep is called with a step's results on every host it ran on.
+	AfterStep func(step Step, results []StepResult)
+	// Dial replaces SSH, for tests over fake hosts.
+	Dial fleet.DialFunc
+}
+
+func (o Options) logger() *log.Logger {
+	if o.Log == nil {
+		return log.New(io.Discard)
+	}
+	return o.Log
+}
+
+// Session is an open cluster: connections, the lock when it may change
+// containers, the facts of every host and the plan decided from them.
+type Session struct {
+	Config *cluster.Config
+	Facts  []Facts
+	Plan   Plan
+	// RunID labels the containers this invocation launches (cvs.run-id), so
+	// that rollback and teardown remove exactly those.
+	RunID string
+
+	opts   Options
+	log    *log.Logger
+	docker docker.CLI
+	fleet  *fleet.Fleet
+	dialer *transport.Dialer
+	lock   *lock.Held
+
+	mu       sync.Mutex
+	launched []bool // hosts where this run launched a container
+
+	// What carrying out the stages produced.
+	rollback bool           // a setup stage failed: teardown rolls back
+	cleanup  *CleanupReport // what teardown removed
+	results  []StepResult   // the steps' results
+
+	keysOnce sync.Once
+	keys     sshd.Keys
+	keysErr  error
+}
+
+// openOptions say what kind of session to open.
+type openOptions struct {
+	// lock: the session may change containers; take the cluster lock
+	// before probing.
+	lock bool
+	// restart: cvs up --restart (lifetime.Options.Restart).
+	restart bool
+}
+
+// open connects, takes the cluster lock when asked, probes every host and
+// decides.
+func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options) (*Session, error) {
+	s := &Session{Config: cfg, RunID: newRunID(), opts: opts, log: opts.logger(),
+		docker: docker.CLI{Sudo: cfg.Sudo}, launched: make([]bool, len(cfg.Hosts))}
+	dial := opts.Dial
+	if dial == nil {
+		d, err := transport.NewDialer(transport.OptionsFor(cfg))
+		if err != nil {
+			return nil, exitcode.With(exitcode.Preflight, err)
+		}
+		s.dialer = d
+		s.fleet = fleet.New(d, cfg.MaxParallel)
+	} else {
+		s.fleet = fleet.NewWithDial(dial, cfg.MaxParallel)
+	}
+	if opts.OnOpen != nil {
+		opts.OnOpen(s)
+	}
+	if oo.lock {
+		held, err := lock.Acquire(ctx, s.fleet, cfg.Hosts, cfg.Container.Name, lockOwner(), s.log)
+		if err != nil {
+			s.Close()
+			var be *lock.BusyError
+			if errors.As(err, &be) {
+				return nil, exitcode.With(exitcode.Refused, err)
+			}
+			return nil, exitcode.With(exitcode.Preflight, err)
+		}
+		s.lock = held
+	}
+	if err := s.probe(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.Plan = lifetime.Decide(cfg.Container.Lifetime, s.Facts, lifetime.Options{ClusterFile: cfg.File, Restart: oo.restart, Image: cfg.Container.Image})
+	return s, nil
+}
+
+// Close releases the lock and closes every connection.
+func (s *Session) Close() {
+	s.lock.Release()
+	s.fleet.Close()
+	if s.dialer != nil {
+		s.dialer.Close()
+	}
+}
+
+// Handshakes counts the SSH handshakes made so far (0 over fake hosts).
+func (s *Session) Handshakes() int {
+	if s.dialer == nil {
+		return 0
+	}
+	return s.dialer.Handshakes()
+}
+
+// each runs fn on hosts, with a progress line labelled label.
+func (s *Session) each(ctx context.Context, label string, hosts []cluster.Host, fn fleet.Func) []error {
+	if s.opts.Progress != nil && label != "" {
+		p := s.opts.Progress(label, len(hosts))
+		s.fleet.Progress = p.Set
+		defer func() {
+			p.Stop()
+			s.fleet.Progress = nil
+		}()
+	}
+	return s.fleet.Each(ctx, hosts, fn)
+}
+
+// probe gathers every host's facts, one round trip each. A host that
+// cannot be probed is unknown, never absent.
+func (s *Session) probe(ctx context.Context) error {
+	cfg := s.Config
+	spec := docker.ProbeSpec{Container: cfg.Container.Name, Image: cfg.Container.Image, SSHDPort: cfg.Container.SSHDPort, Sudo: cfg.Sudo}
+	facts := make([]Facts, len(cfg.Hosts))
+	errs := s.each(ctx, "probing", cfg.Hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
+		ctx, cancel := context.WithTimeout(ctx, docker.ProbeTimeout)
+		defer cancel()
+		facts[i] = docker.Probe(ctx, c, h.Name, spec)
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			facts[i] = docker.Unknown(cfg.Hosts[i].Name, spec, err)
+		}
+	}
+	s.Facts = facts
+	// One warning per kind of problem, not one per host: at 200 hosts
+	// without Docker the log would drown the table.
+	var kinds []string
+	byKind := map[string][]Facts{}
+	for _, fc := range facts {
+		if fc.Error != "" {
+			if _, ok := byKind[fc.ErrorKind]; !ok {
+				kinds = append(kinds, fc.ErrorKind)
+			}
+			byKind[fc.ErrorKind] = append(byKind[fc.ErrorKind], fc)
+		}
+	}
+	for _, k := range kinds {
+		fs := byKind[k]
+		if len(fs) == 1 {
+			s.log.Warn(fs[0].Error, "host", fs[0].Host)
+			continue
+		}
+		s.log.Warn(fs[0].Error, "host", fs[0].Host, "same_kind_on", fmt.Sprintf("%d more hosts", len(fs)-1))
+	}
+	return ctx.Err()
+}
+
+// verdictError is the error of a plan that does not proceed.
+func (s *Session) verdictError() error {
+	switch s.Plan.Verdict {
+	case lifetime.Preflight:
+		return exitcode.With(exitcode.Preflight, errors.New(s.Plan.Reason))
+	case lifetime.Refuse:
+		return exitcode.With(exitcode.Refused, errors.New("refused: "+s.Plan.Reason))
+	}
+	return nil
+}
+
+// markLaunched records that this run launched (or removed again) the
+// container on host i.
+func (s *Session) markLaunched(i int, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.launched[i] = on
+}
+
+func (s *Session) launchedHosts() []cluster.Host {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var hosts []cluster.Host
+	for i, on := range s.launched {
+		if on {
+			hosts = append(hosts, s.Config.Hosts[i])
+		}
+	}
+	return hosts
+}
+
+// LeftBehind says what an immediate exit would leave on the hosts: the
+// containers this run launched and has not removed. Safe to call from a
+// signal handler's goroutine.
+func (s *Session) LeftBehind() string {
+	var names []string
+	for _, h := range s.launchedHosts() {
+		names = append(names, h.Name)
+	}
+	if len(names) == 0 {
+		return "no container had been launched yet; commands started on the hosts may still be running"
+	}
+	return fmt.Sprintf("container %q launched by this run is LEFT on %s (remove with `cvs down` or docker rm -f there)",
+		s.Config.Container.Name, strings.Join(names, ", "))
+}
+
+// sshdKeys returns the cluster's in-container sshd key pair, created on
+// first use and kept on this machine.
+func (s *Session) sshdKeys() (sshd.Keys, error) {
+	s.keysOnce.Do(func() {
+		dir, err := sshd.Dir(s.Config.File)
+		if err != nil {
+			s.keysErr = err
+			return
+		}
+		s.keys, s.keysErr = sshd.LoadOrCreate(dir)
+	})
+	return s.keys, s.keysErr
+}
+
+// lockOwner describes this invocation for whoever finds the lock taken.
+func lockOwner() string {
+	who := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s@%s (pid %d, since %s): %s", who, host, os.Getpid(),
+		time.Now().UTC().Format(time.RFC3339), strings.Join(append([]string{"cvs"}, os.Args[1:]...), " "))
+}
+
+func newRunID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// run runs argv on one host within timeout.
+func run(ctx context.Context, c transport.Conn, timeout time.Duration, argv []string) (transport.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return c.Run(ctx, transport.Command{Line: docker.Line(argv)})
+}
+
+// ErrorKind names how err failed for --json's error_kind (see
+// transport.Kind), or "".
+func ErrorKind(err error) string { return transport.ErrorKind(err) }

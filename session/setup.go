@@ -1,0 +1,275 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/docker"
+	"github.com/cvs-tool/cvs/lifetime"
+	"github.com/cvs-tool/cvs/provision"
+	"github.com/cvs-tool/cvs/sshd"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+// Time limits of the setup stages on one host.
+const (
+	// removeTimeout bounds one docker rm -f.
+	removeTimeout = 2 * time.Minute
+	// provisionTimeout bounds the setup script: installing packages on a
+	// cold node can take a while, but never forever.
+	provisionTimeout = 30 * time.Minute
+	// sshdTimeout bounds making sure sshd runs in one container.
+	sshdTimeout = 2 * time.Minute
+	// inspectTimeout bounds one docker inspect.
+	inspectTimeout = time.Minute
+)
+
+type setupMark struct{}
+
+func (setupMark) setup() {}
+
+// launchStage replaces, launches or starts the containers, per the plan.
+type launchStage struct{ setupMark }
+
+func (launchStage) Name() string { return "launch" }
+
+func (launchStage) Actions(s *Session) []HostAction {
+	var out []HostAction
+	for _, hp := range s.Plan.Hosts {
+		switch hp.Action {
+		case lifetime.Replace, lifetime.Launch, lifetime.Start:
+			out = append(out, HostAction{Host: hp.Host, Action: string(hp.Action)})
+		}
+	}
+	return out
+}
+
+func (launchStage) Run(ctx context.Context, s *Session) error {
+	ct := s.Config.Container
+	return s.perHost(ctx, "launch", s.Config.Hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) (transport.Result, error) {
+		hp := s.Plan.Hosts[i]
+		switch hp.Action {
+		case lifetime.Replace:
+			s.log.Info("removing the container an earlier per_run left", "host", h.Name, "id", docker.ShortID(hp.ContainerID))
+			if res, err := run(ctx, c, removeTimeout, s.docker.Remove(target(hp, s.Config.Container.Name))); err != nil {
+				return res, fmt.Errorf("removing the earlier per_run container: %w", err)
+			}
+			fallthrough
+		case lifetime.Launch:
+			s.log.Info("launching", "host", h.Name, "image", ct.Image)
+			res, err := s.launch(ctx, c, h)
+			if err != nil {
+				return res, err
+			}
+			s.markLaunched(i, true)
+		case lifetime.Start:
+			s.log.Info("starting the stopped container", "host", h.Name)
+			if res, err := run(ctx, c, ct.PullTimeout, s.docker.Start(target(hp, s.Config.Container.Name))); err != nil {
+				return res, fmt.Errorf("docker start: %w", err)
+			}
+		}
+		return transport.Result{}, nil
+	})
+}
+
+// target is the container a plan's action is about: its ID, which docker
+// cannot read as another container's name or ID prefix.
+func target(hp lifetime.HostPlan, name string) string {
+	if hp.ContainerID != "" {
+		return hp.ContainerID
+	}
+	return name
+}
+
+// launch runs docker run -d on one host, with the pull inside the
+// pull_timeout. The container environment travels in an env file uploaded
+// over SFTP, so its values never appear in a command line.
+func (s *Session) launch(ctx context.Context, c transport.Conn, h cluster.Host) (transport.Result, error) {
+	ct := s.Config.Container
+	spec := docker.RunSpec{
+		Name: ct.Name, Image: ct.Image, Network: ct.Network, IPC: ct.IPC, PID: ct.PID, Privileged: ct.Privileged,
+		Devices: ct.Devices, Volumes: ct.Volumes, CapAdd: ct.CapAdd, SecurityOpt: ct.SecurityOpt, GroupAdd: ct.GroupAdd,
+		ShmSize: ct.ShmSize, Ulimits: ct.Ulimits,
+		Labels: map[string]string{
+			lifetime.LabelManaged: "true", lifetime.LabelCluster: s.Config.File, lifetime.LabelLifetime: string(s.Plan.Lifetime),
+			lifetime.LabelVersion: s.opts.Version, lifetime.LabelLaunchedAt: time.Now().UTC().Format(time.RFC3339), lifetime.LabelRunID: s.RunID,
+		},
+	}
+	if len(ct.Env) > 0 {
+		dir, err := transport.MakeTempDir(ctx, c, "cvs-env")
+		if err != nil {
+			return transport.Result{}, fmt.Errorf("making a temporary folder for the container's environment: %w", err)
+		}
+		defer func() {
+			if cerr := transport.RemoveTempDir(ctx, c, dir); cerr != nil {
+				s.log.Error("could not remove the container's environment file; it holds [container.env] values: remove it by hand", "host", h.Name, "dir", dir, "err", cerr)
+			}
+		}()
+		var b bytes.Buffer
+		keys := make([]string, 0, len(ct.Env))
+		for k := range ct.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%s=%s\n", k, ct.Env[k])
+		}
+		spec.EnvFile = dir + "/env"
+		if err := c.Upload(ctx, spec.EnvFile, &b, 0o600); err != nil {
+			return transport.Result{}, err
+		}
+	}
+	start := time.Now()
+	res, err := run(ctx, c, ct.PullTimeout, s.docker.Run(spec))
+	var te *transport.TimeoutError
+	if errors.As(err, &te) {
+		// The docker client was killed, which cancels the pull in dockerd;
+		// a container created just before the deadline is removed here.
+		s.removeRunContainers(context.WithoutCancel(ctx), c)
+		return res, fmt.Errorf("docker run (pulling %s) did not finish within pull_timeout (%s); stopped it after %s. Raise container.pull_timeout for large images on cold nodes, or check the registry",
+			ct.Image, ct.PullTimeout, time.Since(start).Round(time.Second))
+	}
+	if err != nil {
+		s.removeRunContainers(context.WithoutCancel(ctx), c)
+		return res, fmt.Errorf("docker run: %w", err)
+	}
+	return res, nil
+}
+
+// provisionStage runs the setup script in the containers this run
+// launched.
+type provisionStage struct{ setupMark }
+
+func (provisionStage) Name() string { return "provisioning (setup_script)" }
+
+func (provisionStage) Actions(s *Session) []HostAction {
+	if !s.Plan.Provision {
+		return nil
+	}
+	var out []HostAction
+	for _, hp := range s.Plan.Hosts {
+		if hp.Action == lifetime.Launch || hp.Action == lifetime.Replace {
+			out = append(out, HostAction{Host: hp.Host, Action: "run the setup script"})
+		}
+	}
+	return out
+}
+
+func (st provisionStage) Run(ctx context.Context, s *Session) error {
+	script, err := provision.Script(s.Config.Container.SetupScript)
+	if err != nil {
+		return &StageError{Stage: st.Name(), Failures: []HostFailure{{Host: "(controller)", Err: err}}}
+	}
+	hosts := s.launchedHosts()
+	return s.perHost(ctx, st.Name(), hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) (transport.Result, error) {
+		s.log.Info("provisioning", "host", h.Name)
+		ctx, cancel := context.WithTimeout(ctx, provisionTimeout)
+		defer cancel()
+		// provision's errors carry the output's tail themselves.
+		_, err := provision.Run(ctx, c, h.Name, s.docker, s.Config.Container.Name, script)
+		return transport.Result{}, err
+	})
+}
+
+// sshdStage makes sure sshd listens in every container, with the
+// cluster's key pair.
+type sshdStage struct{ setupMark }
+
+func (sshdStage) Name() string { return "sshd" }
+
+func (sshdStage) Actions(s *Session) []HostAction {
+	out := make([]HostAction, 0, len(s.Plan.Hosts))
+	for _, hp := range s.Plan.Hosts {
+		out = append(out, HostAction{Host: hp.Host, Action: fmt.Sprintf("ensure sshd on port %d", s.Config.Container.SSHDPort)})
+	}
+	return out
+}
+
+func (sshdStage) Run(ctx context.Context, s *Session) error {
+	keys, err := s.sshdKeys()
+	if err != nil {
+		return &StageError{Stage: "sshd", Failures: []HostFailure{{Host: "(controller)", Err: err}}}
+	}
+	ct := s.Config.Container
+	var skipped int
+	err = s.perHost(ctx, "sshd", s.Config.Hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) (transport.Result, error) {
+		ctx, cancel := context.WithTimeout(ctx, sshdTimeout)
+		defer cancel()
+		out, err := sshd.Ensure(ctx, c, h.Name, s.docker, ct.Name, ct.SSHDPort, keys)
+		switch {
+		case err != nil:
+		case out.AlreadyListening:
+			s.mu.Lock()
+			skipped++
+			s.mu.Unlock()
+			s.log.Info(fmt.Sprintf("sshd already listens on port %d; setup skipped", ct.SSHDPort), "host", h.Name)
+		default:
+			s.log.Info(fmt.Sprintf("sshd started on port %d", ct.SSHDPort), "host", h.Name)
+		}
+		return transport.Result{}, err
+	})
+	if err == nil {
+		s.log.Info("containers ready", "hosts", len(s.Config.Hosts), "sshd_skipped", skipped)
+	}
+	return err
+}
+
+// imageCheckStage reads the image ID every container runs after setup and
+// fails when they differ (a registry that served different content to
+// different hosts, say).
+type imageCheckStage struct{ setupMark }
+
+func (imageCheckStage) Name() string {
+	return "image check after launch (every host must run the same image ID)"
+}
+
+func (imageCheckStage) Actions(s *Session) []HostAction {
+	out := make([]HostAction, 0, len(s.Plan.Hosts))
+	for _, hp := range s.Plan.Hosts {
+		out = append(out, HostAction{Host: hp.Host, Action: "read the image ID"})
+	}
+	return out
+}
+
+func (st imageCheckStage) Run(ctx context.Context, s *Session) error {
+	hosts := s.Config.Hosts
+	name := s.Config.Container.Name
+	ids := make([]string, len(hosts))
+	errs := s.each(ctx, "", hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
+		res, err := run(ctx, c, inspectTimeout, s.docker.InspectNamed(name, "{{.Image}}"))
+		if err != nil {
+			return err
+		}
+		id, ok := docker.ParseNamed(string(res.Stdout), name)
+		if !ok {
+			return fmt.Errorf("no container named %s", name)
+		}
+		ids[i] = id
+		return nil
+	})
+	var failures []HostFailure
+	byID := map[string][]string{}
+	for i, err := range errs {
+		if err != nil || ids[i] == "" {
+			failures = append(failures, HostFailure{Host: hosts[i].Name, Err: fmt.Errorf("reading the image ID the container runs: %v", err)})
+			continue
+		}
+		byID[ids[i]] = append(byID[ids[i]], hosts[i].Name)
+	}
+	if len(byID) > 1 {
+		for id, hs := range byID {
+			failures = append(failures, HostFailure{Host: strings.Join(hs, ", "), Err: fmt.Errorf("runs image %s", id)})
+		}
+	}
+	if len(failures) == 0 {
+		return nil
+	}
+	sort.Slice(failures, func(a, b int) bool { return failures[a].Host < failures[b].Host })
+	return &StageError{Stage: st.Name(), Failures: failures}
+}
