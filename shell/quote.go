@@ -77,7 +77,7 @@ func isName(s string) bool {
 }
 
 // Split is Join's inverse for the words Join writes: bare words and
-// single-quoted words (with the '\'' escape), separated by spaces. It is
+// single-quoted words (with the '\” escape), separated by spaces. It is
 // how test doubles read back the command lines cvs sends; ok is false for
 // anything else (a pipe, a redirection, double quotes).
 func Split(line string) (argv []string, ok bool) {
