@@ -206,6 +206,9 @@ func (h *Host) Run(ctx context.Context, cmd transport.Command) (transport.Result
 	if err := ctx.Err(); err != nil {
 		return transport.Result{ExitCode: -1}, err
 	}
+	if strings.Contains(cmd.Line, mark) {
+		return h.probe(cmd.Line)
+	}
 	argv, ok := shell.Split(cmd.Line)
 	if !ok {
 		// sshd's install: `docker exec -i -u 0 C sh -s < FILE`.
@@ -225,8 +228,6 @@ func (h *Host) Run(ctx context.Context, cmd transport.Command) (transport.Result
 		argv = argv[2:]
 	}
 	switch {
-	case len(argv) == 3 && argv[0] == "sh" && argv[1] == "-c" && strings.Contains(argv[2], "@@cvs-probe@@"):
-		return h.probe(argv[2])
 	case len(argv) >= 4 && argv[0] == "sh" && argv[1] == "-c" && argv[3] == "cvs-lock":
 		return h.lock(ctx, cmd)
 	case argv[0] == "mktemp":
@@ -507,8 +508,8 @@ func (h *Host) exec(ctx context.Context, cmd transport.Command, argv []string, u
 		// A watched command: a step (bash -eo pipefail SCRIPT) or exec.
 		words, _ := shell.Split(inner[4])
 		script := ""
-		if len(words) == 3 && words[0] == "bash" {
-			script = string(c.Files[words[2]])
+		if len(words) > 1 && words[0] == "bash" {
+			script = string(c.Files[words[len(words)-1]])
 		}
 		step := h.Step
 		unlock()

@@ -1,0 +1,488 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/internal/fakehost"
+	"github.com/cvs-tool/cvs/internal/golden"
+	"github.com/cvs-tool/cvs/lifetime"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+const (
+	testImage   = "reg.example:5000/w:1"
+	testImageID = "sha256:9c1d5e2a7b3f00000000000000000000000000000000000000000000000000aa"
+)
+
+// rig is a cluster of fake hosts and its cluster file.
+type rig struct {
+	cfg   *cluster.Config
+	hosts []*fakehost.Host
+	opts  Options
+}
+
+// newRig writes a cluster file for n hosts with lifetime lt and loads it;
+// the sshd keys go to a temporary state folder.
+func newRig(t *testing.T, n int, lt cluster.Lifetime) *rig {
+	t.Helper()
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	dir := t.TempDir()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%q", fmt.Sprintf("10.9.0.%d", i+1))
+	}
+	file := filepath.Join(dir, "cluster.toml")
+	text := fmt.Sprintf(`user = "root"
+hosts = [%s]
+max_parallel = 4
+
+[env]
+TOKEN = "s3cret"
+
+[container]
+lifetime = %q
+image = %q
+name = "cvs-t"
+
+[suites.install]
+[[suites.install.steps]]
+name = "tools"
+run = "echo installed"
+
+[suites.test]
+[[suites.test.steps]]
+name = "check"
+run = "echo checked"
+[[suites.test.steps]]
+name = "mpi"
+run = "echo from head"
+on = "head"
+`, strings.Join(names, ", "), lt, testImage)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := cluster.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{cfg: cfg}
+	byName := map[string]*fakehost.Host{}
+	for _, h := range cfg.Hosts {
+		fh := fakehost.New(h.Name, testImage, testImageID)
+		r.hosts = append(r.hosts, fh)
+		byName[h.Name] = fh
+	}
+	r.opts = Options{Version: "test", Dial: func(_ context.Context, h cluster.Host) (transport.Conn, error) {
+		return byName[h.Name], nil
+	}}
+	return r
+}
+
+func (r *rig) suite(t *testing.T, name string) cluster.Suite {
+	t.Helper()
+	st, ok := r.cfg.Suite(name)
+	if !ok {
+		t.Fatalf("no suite %s", name)
+	}
+	return st
+}
+
+// launches counts docker run commands sent to every host.
+func (r *rig) launches() int {
+	n := 0
+	for _, h := range r.hosts {
+		for _, l := range h.Lines() {
+			if strings.HasPrefix(l, "docker run ") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// persistentContainer puts a persistent container of this cluster on h.
+func (r *rig) persistentContainer(h *fakehost.Host, state string) {
+	h.AddContainer(fakehost.Container{Name: "cvs-t", Image: testImageID, Ref: testImage, State: state,
+		StartedAt: "2026-11-30T10:00:00Z", SSHD: state == "running", Provisioned: 1,
+		Labels: map[string]string{lifetime.LabelManaged: "true", lifetime.LabelCluster: r.cfg.File,
+			lifetime.LabelLifetime: "persistent", lifetime.LabelRunID: "earlier"}})
+}
+
+func TestPersistentInstallThenTestAttaches(t *testing.T) {
+	r := newRig(t, 3, cluster.LifetimePersistent)
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	if r.launches() != 3 {
+		t.Fatalf("install launched %d containers, want 3", r.launches())
+	}
+	ids := map[string]string{}
+	for _, h := range r.hosts {
+		c, ok := h.Container("cvs-t")
+		if !ok || c.State != "running" || c.Provisioned != 1 || !c.SSHD || c.Labels[lifetime.LabelLifetime] != "persistent" {
+			t.Fatalf("%s after install: %+v (found %v)", h.Name, c, ok)
+		}
+		ids[h.Name] = c.ID
+		if len(c.Files) != 0 {
+			t.Errorf("%s: step scripts left in the container: %v", h.Name, c.Files)
+		}
+	}
+	if len(rep.Steps) != 3 || rep.Steps[0].Stdout != "" && rep.Steps[0].ExitCode != 0 {
+		t.Errorf("steps = %+v", rep.Steps)
+	}
+	for _, st := range rep.Stages {
+		if st.Status != StageOK {
+			t.Errorf("stage %s: %s %s", st.Name, st.Status, st.Error)
+		}
+	}
+
+	rep, err = Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts)
+	if err != nil {
+		t.Fatalf("test: %v", err)
+	}
+	if r.launches() != 3 {
+		t.Errorf("test launched again: %d docker runs in all", r.launches())
+	}
+	for _, h := range r.hosts {
+		c, _ := h.Container("cvs-t")
+		if c.ID != ids[h.Name] || c.Provisioned != 1 {
+			t.Errorf("%s: attach changed the container: %+v", h.Name, c)
+		}
+	}
+	for _, hp := range rep.Plan.Hosts {
+		if hp.Action != lifetime.Attach {
+			t.Errorf("%s: action %s, want attach", hp.Host, hp.Action)
+		}
+	}
+	// check on 3 hosts, mpi on the head only.
+	if len(rep.Steps) != 4 || rep.Steps[3].Step != "mpi" || rep.Steps[3].Host != r.cfg.Head().Name {
+		t.Errorf("steps = %+v", rep.Steps)
+	}
+}
+
+// The step script carries [env] values: uploaded 0600 into a private
+// folder that is removed, never in a command line.
+func TestStepSecretsNeverInCommandLines(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	var mu sync.Mutex
+	var scripts []string
+	for _, h := range r.hosts {
+		h.Step = func(script string) (string, int) {
+			mu.Lock()
+			defer mu.Unlock()
+			scripts = append(scripts, script)
+			return "ok\n", 0
+		}
+	}
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	if len(scripts) != 2 || !strings.Contains(scripts[0], "export TOKEN=s3cret") {
+		t.Fatalf("scripts run: %q", scripts)
+	}
+	for _, h := range r.hosts {
+		for _, l := range h.Lines() {
+			if strings.Contains(l, "s3cret") {
+				t.Errorf("%s: secret in a command line: %s", h.Name, l)
+			}
+		}
+		for p := range h.Uploads() {
+			if !h.Removed(p) {
+				t.Errorf("%s: uploaded %s was not removed", h.Name, p)
+			}
+		}
+	}
+}
+
+func TestPartialPersistenceRefusesWithoutChange(t *testing.T) {
+	r := newRig(t, 3, cluster.LifetimePersistent)
+	r.persistentContainer(r.hosts[0], "running")
+	r.persistentContainer(r.hosts[1], "running")
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Refused {
+		t.Fatalf("exit %d (%v), want 5", exitcode.Of(err), err)
+	}
+	if rep.Plan.Verdict != lifetime.Refuse || r.launches() != 0 || r.hosts[2].Containers() != 0 {
+		t.Errorf("verdict %s, %d launches", rep.Plan.Verdict, r.launches())
+	}
+	for _, st := range rep.Stages {
+		if st.Status != StagePlanned {
+			t.Errorf("stage %s ran: %s", st.Name, st.Status)
+		}
+	}
+}
+
+func TestUnreachableHostIsUnknownNeverAbsent(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	dial := r.opts.Dial
+	r.opts.Dial = func(ctx context.Context, h cluster.Host) (transport.Conn, error) {
+		if h.Name == "10.9.0.2" {
+			return nil, &transport.HostError{Host: h.Name, Kind: transport.KindUnreachable, Err: errors.New("no route to host")}
+		}
+		return dial(ctx, h)
+	}
+	rep, err := Status(context.Background(), r.cfg, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := rep.Hosts[1]
+	if f.Container.State != "unknown" || f.Reachable || f.ErrorKind != "unreachable" || rep.Summary.Problems != 1 {
+		t.Errorf("facts = %+v, summary %+v", f, rep.Summary)
+	}
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); exitcode.Of(err) != exitcode.Preflight || r.launches() != 0 {
+		t.Errorf("run over an unreachable host: exit %d, %d launches", exitcode.Of(err), r.launches())
+	}
+}
+
+func TestSetupFailureRollsBackEveryLaunch(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault func(r *rig)
+		stage string
+	}{
+		{"provisioning", func(r *rig) { r.hosts[1].FailProvision = "E: Unable to locate package foo" }, "provisioning"},
+		{"sshd", func(r *rig) { r.hosts[2].FailSSHD = "sshd: bad config" }, "sshd"},
+		{"image skew", func(r *rig) { r.hosts[0].Images[testImage] = "sha256:other" }, "image check"},
+		{"launch", func(r *rig) { r.hosts[0].FailRun = "docker: Error response from daemon: pull access denied" }, "launch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, 3, cluster.LifetimePersistent)
+			tc.fault(r)
+			rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+			if exitcode.Of(err) != exitcode.Partial {
+				t.Fatalf("exit %d (%v), want 4", exitcode.Of(err), err)
+			}
+			var se *StageError
+			if !errors.As(err, &se) || !strings.HasPrefix(se.Stage, tc.stage) || se.Cleanup == nil || !se.Cleanup.OK() {
+				t.Fatalf("error %#v", err)
+			}
+			if !strings.Contains(err.Error(), "removed the containers this run launched") {
+				t.Errorf("error does not say what was rolled back:\n%v", err)
+			}
+			for _, h := range r.hosts {
+				if n := h.Containers(); n != 0 {
+					t.Errorf("%s: %d containers left after rollback", h.Name, n)
+				}
+			}
+			if len(rep.Steps) != 0 || rep.Setup == "" {
+				t.Errorf("steps ran after a failed setup, or no setup_error: %+v", rep)
+			}
+			last := rep.Stages[len(rep.Stages)-1]
+			if last.Name != "teardown" || last.Status != StageOK {
+				t.Errorf("teardown stage: %+v", last)
+			}
+		})
+	}
+}
+
+func TestRollbackThatFailsIsExit6(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	r.hosts[0].FailProvision = "boom"
+	r.hosts[1].FailRm = "Error response from daemon: removal failed"
+	_, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Cleanup || !strings.Contains(err.Error(), "LEFT BEHIND on 10.9.0.2") {
+		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
+	}
+}
+
+func TestPerRunTearsDownAfterFailedStep(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	r.hosts[1].Step = func(string) (string, int) { return "FAIL\n", 3 }
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Failed || !strings.Contains(err.Error(), "tools on 10.9.0.2 (exit 3)") {
+		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
+	}
+	if !strings.Contains(rep.Teardown, "removed the containers this run launched on: 10.9.0.1, 10.9.0.2") {
+		t.Errorf("teardown = %q", rep.Teardown)
+	}
+	for _, h := range r.hosts {
+		if h.Containers() != 0 {
+			t.Errorf("%s: per_run container left", h.Name)
+		}
+	}
+}
+
+// Ctrl-C during a step: the step stops, per_run still removes everything,
+// exit 130.
+func TestInterruptDuringStepStillTearsDown(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, h := range r.hosts {
+		h.Step = func(string) (string, int) { cancel(); return "", 0 }
+	}
+	var left string
+	r.opts.OnOpen = func(s *Session) {
+		r.hosts[0].OnCommand = func(argv []string) {
+			if len(argv) > 1 && argv[0] == "docker" && argv[1] == "cp" {
+				left = s.LeftBehind()
+			}
+		}
+	}
+	_, err := Run(ctx, r.cfg, r.suite(t, "install"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Interrupted {
+		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
+	}
+	for _, h := range r.hosts {
+		if h.Containers() != 0 {
+			t.Errorf("%s: container left after an interrupted per_run", h.Name)
+		}
+	}
+	if !strings.Contains(left, "LEFT on 10.9.0.1, 10.9.0.2") {
+		t.Errorf("LeftBehind during the run = %q", left)
+	}
+}
+
+func TestUpColdStartsAndRestarts(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	if _, err := Up(context.Background(), r.cfg, false, false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range r.hosts {
+		if c, ok := h.Container("cvs-t"); !ok || c.Provisioned != 1 || !c.SSHD {
+			t.Fatalf("%s after up: %+v", h.Name, c)
+		}
+	}
+
+	r = newRig(t, 2, cluster.LifetimePersistent)
+	for _, h := range r.hosts {
+		r.persistentContainer(h, "exited")
+	}
+	if _, err := Up(context.Background(), r.cfg, false, false, r.opts); exitcode.Of(err) != exitcode.Refused {
+		t.Fatalf("up without --restart on stopped containers: exit %d (%v)", exitcode.Of(err), err)
+	}
+	if _, err := Up(context.Background(), r.cfg, true, false, r.opts); err != nil {
+		t.Fatalf("up --restart: %v", err)
+	}
+	for _, h := range r.hosts {
+		c, _ := h.Container("cvs-t")
+		if c.State != "running" || c.Provisioned != 1 {
+			t.Errorf("%s after up --restart: %+v (must be started, never relaunched or reprovisioned)", h.Name, c)
+		}
+	}
+	if r.launches() != 0 {
+		t.Errorf("up --restart launched %d containers", r.launches())
+	}
+
+	r = newRig(t, 1, cluster.LifetimePerRun)
+	if _, err := Up(context.Background(), r.cfg, false, false, r.opts); exitcode.Of(err) != exitcode.Usage {
+		t.Errorf("up on per_run: exit %d", exitcode.Of(err))
+	}
+}
+
+func TestDownRemovesOnlyWhatCvsLaunched(t *testing.T) {
+	r := newRig(t, 3, cluster.LifetimePerRun)
+	r.hosts[0].AddContainer(fakehost.Container{Name: "cvs-t", State: "running", Image: testImageID,
+		Labels: map[string]string{lifetime.LabelManaged: "true", lifetime.LabelCluster: r.cfg.File, lifetime.LabelLifetime: "per_run"}})
+	r.hosts[1].AddContainer(fakehost.Container{Name: "cvs-t", State: "running", Image: testImageID})
+	r.persistentContainer(r.hosts[2], "running")
+	rep, err := Down(context.Background(), r.cfg, false, r.opts)
+	if exitcode.Of(err) != exitcode.Refused {
+		t.Fatalf("exit %d (%v), want 5 (containers left alone)", exitcode.Of(err), err)
+	}
+	if strings.Join(rep.Removed, ",") != "10.9.0.1" || len(rep.LeftAlone) != 2 ||
+		r.hosts[0].Containers() != 0 || r.hosts[1].Containers() != 1 || r.hosts[2].Containers() != 1 {
+		t.Errorf("down: %+v", rep)
+	}
+	rep, err = Down(context.Background(), r.cfg, true, r.opts)
+	if r.hosts[2].Containers() != 0 || r.hosts[1].Containers() != 1 || exitcode.Of(err) != exitcode.Refused {
+		t.Errorf("down --force: %+v, %v", rep, err)
+	}
+
+	r = newRig(t, 1, cluster.LifetimePersistent)
+	r.persistentContainer(r.hosts[0], "running")
+	if _, err := Down(context.Background(), r.cfg, false, r.opts); exitcode.Of(err) != exitcode.Refused || r.hosts[0].Containers() != 1 {
+		t.Errorf("down on persistent without --force: %v", err)
+	}
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), true, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range r.hosts {
+		for _, l := range h.Lines() {
+			if !strings.Contains(l, "@@cvs-probe@@") {
+				t.Errorf("%s: dry run sent more than the probe: %s", h.Name, l)
+			}
+		}
+	}
+	var names []string
+	for _, st := range rep.Stages {
+		names = append(names, fmt.Sprintf("%s(%d)", st.Name, len(st.Hosts)))
+	}
+	want := `launch(2) provisioning (setup_script)(2) sshd(2) image check after launch (every host must run the same image ID)(2) suite "install"(2) teardown(2)`
+	if got := strings.Join(names, " "); got != want {
+		t.Errorf("stages:\n got %s\nwant %s", got, want)
+	}
+}
+
+var (
+	reTemp     = regexp.MustCompile(`/tmp/[^"]*/cluster\.toml`)
+	reDuration = regexp.MustCompile(`"duration_ms": \d+`)
+	reTime     = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`)
+	reRunID    = regexp.MustCompile(`"cvs\.run-id": "[0-9a-f]{16}"`)
+)
+
+// checkJSON compares a document with its golden file, with the parts that
+// change from run to run (paths, durations, times, run IDs) masked.
+func checkJSON(t *testing.T, name string, doc any) {
+	t.Helper()
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := reTemp.ReplaceAllString(string(b), "/TMP/cluster.toml")
+	s = reDuration.ReplaceAllString(s, `"duration_ms": 0`)
+	s = reTime.ReplaceAllString(s, "TIME")
+	s = reRunID.ReplaceAllString(s, `"cvs.run-id": "RUNID"`)
+	golden.Check(t, name, []byte(s+"\n"))
+}
+
+// The JSON documents of status, run, up, down and exec are a promise in
+// the README: their shape is pinned here.
+func TestJSONDocumentsGolden(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	r.hosts[1].Step = func(string) (string, int) { return "bad\n", 2 }
+	rep, _ := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	rep.ExitCode = 1
+	checkJSON(t, "run.json", rep)
+
+	st, err := Status(context.Background(), r.cfg, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkJSON(t, "status.json", st)
+
+	up, err := Up(context.Background(), r.cfg, false, true, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkJSON(t, "up-dry-run.json", up)
+
+	ex, err := Exec(context.Background(), r.cfg, ExecRequest{Hosts: r.cfg.Hosts, Argv: []string{"echo", "hi there"}, InContainer: true, Timeout: 1e9}, r.opts)
+	if exitcode.Of(err) != exitcode.Failed {
+		t.Errorf("exec: %v", err)
+	}
+	checkJSON(t, "exec.json", ex)
+
+	down, err := Down(context.Background(), r.cfg, true, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkJSON(t, "down.json", down)
+}
