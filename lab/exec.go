@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cvs-tool/cvs/shell"
 	"io"
 	"os"
 	"os/exec"
@@ -210,7 +211,7 @@ func (l *Lab) SSH(ctx context.Context, host string, argv ...string) (ExecResult,
 	if len(argv) == 0 {
 		return ExecResult{ExitCode: -1}, errors.New("SSH: empty command")
 	}
-	return l.SSHScript(ctx, host, quoteArgv(argv))
+	return l.SSHScript(ctx, host, shell.Join(argv...))
 }
 
 // SSHScript runs a shell command line on host over SSH, like `ssh host
@@ -239,34 +240,6 @@ func (l *Lab) SSHScript(ctx context.Context, host, script string) (ExecResult, e
 	}
 	res.ExitCode = -1
 	return res, fmt.Errorf("%s: ssh: %w", h.Name, err)
-}
-
-// quoteArgv quotes each argument for a POSIX shell and joins them, so the
-// remote shell sees exactly argv. Words made only of safe characters are left
-// bare for readable logs.
-func quoteArgv(argv []string) string {
-	q := make([]string, len(argv))
-	for i, a := range argv {
-		q[i] = shellQuote(a)
-	}
-	return strings.Join(q, " ")
-}
-
-func shellQuote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	safe := true
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r)) {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func withoutEnv(env []string, name string) []string {

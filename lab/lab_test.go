@@ -156,24 +156,6 @@ func TestKnownHosts(t *testing.T) {
 	}
 }
 
-func TestQuoteArgv(t *testing.T) {
-	for _, tc := range []struct {
-		argv []string
-		want string
-	}{
-		{[]string{"docker", "ps", "-a"}, "docker ps -a"},
-		{[]string{"echo", "a b"}, "echo 'a b'"},
-		{[]string{"echo", "it's"}, `echo 'it'\''s'`},
-		{[]string{"echo", ""}, "echo ''"},
-		{[]string{"sh", "-c", "cat /etc/*-release | head -1"}, "sh -c 'cat /etc/*-release | head -1'"},
-		{[]string{"printf", "$HOME;`x`"}, "printf '$HOME;`x`'"},
-	} {
-		if got := quoteArgv(tc.argv); got != tc.want {
-			t.Errorf("quoteArgv(%q) = %s, want %s", tc.argv, got, tc.want)
-		}
-	}
-}
-
 // Cache keys: a recipe change rebuilds what depends on it, and only that.
 func TestCacheKeys(t *testing.T) {
 	base := newTestLab(t, Config{}).cacheKeys()

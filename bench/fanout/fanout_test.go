@@ -30,15 +30,9 @@ func TestMedian(t *testing.T) {
 
 func TestCommandLine(t *testing.T) {
 	got := commandLine("/usr/bin/pdsh", []string{"-w", "^/x/hosts", "true"}, []string{"PDSH_SSH_ARGS=-F /x/cfg -l%u %h"})
-	want := `PDSH_SSH_ARGS='-F /x/cfg -l%u %h' /usr/bin/pdsh -w ^/x/hosts true`
+	want := `PDSH_SSH_ARGS='-F /x/cfg -l%u %h' /usr/bin/pdsh -w '^/x/hosts' true`
 	if got != want {
 		t.Errorf("commandLine = %s\nwant          %s", got, want)
-	}
-	if got := shellQuote("it's"); got != `'it'\''s'` {
-		t.Errorf("shellQuote = %s", got)
-	}
-	if got := shellQuote(""); got != "''" {
-		t.Errorf("shellQuote(\"\") = %s", got)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/cvs-tool/cvs/shell"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -291,23 +292,13 @@ func commandLine(bin string, args, env []string) string {
 	var parts []string
 	for _, e := range env {
 		k, v, _ := strings.Cut(e, "=")
-		parts = append(parts, k+"="+shellQuote(v))
+		parts = append(parts, k+"="+shell.Quote(v))
 	}
-	parts = append(parts, shellQuote(bin))
+	parts = append(parts, shell.Quote(bin))
 	for _, a := range args {
-		parts = append(parts, shellQuote(a))
+		parts = append(parts, shell.Quote(a))
 	}
 	return strings.Join(parts, " ")
-}
-
-// shellQuote quotes s for a POSIX shell when it needs quoting.
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,@^%+", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // slug turns a row name into a file-name fragment.
