@@ -91,35 +91,47 @@ type Func func(ctx context.Context, i int, h cluster.Host, c transport.Conn) err
 // of hosts. A host whose connection fails gets the dial error and fn is not
 // called for it.
 func (f *Fleet) Each(ctx context.Context, hosts []cluster.Host, fn Func) []error {
-	errs := make([]error, len(hosts))
-	var next, done atomic.Int64
 	var progressMu sync.Mutex
-	workers := min(f.limit, len(hosts))
+	var done atomic.Int64
+	return Parallel(ctx, len(hosts), f.limit, func(ctx context.Context, i int) error {
+		var err error
+		if c, derr := f.Client(ctx, hosts[i]); derr != nil {
+			err = derr
+		} else {
+			err = fn(ctx, i, hosts[i], c)
+		}
+		n := int(done.Add(1))
+		if f.Progress != nil {
+			progressMu.Lock()
+			f.Progress(n, len(hosts))
+			progressMu.Unlock()
+		}
+		return err
+	})
+}
+
+// Parallel runs fn(ctx, i) for i in [0, n), at most limit at a time, and
+// returns one error per i, in order. Once ctx ends, the calls not started
+// yet get ctx's error instead of running. It is the one fan-out of the
+// tree: Each builds on it, and so do the lab and the test sshd farm.
+func Parallel(ctx context.Context, n, limit int, fn func(ctx context.Context, i int) error) []error {
+	errs := make([]error, n)
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range min(max(limit, 1), n) {
+		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(hosts) {
+				if i >= n {
 					return
 				}
 				if err := ctx.Err(); err != nil {
 					errs[i] = err
-				} else if c, err := f.Client(ctx, hosts[i]); err != nil {
-					errs[i] = err
-				} else {
-					errs[i] = fn(ctx, i, hosts[i], c)
+					continue
 				}
-				n := int(done.Add(1))
-				if f.Progress != nil {
-					progressMu.Lock()
-					f.Progress(n, len(hosts))
-					progressMu.Unlock()
-				}
+				errs[i] = fn(ctx, i)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	return errs

@@ -1,4 +1,4 @@
-package fleet
+package fleet_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/fleet"
 	"github.com/cvs-tool/cvs/internal/sshdfarm"
 	"github.com/cvs-tool/cvs/transport"
 )
@@ -47,7 +48,7 @@ func hosts(names ...string) []cluster.Host {
 
 func TestEachBoundsConcurrencyAndReportsEveryHost(t *testing.T) {
 	d := &countingDialer{fail: map[string]bool{"b": true, "d": true}}
-	f := New(d, 2)
+	f := fleet.New(d, 2)
 	var progress []int
 	f.Progress = func(done, total int) { progress = append(progress, done) }
 	hs := hosts("a", "b", "c", "d", "e")
@@ -86,7 +87,7 @@ func TestEachBoundsConcurrencyAndReportsEveryHost(t *testing.T) {
 }
 
 func TestEachStopsStartingHostsWhenCancelled(t *testing.T) {
-	f := New(&countingDialer{}, 1)
+	f := fleet.New(&countingDialer{}, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := f.Each(ctx, hosts("a", "b", "c"), func(context.Context, int, cluster.Host, transport.Conn) error {
 		cancel()
@@ -110,7 +111,7 @@ func TestOneHandshakePerHostWithRealSSHD(t *testing.T) {
 	for _, h := range farm.Hosts {
 		hs = append(hs, cluster.Host{Name: h.HostPort(), Addr: h.Addr, Port: h.Port, User: farm.User, IdentityFiles: []string{farm.ClientKey}})
 	}
-	f := New(d, 3)
+	f := fleet.New(d, 3)
 	for round := 0; round < 3; round++ {
 		errs := f.Each(context.Background(), hs, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 			for k := 0; k < 2; k++ {
@@ -145,7 +146,7 @@ func TestClientRedialsALostConnection(t *testing.T) {
 	}
 	defer d.Close()
 	h := cluster.Host{Name: farm.Hosts[0].HostPort(), Addr: farm.Hosts[0].Addr, Port: farm.Hosts[0].Port, User: farm.User, IdentityFiles: []string{farm.ClientKey}}
-	f := New(d, 1)
+	f := fleet.New(d, 1)
 	defer f.Close()
 	c1, err := f.Client(context.Background(), h)
 	if err != nil {
@@ -164,5 +165,39 @@ func TestClientRedialsALostConnection(t *testing.T) {
 	}
 	if d.Handshakes() != 2 {
 		t.Errorf("handshakes = %d, want 2", d.Handshakes())
+	}
+}
+
+func TestParallelBoundsAndOrders(t *testing.T) {
+	var active, maxSeen atomic.Int64
+	errs := fleet.Parallel(context.Background(), 20, 3, func(_ context.Context, i int) error {
+		n := active.Add(1)
+		defer active.Add(-1)
+		for {
+			m := maxSeen.Load()
+			if n <= m || maxSeen.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		time.Sleep(time.Millisecond)
+		if i%5 == 0 {
+			return errors.New(strings.Repeat("x", i))
+		}
+		return nil
+	})
+	if maxSeen.Load() > 3 {
+		t.Errorf("%d at once, limit 3", maxSeen.Load())
+	}
+	for i, err := range errs {
+		if (i%5 == 0) != (err != nil) || err != nil && len(err.Error()) != i {
+			t.Errorf("errs[%d] = %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i, err := range fleet.Parallel(ctx, 3, 2, func(context.Context, int) error { t.Error("ran after cancel"); return nil }) {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("errs[%d] = %v after cancel", i, err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cvs-tool/cvs/fleet"
 	"net"
 	"os"
 	"path/filepath"
@@ -253,20 +254,16 @@ const eachHostLimit = 8
 // errors; a failure on one host does not stop the others. Each error names
 // its host already.
 func eachHost(ctx context.Context, hosts []Host, fn func(context.Context, Host) error) error {
-	errs := make([]error, len(hosts))
-	sem := make(chan struct{}, eachHostLimit)
-	var wg sync.WaitGroup
-	for i, h := range hosts {
-		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-				errs[i] = fn(ctx, h)
-			case <-ctx.Done():
-				errs[i] = fmt.Errorf("%s: %w", h.Name, ctx.Err())
-			}
-		})
+	errs := fleet.Parallel(ctx, len(hosts), eachHostLimit, func(ctx context.Context, i int) error {
+		if err := fn(ctx, hosts[i]); err != nil {
+			return err
+		}
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil && errors.Is(err, ctx.Err()) && !strings.HasPrefix(err.Error(), hosts[i].Name+":") {
+			errs[i] = fmt.Errorf("%s: %w", hosts[i].Name, err)
+		}
 	}
-	wg.Wait()
 	return errors.Join(errs...)
 }

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cvs-tool/cvs/fleet"
 	"net"
 	"os"
 	"os/exec"
@@ -699,43 +700,16 @@ func (f *Farm) RotateHostKey(ctx context.Context, i int) error {
 	return f.waitListening(ctx, offsets)
 }
 
-// parallel runs fn(0..n-1) on up to GOMAXPROCS-bounded workers and
-// returns the first error.
+// parallel runs fn(0..n-1) on up to workers() at a time and returns the
+// first error.
 func parallel(ctx context.Context, n int, fn func(i int) error) error {
-	work := make(chan int)
-	errc := make(chan error, 1)
-	var wg sync.WaitGroup
-	for range min(n, workers()) {
-		wg.Go(func() {
-			for i := range work {
-				if err := fn(i); err != nil {
-					select {
-					case errc <- err:
-					default:
-					}
-				}
-			}
-		})
-	}
-feed:
-	for i := range n {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-			break feed
-		case err := <-errc:
-			errc <- err
-			break feed
+	errs := fleet.Parallel(ctx, n, workers(), func(_ context.Context, i int) error { return fn(i) })
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errc:
-		return err
-	default:
-		return ctx.Err()
-	}
+	return ctx.Err()
 }
 
 func fileSize(path string) int64 {
