@@ -31,6 +31,24 @@ const (
 	StateUnknown State = "unknown"
 )
 
+// Kinds of probe failures, in Facts.ErrorKind and `--json`'s error_kind,
+// beside transport's connection kinds. The README documents them.
+const (
+	// KindDockerMissing: no docker command on the host's PATH.
+	KindDockerMissing transport.Kind = "docker-missing"
+	// KindSudoDenied: sudo = true but `sudo -n docker` asks for a password.
+	KindSudoDenied transport.Kind = "sudo-denied"
+	// KindDockerUnavailable: the docker CLI is there, its daemon does not
+	// answer.
+	KindDockerUnavailable transport.Kind = "docker-unavailable"
+	// KindProbeIncomplete: the probe's output was cut short.
+	KindProbeIncomplete transport.Kind = "probe-incomplete"
+	// KindProbeContainer: the container could not be inspected.
+	KindProbeContainer transport.Kind = "probe-container"
+	// KindProbeImage: the configured image could not be inspected.
+	KindProbeImage transport.Kind = "probe-image"
+)
+
 // SSHD says whether sshd listens on sshd_port inside the container.
 type SSHD string
 
@@ -49,7 +67,9 @@ type Facts struct {
 	Reachable bool   `json:"reachable"`
 	// Error says why the host, Docker or the container could not be probed.
 	Error     string `json:"error,omitempty"`
-	ErrorKind string `json:"error_kind,omitempty"`
+	// ErrorKind classifies Error: one of transport's kinds (unreachable,
+	// auth-failed, ...) or of the probe's below.
+	ErrorKind transport.Kind `json:"error_kind,omitempty"`
 
 	DockerPresent bool   `json:"docker_present"`
 	DockerVersion string `json:"docker_version,omitempty"`
@@ -143,24 +163,24 @@ func Unknown(host string, s ProbeSpec, err error) Facts {
 func ParseProbe(host string, s ProbeSpec, out string) Facts {
 	f := Facts{Host: host, Reachable: true, Container: ContainerFacts{Name: s.Container, State: StateUnknown, SSHD: SSHDUnknown}}
 	sections := splitSections(out)
-	if _, ok := sections["docker-missing"]; ok {
-		f.Error, f.ErrorKind = "docker is not installed (no docker command on the host's PATH)", "docker-missing"
+	if _, ok := sections[string(KindDockerMissing)]; ok {
+		f.Error, f.ErrorKind = "docker is not installed (no docker command on the host's PATH)", KindDockerMissing
 		return f
 	}
 	// sudo -n docker answers this when it would prompt (a rule that allows
 	// only docker without a password is enough; sudo -n true may not be).
 	if v, ok := sections["version"]; ok && v.rc != 0 && strings.Contains(v.body, "a password is required") {
-		f.Error, f.ErrorKind = "sudo = true but `sudo -n docker` asks for a password; allow passwordless sudo for docker on this host (e.g. a NOPASSWD rule for the docker command)", "sudo-denied"
+		f.Error, f.ErrorKind = "sudo = true but `sudo -n docker` asks for a password; allow passwordless sudo for docker on this host (e.g. a NOPASSWD rule for the docker command)", KindSudoDenied
 		return f
 	}
 	v, ok := sections["version"]
 	if !ok {
-		f.Error, f.ErrorKind = "the probe's output was cut short: "+report.LastLine(out), "probe-incomplete"
+		f.Error, f.ErrorKind = "the probe's output was cut short: "+report.LastLine(out), KindProbeIncomplete
 		return f
 	}
 	f.DockerPresent = true
 	if v.rc != 0 {
-		f.Error, f.ErrorKind = "docker daemon unavailable: "+report.LastLine(v.body), "docker-unavailable"
+		f.Error, f.ErrorKind = "docker daemon unavailable: "+report.LastLine(v.body), KindDockerUnavailable
 		return f
 	}
 	f.DockerVersion = strings.TrimSpace(v.body)
@@ -175,7 +195,7 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 		case isNoSuch(im.body):
 			f.ImageID = ""
 		default:
-			f.addError("reading the configured image: "+report.LastLine(im.body), "probe-image")
+			f.addError("reading the configured image: "+report.LastLine(im.body), KindProbeImage)
 		}
 	}
 	switch f.Container.State {
@@ -191,13 +211,13 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 		f.Container.SSHD = SSHDNotApplied
 	}
 	if _, ok := sections["end"]; !ok {
-		f.addError("the probe's output was cut short", "probe-incomplete")
+		f.addError("the probe's output was cut short", KindProbeIncomplete)
 	}
 	return f
 }
 
 // addError adds a problem; the first one found names the kind.
-func (f *Facts) addError(msg, kind string) {
+func (f *Facts) addError(msg string, kind transport.Kind) {
 	if f.Error != "" {
 		f.Error += "; " + msg
 		return
@@ -244,7 +264,7 @@ func parseContainer(f *Facts, c section) {
 			f.Container.SSHD = SSHDNotApplied
 			return
 		}
-		f.Error, f.ErrorKind = "inspecting the container: "+report.LastLine(c.body), "probe-container"
+		f.Error, f.ErrorKind = "inspecting the container: "+report.LastLine(c.body), KindProbeContainer
 		return
 	}
 	var list []struct {
@@ -261,7 +281,7 @@ func parseContainer(f *Facts, c section) {
 		} `json:"Config"`
 	}
 	if err := json.Unmarshal([]byte(c.body), &list); err != nil || len(list) != 1 {
-		f.Error, f.ErrorKind = fmt.Sprintf("docker inspect answered something unreadable: %s", report.LastLine(c.body)), "probe-container"
+		f.Error, f.ErrorKind = fmt.Sprintf("docker inspect answered something unreadable: %s", report.LastLine(c.body)), KindProbeContainer
 		return
 	}
 	it := list[0]
@@ -278,7 +298,7 @@ func parseContainer(f *Facts, c section) {
 	f.Container.StartedAt = it.State.StartedAt
 	f.Container.Labels = it.Config.Labels
 	if it.State.Status == "" {
-		f.Error, f.ErrorKind = "docker inspect gave no container state", "probe-container"
+		f.Error, f.ErrorKind = "docker inspect gave no container state", KindProbeContainer
 		return
 	}
 	f.Container.State = State(it.State.Status)

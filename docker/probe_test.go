@@ -59,7 +59,7 @@ func TestParseProbeStates(t *testing.T) {
 		{"id prefix", "\n" + mark + "version 0\n20.10\n" + mark + "container 0\n[{\"Id\":\"cvs0abc\",\"Name\":\"/other\",\"Image\":\"sha256:1\",\"State\":{\"Status\":\"running\",\"StartedAt\":\"x\"},\"Config\":{\"Image\":\"i\"}}]\n" + mark + "end 0\n", StateAbsent, "", SSHDNotApplied},
 	} {
 		f := ParseProbe("h", spec, tc.out)
-		if f.Container.State != tc.state || f.ErrorKind != tc.kind || f.Container.SSHD != tc.sshd {
+		if f.Container.State != tc.state || string(f.ErrorKind) != tc.kind || f.Container.SSHD != tc.sshd {
 			t.Errorf("%s: state %s kind %q sshd %s (error %q)", tc.name, f.Container.State, f.ErrorKind, f.Container.SSHD, f.Error)
 		}
 	}

@@ -5,6 +5,7 @@ package fleet
 
 import (
 	"context"
+	"github.com/cvs-tool/cvs/fanout"
 	"sync"
 	"sync/atomic"
 
@@ -93,7 +94,7 @@ type Func func(ctx context.Context, i int, h cluster.Host, c transport.Conn) err
 func (f *Fleet) Each(ctx context.Context, hosts []cluster.Host, fn Func) []error {
 	var progressMu sync.Mutex
 	var done atomic.Int64
-	return Parallel(ctx, len(hosts), f.limit, func(ctx context.Context, i int) error {
+	return fanout.Run(ctx, len(hosts), f.limit, func(ctx context.Context, i int) error {
 		var err error
 		if c, derr := f.Client(ctx, hosts[i]); derr != nil {
 			err = derr
@@ -108,33 +109,6 @@ func (f *Fleet) Each(ctx context.Context, hosts []cluster.Host, fn Func) []error
 		}
 		return err
 	})
-}
-
-// Parallel runs fn(ctx, i) for i in [0, n), at most limit at a time, and
-// returns one error per i, in order. Once ctx ends, the calls not started
-// yet get ctx's error instead of running. It is the one fan-out of the
-// tree: Each builds on it, and so do the lab and the test sshd farm.
-func Parallel(ctx context.Context, n, limit int, fn func(ctx context.Context, i int) error) []error {
-	errs := make([]error, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(max(limit, 1), n) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := ctx.Err(); err != nil {
-					errs[i] = err
-					continue
-				}
-				errs[i] = fn(ctx, i)
-			}
-		})
-	}
-	wg.Wait()
-	return errs
 }
 
 // Close closes every open connection.

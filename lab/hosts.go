@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cvs-tool/cvs/fleet"
+	"github.com/cvs-tool/cvs/fanout"
 	"net"
 	"os"
 	"path/filepath"
@@ -254,7 +254,7 @@ const eachHostLimit = 8
 // errors; a failure on one host does not stop the others. Each error names
 // its host already.
 func eachHost(ctx context.Context, hosts []Host, fn func(context.Context, Host) error) error {
-	errs := fleet.Parallel(ctx, len(hosts), eachHostLimit, func(ctx context.Context, i int) error {
+	errs := fanout.Run(ctx, len(hosts), eachHostLimit, func(ctx context.Context, i int) error {
 		if err := fn(ctx, hosts[i]); err != nil {
 			return err
 		}

@@ -119,7 +119,7 @@ func Acquire(ctx context.Context, f *fleet.Fleet, hosts []cluster.Host, containe
 				lg.Warn("no flock on this host: it is not locked against another cvs working on it", "host", h.Name)
 				err = nil
 			case errors.As(err, &ee) && ee.Code == exitOpen:
-				err = fmt.Errorf("%s: cannot open the lock file %s: %s", h.Name, Path(container), ee.StderrTail)
+				err = fmt.Errorf("cannot open the lock file %s: %s", Path(container), ee.StderrTail)
 			}
 			done <- err
 		}()
@@ -133,7 +133,7 @@ func Acquire(ctx context.Context, f *fleet.Fleet, hosts []cluster.Host, containe
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-timer.C:
-			return fmt.Errorf("%s: taking the lock did not finish within %s", h.Name, Timeout)
+			return fmt.Errorf("taking the lock did not finish within %s", Timeout)
 		}
 	})
 	var failed []string

@@ -105,7 +105,8 @@ func Command(d docker.CLI, container string, script []byte) (string, error) {
 
 // Run runs script inside container on host through r and returns what it
 // printed. A failure is an *Error naming the host and carrying the tail of
-// the script's output, stdout and stderr together in the order they came.
+// the script's output, stdout and stderr together in the order they came;
+// like transport's errors it keeps the host as a field, out of its text.
 func Run(ctx context.Context, r transport.Runner, host string, d docker.CLI, container string, script []byte) (transport.Result, error) {
 	line, err := Command(d, container, script)
 	if err != nil {
@@ -140,12 +141,12 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	what := transport.Outcome(e.Err, e.Host)
+	what := transport.Outcome(e.Err)
 	var ee *transport.ExitError
 	if errors.As(e.Err, &ee) && ee.Signal == "" {
 		what = "failed with " + what
 	}
-	msg := fmt.Sprintf("%s: setup script in container %s: %s", e.Host, e.Container, what)
+	msg := fmt.Sprintf("setup script in container %s: %s", e.Container, what)
 	if e.Output != "" {
 		msg += "\n" + report.Indent(e.Output, "  | ")
 	}

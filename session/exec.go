@@ -41,12 +41,12 @@ type ExecHostResult struct {
 	Host string `json:"host"`
 	// ExitCode is the command's exit status; -1 when it did not finish
 	// (connection failure, timeout, signal).
-	ExitCode   int    `json:"exit_code"`
-	Stdout     string `json:"stdout"`
-	Stderr     string `json:"stderr"`
-	DurationMS int64  `json:"duration_ms"`
-	Error      string `json:"error,omitempty"`
-	ErrorKind  string `json:"error_kind,omitempty"`
+	ExitCode   int            `json:"exit_code"`
+	Stdout     string         `json:"stdout"`
+	Stderr     string         `json:"stderr"`
+	DurationMS int64          `json:"duration_ms"`
+	Error      string         `json:"error,omitempty"`
+	ErrorKind  transport.Kind `json:"error_kind,omitempty"`
 }
 
 // Exec is `cvs exec`: run the command on every host of the request, one

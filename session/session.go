@@ -216,8 +216,8 @@ func (s *Session) probe(ctx context.Context) error {
 	s.Facts = facts
 	// One warning per kind of problem, not one per host: at 200 hosts
 	// without Docker the log would drown the table.
-	var kinds []string
-	byKind := map[string][]Facts{}
+	var kinds []transport.Kind
+	byKind := map[transport.Kind][]Facts{}
 	for _, fc := range facts {
 		if fc.Error != "" {
 			if _, ok := byKind[fc.ErrorKind]; !ok {
@@ -323,4 +323,4 @@ func run(ctx context.Context, c transport.Conn, timeout time.Duration, argv []st
 
 // ErrorKind names how err failed for --json's error_kind (see
 // transport.Kind), or "".
-func ErrorKind(err error) string { return transport.ErrorKind(err) }
+func ErrorKind(err error) string { return string(transport.ErrorKind(err)) }

@@ -28,14 +28,8 @@ type HostFailure struct {
 }
 
 func (f HostFailure) String() string {
-	msg := f.Err.Error()
 	var b strings.Builder
-	// Some errors (provision's, sshd's) name their host already.
-	if strings.HasPrefix(msg, f.Host+":") || strings.HasPrefix(msg, f.Host+" ") {
-		b.WriteString(msg)
-	} else {
-		fmt.Fprintf(&b, "%s: %s", f.Host, msg)
-	}
+	fmt.Fprintf(&b, "%s: %v", f.Host, f.Err)
 	if f.Output != "" {
 		for _, l := range strings.Split(strings.TrimRight(f.Output, "\n"), "\n") {
 			fmt.Fprintf(&b, "\n  | %s", l)

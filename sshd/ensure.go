@@ -314,9 +314,9 @@ type Error struct {
 func (e *Error) Error() string {
 	what := e.Msg
 	if what == "" {
-		what = transport.Outcome(e.Err, e.Host)
+		what = transport.Outcome(e.Err)
 	}
-	msg := fmt.Sprintf("%s: sshd in container %s: %s: %s", e.Host, e.Container, e.Op, what)
+	msg := fmt.Sprintf("sshd in container %s: %s: %s", e.Container, e.Op, what)
 	out := e.Output
 	var ee *transport.ExitError
 	if out == "" && e.Msg == "" && errors.As(e.Err, &ee) {

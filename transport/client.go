@@ -135,7 +135,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 				&TimeoutError{Host: c.Host.Name, Cmd: cmd.name(), After: time.Since(start)}
 		}
 		return Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: -1, Duration: time.Since(start)},
-			fmt.Errorf("%s: command %s: %w", c.Host.Name, abbreviate(cmd.name(), 80), ctx.Err())
+			fmt.Errorf("command %s: %w", abbreviate(cmd.name(), 80), ctx.Err())
 	}
 	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), Duration: time.Since(start)}
 	var ee *ssh.ExitError

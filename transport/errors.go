@@ -30,10 +30,16 @@ const (
 	KindTimeout Kind = "timeout"
 	// KindSSH: any other SSH-level failure (protocol, lost connection).
 	KindSSH Kind = "ssh-error"
+	// KindExit: the command ran and exited non-zero (exec's results).
+	KindExit Kind = "exit"
 )
 
 // HostError is a failure to connect to, or talk to, one host. Err holds the
 // underlying error; Detail is the operator-facing explanation.
+//
+// Like every error of this package it keeps the host as a field and out of
+// Error(): the code that reports per-host results (the fan-out's callers)
+// names the host once.
 type HostError struct {
 	Host   string
 	Kind   Kind
@@ -43,9 +49,9 @@ type HostError struct {
 
 func (e *HostError) Error() string {
 	if e.Detail != "" {
-		return fmt.Sprintf("%s: %s: %s", e.Host, e.Kind, e.Detail)
+		return fmt.Sprintf("%s: %s", e.Kind, e.Detail)
 	}
-	return fmt.Sprintf("%s: %s: %v", e.Host, e.Kind, e.Err)
+	return fmt.Sprintf("%s: %v", e.Kind, e.Err)
 }
 
 func (e *HostError) Unwrap() error { return e.Err }
@@ -66,7 +72,7 @@ func (e *ExitError) Error() string {
 	if e.Signal != "" {
 		how = "killed by signal " + e.Signal
 	}
-	msg := fmt.Sprintf("%s: command %s: %s", e.Host, abbreviate(e.Cmd, 120), how)
+	msg := fmt.Sprintf("command %s: %s", abbreviate(e.Cmd, 120), how)
 	if e.StderrTail != "" {
 		msg += "\n" + report.Indent(e.StderrTail, "  | ")
 	}
@@ -82,7 +88,7 @@ type TimeoutError struct {
 }
 
 func (e *TimeoutError) Error() string {
-	return fmt.Sprintf("%s: command %s: timed out after %s; the remote command was killed", e.Host, abbreviate(e.Cmd, 120), e.After.Round(time.Millisecond))
+	return fmt.Sprintf("command %s: timed out after %s; the remote command was killed", abbreviate(e.Cmd, 120), e.After.Round(time.Millisecond))
 }
 
 // IsConnectError reports whether err means a host could not be connected
@@ -92,19 +98,19 @@ func IsConnectError(err error) bool {
 	return errors.As(err, &he)
 }
 
-// ErrorKind returns the Kind of a *HostError in err's chain, "timeout" for a
-// *TimeoutError, "exit" for an *ExitError, or "".
-func ErrorKind(err error) string {
+// ErrorKind returns the Kind of a *HostError in err's chain, KindTimeout for
+// a *TimeoutError, KindExit for an *ExitError, or "".
+func ErrorKind(err error) Kind {
 	var he *HostError
 	var te *TimeoutError
 	var ee *ExitError
 	switch {
 	case errors.As(err, &he):
-		return string(he.Kind)
+		return he.Kind
 	case errors.As(err, &te):
-		return string(KindTimeout)
+		return KindTimeout
 	case errors.As(err, &ee):
-		return "exit"
+		return KindExit
 	}
 	return ""
 }
@@ -119,9 +125,8 @@ func abbreviate(s string, n int) string {
 
 // Outcome says in a few words how a remote command ended badly: "exit
 // status 3", "killed by signal KILL", "timed out after 2s; the remote
-// command was killed", or err's text without the host name it starts with
-// (for errors that name their host themselves).
-func Outcome(err error, host string) string {
+// command was killed", or err's text.
+func Outcome(err error) string {
 	var ee *ExitError
 	var te *TimeoutError
 	switch {
@@ -132,7 +137,7 @@ func Outcome(err error, host string) string {
 	case errors.As(err, &te):
 		return fmt.Sprintf("timed out after %s; the remote command was killed", te.After.Round(time.Millisecond))
 	case err != nil:
-		return strings.TrimPrefix(err.Error(), host+": ")
+		return err.Error()
 	}
 	return ""
 }

@@ -24,19 +24,19 @@ func (c *Client) Upload(ctx context.Context, remotePath string, r io.Reader, mod
 	defer stop()
 	f, err := sc.OpenFile(remotePath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
-		return fmt.Errorf("%s: creating %s: %w", c.Host.Name, remotePath, err)
+		return fmt.Errorf("creating %s: %w", remotePath, err)
 	}
 	// Restrict the mode before any byte is written.
 	if err := f.Chmod(mode); err != nil {
 		f.Close()
-		return fmt.Errorf("%s: chmod %s: %w", c.Host.Name, remotePath, err)
+		return fmt.Errorf("chmod %s: %w", remotePath, err)
 	}
 	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
-		return fmt.Errorf("%s: writing %s: %w", c.Host.Name, remotePath, err)
+		return fmt.Errorf("writing %s: %w", remotePath, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("%s: closing %s: %w", c.Host.Name, remotePath, err)
+		return fmt.Errorf("closing %s: %w", remotePath, err)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()

@@ -99,7 +99,7 @@ func (a *app) summarizeExec(results []session.ExecHostResult) {
 	for _, r := range results {
 		switch {
 		case r.Error != "":
-			fmt.Fprintf(a.stderr, "cvs: %s\n", r.Error)
+			fmt.Fprintf(a.stderr, "cvs: %s: %s\n", r.Host, r.Error)
 			failed++
 		case r.ExitCode != 0:
 			fmt.Fprintf(a.stderr, "cvs: %s: exit status %d\n", r.Host, r.ExitCode)

@@ -75,13 +75,13 @@ func (a *app) printStatus(rep *session.StatusReport) {
 	for _, f := range facts {
 		ssh := "ok"
 		if !f.Reachable {
-			ssh = f.ErrorKind
+			ssh = string(f.ErrorKind)
 		}
 		dockerCol := f.DockerVersion
 		if dockerCol == "" {
 			dockerCol = "-"
 			if f.Reachable && f.ErrorKind != "" {
-				dockerCol = f.ErrorKind
+				dockerCol = string(f.ErrorKind)
 			}
 		}
 		started := f.Container.StartedAt
@@ -107,10 +107,6 @@ func (a *app) printStatus(rep *session.StatusReport) {
 		if f.Error == "" {
 			continue
 		}
-		if strings.HasPrefix(f.Error, f.Host+":") {
-			fmt.Fprintf(a.stdout, "  %s\n", f.Error)
-		} else {
-			fmt.Fprintf(a.stdout, "  %s: %s\n", f.Host, f.Error)
-		}
+		fmt.Fprintf(a.stdout, "  %s: %s\n", f.Host, f.Error)
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cvs-tool/cvs/fleet"
+	"github.com/cvs-tool/cvs/fanout"
 	"net"
 	"os"
 	"os/exec"
@@ -703,7 +703,7 @@ func (f *Farm) RotateHostKey(ctx context.Context, i int) error {
 // parallel runs fn(0..n-1) on up to workers() at a time and returns the
 // first error.
 func parallel(ctx context.Context, n int, fn func(i int) error) error {
-	errs := fleet.Parallel(ctx, n, workers(), func(_ context.Context, i int) error { return fn(i) })
+	errs := fanout.Run(ctx, n, workers(), func(_ context.Context, i int) error { return fn(i) })
 	for _, err := range errs {
 		if err != nil {
 			return err
