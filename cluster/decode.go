@@ -1,0 +1,245 @@
+package cluster
+
+// Generic strict decoding of TOML values: every key checked against the
+// table's known keys, every value against its type, every problem kept
+// with its line.
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// displayKey drops array indices from a path for messages:
+// suites.test.steps.1.run is shown as suites.test.steps[1].run.
+func displayKey(path string) string {
+	parts := strings.Split(path, ".")
+	var b strings.Builder
+	for i, p := range parts {
+		if _, err := strconv.Atoi(p); err == nil && i > 0 {
+			b.WriteString("[" + p + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+func join(prefix, key string) string {
+	if prefix == "" {
+		return key
+	}
+	return prefix + "." + key
+}
+
+func (d *decoder) checkKeys(m map[string]any, prefix string, known []string, legacy map[string]string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if msg, ok := legacy[k]; ok {
+			d.fail(join(prefix, k), "%s", msg)
+			continue
+		}
+		if contains(known, k) {
+			continue
+		}
+		msg := "unknown key"
+		if s := closest(k, known); s != "" {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		} else {
+			msg += "; valid keys here: " + strings.Join(known, ", ")
+		}
+		d.fail(join(prefix, k), "%s", msg)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *decoder) expand(s string) string { return strings.ReplaceAll(s, UserPlaceholder, d.user) }
+
+func (d *decoder) str(m map[string]any, prefix, key string) (string, bool) {
+	v, ok := m[key]
+	if !ok {
+		return "", false
+	}
+	s, isStr := v.(string)
+	if !isStr {
+		d.fail(join(prefix, key), "must be a string, not %s", tomlType(v))
+		return "", false
+	}
+	return d.expand(s), true
+}
+
+// strList accepts one string or a list of strings.
+func (d *decoder) strList(m map[string]any, prefix, key string, single bool) ([]string, bool) {
+	v, ok := m[key]
+	if !ok {
+		return nil, false
+	}
+	if s, isStr := v.(string); isStr && single {
+		return []string{d.expand(s)}, true
+	}
+	list, isList := v.([]any)
+	if !isList {
+		want := "a list of strings"
+		if single {
+			want = "a string or a list of strings"
+		}
+		d.fail(join(prefix, key), "must be %s, not %s", want, tomlType(v))
+		return nil, false
+	}
+	out := make([]string, 0, len(list))
+	for i, it := range list {
+		s, isStr := it.(string)
+		if !isStr {
+			d.fail(join(prefix, key), "item %d must be a string, not %s", i+1, tomlType(it))
+			continue
+		}
+		out = append(out, d.expand(s))
+	}
+	return out, true
+}
+
+func (d *decoder) integer(m map[string]any, prefix, key string, lo, hi int64) (int, bool) {
+	v, ok := m[key]
+	if !ok {
+		return 0, false
+	}
+	n, isInt := v.(int64)
+	if !isInt {
+		d.fail(join(prefix, key), "must be an integer, not %s", tomlType(v))
+		return 0, false
+	}
+	if n < lo || n > hi {
+		d.fail(join(prefix, key), "%d is out of range %d to %d", n, lo, hi)
+		return 0, false
+	}
+	return int(n), true
+}
+
+func (d *decoder) boolean(m map[string]any, prefix, key string) (bool, bool) {
+	v, ok := m[key]
+	if !ok {
+		return false, false
+	}
+	b, isBool := v.(bool)
+	if !isBool {
+		d.fail(join(prefix, key), "must be true or false, not %s", tomlType(v))
+		return false, false
+	}
+	return b, true
+}
+
+func (d *decoder) duration(m map[string]any, prefix, key string) (time.Duration, bool) {
+	s, ok := d.str(m, prefix, key)
+	if !ok {
+		if _, present := m[key]; present {
+			return 0, false // str already reported the type
+		}
+		return 0, false
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		d.fail(join(prefix, key), "%q is not a positive duration; write e.g. \"30s\", \"15m\" or \"1h30m\"", s)
+		return 0, false
+	}
+	return v, true
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (d *decoder) env(m map[string]any, prefix, key string) map[string]string {
+	v, ok := m[key]
+	if !ok {
+		return nil
+	}
+	t, isTable := v.(map[string]any)
+	if !isTable {
+		d.fail(join(prefix, key), "must be a table of NAME = \"value\", not %s", tomlType(v))
+		return nil
+	}
+	out := make(map[string]string, len(t))
+	for k, val := range t {
+		path := join(join(prefix, key), k)
+		if !envName.MatchString(k) {
+			d.fail(path, "%q is not a valid environment variable name", k)
+			continue
+		}
+		s, isStr := val.(string)
+		if !isStr {
+			d.fail(path, "must be a string, not %s (quote numbers: \"1\")", tomlType(val))
+			continue
+		}
+		if strings.ContainsAny(s, "\n\r\x00") {
+			// An env file has one variable a line: a newline would cut the
+			// value and could smuggle in another variable.
+			d.fail(path, "must be a single line (no newline or NUL characters)")
+			continue
+		}
+		out[k] = d.expand(s)
+	}
+	return out
+}
+
+func (d *decoder) table(m map[string]any, prefix, key string) (map[string]any, bool) {
+	v, ok := m[key]
+	if !ok {
+		return nil, false
+	}
+	t, isTable := v.(map[string]any)
+	if !isTable {
+		d.fail(join(prefix, key), "must be a table ([%s]), not %s", join(prefix, key), tomlType(v))
+		return nil, false
+	}
+	return t, true
+}
+
+func tomlType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []any, []map[string]any:
+		return "a list"
+	case map[string]any:
+		return "a table"
+	case time.Time:
+		return "a date"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+// path resolves a file name from the cluster file: "~" is the home
+// directory, a relative path is relative to the cluster file's folder.
+func (d *decoder) path(p string) string {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		return filepath.Join(d.home, p[1:])
+	}
+	if !filepath.IsAbs(p) {
+		return filepath.Join(d.dir, p)
+	}
+	return filepath.Clean(p)
+}

@@ -1,0 +1,88 @@
+package cluster
+
+// Resolving hosts entries into connection settings, with ~/.ssh/config.
+
+import (
+	"strconv"
+)
+
+func (d *decoder) hosts(raw map[string]any, c *Config, userSet, portSet bool) {
+	entries, ok := d.strList(raw, "", "hosts", false)
+	if !ok {
+		if _, present := raw["hosts"]; !present {
+			d.problem(0, "hosts", "missing; list the cluster's hosts, e.g. hosts = [\"node[01-04]\"]")
+		}
+		return
+	}
+	if len(entries) == 0 {
+		d.fail("hosts", "is empty; list at least one host")
+		return
+	}
+	seen := map[string]string{}
+	for _, e := range entries {
+		specs, err := parseHostEntry(e)
+		if err != nil {
+			d.fail("hosts", "%v", err)
+			continue
+		}
+		for _, s := range specs {
+			h := d.resolveHost(s, c, userSet, portSet)
+			id := h.User + "@" + h.Addr + ":" + strconv.Itoa(h.Port)
+			if prev, dup := seen[id]; dup {
+				d.fail("hosts", "%s appears twice (from %q and %q); each host must be listed once", h.Name, prev, e)
+				continue
+			}
+			seen[id] = e
+			c.Hosts = append(c.Hosts, h)
+		}
+	}
+	head, ok := d.str(raw, "", "head")
+	if !ok || len(c.Hosts) == 0 {
+		return
+	}
+	for i, h := range c.Hosts {
+		if h.Name == head || h.Addr == head || h.HostPort() == head {
+			c.HeadIndex = i
+			return
+		}
+	}
+	d.fail("head", "%q is not one of the hosts; write one of them (e.g. %q) or leave head out to use the first", head, c.Hosts[0].Name)
+}
+
+func (d *decoder) resolveHost(s hostSpec, c *Config, userSet, portSet bool) Host {
+	h := Host{Name: s.name, Addr: s.addr, User: s.user, Port: s.port}
+	sc := d.sshCfg.lookup(s.addr)
+	if sc.hostName != "" {
+		h.Addr = sc.hostName
+	}
+	switch {
+	case h.User != "":
+	case userSet:
+		h.User = c.User
+	case sc.user != "":
+		h.User = sc.user
+	default:
+		h.User = c.User
+	}
+	switch {
+	case h.Port != 0:
+	case portSet:
+		h.Port = c.Port
+	case sc.port != 0:
+		h.Port = sc.port
+	default:
+		h.Port = c.Port
+	}
+	if len(c.IdentityFiles) > 0 {
+		h.IdentityFiles = c.IdentityFiles
+	} else {
+		for _, p := range sc.identityFiles {
+			h.IdentityFiles = append(h.IdentityFiles, d.path(p))
+		}
+	}
+	h.ProxyJump = c.ProxyJump
+	if h.ProxyJump == "" && sc.proxyJump != "none" {
+		h.ProxyJump = sc.proxyJump
+	}
+	return h
+}

@@ -1,0 +1,281 @@
+package cluster
+
+// The cluster file's schema: its tables, keys and defaults.
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Known keys per table; an unknown key is a problem with a suggestion.
+var (
+	topKeys = []string{"user", "identity_file", "port", "known_hosts", "host_key_check",
+		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel",
+		"proxy_jump", "head", "sudo", "hosts", "env", "container", "suites"}
+	containerKeys = []string{"lifetime", "image", "name", "setup_script", "pull_timeout",
+		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
+		"security_opt", "group_add", "shm_size", "ulimits", "env"}
+	suiteKeys = []string{"description", "steps"}
+	stepKeys  = []string{"name", "run", "on", "timeout", "env"}
+)
+
+// legacy keys are never mapped silently: each gets a migration message.
+var legacyContainerKeys = map[string]string{
+	"enabled": `was removed; write lifetime = "per_run" (cvs launches and removes the container each run), "persistent" (install once, attach on later runs) or "no_launch" (you run the container yourself)`,
+	"launch":  `was removed; launch = true is now lifetime = "per_run", launch = false is now lifetime = "no_launch" (use "persistent" to keep containers between runs)`,
+}
+
+func (d *decoder) config(raw map[string]any) *Config {
+	d.checkKeys(raw, "", topKeys, nil)
+	c := &Config{
+		File:           d.file,
+		User:           d.user,
+		Port:           DefaultPort,
+		KnownHosts:     d.path(DefaultKnownHosts),
+		HostKeyCheck:   DefaultHostKeyCheck,
+		ConnectTimeout: DefaultConnectTimeout,
+		CommandTimeout: DefaultCommandTimeout,
+		KeepAlive:      DefaultKeepAlive,
+		MaxParallel:    DefaultMaxParallel,
+	}
+	userSet, portSet := false, false
+	if v, ok := d.str(raw, "", "user"); ok {
+		if v == "" {
+			d.fail("user", "must not be empty; leave it out to use your own user name")
+		}
+		c.User, userSet = v, true
+	}
+	if v, ok := d.strList(raw, "", "identity_file", true); ok {
+		for _, p := range v {
+			c.IdentityFiles = append(c.IdentityFiles, d.path(p))
+		}
+	}
+	if v, ok := d.integer(raw, "", "port", 1, 65535); ok {
+		c.Port, portSet = v, true
+	}
+	if v, ok := d.str(raw, "", "known_hosts"); ok {
+		c.KnownHosts = d.path(v)
+	}
+	if v, ok := d.str(raw, "", "host_key_check"); ok {
+		switch HostKeyCheck(v) {
+		case HostKeyStrict, HostKeyAcceptNew, HostKeyOff:
+			c.HostKeyCheck = HostKeyCheck(v)
+		default:
+			d.fail("host_key_check", "%q is not one of \"strict\", \"accept-new\", \"off\"", v)
+		}
+	}
+	if v, ok := d.duration(raw, "", "connect_timeout"); ok {
+		c.ConnectTimeout = v
+	}
+	if v, ok := d.duration(raw, "", "command_timeout"); ok {
+		c.CommandTimeout = v
+	}
+	if v, ok := d.duration(raw, "", "keepalive_interval"); ok {
+		c.KeepAlive = v
+	}
+	if v, ok := d.integer(raw, "", "max_parallel", 1, 100000); ok {
+		c.MaxParallel = v
+	}
+	if v, ok := d.str(raw, "", "proxy_jump"); ok && v != "" {
+		if specs, err := parseHostEntry(v); err != nil || len(specs) != 1 {
+			d.fail("proxy_jump", "%q is not one [user@]host[:port]", v)
+		}
+		c.ProxyJump = v
+	}
+	if v, ok := d.boolean(raw, "", "sudo"); ok {
+		c.Sudo = v
+	}
+	c.Env = d.env(raw, "", "env")
+
+	d.hosts(raw, c, userSet, portSet)
+	c.Container = d.container(raw)
+	c.Suites = d.suites(raw)
+	return c
+}
+
+var (
+	dockerName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+	suiteName  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+)
+
+func (d *decoder) container(raw map[string]any) Container {
+	ct := Container{Lifetime: DefaultLifetime, PullTimeout: DefaultPullTimeout, SSHDPort: DefaultSSHDPort}
+	m, ok := d.table(raw, "", "container")
+	if !ok {
+		ct.Name = "cvs-" + sanitizeName(d.user)
+		return ct
+	}
+	const p = "container"
+	d.checkKeys(m, p, containerKeys, legacyContainerKeys)
+	if v, ok := d.str(m, p, "lifetime"); ok {
+		switch Lifetime(v) {
+		case LifetimeNoLaunch, LifetimePerRun, LifetimePersistent:
+			ct.Lifetime = Lifetime(v)
+		case "external":
+			d.fail(p+".lifetime", `"external" is called "no_launch" in cvs; write lifetime = "no_launch"`)
+		default:
+			d.fail(p+".lifetime", "%q is not one of \"no_launch\", \"per_run\", \"persistent\"", v)
+		}
+	}
+	if v, ok := d.str(m, p, "image"); ok {
+		if v == "" || strings.ContainsAny(v, " \t\n") || strings.HasPrefix(v, "-") {
+			d.fail(p+".image", "%q is not an image reference; write e.g. \"registry:5000/team/image:tag\"", v)
+		}
+		ct.Image = v
+	}
+	if ct.Image == "" && ct.Lifetime != LifetimeNoLaunch {
+		if _, present := m["image"]; !present {
+			d.fail(p, "image is missing; cvs needs it to launch the container (lifetime %q)", ct.Lifetime)
+		}
+	}
+	if v, ok := d.str(m, p, "name"); ok {
+		if !dockerName.MatchString(v) {
+			d.fail(p+".name", "%q is not a valid container name (letters, digits, '_', '.', '-'; at least 2 characters, starting with a letter or digit)", v)
+		}
+		ct.Name = v
+	}
+	if ct.Name == "" {
+		switch ct.Lifetime {
+		case LifetimePersistent, LifetimeNoLaunch:
+			if _, present := m["name"]; !present {
+				d.fail(p, "name is missing; lifetime %q needs a fixed container name, e.g. name = \"cvs-{user-id}\"", ct.Lifetime)
+			}
+		default:
+			ct.Name = "cvs-" + sanitizeName(d.user)
+		}
+	}
+	if v, ok := d.str(m, p, "setup_script"); ok && v != "" {
+		ct.SetupScript = d.path(v)
+		d.checkSetupScript(ct.SetupScript)
+	}
+	if v, ok := d.duration(m, p, "pull_timeout"); ok {
+		ct.PullTimeout = v
+	}
+	if v, ok := d.integer(m, p, "sshd_port", 1, 65535); ok {
+		ct.SSHDPort = v
+	}
+	strs := map[string]*string{"network": &ct.Network, "ipc": &ct.IPC, "pid": &ct.PID, "shm_size": &ct.ShmSize}
+	for k, dst := range strs {
+		if v, ok := d.str(m, p, k); ok {
+			*dst = v
+		}
+	}
+	lists := map[string]*[]string{"devices": &ct.Devices, "volumes": &ct.Volumes, "cap_add": &ct.CapAdd,
+		"security_opt": &ct.SecurityOpt, "group_add": &ct.GroupAdd, "ulimits": &ct.Ulimits}
+	for k, dst := range lists {
+		if v, ok := d.strList(m, p, k, false); ok {
+			*dst = v
+		}
+	}
+	for _, u := range ct.Ulimits {
+		if name, val, ok := strings.Cut(u, "="); !ok || name == "" || val == "" {
+			d.fail(p+".ulimits", "%q is not NAME=SOFT[:HARD], e.g. \"memlock=-1:-1\"", u)
+		}
+	}
+	if v, ok := d.boolean(m, p, "privileged"); ok {
+		ct.Privileged = v
+	}
+	ct.Env = d.env(m, p, "env")
+	return ct
+}
+
+func sanitizeName(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if c == '_' || c == '.' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			b.WriteRune(c)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+func (d *decoder) checkSetupScript(path string) {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		d.fail("container.setup_script", "%s does not exist; fix the path (relative paths start at the cluster file's folder) or leave setup_script out to use the packaged default", path)
+	case err != nil:
+		d.fail("container.setup_script", "%v", err)
+	case !st.Mode().IsRegular():
+		d.fail("container.setup_script", "%s is not a regular file", path)
+	case st.Size() > MaxSetupScriptBytes:
+		d.fail("container.setup_script", "%s is %d bytes, over the %d-byte (16 KiB) limit of the inline channel; move the bulk into the image or fetch it from the script", path, st.Size(), MaxSetupScriptBytes)
+	}
+}
+
+func (d *decoder) suites(raw map[string]any) []Suite {
+	m, ok := d.table(raw, "", "suites")
+	if !ok {
+		return nil
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var out []Suite
+	for _, name := range names {
+		p := "suites." + name
+		sm, ok := d.table(m, "suites", name)
+		if !ok {
+			continue
+		}
+		if !suiteName.MatchString(name) {
+			d.fail(p, "suite name %q must start with a letter or digit and hold only letters, digits, '_', '.', '-'", name)
+		}
+		d.checkKeys(sm, p, suiteKeys, nil)
+		s := Suite{Name: name}
+		s.Description, _ = d.str(sm, p, "description")
+		steps, ok := sm["steps"]
+		if !ok {
+			d.fail(p, "has no steps; add [[%s.steps]] tables with name and run", p)
+			continue
+		}
+		list, isList := steps.([]map[string]any)
+		if !isList {
+			d.fail(p+".steps", "must be a list of tables ([[%s.steps]]), not %s", p, tomlType(steps))
+			continue
+		}
+		seen := map[string]bool{}
+		for i, sm := range list {
+			sp := p + ".steps." + strconv.Itoa(i)
+			d.checkKeys(sm, sp, stepKeys, nil)
+			st := Step{On: DefaultStepOn, Timeout: DefaultStepTimeout}
+			st.Name, _ = d.str(sm, sp, "name")
+			if st.Name == "" {
+				d.fail(sp, "step %d has no name", i+1)
+			} else if seen[st.Name] {
+				d.fail(sp+".name", "step name %q is used twice in suite %q", st.Name, name)
+			}
+			seen[st.Name] = true
+			st.Run, _ = d.str(sm, sp, "run")
+			if strings.TrimSpace(st.Run) == "" {
+				d.fail(sp, "step %q has no run script", st.Name)
+			} else if len(st.Run) > MaxStepScriptBytes {
+				d.fail(sp+".run", "is %d bytes, over the %d-byte limit for a step script; put the bulk in a script file in the image or the overlay and call it", len(st.Run), MaxStepScriptBytes)
+			}
+			if v, ok := d.str(sm, sp, "on"); ok {
+				switch On(v) {
+				case OnAll, OnHead:
+					st.On = On(v)
+				default:
+					d.fail(sp+".on", "%q is not \"all\" or \"head\"", v)
+				}
+			}
+			if v, ok := d.duration(sm, sp, "timeout"); ok {
+				st.Timeout = v
+			}
+			st.Env = d.env(sm, sp, "env")
+			s.Steps = append(s.Steps, st)
+		}
+		out = append(out, s)
+	}
+	return out
+}
