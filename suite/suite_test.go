@@ -2,8 +2,6 @@ package suite
 
 import (
 	"context"
-	"io"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/fleet"
+	"github.com/cvs-tool/cvs/internal/fakehost"
 	"github.com/cvs-tool/cvs/transport"
 )
 
@@ -38,46 +37,27 @@ func TestSummaryTable(t *testing.T) {
 	}
 }
 
-// recordingConn accepts every command and records it.
-type recordingConn struct {
-	mu      sync.Mutex
-	lines   []string
-	uploads map[string][]byte
-}
-
-func (c *recordingConn) Run(_ context.Context, cmd transport.Command) (transport.Result, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lines = append(c.lines, cmd.Line)
-	if strings.HasPrefix(cmd.Line, "mktemp ") {
-		return transport.Result{Stdout: []byte("/tmp/cvs-steps.Xy12345678\n")}, nil
-	}
-	return transport.Result{}, nil
-}
-
-func (c *recordingConn) Upload(_ context.Context, p string, r io.Reader, _ os.FileMode) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.uploads[p] = data
-	return nil
-}
-func (c *recordingConn) Alive() bool  { return true }
-func (c *recordingConn) Close() error { return nil }
-
 // Step scripts and [env] values travel as uploaded files, never in a
-// command line; the scripts are removed from the containers afterwards.
+// command line; the scripts are removed from the containers afterwards,
+// and the host folder they passed through too.
 func TestRunKeepsScriptsAndEnvOutOfCommandLines(t *testing.T) {
-	conns := map[string]*recordingConn{}
+	hosts := map[string]*fakehost.Host{}
 	cfg := &cluster.Config{Hosts: []cluster.Host{{Name: "h1", Addr: "10.0.0.1"}, {Name: "h2", Addr: "10.0.0.2"}},
 		Env: map[string]string{"API_TOKEN": "tok-s3cret"}, Container: cluster.Container{Name: "c", SSHDPort: 2224}}
+	var mu sync.Mutex
+	ran := map[string][]string{}
 	for _, h := range cfg.Hosts {
-		conns[h.Name] = &recordingConn{uploads: map[string][]byte{}}
+		fh := fakehost.New(h.Name, "i:1", "sha256:1")
+		fh.AddContainer(fakehost.Container{Name: "c", Image: "sha256:1", State: "running"})
+		fh.Step = func(script string) (string, int) {
+			mu.Lock()
+			defer mu.Unlock()
+			ran[h.Name] = append(ran[h.Name], script)
+			return "", 0
+		}
+		hosts[h.Name] = fh
 	}
-	f := fleet.NewWithDial(func(_ context.Context, h cluster.Host) (transport.Conn, error) { return conns[h.Name], nil }, 4)
+	f := fleet.NewWithDial(func(_ context.Context, h cluster.Host) (transport.Conn, error) { return hosts[h.Name], nil }, 4)
 	r := &Runner{Fleet: f, Config: cfg, RunID: "r1"}
 	results, err := r.Run(context.Background(), cluster.Suite{Name: "s", Steps: []cluster.Step{
 		{Name: "one", Run: "echo secret-body-1", On: cluster.OnAll, Timeout: time.Minute},
@@ -86,24 +66,30 @@ func TestRunKeepsScriptsAndEnvOutOfCommandLines(t *testing.T) {
 	if err != nil || len(results) != 3 {
 		t.Fatalf("results %d, err %v", len(results), err)
 	}
-	for name, c := range conns {
-		all := strings.Join(c.lines, "\n")
+	for name, h := range hosts {
+		all := strings.Join(h.Lines(), "\n")
 		for _, secret := range []string{"tok-s3cret", "secret-body"} {
 			if strings.Contains(all, secret) {
 				t.Errorf("%s: %q appears in a command line:\n%s", name, secret, all)
 			}
 		}
-		script := string(c.uploads["/tmp/cvs-steps.Xy12345678/step0.sh"])
+		script := ran[name][0]
 		if !strings.Contains(script, "export API_TOKEN=tok-s3cret") || !strings.Contains(script, "export CVS_HOSTS='10.0.0.1 10.0.0.2'") || !strings.Contains(script, "echo secret-body-1") {
-			t.Errorf("%s: uploaded script:\n%s", name, script)
+			t.Errorf("%s: script run:\n%s", name, script)
 		}
-		if !strings.Contains(all, "docker cp /tmp/cvs-steps.Xy12345678/step1.sh c:/tmp/cvs-r1-step1.sh") ||
-			!strings.Contains(all, "docker exec -u 0 c rm -f /tmp/cvs-r1-step0.sh /tmp/cvs-r1-step1.sh") ||
-			!strings.Contains(all, "rm -rf -- /tmp/cvs-steps.Xy12345678") {
-			t.Errorf("%s: staging or cleanup commands missing:\n%s", name, all)
+		for p := range h.Uploads() {
+			if !h.Removed(p) {
+				t.Errorf("%s: %s not removed from the host", name, p)
+			}
+		}
+		if c, _ := h.Container("c"); len(c.Files) != 0 {
+			t.Errorf("%s: scripts left in the container: %v", name, c.Files)
+		}
+		if !strings.Contains(all, "docker exec -u 0 c rm -f /tmp/cvs-r1-step0.sh /tmp/cvs-r1-step1.sh") {
+			t.Errorf("%s: scripts not removed as root:\n%s", name, all)
 		}
 	}
-	if strings.Contains(strings.Join(conns["h2"].lines, "\n"), "cvs-r1-step1.sh'") {
-		t.Error("the head-only step ran on h2")
+	if len(ran["h1"]) != 2 || len(ran["h2"]) != 1 {
+		t.Errorf("steps run: h1 %d, h2 %d; the head-only step runs on h1 only", len(ran["h1"]), len(ran["h2"]))
 	}
 }
