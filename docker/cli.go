@@ -116,6 +116,12 @@ func (d CLI) InspectImage(ref, format string) []string {
 	return d.cmd("image", "inspect", "--format", format, ref)
 }
 
+// Pull pulls ref from its registry, printing only the digest.
+func (d CLI) Pull(ref string) []string { return d.cmd("pull", "--quiet", ref) }
+
+// Tag names the image src also dst.
+func (d CLI) Tag(src, dst string) []string { return d.cmd("tag", src, dst) }
+
 // CopyInto copies a file of the host into the container (docker cp; the
 // copy is owned by root).
 func (d CLI) CopyInto(src, container, dst string) []string {

@@ -26,6 +26,8 @@ func TestCLIGolden(t *testing.T) {
 			d.InspectContainer("c", ""),
 			d.InspectNamed("c", "{{.Image}}"),
 			d.InspectImage("reg:5000/w:1", "{{.Id}}"),
+			d.Pull("reg:5000/w:2"),
+			d.Tag("reg:5000/w:2", "reg:5000/w:1"),
 			d.CopyInto("/tmp/cvs-steps.X/step0.sh", "c", "/tmp/cvs-r/step0.sh"),
 			d.Exec("c", ExecOptions{}, "cat", "/run/cvs-sshd.log"),
 			d.Exec("c", Root, "rm", "-rf", "--", "/tmp/cvs-r"),

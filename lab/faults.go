@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	cvsdocker "github.com/cvs-tool/cvs/docker"
 )
 
 // Fault injection. Each fault changes one real thing on one host (or the
@@ -65,12 +67,13 @@ func (l *Lab) RotateHostKey(ctx context.Context, host string) ([]string, error) 
 // other hosts still get the registry's ref. ImageID tells the two apart. A
 // `docker pull ref` on the host undoes it.
 func (l *Lab) Retag(ctx context.Context, host, ref, otherRef string) error {
-	if _, err := l.HostDocker(ctx, host, "image", "inspect", "--format", "{{.Id}}", otherRef); err != nil {
-		if _, err := l.HostDocker(ctx, host, "pull", "--quiet", otherRef); err != nil {
+	d := cvsdocker.CLI{}
+	if _, err := l.HostExec(ctx, host, d.InspectImage(otherRef, "{{.Id}}")...); err != nil {
+		if _, err := l.HostExec(ctx, host, d.Pull(otherRef)...); err != nil {
 			return fmt.Errorf("retag: pull %s: %w", otherRef, err)
 		}
 	}
-	if _, err := l.HostDocker(ctx, host, "tag", otherRef, ref); err != nil {
+	if _, err := l.HostExec(ctx, host, d.Tag(otherRef, ref)...); err != nil {
 		return fmt.Errorf("retag %s as %s: %w", otherRef, ref, err)
 	}
 	return nil
@@ -79,7 +82,7 @@ func (l *Lab) Retag(ctx context.Context, host, ref, otherRef string) error {
 // ImageID returns the ID of ref in host's inner image store ("" and an
 // error if the host does not have it).
 func (l *Lab) ImageID(ctx context.Context, host, ref string) (string, error) {
-	res, err := l.HostDocker(ctx, host, "image", "inspect", "--format", "{{.Id}}", ref)
+	res, err := l.HostExec(ctx, host, cvsdocker.CLI{}.InspectImage(ref, "{{.Id}}")...)
 	return strings.TrimSpace(res.Stdout), err
 }
 
