@@ -47,7 +47,7 @@ func (st stepsStage) Actions(s *Session) []HostAction {
 }
 
 func (st stepsStage) Run(ctx context.Context, s *Session) error {
-	r := &suite.Runner{Fleet: s.fleet, Config: s.Config, RunID: s.RunID,
+	r := &suite.Runner{Fleet: s.fleet, Config: s.Config, RunID: s.RunID, Guard: s.guard,
 		Stdout: s.opts.Stdout, Stderr: s.opts.Stderr, AfterStep: s.opts.AfterStep,
 		OnStep: func(step cluster.Step, hosts []cluster.Host) {
 			s.log.Info(fmt.Sprintf("step %q on %d host(s)", step.Name, len(hosts)))

@@ -147,7 +147,7 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 		opts.OnOpen(s)
 	}
 	if oo.lock {
-		held, err := lock.Acquire(ctx, s.fleet, cfg.Hosts, cfg.Container.Name, lockOwner(), s.log)
+		held, err := lock.Acquire(ctx, s.fleet, cfg.Hosts, cfg.Container.Name, lockOwner())
 		if err != nil {
 			s.Close()
 			var be *lock.BusyError
@@ -163,6 +163,19 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 		return nil, err
 	}
 	s.Plan = lifetime.Decide(cfg.Container.Lifetime, s.Facts, lifetime.Options{ClusterFile: cfg.File, Restart: oo.restart, Image: cfg.Container.Image})
+	if s.lock != nil && len(s.lock.Unreached) > 0 && s.Plan.Verdict == lifetime.Proceed {
+		// Unreachable while the lock was taken, reachable for the probe: it
+		// is not locked, so it is not changed.
+		var hosts []string
+		for i, h := range cfg.Hosts {
+			if err, ok := s.lock.Unreached[h.Name]; ok {
+				hosts = append(hosts, h.Name)
+				s.Plan.Hosts[i].Note = "not locked: " + err.Error()
+			}
+		}
+		s.Plan.Verdict = lifetime.Preflight
+		s.Plan.Reason = fmt.Sprintf("the cluster lock could not be taken on %s (unreachable then); nothing was changed. Run again", strings.Join(hosts, ", "))
+	}
 	return s, nil
 }
 
@@ -182,6 +195,10 @@ func (s *Session) Handshakes() int {
 	}
 	return s.dialer.Handshakes()
 }
+
+// guard says why host must not be changed any further (its cluster lock
+// was lost), or nil.
+func (s *Session) guard(host string) error { return s.lock.Lost(host) }
 
 // each runs fn on hosts, with a progress line labelled label.
 func (s *Session) each(ctx context.Context, label string, hosts []cluster.Host, fn fleet.Func) []error {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/exitcode"
@@ -485,4 +486,37 @@ func TestJSONDocumentsGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkJSON(t, "down.json", down)
+}
+
+// The connection holding one host's lock drops during a step: no further
+// step runs there, and the run says which host (exit 4).
+func TestLostLockStopsChangesOnThatHost(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	for _, h := range r.hosts {
+		r.persistentContainer(h, "running")
+	}
+	head := r.hosts[0]
+	var once sync.Once
+	ranMPI := false
+	head.Step = func(script string) (string, int) {
+		if strings.Contains(script, "from head") {
+			ranMPI = true
+		}
+		once.Do(func() {
+			head.DropLock()
+			time.Sleep(100 * time.Millisecond) // the holder notices
+		})
+		return "", 0
+	}
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Partial || !strings.Contains(err.Error(), "mpi on 10.9.0.1") {
+		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
+	}
+	if ranMPI {
+		t.Error("a step ran on a host whose lock was lost")
+	}
+	last := rep.Steps[len(rep.Steps)-1]
+	if !strings.Contains(last.Error, "cluster lock on this host was lost") {
+		t.Errorf("step result: %+v", last)
+	}
 }

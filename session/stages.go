@@ -129,6 +129,9 @@ func (s *Session) perHost(ctx context.Context, name string, hosts []cluster.Host
 	var mu sync.Mutex
 	var failures []HostFailure
 	errs := s.each(ctx, name, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
+		if err := s.guard(h.Name); err != nil {
+			return err
+		}
 		res, err := fn(ctx, i, h, c)
 		if err != nil {
 			mu.Lock()

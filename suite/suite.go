@@ -55,6 +55,9 @@ type Runner struct {
 	OnStep func(step cluster.Step, hosts []cluster.Host)
 	// AfterStep is called with a step's results on every host it ran on.
 	AfterStep func(step cluster.Step, results []Result)
+	// Guard, when set, says why a host must not run another step (its
+	// cluster lock was lost); the step then fails there without running.
+	Guard func(host string) error
 }
 
 // stageTimeout bounds putting a suite's scripts into one container, and
@@ -176,6 +179,11 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 		line := r.docker().ExecWatched(r.Config.Container.Name, docker.ExecOptions{}, shell.Join("bash", "-eo", "pipefail", r.scriptPath(stepIndex)))
 		results := make([]Result, len(hosts))
 		errs := r.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
+			if r.Guard != nil {
+				if err := r.Guard(h.Name); err != nil {
+					return err
+				}
+			}
 			ctx, cancel := context.WithTimeout(ctx, st.Timeout)
 			defer cancel()
 			cmd := transport.Command{Line: line, ForwardStdin: true, Name: "step " + st.Name}

@@ -58,6 +58,7 @@ type Host struct {
 	OnCommand func(argv []string)
 
 	mu         sync.Mutex
+	lockDrop   chan struct{}
 	containers map[string]*Container // by ID
 	next       int
 	lines      []string
@@ -263,13 +264,36 @@ func (h *Host) exit(cmd transport.Command, code int, stderr string) (transport.R
 		&transport.ExitError{Host: h.Name, Cmd: cmd.Line, Code: code, StderrTail: stderr}
 }
 
-// lock holds the cluster lock until the command's context ends.
+// lock holds the cluster lock until the command's context ends, or
+// DropLock ends it as a dropped connection would.
 func (h *Host) lock(ctx context.Context, cmd transport.Command) (transport.Result, error) {
+	argv, _ := shell.Split(cmd.Line)
+	line := "cvs-lock-acquired " + argv[len(argv)-1] + "\n"
 	if cmd.Stdout != nil {
-		io.WriteString(cmd.Stdout, "cvs-lock-acquired\n")
+		io.WriteString(cmd.Stdout, line)
 	}
-	<-ctx.Done()
-	return transport.Result{Stdout: []byte("cvs-lock-acquired\n")}, nil
+	h.mu.Lock()
+	if h.lockDrop == nil {
+		h.lockDrop = make(chan struct{})
+	}
+	drop := h.lockDrop
+	h.mu.Unlock()
+	select {
+	case <-ctx.Done():
+		return transport.Result{Stdout: []byte(line)}, nil
+	case <-drop:
+		return transport.Result{ExitCode: -1}, &transport.HostError{Host: h.Name, Kind: transport.KindSSH, Detail: "connection lost"}
+	}
+}
+
+// DropLock ends the command holding the cluster lock on the host, as a
+// dropped SSH session does.
+func (h *Host) DropLock() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lockDrop != nil {
+		close(h.lockDrop)
+	}
 }
 
 func (h *Host) version() string {
