@@ -66,7 +66,7 @@ type Facts struct {
 	Host      string `json:"host"`
 	Reachable bool   `json:"reachable"`
 	// Error says why the host, Docker or the container could not be probed.
-	Error     string `json:"error,omitempty"`
+	Error string `json:"error,omitempty"`
 	// ErrorKind classifies Error: one of transport's kinds (unreachable,
 	// auth-failed, ...) or of the probe's below.
 	ErrorKind transport.Kind `json:"error_kind,omitempty"`
