@@ -146,7 +146,9 @@ type Container struct {
 type Suite struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
-	Steps       []Step `json:"steps"`
+	// User runs the suite's steps (docker exec -u); empty: the image's USER.
+	User  string `json:"user,omitempty"`
+	Steps []Step `json:"steps"`
 }
 
 // Step is one step of a suite.
@@ -156,6 +158,9 @@ type Step struct {
 	On      On                `json:"on"`
 	Timeout time.Duration     `json:"timeout"`
 	Env     map[string]string `json:"env,omitempty"`
+	// User runs the step: the step's own user key, else the suite's; empty:
+	// the image's USER.
+	User string `json:"user,omitempty"`
 }
 
 // Problem is one thing wrong with a cluster file.

@@ -54,6 +54,7 @@ type EffContainer struct {
 // EffSuite is one suite of Effective.
 type EffSuite struct {
 	Description string    `toml:"description,omitempty" json:"description,omitempty"`
+	User        string    `toml:"user,omitempty" json:"user,omitempty"`
 	Steps       []EffStep `toml:"steps" json:"steps"`
 }
 
@@ -64,6 +65,7 @@ type EffStep struct {
 	On      string            `toml:"on" json:"on"`
 	Timeout string            `toml:"timeout" json:"timeout"`
 	Env     map[string]string `toml:"env,omitempty" json:"env,omitempty"`
+	User    string            `toml:"user,omitempty" json:"user,omitempty"`
 }
 
 // Effective returns the effective configuration.
@@ -94,10 +96,16 @@ func (c *Config) Effective() Effective {
 	if len(c.Suites) > 0 {
 		e.Suites = map[string]EffSuite{}
 		for _, s := range c.Suites {
-			es := EffSuite{Description: s.Description}
+			es := EffSuite{Description: s.Description, User: s.User}
+			var steps []EffStep
 			for _, st := range s.Steps {
-				es.Steps = append(es.Steps, EffStep{Name: st.Name, Run: st.Run, On: string(st.On), Timeout: dur(st.Timeout), Env: st.Env})
+				step := EffStep{Name: st.Name, Run: st.Run, On: string(st.On), Timeout: dur(st.Timeout), Env: st.Env}
+				if st.User != s.User {
+					step.User = st.User
+				}
+				steps = append(steps, step)
 			}
+			es.Steps = steps
 			e.Suites[s.Name] = es
 		}
 	}

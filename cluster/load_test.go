@@ -347,3 +347,35 @@ E = "x"
 		t.Error("a line inside a multi-line string was taken for a key")
 	}
 }
+
+func TestStepUser(t *testing.T) {
+	cfg, err := load(t, `hosts = ["a"]
+[suites.s]
+user = "app"
+[[suites.s.steps]]
+name = "one"
+run = "id"
+[[suites.s.steps]]
+name = "two"
+run = "id"
+user = "0:0"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := cfg.Suite("s")
+	if st.Steps[0].User != "app" || st.Steps[1].User != "0:0" {
+		t.Errorf("users %q %q", st.Steps[0].User, st.Steps[1].User)
+	}
+	_, err = load(t, `hosts = ["a"]
+[suites.s]
+[[suites.s.steps]]
+name = "one"
+run = "id"
+user = "root; rm -rf /"
+`)
+	all := strings.Join(problems(t, err), "\n")
+	if !strings.Contains(all, ":6: ") || !strings.Contains(all, "is not a user for docker exec -u") {
+		t.Errorf("got:\n%s", all)
+	}
+}

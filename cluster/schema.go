@@ -20,8 +20,8 @@ var (
 	containerKeys = []string{"lifetime", "image", "name", "setup_script", "pull_timeout",
 		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
 		"security_opt", "group_add", "shm_size", "ulimits", "env"}
-	suiteKeys = []string{"description", "steps"}
-	stepKeys  = []string{"name", "run", "on", "timeout", "env"}
+	suiteKeys = []string{"description", "user", "steps"}
+	stepKeys  = []string{"name", "run", "on", "timeout", "env", "user"}
 )
 
 // legacy keys are never mapped silently: each gets a migration message.
@@ -210,6 +210,18 @@ func (d *decoder) checkSetupScript(path string) {
 	}
 }
 
+// userSpec is docker exec -u's USER[:GROUP], by name or number.
+var userSpec = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
+
+func (d *decoder) execUser(m map[string]any, prefix string) string {
+	u, ok := d.str(m, prefix, "user")
+	if ok && !userSpec.MatchString(u) {
+		d.fail(join(prefix, "user"), "%q is not a user for docker exec -u: write NAME, UID, NAME:GROUP or UID:GID", u)
+		return ""
+	}
+	return u
+}
+
 func (d *decoder) suites(raw map[string]any) []Suite {
 	m, ok := d.table(raw, "", "suites")
 	if !ok {
@@ -233,6 +245,7 @@ func (d *decoder) suites(raw map[string]any) []Suite {
 		d.checkKeys(sm, p, suiteKeys, nil)
 		s := Suite{Name: name}
 		s.Description, _ = d.str(sm, p, "description")
+		s.User = d.execUser(sm, p)
 		steps, ok := sm["steps"]
 		if !ok {
 			d.fail(p, "has no steps; add [[%s.steps]] tables with name and run", p)
@@ -273,6 +286,10 @@ func (d *decoder) suites(raw map[string]any) []Suite {
 				st.Timeout = v
 			}
 			st.Env = d.env(sm, sp, "env")
+			st.User = s.User
+			if u := d.execUser(sm, sp); u != "" {
+				st.User = u
+			}
 			s.Steps = append(s.Steps, st)
 		}
 		out = append(out, s)

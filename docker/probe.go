@@ -89,7 +89,9 @@ type ContainerFacts struct {
 	Image     string            `json:"image,omitempty"`
 	StartedAt string            `json:"started_at,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
-	SSHD      SSHD              `json:"sshd"`
+	// User is the image's USER the container runs as ("" is root).
+	User string `json:"user,omitempty"`
+	SSHD SSHD   `json:"sshd"`
 }
 
 // ProbeSpec says what to probe.
@@ -278,6 +280,7 @@ func parseContainer(f *Facts, c section) {
 		Config struct {
 			Image  string            `json:"Image"`
 			Labels map[string]string `json:"Labels"`
+			User   string            `json:"User"`
 		} `json:"Config"`
 	}
 	if err := json.Unmarshal([]byte(c.body), &list); err != nil || len(list) != 1 {
@@ -297,6 +300,7 @@ func parseContainer(f *Facts, c section) {
 	f.Container.Image = it.Config.Image
 	f.Container.StartedAt = it.State.StartedAt
 	f.Container.Labels = it.Config.Labels
+	f.Container.User = it.Config.User
 	if it.State.Status == "" {
 		f.Error, f.ErrorKind = "docker inspect gave no container state", KindProbeContainer
 		return

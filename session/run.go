@@ -47,7 +47,11 @@ func (st stepsStage) Actions(s *Session) []HostAction {
 }
 
 func (st stepsStage) Run(ctx context.Context, s *Session) error {
-	r := &suite.Runner{Fleet: s.fleet, Config: s.Config, RunID: s.RunID, Guard: s.guard,
+	users := map[string]string{}
+	for _, f := range s.Facts {
+		users[f.Host] = f.Container.User
+	}
+	r := &suite.Runner{Fleet: s.fleet, Config: s.Config, RunID: s.RunID, Guard: s.guard, ImageUsers: users,
 		Stdout: s.opts.Stdout, Stderr: s.opts.Stderr, AfterStep: s.opts.AfterStep,
 		OnStep: func(step cluster.Step, hosts []cluster.Host) {
 			s.log.Info(fmt.Sprintf("step %q on %d host(s)", step.Name, len(hosts)))

@@ -520,3 +520,54 @@ func TestLostLockStopsChangesOnThatHost(t *testing.T) {
 		t.Errorf("step result: %+v", last)
 	}
 }
+
+// Step scripts carry [env] values: in the container they are 0600, owned
+// by the user the step runs as, in a folder only root can write, and
+// removed (as root) after the run (issue 9, item 5). Steps run as the
+// suite's user when it names one (item 6).
+func TestStepScriptsArePrivateToTheStepUser(t *testing.T) {
+	r := newRig(t, 1, cluster.LifetimePersistent)
+	r.persistentContainer(r.hosts[0], "running")
+	st := r.suite(t, "test")
+	st.User = "app"
+	for i := range st.Steps {
+		st.Steps[i].User = "app"
+	}
+	h := r.hosts[0]
+	var seen []fakehost.File
+	h.Step = func(script string) (string, int) {
+		c, _ := h.Container("cvs-t")
+		for p, f := range c.Meta {
+			if strings.HasSuffix(p, ".sh") {
+				seen = append(seen, f)
+			}
+		}
+		return "", 0
+	}
+	if _, err := Run(context.Background(), r.cfg, st, false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) == 0 {
+		t.Fatal("no step script seen in the container")
+	}
+	for _, f := range seen {
+		if f.Mode != 0o600 || f.Owner != "app" {
+			t.Errorf("step script in the container: mode %o owner %q, want 0600 app", f.Mode, f.Owner)
+		}
+	}
+	runs := 0
+	for _, l := range h.Lines() {
+		if strings.Contains(l, "bash -eo pipefail") {
+			runs++
+			if !strings.Contains(l, "docker exec -i -u app cvs-t") {
+				t.Errorf("step not run as app: %s", l)
+			}
+		}
+	}
+	if runs != 2 {
+		t.Errorf("%d step runs", runs)
+	}
+	if c, _ := h.Container("cvs-t"); len(c.Files) != 0 || len(c.Meta) != 0 {
+		t.Errorf("left in the container: %v", c.Files)
+	}
+}

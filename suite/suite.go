@@ -49,8 +49,11 @@ type Runner struct {
 	// Stdout and Stderr receive the steps' output as it arrives, each line
 	// prefixed by its host; nil discards it (the results keep it).
 	Stdout, Stderr io.Writer
-	// RunID names this run's script files in the containers.
+	// RunID names this run's script folder in the containers.
 	RunID string
+	// ImageUsers is the image's USER on each host (docker inspect
+	// .Config.User; "" is root): whom a step without a user runs as.
+	ImageUsers map[string]string
 	// OnStep is called before each step starts.
 	OnStep func(step cluster.Step, hosts []cluster.Host)
 	// AfterStep is called with a step's results on every host it ran on.
@@ -64,9 +67,15 @@ type Runner struct {
 // removing them again.
 const stageTimeout = 2 * time.Minute
 
+// scriptDir is the folder of this run's step scripts in the container:
+// made fresh by root (mode 0711: nobody else can create or list files in
+// it), removed by root after the run. The run ID makes its name
+// unpredictable.
+func (r *Runner) scriptDir() string { return "/tmp/cvs-" + r.RunID }
+
 // scriptPath is where step i's script lives in the container during a run.
 func (r *Runner) scriptPath(i int) string {
-	return fmt.Sprintf("/tmp/cvs-%s-step%d.sh", r.RunID, i)
+	return fmt.Sprintf("%s/step%d.sh", r.scriptDir(), i)
 }
 
 // StageError is a suite whose scripts could not be put into the containers
@@ -89,11 +98,24 @@ func (e *StageError) Error() string {
 	return b.String()
 }
 
-// stage puts every step's script (environment included) into each
-// container: over SFTP into a private (0700) folder on the host, then
-// docker cp. Scripts and [env] values so never appear in a command line or
-// a process list. The files are 0644 so that an image whose USER is not
-// root can run them (docker cp makes them root's).
+// owner is the user a step's script belongs to on host: the step's user,
+// else the image's USER there, else root.
+func (r *Runner) owner(st cluster.Step, host string) string {
+	switch {
+	case st.User != "":
+		return st.User
+	case r.ImageUsers[host] != "":
+		return r.ImageUsers[host]
+	}
+	return "0"
+}
+
+// stage puts every step's script (environment included, so it may hold
+// secrets) into each container: over SFTP (0600) into a private (0700)
+// folder on the host, docker cp into a fresh folder only root can write,
+// then, as root, owned by the user the step runs as and mode 0600, so no
+// other user of the container can read it. Scripts and [env] values so
+// never appear in a command line or a process list.
 func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 	env := r.stepEnv()
 	scripts := make([][]byte, len(s.Steps))
@@ -101,9 +123,13 @@ func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 		scripts[i] = []byte(Script(env, st))
 	}
 	d := r.docker()
+	name := r.Config.Container.Name
 	errs := r.Fleet.Each(ctx, r.Config.Hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) (err error) {
 		ctx, cancel := context.WithTimeout(ctx, stageTimeout)
 		defer cancel()
+		if _, err := c.Run(ctx, transport.Command{Line: shell.Join(d.Exec(name, docker.Root, "mkdir", "-m", "711", r.scriptDir())...)}); err != nil {
+			return fmt.Errorf("making %s in the container: %w", r.scriptDir(), err)
+		}
 		dir, err := transport.MakeTempDir(ctx, c, "cvs-steps")
 		if err != nil {
 			return err
@@ -113,13 +139,26 @@ func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 				err = fmt.Errorf("removing %s: %w", dir, cerr)
 			}
 		}()
+		byOwner := map[string][]string{}
+		var owners []string
 		for i, sc := range scripts {
 			file := fmt.Sprintf("%s/step%d.sh", dir, i)
-			if err := c.Upload(ctx, file, bytes.NewReader(sc), 0o644); err != nil {
+			if err := c.Upload(ctx, file, bytes.NewReader(sc), 0o600); err != nil {
 				return err
 			}
-			if _, err := c.Run(ctx, transport.Command{Line: shell.Join(d.CopyInto(file, r.Config.Container.Name, r.scriptPath(i))...)}); err != nil {
+			if _, err := c.Run(ctx, transport.Command{Line: shell.Join(d.CopyInto(file, name, r.scriptPath(i))...)}); err != nil {
 				return fmt.Errorf("docker cp into the container: %w", err)
+			}
+			o := r.owner(s.Steps[i], h.Name)
+			if _, ok := byOwner[o]; !ok {
+				owners = append(owners, o)
+			}
+			byOwner[o] = append(byOwner[o], r.scriptPath(i))
+		}
+		for _, o := range owners {
+			argv := append([]string{"sh", "-c", `chown "$0" "$@" && chmod 600 "$@"`, o}, byOwner[o]...)
+			if _, err := c.Run(ctx, transport.Command{Line: shell.Join(d.Exec(name, docker.Root, argv...)...)}); err != nil {
+				return fmt.Errorf("giving the step scripts to user %s in the container: %w", o, err)
 			}
 		}
 		return nil
@@ -136,19 +175,15 @@ func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 	return nil
 }
 
-// unstage removes the step scripts from the containers.
-func (r *Runner) unstage(ctx context.Context, n int) {
+// unstage removes the step scripts from the containers, as root (they
+// belong to the step users; the folder is root's), also after a failure
+// or an interrupt.
+func (r *Runner) unstage(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
 	r.Fleet.Each(ctx, r.Config.Hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, stageTimeout)
 		defer cancel()
-		// As root: docker cp made the files root's, and the image's USER
-		// cannot remove them from a sticky /tmp.
-		argv := r.docker().Exec(r.Config.Container.Name, docker.Root, "rm", "-f")
-		for i := 0; i < n; i++ {
-			argv = append(argv, r.scriptPath(i))
-		}
-		_, err := c.Run(ctx, transport.Command{Line: shell.Join(argv...)})
+		_, err := c.Run(ctx, transport.Command{Line: shell.Join(r.docker().Exec(r.Config.Container.Name, docker.Root, "rm", "-rf", "--", r.scriptDir())...)})
 		return err
 	})
 }
@@ -158,10 +193,10 @@ func (r *Runner) unstage(ctx context.Context, n int) {
 // *StageError means no step could run.
 func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 	if err := r.stage(ctx, s); err != nil {
-		r.unstage(ctx, len(s.Steps))
+		r.unstage(ctx)
 		return nil, err
 	}
-	defer r.unstage(ctx, len(s.Steps))
+	defer r.unstage(ctx)
 	var all []Result
 	var outMu sync.Mutex
 	width := 0
@@ -176,7 +211,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 		if r.OnStep != nil {
 			r.OnStep(st, hosts)
 		}
-		line := r.docker().ExecWatched(r.Config.Container.Name, docker.ExecOptions{}, shell.Join("bash", "-eo", "pipefail", r.scriptPath(stepIndex)))
+		line := r.docker().ExecWatched(r.Config.Container.Name, docker.ExecOptions{User: st.User}, shell.Join("bash", "-eo", "pipefail", r.scriptPath(stepIndex)))
 		results := make([]Result, len(hosts))
 		errs := r.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 			if r.Guard != nil {

@@ -85,7 +85,7 @@ func TestRunKeepsScriptsAndEnvOutOfCommandLines(t *testing.T) {
 		if c, _ := h.Container("c"); len(c.Files) != 0 {
 			t.Errorf("%s: scripts left in the container: %v", name, c.Files)
 		}
-		if !strings.Contains(all, "docker exec -u 0 c rm -f /tmp/cvs-r1-step0.sh /tmp/cvs-r1-step1.sh") {
+		if !strings.Contains(all, "docker exec -u 0 c rm -rf -- /tmp/cvs-r1") {
 			t.Errorf("%s: scripts not removed as root:\n%s", name, all)
 		}
 	}

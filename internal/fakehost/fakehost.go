@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +36,18 @@ type Container struct {
 	Provisioned int
 	SSHD        bool
 	Files       map[string][]byte // copied in with docker cp
+	// Meta is the owner and mode of each file and folder cvs made in the
+	// container (docker cp, mkdir, chown, chmod).
+	Meta map[string]File
+	// User is the image's USER (docker inspect .Config.User).
+	User string
+}
+
+// File is the owner and mode of a path in a container.
+type File struct {
+	Owner string // user as given to chown, "0" for root
+	Mode  os.FileMode
+	Dir   bool
 }
 
 // Host is a fake host. Set the exported fields before use; read state
@@ -90,6 +104,9 @@ func (h *Host) AddContainer(c Container) {
 	}
 	if c.Files == nil {
 		c.Files = map[string][]byte{}
+	}
+	if c.Meta == nil {
+		c.Meta = map[string]File{}
 	}
 	h.containers[c.ID] = &c
 }
@@ -363,7 +380,7 @@ func inspectJSON(c *Container) string {
 	doc := []map[string]any{{
 		"Id": c.ID, "Name": "/" + c.Name, "Image": c.Image,
 		"State":  state{Status: c.State, Running: c.State == "running", Pid: pid, StartedAt: c.StartedAt},
-		"Config": map[string]any{"Image": c.Ref, "Labels": c.Labels},
+		"Config": map[string]any{"Image": c.Ref, "Labels": c.Labels, "User": c.User},
 	}}
 	b, _ := json.MarshalIndent(doc, "", "    ")
 	return string(b)
@@ -395,7 +412,7 @@ func (h *Host) docker(ctx context.Context, cmd transport.Command, argv []string)
 		if h.FailRun != "" {
 			return h.exit(cmd, 125, h.FailRun)
 		}
-		c := &Container{State: "running", Labels: map[string]string{}, Files: map[string][]byte{},
+		c := &Container{State: "running", Labels: map[string]string{}, Files: map[string][]byte{}, Meta: map[string]File{},
 			StartedAt: time.Now().UTC().Format(time.RFC3339Nano)}
 		for i := 1; i < len(argv); i++ {
 			switch argv[i] {
@@ -480,7 +497,12 @@ func (h *Host) docker(ctx context.Context, cmd transport.Command, argv []string)
 		if c == nil {
 			return h.exit(cmd, 1, "Error: No such container: "+name)
 		}
-		c.Files[dst] = h.uploads[argv[1]].Data
+		up := h.uploads[argv[1]]
+		if _, ok := c.Meta[path.Dir(dst)]; !ok && path.Dir(dst) != "/tmp" {
+			return h.exit(cmd, 1, "Error response from daemon: Could not find the file "+path.Dir(dst)+" in container "+name)
+		}
+		c.Files[dst] = up.Data
+		c.Meta[dst] = File{Owner: "0", Mode: up.Mode}
 		return ok1("")
 	case "exec":
 		return h.exec(ctx, cmd, argv[1:], unlock)
@@ -525,7 +547,31 @@ func (h *Host) exec(ctx context.Context, cmd transport.Command, argv []string, u
 		return ok1("")
 	case len(inner) >= 2 && inner[0] == "rm":
 		for _, p := range inner[2:] {
+			for f := range c.Meta {
+				if f == p || strings.HasPrefix(f, p+"/") {
+					delete(c.Files, f)
+					delete(c.Meta, f)
+				}
+			}
 			delete(c.Files, p)
+		}
+		return ok1("")
+	case len(inner) == 4 && inner[0] == "mkdir" && inner[1] == "-m":
+		if _, ok := c.Meta[inner[3]]; ok {
+			return h.exit(cmd, 1, "mkdir: cannot create directory '"+inner[3]+"': File exists")
+		}
+		mode, _ := strconv.ParseUint(inner[2], 8, 32)
+		c.Meta[inner[3]] = File{Owner: "0", Mode: os.FileMode(mode), Dir: true}
+		return ok1("")
+	case len(inner) >= 5 && inner[0] == "sh" && inner[1] == "-c" && strings.Contains(inner[2], "chown") && strings.Contains(inner[2], "chmod 600"):
+		// chown "$0" "$@" && chmod 600 "$@"
+		for _, p := range inner[4:] {
+			m, ok := c.Meta[p]
+			if !ok {
+				return h.exit(cmd, 1, "chown: cannot access '"+p+"': No such file or directory")
+			}
+			m.Owner, m.Mode = inner[3], 0o600
+			c.Meta[p] = m
 		}
 		return ok1("")
 	case len(inner) == 5 && inner[0] == "sh" && inner[1] == "-c" && inner[3] == "cvs":
