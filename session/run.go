@@ -9,6 +9,7 @@ import (
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/lifetime"
 	"github.com/cvs-tool/cvs/suite"
 )
 
@@ -48,8 +49,10 @@ func (st stepsStage) Actions(s *Session) []HostAction {
 
 func (st stepsStage) Run(ctx context.Context, s *Session) error {
 	users := map[string]string{}
-	for _, f := range s.Facts {
-		users[f.Host] = f.Container.User
+	for i, f := range s.Facts {
+		if s.Plan.Hosts[i].Action == lifetime.Attach {
+			users[f.Host] = f.Container.User
+		}
 	}
 	r := &suite.Runner{Fleet: s.fleet, Config: s.Config, RunID: s.RunID, Guard: s.guard, ImageUsers: users,
 		Stdout: s.opts.Stdout, Stderr: s.opts.Stderr, AfterStep: s.opts.AfterStep,

@@ -571,3 +571,24 @@ func TestStepScriptsArePrivateToTheStepUser(t *testing.T) {
 		t.Errorf("left in the container: %v", c.Files)
 	}
 }
+
+// A cold start on an image whose USER is not root: the step scripts belong
+// to that user (found on the container this run launched).
+func TestStepScriptsBelongToTheImageUserOnColdStart(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	for _, h := range r.hosts {
+		h.ImageUser = "nobody"
+		h.Step = func(string) (string, int) {
+			c, _ := h.Container("cvs-t")
+			for p, f := range c.Meta {
+				if strings.HasSuffix(p, ".sh") && (f.Owner != "nobody" || f.Mode != 0o600) {
+					return fmt.Sprintf("%s: %s %o\n", p, f.Owner, f.Mode), 1
+				}
+			}
+			return "", 0
+		}
+	}
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -51,8 +51,10 @@ type Runner struct {
 	Stdout, Stderr io.Writer
 	// RunID names this run's script folder in the containers.
 	RunID string
-	// ImageUsers is the image's USER on each host (docker inspect
-	// .Config.User; "" is root): whom a step without a user runs as.
+	// ImageUsers is the image's USER on each host where the probe saw the
+	// container (docker inspect .Config.User; "" is root): whom a step
+	// without a user runs as. For the other hosts (containers launched by
+	// this run) the runner asks the container.
 	ImageUsers map[string]string
 	// OnStep is called before each step starts.
 	OnStep func(step cluster.Step, hosts []cluster.Host)
@@ -98,16 +100,25 @@ func (e *StageError) Error() string {
 	return b.String()
 }
 
-// owner is the user a step's script belongs to on host: the step's user,
-// else the image's USER there, else root.
-func (r *Runner) owner(st cluster.Step, host string) string {
-	switch {
-	case st.User != "":
-		return st.User
-	case r.ImageUsers[host] != "":
-		return r.ImageUsers[host]
+// imageUser is the USER of the container's image on one host ("0" for
+// root): from the probe, or asked of the container.
+func (r *Runner) imageUser(ctx context.Context, c transport.Conn, host string) (string, error) {
+	u, known := r.ImageUsers[host]
+	if !known {
+		name := r.Config.Container.Name
+		res, err := c.Run(ctx, transport.Command{Line: shell.Join(r.docker().InspectNamed(name, "{{.Config.User}}")...)})
+		if err != nil {
+			return "", fmt.Errorf("reading the image's USER: %w", err)
+		}
+		var named bool
+		if u, named = docker.ParseNamed(string(res.Stdout), name); !named {
+			return "", fmt.Errorf("reading the image's USER: no container named %s", name)
+		}
 	}
-	return "0"
+	if u == "" {
+		return "0", nil
+	}
+	return u, nil
 }
 
 // stage puts every step's script (environment included, so it may hold
@@ -141,6 +152,15 @@ func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 		}()
 		byOwner := map[string][]string{}
 		var owners []string
+		imageUser := ""
+		for _, st := range s.Steps {
+			if st.User == "" {
+				if imageUser, err = r.imageUser(ctx, c, h.Name); err != nil {
+					return err
+				}
+				break
+			}
+		}
 		for i, sc := range scripts {
 			file := fmt.Sprintf("%s/step%d.sh", dir, i)
 			if err := c.Upload(ctx, file, bytes.NewReader(sc), 0o600); err != nil {
@@ -149,7 +169,10 @@ func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 			if _, err := c.Run(ctx, transport.Command{Line: shell.Join(d.CopyInto(file, name, r.scriptPath(i))...)}); err != nil {
 				return fmt.Errorf("docker cp into the container: %w", err)
 			}
-			o := r.owner(s.Steps[i], h.Name)
+			o := s.Steps[i].User
+			if o == "" {
+				o = imageUser
+			}
 			if _, ok := byOwner[o]; !ok {
 				owners = append(owners, o)
 			}

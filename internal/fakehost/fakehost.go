@@ -61,6 +61,9 @@ type Host struct {
 	DockerVersion string
 	// NoDocker: no docker command on the host.
 	NoDocker bool
+	// ImageUser is the USER of the images: containers launched here run as
+	// it.
+	ImageUser string
 
 	// Faults: the named operation exits non-zero with this stderr.
 	FailRun, FailRm, FailProvision, FailSSHD, FailCopy string
@@ -441,6 +444,7 @@ func (h *Host) docker(ctx context.Context, cmd transport.Command, argv []string)
 			return h.exit(cmd, 125, "docker: Error response from daemon: manifest for "+c.Ref+" not found")
 		}
 		c.Image = id
+		c.User = h.ImageUser
 		h.next++
 		c.ID = fmt.Sprintf("%064x", h.seed()+h.next)
 		h.containers[c.ID] = c
@@ -486,7 +490,8 @@ func (h *Host) docker(ctx context.Context, cmd transport.Command, argv []string)
 		if c == nil {
 			return h.exit(cmd, 1, "Error: No such container: "+argv[4])
 		}
-		out := strings.NewReplacer("{{.Name}}", "/"+c.Name, "{{.Image}}", c.Image, "{{.State.Status}}", c.State).Replace(argv[3])
+		out := strings.NewReplacer("{{.Name}}", "/"+c.Name, "{{.Image}}", c.Image, "{{.State.Status}}", c.State,
+			"{{.Config.User}}", c.User).Replace(argv[3])
 		return ok1(out + "\n")
 	case "cp":
 		if h.FailCopy != "" {

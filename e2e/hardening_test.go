@@ -1,0 +1,82 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// nonRootImage makes an image FROM the lab's workload image with USER
+// nobody, built once on host1 and pushed to the lab registry, so that every
+// host pulls the same image ID. It returns its reference.
+func nonRootImage(t *testing.T) string {
+	t.Helper()
+	l := Lab(t)
+	ctx := testCtx(t, 5*time.Minute)
+	ref := l.Registry() + "/cvs-e2e/nobody:1"
+	const tmp = "e2e-nobody-build"
+	// A tag left by an earlier run on some host would name another build.
+	for _, h := range hostNames(t) {
+		l.HostDocker(ctx, h, "rm", "-f", "e2e-nonroot")
+		l.HostDocker(ctx, h, "rmi", "-f", ref)
+	}
+	steps := [][]string{
+		{"pull", "--quiet", l.WorkloadImage()},
+		{"rm", "-f", tmp},
+		{"create", "--name", tmp, l.WorkloadImage(), "true"},
+		{"commit", "--change", "USER nobody", tmp, ref},
+		{"rm", "-f", tmp},
+		{"push", ref},
+	}
+	for _, argv := range steps {
+		if res, err := l.HostDocker(ctx, "host1", argv...); err != nil {
+			t.Fatalf("docker %s on host1: %v\n%s%s", strings.Join(argv, " "), err, res.Stdout, res.Stderr)
+		}
+	}
+	return ref
+}
+
+// Issue 9, items 5 and 6, on real hosts: an image whose USER is nobody
+// gets cvs's sshd (cvs's own execs run as root), its steps run as nobody,
+// and the step script (which holds [env] values) is 0600 and nobody's, in
+// a root-owned 0711 folder that is gone after the run.
+func TestNonRootImageAndPrivateStepScripts(t *testing.T) {
+	const name = "e2e-nonroot"
+	useContainer(t, name)
+	image := nonRootImage(t)
+	suites := `
+[suites.check]
+[[suites.check.steps]]
+name = "who"
+run = """
+echo "uid $(id -u)"
+echo "script $(stat -c '%a %U' "$0")"
+echo "folder $(stat -c '%a %U' "$(dirname "$0")")"
+grep -c '^export CVS_E2E_PEERS=' "$0" | sed 's/^/env lines /'
+"""
+`
+	file := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: name, Image: image, Suites: suites})
+	out, errOut, code := runCVS(t, "--cluster", file, "run", "check")
+	if code != 0 {
+		t.Fatalf("cvs run check on a USER nobody image: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"uid 65534", "script 600 nobody", "folder 711 root", "env lines 1"} {
+		if strings.Count(out, want) != labHosts {
+			t.Errorf("want %q on every host:\n%s", want, out)
+		}
+	}
+	doc, _ := statusJSONFile(t, file)
+	for _, h := range doc.Hosts {
+		if h.Container.SSHD != "listening" {
+			t.Errorf("%s: sshd %s in the USER nobody container", h.Host, h.Container.SSHD)
+		}
+	}
+	for _, h := range hostNames(t) {
+		res, err := Lab(t).HostDocker(testCtx(t, time.Minute), h, "exec", name, "sh", "-c", "ls -d /tmp/cvs-* 2>/dev/null; true")
+		if err != nil || strings.TrimSpace(res.Stdout) != "" {
+			t.Errorf("%s: step folders left in the container: %q %v", h, res.Stdout, err)
+		}
+	}
+}
