@@ -32,7 +32,7 @@ type Effective struct {
 // EffContainer is the [container] table of Effective.
 type EffContainer struct {
 	Lifetime    string            `toml:"lifetime" json:"lifetime"`
-	Image       string            `toml:"image" json:"image"`
+	Image       string            `toml:"image,omitempty" json:"image"`
 	Name        string            `toml:"name" json:"name"`
 	SetupScript string            `toml:"setup_script" json:"setup_script"`
 	PullTimeout string            `toml:"pull_timeout" json:"pull_timeout"`

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/BurntSushi/toml"
 )
 
 func writeFile(t *testing.T, dir, name, text string) string {
@@ -19,7 +21,18 @@ func writeFile(t *testing.T, dir, name, text string) string {
 	return p
 }
 
+// load loads text as a cluster file; a text without a [container] table
+// gets one with an image at its end (tests of other tables).
 func load(t *testing.T, text string) (*Config, error) {
+	t.Helper()
+	if !strings.Contains(text, "[container") {
+		text += "\n[container]\nimage = \"x:1\"\n"
+	}
+	return loadRaw(t, text)
+}
+
+// loadRaw loads text exactly as given.
+func loadRaw(t *testing.T, text string) (*Config, error) {
 	t.Helper()
 	p := writeFile(t, t.TempDir(), "cluster.toml", text)
 	return LoadWith(p, LoadOptions{SSHConfig: "none", CurrentUser: "alice", Home: "/home/alice"})
@@ -253,7 +266,7 @@ Host *
   User fallback
 `)
 	opts := LoadOptions{SSHConfig: sshCfg, CurrentUser: "alice", Home: "/home/alice"}
-	cfg, err := LoadWith(writeFile(t, dir, "a.toml", `hosts = ["alias1", "other", "pinned@alias1:2300"]`), opts)
+	cfg, err := LoadWith(writeFile(t, dir, "a.toml", "hosts = [\"alias1\", \"other\", \"pinned@alias1:2300\"]\n[container]\nimage = \"x:1\"\n"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +286,9 @@ Host *
 port = 2022
 identity_file = "k"
 proxy_jump = "bastion2"
-hosts = ["alias1"]`), opts)
+hosts = ["alias1"]
+[container]
+image = "x:1"`), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,5 +392,67 @@ user = "root; rm -rf /"
 	all := strings.Join(problems(t, err), "\n")
 	if !strings.Contains(all, ":6: ") || !strings.Contains(all, "is not a user for docker exec -u") {
 		t.Errorf("got:\n%s", all)
+	}
+}
+
+// Issue 9 item 13: a lifetime that launches needs an image, also when the
+// whole [container] table is missing.
+func TestNoContainerTableIsAnError(t *testing.T) {
+	_, err := loadRaw(t, `hosts = ["a"]`)
+	all := strings.Join(problems(t, err), "\n")
+	if !strings.Contains(all, "[container]") || !strings.Contains(all, "image") {
+		t.Errorf("got:\n%s", all)
+	}
+}
+
+// Issue 9 item 14: image references are checked at load, with the line.
+func TestImageReferenceSyntax(t *testing.T) {
+	for _, bad := range []string{"<changeme>", "Upper/case:1", "x:tag:tag", "x@sha256:abc", "-x"} {
+		_, err := load(t, "hosts = [\"a\"]\n[container]\nimage = \""+bad+"\"\n")
+		all := strings.Join(problems(t, err), "\n")
+		if !strings.Contains(all, ":3: container.image") || !strings.Contains(all, "not an image reference") {
+			t.Errorf("%s: got:\n%s", bad, all)
+		}
+	}
+	for _, good := range []string{"ubuntu", "lab-work:1", "172.29.0.1:5000/cvs-lab/workload:1", "[fd00::1]:5000/x:1",
+		"reg:5000/a/b@sha256:" + strings.Repeat("ab", 32)} {
+		if _, err := load(t, "hosts = [\"a\"]\n[container]\nimage = \""+good+"\"\n"); err != nil {
+			t.Errorf("%s: %v", good, err)
+		}
+	}
+}
+
+// Issue 9 item 13: what validate prints (the effective configuration)
+// loads again, to the same configuration, for the example and every
+// lifetime.
+func TestEffectiveRoundTrip(t *testing.T) {
+	example, err := os.ReadFile("../examples/cluster.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{
+		"example":    string(example),
+		"per_run":    "hosts = [\"a\"]\n[container]\nimage = \"x:1\"\n",
+		"persistent": "hosts = [\"a\"]\n[container]\nlifetime = \"persistent\"\nimage = \"x:1\"\nname = \"pp\"\n",
+		"no_launch":  "hosts = [\"a\"]\n[container]\nlifetime = \"no_launch\"\nname = \"theirs\"\n",
+	} {
+		cfg, err := load(t, text)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var b strings.Builder
+		if err := toml.NewEncoder(&b).Encode(cfg.Effective()); err != nil {
+			t.Fatal(err)
+		}
+		again, err := load(t, b.String())
+		if err != nil {
+			t.Errorf("%s: the effective configuration does not load:\n%v\n%s", name, err, b.String())
+			continue
+		}
+		var b2 strings.Builder
+		toml.NewEncoder(&b2).Encode(again.Effective())
+		if b.String() != b2.String() {
+			t.Errorf("%s: round trip changed the configuration:\n%s\n---\n%s", name, b.String(), b2.String())
+		}
 	}
 }

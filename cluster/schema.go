@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // Known keys per table; an unknown key is a problem with a suggestion.
@@ -108,6 +110,9 @@ func (d *decoder) container(raw map[string]any) Container {
 	m, ok := d.table(raw, "", "container")
 	if !ok {
 		ct.Name = "cvs-" + sanitizeName(d.user)
+		if _, present := raw["container"]; !present {
+			d.fail("", "no [container] table: cvs needs at least its image to launch containers (lifetime %q by default); add\n    [container]\n    image = \"registry:5000/team/image:tag\"", ct.Lifetime)
+		}
 		return ct
 	}
 	const p = "container"
@@ -123,8 +128,8 @@ func (d *decoder) container(raw map[string]any) Container {
 		}
 	}
 	if v, ok := d.str(m, p, "image"); ok {
-		if v == "" || strings.ContainsAny(v, " \t\n") || strings.HasPrefix(v, "-") {
-			d.fail(p+".image", "%q is not an image reference; write e.g. \"registry:5000/team/image:tag\"", v)
+		if _, err := name.ParseReference(v); err != nil || strings.HasPrefix(v, "-") {
+			d.fail(p+".image", "%q is not an image reference; write e.g. \"registry:5000/team/image:tag\" (lower-case repository, one :tag, an optional @sha256:digest)", v)
 		}
 		ct.Image = v
 	}
