@@ -133,3 +133,38 @@ func dur(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// Redacted is the value that stands for a secret in printed configuration.
+const Redacted = "<redacted>"
+
+// Redacted returns e with the values of [env], [container.env] and every
+// step's env replaced by Redacted (the names stay): what cvs prints unless
+// asked for secrets, since terminals and CI logs keep what they show.
+func (e Effective) Redacted() Effective {
+	hide := func(m map[string]string) map[string]string {
+		if m == nil {
+			return nil
+		}
+		out := make(map[string]string, len(m))
+		for k := range m {
+			out[k] = Redacted
+		}
+		return out
+	}
+	e.Env = hide(e.Env)
+	e.Container.Env = hide(e.Container.Env)
+	if e.Suites != nil {
+		suites := make(map[string]EffSuite, len(e.Suites))
+		for name, s := range e.Suites {
+			steps := make([]EffStep, len(s.Steps))
+			for i, st := range s.Steps {
+				st.Env = hide(st.Env)
+				steps[i] = st
+			}
+			s.Steps = steps
+			suites[name] = s
+		}
+		e.Suites = suites
+	}
+	return e
+}

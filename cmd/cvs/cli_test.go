@@ -219,3 +219,46 @@ func TestClusterFileFromEnvironment(t *testing.T) {
 		t.Fatalf("exit %d %s %s", code, out, errOut)
 	}
 }
+
+// Issue 9 item 7: validate and list never print [env], [container.env] or
+// a step's env values (CI logs keep them) unless --show-secrets.
+func TestValidateRedactsSecrets(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "cluster.toml")
+	text := `hosts = ["a"]
+[env]
+API_TOKEN = "tok-s3cret"
+[container]
+image = "x:1"
+[container.env]
+DB_PASS = "hunter2"
+[suites.s]
+[[suites.s.steps]]
+name = "one"
+run = "true"
+[suites.s.steps.env]
+STEP_KEY = "k3y"
+`
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"validate"}, {"--json", "validate"}, {"--json", "list"}} {
+		out, errOut, code := cvs(t, append([]string{"--cluster", p}, args...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d %s", args, code, errOut)
+		}
+		for _, secret := range []string{"tok-s3cret", "hunter2", "k3y"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%v prints %q:\n%s", args, secret, out)
+			}
+		}
+		if !strings.Contains(out, "API_TOKEN") && args[len(args)-1] == "validate" {
+			t.Errorf("%v: the names must stay:\n%s", args, out)
+		}
+	}
+	out, _, _ := cvs(t, "--cluster", p, "validate", "--show-secrets")
+	for _, secret := range []string{"tok-s3cret", "hunter2", "k3y"} {
+		if !strings.Contains(out, secret) {
+			t.Errorf("--show-secrets does not print %q:\n%s", secret, out)
+		}
+	}
+}

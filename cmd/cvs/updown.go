@@ -106,7 +106,7 @@ func (a *app) listCommand() *cobra.Command {
 				return err
 			}
 			if a.json {
-				return a.printJSON(cfg.Effective().Suites)
+				return a.printJSON(cfg.Effective().Redacted().Suites)
 			}
 			rows := [][]string{}
 			for _, name := range cfg.SuiteNames() {

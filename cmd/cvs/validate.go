@@ -9,12 +9,15 @@ import (
 )
 
 func (a *app) validateCommand() *cobra.Command {
-	return &cobra.Command{
+	var showSecrets bool
+	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check the cluster file and print the effective configuration",
 		Long: `validate loads the cluster file strictly and prints the effective
 configuration: hosts expanded and fully pinned, defaults filled in. The output
-is itself a valid cluster file. Every problem of the file is listed at once,
+is itself a valid cluster file. The values of [env], [container.env] and
+the steps' env are shown as <redacted> (terminals and CI logs keep what they
+show) unless --show-secrets. Every problem of the file is listed at once,
 with its line; the exit code is then 2. No host is contacted.`,
 		Args: noArgs,
 		RunE: func(*cobra.Command, []string) error {
@@ -23,6 +26,9 @@ with its line; the exit code is then 2. No host is contacted.`,
 				return err
 			}
 			eff := cfg.Effective()
+			if !showSecrets {
+				eff = eff.Redacted()
+			}
 			if a.json {
 				return a.printJSON(map[string]any{"file": cfg.File, "valid": true, "hosts": len(cfg.Hosts), "config": eff,
 					"resolved_hosts": cfg.Hosts})
@@ -50,7 +56,12 @@ with its line; the exit code is then 2. No host is contacted.`,
 					fmt.Fprintln(a.stdout)
 				}
 			}
+			if !showSecrets {
+				fmt.Fprintln(a.stdout, "# environment values are <redacted>; cvs validate --show-secrets prints them")
+			}
 			return toml.NewEncoder(a.stdout).Encode(eff)
 		},
 	}
+	cmd.Flags().BoolVar(&showSecrets, "show-secrets", false, "print the values of [env], [container.env] and steps' env")
+	return cmd
 }
