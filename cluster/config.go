@@ -116,13 +116,17 @@ type Host struct {
 	ProxyJump     string   `json:"proxy_jump,omitempty"`
 }
 
+// SetupNone is setup_script = "none": fresh containers are not
+// provisioned (the image has what the steps and sshd need).
+const SetupNone = "none"
+
 // Container is the [container] table.
 type Container struct {
 	Lifetime Lifetime `json:"lifetime"`
 	Image    string   `json:"image"`
 	Name     string   `json:"name"`
-	// SetupScript is the resolved path of the operator's setup script, or
-	// empty for the packaged default.
+	// SetupScript is the resolved path of the operator's setup script,
+	// empty for the packaged default, or SetupNone: no provisioning.
 	SetupScript string        `json:"setup_script,omitempty"`
 	PullTimeout time.Duration `json:"pull_timeout"`
 	SSHDPort    int           `json:"sshd_port"`

@@ -456,3 +456,13 @@ func TestEffectiveRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestSetupScriptNoneLoads(t *testing.T) {
+	cfg, err := load(t, "hosts = [\"a\"]\n[container]\nimage = \"x:1\"\nsetup_script = \"none\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Container.SetupScript != SetupNone || cfg.Effective().Container.SetupScript != "none" {
+		t.Errorf("setup_script = %q", cfg.Container.SetupScript)
+	}
+}

@@ -154,7 +154,11 @@ func (d *decoder) container(raw map[string]any) Container {
 			ct.Name = "cvs-" + sanitizeName(d.user)
 		}
 	}
-	if v, ok := d.str(m, p, "setup_script"); ok && v != "" {
+	switch v, ok := d.str(m, p, "setup_script"); {
+	case !ok || v == "":
+	case v == SetupNone:
+		ct.SetupScript = SetupNone
+	default:
 		ct.SetupScript = d.path(v)
 		d.checkSetupScript(ct.SetupScript)
 	}

@@ -592,3 +592,21 @@ func TestStepScriptsBelongToTheImageUserOnColdStart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Issue 9 item 16: setup_script = "none" switches provisioning off.
+func TestSetupScriptNone(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	r.cfg.Container.SetupScript = cluster.SetupNone
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range r.hosts {
+		if c, _ := h.Container("cvs-t"); c.Provisioned != 0 || !c.SSHD {
+			t.Errorf("%s: provisioned %d times, sshd %v", h.Name, c.Provisioned, c.SSHD)
+		}
+	}
+	if st := rep.Stages[1]; !strings.HasPrefix(st.Name, "provisioning") || len(st.Hosts) != 0 {
+		t.Errorf("provisioning stage: %+v", st)
+	}
+}

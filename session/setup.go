@@ -149,7 +149,7 @@ type provisionStage struct{ setupMark }
 func (provisionStage) Name() string { return "provisioning (setup_script)" }
 
 func (provisionStage) Actions(s *Session) []HostAction {
-	if !s.Plan.Provision {
+	if !s.Plan.Provision || s.Config.Container.SetupScript == cluster.SetupNone {
 		return nil
 	}
 	var out []HostAction

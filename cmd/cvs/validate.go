@@ -34,8 +34,11 @@ with its line; the exit code is then 2. No host is contacted.`,
 					"resolved_hosts": cfg.Hosts})
 			}
 			script := cfg.Container.SetupScript
-			if script == "" {
+			switch script {
+			case "":
 				script = "the packaged default (assets/setup_openssh.sh)"
+			case "none":
+				script = "none (fresh containers are not provisioned)"
 			}
 			fmt.Fprintf(a.stdout, "# %s is valid: %d host(s), lifetime %s, %d suite(s)\n# setup script: %s\n",
 				cfg.File, len(cfg.Hosts), cfg.Container.Lifetime, len(cfg.Suites), script)
