@@ -308,6 +308,10 @@ func refuseOnImages(p *Plan, facts []docker.Facts, image, fix string) bool {
 		return true
 	}
 	for _, f := range facts {
+		if f.ImageID == "" && image != "" {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: %s is not on this host (removed or never pulled); the container runs %s (started from %s) and keeps it, but a relaunch here would pull the tag again, which may now name other content",
+				f.Host, image, docker.ShortID(f.Container.ImageID), f.Container.Image))
+		}
 		if f.ImageID != "" && f.ImageID != f.Container.ImageID {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: stale overlay: the container runs %s (started from %s) but %s now points to %s on this host; the container keeps its image until it is relaunched",
 				f.Host, docker.ShortID(f.Container.ImageID), f.Container.Image, image, docker.ShortID(f.ImageID)))

@@ -199,3 +199,26 @@ func checkInvariants(t *testing.T, name string, lt cluster.Lifetime, restart boo
 		}
 	}
 }
+
+// Issue 9 item 17: attaching while the configured tag is missing on some
+// host says so, per host.
+func TestAttachWarnsWhereTheTagIsMissing(t *testing.T) {
+	fs := facts("running", "running", "running")
+	fs[1].ImageID = ""
+	p := Decide(cluster.LifetimePersistent, fs, Options{ClusterFile: file, Image: "img:1"})
+	if p.Verdict != Proceed {
+		t.Fatalf("verdict %s: %s", p.Verdict, p.Reason)
+	}
+	found := false
+	for _, w := range p.Warnings {
+		if strings.HasPrefix(w, "h2: ") && strings.Contains(w, "img:1 is not on this host") {
+			found = true
+		}
+		if strings.HasPrefix(w, "h1: ") || strings.HasPrefix(w, "h3: ") {
+			t.Errorf("warning for a host that has the tag: %s", w)
+		}
+	}
+	if !found {
+		t.Errorf("no warning for h2: %q", p.Warnings)
+	}
+}

@@ -610,3 +610,18 @@ func TestSetupScriptNone(t *testing.T) {
 		t.Errorf("provisioning stage: %+v", st)
 	}
 }
+
+// Issue 9 item 15: docker run created the container and failed, and its
+// removal failed too: the run says what is left where (exit 6).
+func TestFailedLaunchLeftBehindIsExit6(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	r.hosts[1].FailRunAfterCreate = "docker: Error response from daemon: failed to create task: OCI runtime create failed"
+	r.hosts[1].FailRm = "Error response from daemon: removal of container is already in progress"
+	_, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Cleanup || !strings.Contains(err.Error(), "LEFT BEHIND on 10.9.0.2") {
+		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
+	}
+	if r.hosts[0].Containers() != 0 {
+		t.Error("the container on the healthy host was not rolled back")
+	}
+}

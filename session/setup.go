@@ -63,7 +63,7 @@ func (launchStage) Run(ctx context.Context, s *Session) error {
 			fallthrough
 		case lifetime.Launch:
 			s.log.Info("launching", "host", h.Name, "image", ct.Image)
-			res, err := s.launch(ctx, c, h)
+			res, err := s.launch(ctx, c, i, h)
 			if err != nil {
 				return res, err
 			}
@@ -90,7 +90,11 @@ func target(hp lifetime.HostPlan, name string) string {
 // launch runs docker run -d on one host, with the pull inside the
 // pull_timeout. The container environment travels in an env file uploaded
 // over SFTP, so its values never appear in a command line.
-func (s *Session) launch(ctx context.Context, c transport.Conn, h cluster.Host) (transport.Result, error) {
+//
+// When docker run fails, what it may have created is removed at once; if
+// that removal fails too, the host counts as launched, so that rollback
+// tries again and reports what is left (exit 6).
+func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster.Host) (transport.Result, error) {
 	ct := s.Config.Container
 	spec := docker.RunSpec{
 		Name: ct.Name, Image: ct.Image, Network: ct.Network, IPC: ct.IPC, PID: ct.PID, Privileged: ct.Privileged,
@@ -131,15 +135,22 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, h cluster.Host) 
 	if errors.As(err, &te) {
 		// The docker client was killed, which cancels the pull in dockerd;
 		// a container created just before the deadline is removed here.
-		s.removeRunContainers(context.WithoutCancel(ctx), c)
+		s.removeAfterFailedRun(ctx, c, i, h)
 		return res, fmt.Errorf("docker run (pulling %s) did not finish within pull_timeout (%s); stopped it after %s. Raise container.pull_timeout for large images on cold nodes, or check the registry",
 			ct.Image, ct.PullTimeout, time.Since(start).Round(time.Second))
 	}
 	if err != nil {
-		s.removeRunContainers(context.WithoutCancel(ctx), c)
+		s.removeAfterFailedRun(ctx, c, i, h)
 		return res, fmt.Errorf("docker run: %w", err)
 	}
 	return res, nil
+}
+
+func (s *Session) removeAfterFailedRun(ctx context.Context, c transport.Conn, i int, h cluster.Host) {
+	if err := s.removeRunContainers(context.WithoutCancel(ctx), c); err != nil {
+		s.log.Warn("docker run failed and what it created could not be removed; rollback tries again", "host", h.Name, "err", err)
+		s.markLaunched(i, true)
+	}
 }
 
 // provisionStage runs the setup script in the containers this run

@@ -67,6 +67,9 @@ type Host struct {
 
 	// Faults: the named operation exits non-zero with this stderr.
 	FailRun, FailRm, FailProvision, FailSSHD, FailCopy string
+	// FailRunAfterCreate: docker run creates the container, then fails to
+	// start it (exit 125 with this stderr), leaving it "created".
+	FailRunAfterCreate string
 	// Step answers a step's script (its text as uploaded): output and exit
 	// status. Nil: exit 0 with no output.
 	Step func(script string) (stdout string, code int)
@@ -448,6 +451,10 @@ func (h *Host) docker(ctx context.Context, cmd transport.Command, argv []string)
 		h.next++
 		c.ID = fmt.Sprintf("%064x", h.seed()+h.next)
 		h.containers[c.ID] = c
+		if h.FailRunAfterCreate != "" {
+			c.State = "created"
+			return h.exit(cmd, 125, h.FailRunAfterCreate)
+		}
 		return ok1(c.ID + "\n")
 	case "start":
 		c := h.byRef(argv[1])
