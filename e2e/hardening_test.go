@@ -80,3 +80,32 @@ grep -c '^export CVS_E2E_PEERS=' "$0" | sed 's/^/env lines /'
 		}
 	}
 }
+
+// Issue 9 item 12 on real hosts: a step that prints 256 MiB without a
+// newline on every host finishes normally, and cvs's memory stays bounded
+// (before: quadratic splitting stalled the stream until the step's time
+// limit killed it).
+func TestHugeOutputWithoutNewlines(t *testing.T) {
+	const name = "e2e-bigout"
+	useContainer(t, name)
+	suites := `
+[suites.flood]
+[[suites.flood.steps]]
+name = "bar"
+timeout = "5m"
+run = "head -c 268435456 /dev/zero | tr '\\0' '\\r'; echo; echo finished"
+`
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites})
+	out, errOut, code, maxRSS := runCVSUsage(t, "--cluster", file, "--json", "run", "flood")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, clip(errOut))
+	}
+	if strings.Count(out, `finished\n`) != labHosts {
+		t.Errorf("not every host's step finished:\n%s", clip(out))
+	}
+	if maxRSS > 256<<10 {
+		t.Errorf("cvs peaked at %d MiB of memory for %d hosts × 256 MiB of output", maxRSS>>10, labHosts)
+	}
+	t.Logf("cvs peak RSS: %d MiB", maxRSS>>10)
+	assertNoneLeft(t, name, "after the run")
+}

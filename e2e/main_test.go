@@ -129,6 +129,14 @@ func Lab(t testing.TB) *lab.Lab {
 // a non-zero exit code is returned for the test to judge.
 func runCVS(t testing.TB, args ...string) (stdout, stderr string, exitCode int) {
 	t.Helper()
+	stdout, stderr, exitCode, _ = runCVSUsage(t, args...)
+	return stdout, stderr, exitCode
+}
+
+// runCVSUsage is runCVS that also returns the peak resident memory of the
+// cvs process, in KiB (getrusage's ru_maxrss).
+func runCVSUsage(t testing.TB, args ...string) (stdout, stderr string, exitCode int, maxRSS int64) {
+	t.Helper()
 	if cvsBuildErr != nil {
 		t.Fatalf("cvs binary: %v", cvsBuildErr)
 	}
@@ -142,7 +150,12 @@ func runCVS(t testing.TB, args ...string) (stdout, stderr string, exitCode int) 
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
-	t.Logf("$ cvs %s\n%s%s", strings.Join(argv, " "), so.String(), se.String())
+	t.Logf("$ cvs %s\n%s%s", strings.Join(argv, " "), clip(so.String()), clip(se.String()))
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			maxRSS = ru.Maxrss
+		}
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -151,7 +164,16 @@ func runCVS(t testing.TB, args ...string) (stdout, stderr string, exitCode int) 
 	default:
 		t.Fatalf("cvs %s: %v", strings.Join(args, " "), err)
 	}
-	return so.String(), se.String(), exitCode
+	return so.String(), se.String(), exitCode, maxRSS
+}
+
+// clip keeps a test log readable when cvs printed a lot.
+func clip(s string) string {
+	const max = 16 << 10
+	if len(s) <= max {
+		return s
+	}
+	return s[:max/2] + fmt.Sprintf("\n[... %d bytes ...]\n", len(s)-max) + s[len(s)-max/2:]
 }
 
 // withoutEnv drops the named variables from env.

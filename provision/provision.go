@@ -18,7 +18,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/cvs-tool/cvs/report"
 
@@ -112,8 +111,10 @@ func Run(ctx context.Context, r transport.Runner, host string, d docker.CLI, con
 	if err != nil {
 		return transport.Result{ExitCode: -1}, &Error{Host: host, Container: container, Code: -1, Err: err}
 	}
-	var out lockedBuffer
-	res, err := r.Run(ctx, transport.Command{Line: line, Stdout: &out, Stderr: &out})
+	// stdout and stderr together in the order they came; only the tail is
+	// kept, whatever an install prints.
+	out := report.NewTailBuffer(64 << 10)
+	res, err := r.Run(ctx, transport.Command{Line: line, Stdout: out, Stderr: out})
 	if err != nil {
 		return res, &Error{Host: host, Container: container, Code: res.ExitCode, Output: report.Tail(out.String(), tailLines), Err: err}
 	}
@@ -154,22 +155,3 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
-
-// lockedBuffer collects stdout and stderr together: the transport copies
-// the two streams from different goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}

@@ -3,6 +3,7 @@
 package report
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"sort"
@@ -86,6 +87,11 @@ func Group(w io.Writer, outs []Output) {
 	}
 }
 
+// MaxLine is the longest line a Prefix holds: output without newlines (a
+// progress bar redrawn with \r, a binary dump) is cut into lines of this
+// size, so memory stays bounded and time linear whatever a host prints.
+const MaxLine = 64 << 10
+
 // Prefix writes each complete line of one host's output as "host: line".
 // Several Prefix writers may share one underlying writer guarded by mu, so
 // lines of different hosts never mix within a line.
@@ -100,28 +106,52 @@ type Prefix struct {
 	buf []byte
 }
 
+// Write emits every complete line of b; it looks at each byte once.
 func (p *Prefix) Write(b []byte) (int, error) {
-	p.buf = append(p.buf, b...)
-	for {
-		i := strings.IndexByte(string(p.buf), '\n')
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
-			break
+			room := MaxLine - len(p.buf)
+			if len(b) < room {
+				p.buf = append(p.buf, b...)
+				break
+			}
+			p.buf = append(p.buf, b[:room]...)
+			p.emit(p.buf)
+			p.buf = p.buf[:0]
+			b = b[room:]
+			continue
 		}
-		p.emit(string(p.buf[:i]))
-		p.buf = p.buf[i+1:]
+		if len(p.buf)+i > MaxLine {
+			i = MaxLine - len(p.buf)
+			p.buf = append(p.buf, b[:i]...)
+			p.emit(p.buf)
+			p.buf = p.buf[:0]
+			b = b[i:]
+			continue
+		}
+		if len(p.buf) > 0 {
+			p.buf = append(p.buf, b[:i]...)
+			p.emit(p.buf)
+			p.buf = p.buf[:0]
+		} else {
+			p.emit(b[:i])
+		}
+		b = b[i+1:]
 	}
-	return len(b), nil
+	return n, nil
 }
 
 // Flush writes a last line that had no newline.
 func (p *Prefix) Flush() {
 	if len(p.buf) > 0 {
-		p.emit(string(p.buf))
-		p.buf = nil
+		p.emit(p.buf)
+		p.buf = p.buf[:0]
 	}
 }
 
-func (p *Prefix) emit(line string) {
+func (p *Prefix) emit(line []byte) {
 	p.Locker.Lock()
 	defer p.Locker.Unlock()
 	fmt.Fprintf(p.W, "%-*s %s\n", p.Width+1, p.Host+":", line)

@@ -1,7 +1,9 @@
 package report
 
 import (
+	"bytes"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -38,5 +40,63 @@ func TestTableAligns(t *testing.T) {
 	want := "HOST    STATE\nnode01  running\nn2      absent\n"
 	if b.String() != want {
 		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+}
+
+// countWriter counts what reaches it.
+type countWriter struct{ n, lines int }
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	c.n += len(b)
+	c.lines += bytes.Count(b, []byte("\n"))
+	return len(b), nil
+}
+
+// Issue 9 item 12: output without newlines (a progress bar using \r) is
+// cut into lines of at most MaxLine bytes; the writer never holds more.
+func TestPrefixBoundsAPartialLine(t *testing.T) {
+	var out countWriter
+	p := &Prefix{W: &out, Host: "h", Locker: &sync.Mutex{}}
+	chunk := bytes.Repeat([]byte("x"), 4096)
+	const total = 8 << 20
+	for written := 0; written < total; written += len(chunk) {
+		p.Write(chunk)
+		if len(p.buf) > MaxLine {
+			t.Fatalf("the writer holds %d bytes of a line, more than %d", len(p.buf), MaxLine)
+		}
+	}
+	p.Flush()
+	if want := total / MaxLine; out.lines != want {
+		t.Errorf("%d lines, want %d", out.lines, want)
+	}
+	if out.n != total+out.lines*len("h: \n") {
+		t.Errorf("%d bytes out for %d in", out.n, total)
+	}
+}
+
+func TestPrefixSplitsLinesInOneWrite(t *testing.T) {
+	var b strings.Builder
+	p := &Prefix{W: &b, Host: "h", Locker: &sync.Mutex{}}
+	p.Write([]byte("a\nbb\nc"))
+	p.Write([]byte("c\n\nd"))
+	p.Flush()
+	if got := b.String(); got != "h: a\nh: bb\nh: cc\nh: \nh: d\n" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestTailBufferKeepsTheEnd(t *testing.T) {
+	tb := NewTailBuffer(10)
+	tb.Write([]byte("0123456"))
+	if string(tb.Bytes()) != "0123456" || tb.Dropped() != 0 {
+		t.Errorf("%q %d", tb.Bytes(), tb.Dropped())
+	}
+	tb.Write([]byte("789abc"))
+	if string(tb.Bytes()) != "3456789abc" || tb.Dropped() != 3 {
+		t.Errorf("%q %d", tb.Bytes(), tb.Dropped())
+	}
+	tb.Write([]byte("0123456789ABCDEF"))
+	if string(tb.Bytes()) != "6789ABCDEF" || tb.Dropped() != 19 {
+		t.Errorf("%q %d", tb.Bytes(), tb.Dropped())
 	}
 }

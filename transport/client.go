@@ -1,15 +1,15 @@
 package transport
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cvs-tool/cvs/report"
 	"io"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/cvs-tool/cvs/report"
 
 	"golang.org/x/crypto/ssh"
 
@@ -46,12 +46,20 @@ func (c Command) name() string {
 	return c.Line
 }
 
+// MaxCapture bounds what a Result keeps of each output stream: the last
+// MaxCapture bytes, after a line saying how much was cut before them. The
+// Command's Stdout and Stderr writers still get everything.
+const MaxCapture = 1 << 20
+
 // Result is what a remote command produced.
 type Result struct {
 	Stdout   []byte
 	Stderr   []byte
 	ExitCode int
 	Duration time.Duration
+	// StdoutCut and StderrCut count the bytes cut from the front of
+	// Stdout and Stderr (see MaxCapture).
+	StdoutCut, StderrCut int64
 }
 
 // Client is an open SSH connection to one host, reused for every command
@@ -103,9 +111,13 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	if err != nil {
 		return Result{}, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err}
 	}
-	var stdout, stderr bytes.Buffer
-	sess.Stdout = tee(&stdout, cmd.Stdout)
-	sess.Stderr = tee(&stderr, cmd.Stderr)
+	stdout, stderr := report.NewTailBuffer(MaxCapture), report.NewTailBuffer(MaxCapture)
+	sess.Stdout = tee(stdout, cmd.Stdout)
+	sess.Stderr = tee(stderr, cmd.Stderr)
+	result := func(code int) Result {
+		return Result{Stdout: []byte(stdout.String()), Stderr: []byte(stderr.String()), ExitCode: code, Duration: time.Since(start),
+			StdoutCut: stdout.Dropped(), StderrCut: stderr.Dropped()}
+	}
 	wd := Watchdog
 	if cmd.ForwardStdin {
 		wd = watchdogStdin
@@ -131,13 +143,11 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 			<-waitc
 		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: -1, Duration: time.Since(start)},
-				&TimeoutError{Host: c.Host.Name, Cmd: cmd.name(), After: time.Since(start)}
+			return result(-1), &TimeoutError{Host: c.Host.Name, Cmd: cmd.name(), After: time.Since(start)}
 		}
-		return Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitCode: -1, Duration: time.Since(start)},
-			fmt.Errorf("command %s: %w", abbreviate(cmd.name(), 80), ctx.Err())
+		return result(-1), fmt.Errorf("command %s: %w", abbreviate(cmd.name(), 80), ctx.Err())
 	}
-	res := Result{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), Duration: time.Since(start)}
+	res := result(0)
 	var ee *ssh.ExitError
 	var missing *ssh.ExitMissingError
 	switch {
@@ -159,7 +169,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	}
 }
 
-func tee(buf *bytes.Buffer, w io.Writer) io.Writer {
+func tee(buf io.Writer, w io.Writer) io.Writer {
 	if w == nil {
 		return buf
 	}

@@ -7,15 +7,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/internal/sshdfarm"
+	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/shell"
 )
 
@@ -316,5 +321,53 @@ func TestRealSSHDUploadOverSFTP(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(dst); string(b) != "s3cret\n" {
 		t.Errorf("content %q", b)
+	}
+}
+
+// Issue 9 item 12: several hundred MiB of output without a newline (a
+// progress bar redrawn with \r) streams through in bounded memory: the
+// Result keeps the last MaxCapture bytes of each stream and says how much
+// it cut; the line writer cuts lines at report.MaxLine.
+func TestRealSSHDHugeOutputWithoutNewlines(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.34."})
+	c := mustDial(t, dialer(t, cluster.HostKeyStrict, f.KnownHosts), farmHost(f, 0))
+	const size = 256 << 20
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	var mu sync.Mutex
+	lines := &report.Prefix{W: io.Discard, Host: "h", Locker: &mu}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	res, err := c.Run(ctx, Command{Line: shell.Join("sh", "-c", fmt.Sprintf("head -c %d /dev/zero | tr '\\0' x; printf '\\ndone\\n'", size)), Stdout: lines})
+	lines.Flush()
+	close(stop)
+	<-sampled
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Stdout) > MaxCapture+200 || res.StdoutCut < size-MaxCapture || !strings.HasSuffix(string(res.Stdout), "x\ndone\n") {
+		t.Errorf("kept %d bytes, cut %d, ends %q", len(res.Stdout), res.StdoutCut, report.LastLine(string(res.Stdout)))
+	}
+	if !strings.HasPrefix(string(res.Stdout), "[cvs: ") {
+		t.Errorf("a cut output does not say so: %q", res.Stdout[:40])
+	}
+	if p := peak.Load(); p > 128<<20 {
+		t.Errorf("heap in use peaked at %d MiB for %d MiB of output", p>>20, size>>20)
 	}
 }
