@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/charmbracelet/log"
 	"golang.org/x/crypto/ssh"
@@ -82,17 +83,26 @@ func (hk *hostKeys) reload() error {
 // algorithms returns the host key algorithms to offer for addr ("host:port"):
 // those of the keys known_hosts holds for it first, so that a host with a
 // recorded ed25519 key that also has an RSA key is asked for ed25519, then
-// the rest of the defaults.
+// the rest of the defaults. A host known_hosts does not list is asked for a
+// plain key only: accept-new records plain keys (a certificate recorded as
+// a key line breaks every later connection), and strict reports it unknown
+// with the key ssh-keyscan shows.
 func (hk *hostKeys) algorithms(addr string) []string {
 	hk.mu.RLock()
 	defer hk.mu.RUnlock()
-	if hk.callback == nil {
+	if hk.mode == cluster.HostKeyOff {
 		return nil
+	}
+	if hk.callback == nil {
+		return plainHostKeyAlgorithms
 	}
 	var ke *knownhosts.KeyError
 	err := hk.callback(addr, fakeAddr(addr), hk.probe)
-	if !errors.As(err, &ke) || len(ke.Want) == 0 {
+	if !errors.As(err, &ke) {
 		return nil
+	}
+	if len(ke.Want) == 0 {
+		return plainHostKeyAlgorithms
 	}
 	var first []string
 	add := func(algos ...string) {
@@ -122,6 +132,11 @@ func (hk *hostKeys) isCertAuthorityLine(n int) bool {
 var certAlgorithms = []string{
 	ssh.CertAlgoED25519v01, ssh.CertAlgoECDSA256v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA521v01,
 	ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01,
+}
+
+var plainHostKeyAlgorithms = []string{
+	ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+	ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
 }
 
 var defaultHostKeyAlgorithms = []string{
@@ -206,62 +221,56 @@ func (hk *hostKeys) explain(name, hostname string, key ssh.PublicKey, err error)
 	}
 }
 
-// record appends the key of a host known_hosts does not list, rewriting
-// the file atomically (mode 0600), and reloads it.
+// record appends the key of a host known_hosts does not list, and reloads
+// the file. The append happens under an exclusive flock of the file, after
+// reading it again, so that cvs processes (or ssh) recording keys at the
+// same time lose none; the file is written through a symlink, never
+// replaced, and created mode 0600.
 func (hk *hostKeys) record(name, hostname string, remote net.Addr, key ssh.PublicKey) error {
+	if _, isCert := key.(*ssh.Certificate); isCert {
+		return &HostError{Host: name, Kind: KindHostKeyUnknown, Detail: fmt.Sprintf(
+			"%s is not in %s and offered only a host certificate; accept-new records plain keys: add its certificate authority with an @cert-authority line, or its key with ssh-keyscan", hostname, hk.file)}
+	}
 	hk.mu.Lock()
 	defer hk.mu.Unlock()
+	if err := os.MkdirAll(filepath.Dir(hk.file), 0o700); err != nil {
+		return fmt.Errorf("accept-new: %w", err)
+	}
+	f, err := os.OpenFile(hk.file, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("accept-new: %w", err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("accept-new: locking %s: %w", hk.file, err)
+	}
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	// Another process (or connection) may have recorded it meanwhile.
+	if err := hk.reload(); err != nil {
+		return err
+	}
 	if hk.callback != nil {
-		// Another connection may have recorded it meanwhile.
 		err := hk.callback(hostname, remote, key)
 		var ke *knownhosts.KeyError
 		if err == nil || !errors.As(err, &ke) || len(ke.Want) > 0 {
 			return hk.explain(name, hostname, key, err)
 		}
 	}
-	old, err := os.ReadFile(hk.file)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s: accept-new: %w", name, err)
+	line := knownhosts.Line([]string{knownhosts.Normalize(hostname)}, key) + "\n"
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, st.Size()-1); err == nil && last[0] != '\n' {
+			line = "\n" + line
+		}
 	}
-	if len(old) > 0 && old[len(old)-1] != '\n' {
-		old = append(old, '\n')
+	if _, err := f.WriteString(line); err != nil {
+		return fmt.Errorf("accept-new: recording the host key in %s: %w", hk.file, err)
 	}
-	data := append(old, knownhosts.Line([]string{knownhosts.Normalize(hostname)}, key)+"\n"...)
-	if err := writeFileAtomic(hk.file, data, 0o600); err != nil {
-		return fmt.Errorf("%s: accept-new: recording the host key: %w", name, err)
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("accept-new: %w", err)
 	}
 	log.Warn("recorded new host key", "host", name, "key", key.Type()+" "+ssh.FingerprintSHA256(key), "known_hosts", hk.file)
 	return hk.reload()
-}
-
-// writeFileAtomic replaces path with data through a temporary file in the
-// same folder, so a reader never sees half a file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func hostOf(hostport string) string {

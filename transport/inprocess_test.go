@@ -38,7 +38,7 @@ func newSigner(t *testing.T) ssh.Signer {
 
 // serve runs an SSH server on 127.0.0.1 presenting hostKey and accepting
 // clientKey; every exec request exits 0 without output.
-func serve(t *testing.T, hostKey ssh.Signer, clientKey ssh.PublicKey) cluster.Host {
+func serve(t *testing.T, hostKey ssh.Signer, clientKey ssh.PublicKey, moreHostKeys ...ssh.Signer) cluster.Host {
 	t.Helper()
 	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
 		if string(k.Marshal()) == string(clientKey.Marshal()) {
@@ -47,6 +47,9 @@ func serve(t *testing.T, hostKey ssh.Signer, clientKey ssh.PublicKey) cluster.Ho
 		return nil, errors.New("unknown key")
 	}}
 	cfg.AddHostKey(hostKey)
+	for _, k := range moreHostKeys {
+		cfg.AddHostKey(k)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -216,5 +219,92 @@ func TestClassifyDial(t *testing.T) {
 	err = classifyDial("h", "10.0.0.1:22", context.DeadlineExceeded, time.Second)
 	if he := hostErrorKind(t, err); he.Kind != KindUnreachable || !strings.Contains(err.Error(), "connect_timeout") {
 		t.Errorf("timeout: %v", err)
+	}
+}
+
+// Issue 9 item 8: a host presenting a host certificate besides its plain
+// key. Unknown to known_hosts, it is asked for its plain key: accept-new
+// records a plain line that later connections accept, and strict reports
+// host-key-unknown.
+func TestInProcessUnknownHostWithCertificate(t *testing.T) {
+	ca, hostKey := newSigner(t), newSigner(t)
+	cert := &ssh.Certificate{Key: hostKey.PublicKey(), CertType: ssh.HostCert, ValidPrincipals: []string{"127.0.0.1"},
+		ValidBefore: ssh.CertTimeInfinity, Serial: 1}
+	if err := cert.SignCert(rand.Reader, ca); err != nil {
+		t.Fatal(err)
+	}
+	certSigner, err := ssh.NewCertSigner(cert, hostKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile, clientPub := writeClientKey(t)
+	h := serve(t, certSigner, clientPub, hostKey)
+	h.IdentityFiles = []string{keyFile}
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+
+	for i := 0; i < 2; i++ {
+		c, err := dialer(t, cluster.HostKeyAcceptNew, kh).Dial(context.Background(), h)
+		if err != nil {
+			t.Fatalf("accept-new, connection %d: %v", i+1, err)
+		}
+		c.Close()
+	}
+	data, _ := os.ReadFile(kh)
+	if strings.Contains(string(data), "cert-v01") || !strings.Contains(string(data), "ssh-ed25519 ") {
+		t.Errorf("known_hosts after accept-new:\n%s", data)
+	}
+
+	empty := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(empty, nil, 0o600)
+	_, err = dialer(t, cluster.HostKeyStrict, empty).Dial(context.Background(), h)
+	if he := hostErrorKind(t, err); he.Kind != KindHostKeyUnknown || !strings.Contains(he.Detail, "ssh-keyscan") {
+		t.Errorf("strict, unknown host with a certificate: %v", err)
+	}
+}
+
+// Issue 9 item 9: known_hosts updates from several cvs processes at once
+// (here: separate dialers, as separate processes have) lose no entry, and
+// a symlinked known_hosts stays a symlink.
+func TestConcurrentAcceptNewKeepsEveryEntry(t *testing.T) {
+	keyFile, clientPub := writeClientKey(t)
+	const n = 12
+	hosts := make([]cluster.Host, n)
+	for i := range hosts {
+		hosts[i] = serve(t, newSigner(t), clientPub)
+		hosts[i].IdentityFiles = []string{keyFile}
+	}
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real_known_hosts")
+	os.WriteFile(real, []byte("# operator's file\n"), 0o600)
+	kh := filepath.Join(dir, "known_hosts")
+	if err := os.Symlink(real, kh); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, n)
+	for i := range hosts {
+		go func() {
+			c, err := dialer(t, cluster.HostKeyAcceptNew, kh).Dial(context.Background(), hosts[i])
+			if err == nil {
+				c.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range hosts {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if fi, err := os.Lstat(kh); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("known_hosts is no longer a symlink: %v %v", fi.Mode(), err)
+	}
+	data, _ := os.ReadFile(real)
+	for _, h := range hosts {
+		if !strings.Contains(string(data), fmt.Sprintf("[127.0.0.1]:%d ", h.Port)) {
+			t.Errorf("the entry of port %d was lost:\n%s", h.Port, data)
+		}
+	}
+	if !strings.HasPrefix(string(data), "# operator's file\n") {
+		t.Errorf("the operator's lines were not kept:\n%s", data)
 	}
 }
