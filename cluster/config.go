@@ -9,7 +9,9 @@ package cluster
 
 import (
 	"fmt"
+	"net"
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -114,6 +116,24 @@ type Host struct {
 	User          string   `json:"user"`
 	IdentityFiles []string `json:"identity_file,omitempty"`
 	ProxyJump     string   `json:"proxy_jump,omitempty"`
+	// Jumps are ProxyJump's bastions resolved, in the order they are
+	// dialled (ProxyJump "a,b": a first, then b through a).
+	Jumps []Jump `json:"jumps,omitempty"`
+}
+
+// Jump is one bastion of a proxy_jump chain, resolved as OpenSSH does: its
+// own ~/.ssh/config entry (HostName, User, Port, IdentityFile), what the
+// proxy_jump entry pins ([user@]host[:port]) winning.
+type Jump struct {
+	Addr          string   `json:"addr"`
+	Port          int      `json:"port"`
+	User          string   `json:"user"`
+	IdentityFiles []string `json:"identity_file,omitempty"`
+}
+
+// String is user@addr:port.
+func (j Jump) String() string {
+	return j.User + "@" + net.JoinHostPort(j.Addr, strconv.Itoa(j.Port))
 }
 
 // SetupNone is setup_script = "none": fresh containers are not

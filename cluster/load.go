@@ -65,6 +65,10 @@ func LoadWith(path string, opts LoadOptions) (*Config, error) {
 }
 
 type decoder struct {
+	// jumpCache holds each proxy_jump chain resolved once (its problems
+	// reported once).
+	jumpCache map[string][]Jump
+
 	file     string
 	dir      string
 	home     string

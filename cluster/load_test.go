@@ -466,3 +466,49 @@ func TestSetupScriptNoneLoads(t *testing.T) {
 		t.Errorf("setup_script = %q", cfg.Container.SetupScript)
 	}
 }
+
+// Issue 9 item 10: each bastion of a chain takes its own ssh_config entry,
+// not the target host's user and keys.
+func TestProxyJumpChainResolved(t *testing.T) {
+	dir := t.TempDir()
+	sshCfg := writeFile(t, dir, "ssh_config", `
+Host bastion
+  HostName 192.0.2.1
+  User jumper
+  Port 2201
+  IdentityFile ~/.ssh/jumpkey
+Host *
+  User everyone
+`)
+	opts := LoadOptions{SSHConfig: sshCfg, CurrentUser: "alice", Home: "/home/alice"}
+	cfg, err := LoadWith(writeFile(t, dir, "c.toml", `user = "root"
+identity_file = "~/.ssh/cluster"
+proxy_jump = "bastion,ops@[fd00::2]:2222,plain"
+hosts = ["n1"]
+[container]
+image = "x:1"
+`), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := cfg.Hosts[0].Jumps
+	if len(j) != 3 {
+		t.Fatalf("jumps = %+v", j)
+	}
+	if j[0].String() != "jumper@192.0.2.1:2201" || len(j[0].IdentityFiles) != 1 || j[0].IdentityFiles[0] != "/home/alice/.ssh/jumpkey" {
+		t.Errorf("first bastion = %+v", j[0])
+	}
+	if j[1].String() != "ops@[fd00::2]:2222" || j[1].IdentityFiles[0] != "/home/alice/.ssh/cluster" {
+		t.Errorf("second bastion = %+v", j[1])
+	}
+	if j[2].String() != "everyone@plain:22" {
+		t.Errorf("third bastion = %+v", j[2])
+	}
+	if cfg.Hosts[0].User != "root" {
+		t.Errorf("the target's user changed: %s", cfg.Hosts[0].User)
+	}
+	_, err = LoadWith(writeFile(t, dir, "d.toml", "proxy_jump = \"a,,b\"\nhosts = [\"n1\"]\n[container]\nimage = \"x:1\"\n"), opts)
+	if err == nil || !strings.Contains(err.Error(), "empty bastion") {
+		t.Errorf("empty bastion: %v", err)
+	}
+}

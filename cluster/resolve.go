@@ -3,7 +3,9 @@ package cluster
 // Resolving hosts entries into connection settings, with ~/.ssh/config.
 
 import (
+	"net"
 	"strconv"
+	"strings"
 )
 
 func (d *decoder) hosts(raw map[string]any, c *Config, userSet, portSet bool) {
@@ -84,5 +86,70 @@ func (d *decoder) resolveHost(s hostSpec, c *Config, userSet, portSet bool) Host
 	if h.ProxyJump == "" && sc.proxyJump != "none" {
 		h.ProxyJump = sc.proxyJump
 	}
+	if _, done := d.jumpCache[h.ProxyJump]; !done {
+		if d.jumpCache == nil {
+			d.jumpCache = map[string][]Jump{}
+		}
+		d.jumpCache[h.ProxyJump] = d.jumps(h.ProxyJump, c)
+	}
+	h.Jumps = d.jumpCache[h.ProxyJump]
 	return h
+}
+
+// jumps resolves a proxy_jump chain "[user@]host[:port],...": each bastion
+// takes its own ~/.ssh/config entry (not the target host's), what the
+// entry pins winning; without either, the cluster file's user and port 22.
+// Its identity files are its ssh_config IdentityFile, else the cluster
+// file's identity_file (else, at dial time, the agent and default keys).
+func (d *decoder) jumps(spec string, c *Config) []Jump {
+	if spec == "" || spec == "none" {
+		return nil
+	}
+	var out []Jump
+	for _, part := range strings.Split(spec, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			d.fail("proxy_jump", "%q has an empty bastion; write host or user@host:port, comma-separated", spec)
+			return nil
+		}
+		j := Jump{}
+		rest := part
+		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+			j.User, rest = rest[:at], rest[at+1:]
+		}
+		alias := strings.Trim(rest, "[]")
+		if h, p, err := net.SplitHostPort(rest); err == nil {
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 1 || n > 65535 {
+				d.fail("proxy_jump", "%q: port %q is not a number from 1 to 65535", part, p)
+				return nil
+			}
+			alias, j.Port = h, n
+		}
+		sc := d.sshCfg.lookup(alias)
+		j.Addr = alias
+		if sc.hostName != "" {
+			j.Addr = sc.hostName
+		}
+		if j.User == "" {
+			j.User = sc.user
+		}
+		if j.User == "" {
+			j.User = c.User
+		}
+		if j.Port == 0 {
+			j.Port = sc.port
+		}
+		if j.Port == 0 {
+			j.Port = 22
+		}
+		for _, p := range sc.identityFiles {
+			j.IdentityFiles = append(j.IdentityFiles, d.path(p))
+		}
+		if len(j.IdentityFiles) == 0 {
+			j.IdentityFiles = c.IdentityFiles
+		}
+		out = append(out, j)
+	}
+	return out
 }

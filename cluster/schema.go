@@ -84,8 +84,13 @@ func (d *decoder) config(raw map[string]any) *Config {
 		c.MaxParallel = v
 	}
 	if v, ok := d.str(raw, "", "proxy_jump"); ok && v != "" {
-		if specs, err := parseHostEntry(v); err != nil || len(specs) != 1 {
-			d.fail("proxy_jump", "%q is not one [user@]host[:port]", v)
+		for _, part := range strings.Split(v, ",") {
+			if part == "" {
+				continue // jumps() names the empty bastion
+			}
+			if specs, err := parseHostEntry(strings.TrimSpace(part)); err != nil || len(specs) != 1 {
+				d.fail("proxy_jump", "%q is not [user@]host[:port] (a chain is written a,b: a first, then b through it)", part)
+			}
 		}
 		c.ProxyJump = v
 	}

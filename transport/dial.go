@@ -65,10 +65,23 @@ type Dialer struct {
 	jumps map[string]*jump
 }
 
+// jump is one bastion connection, shared by the hosts behind it. A
+// connection that died is dialled again; a failed dial is retried only
+// after a backoff, so that hundreds of hosts behind a dead bastion do not
+// each wait for it.
 type jump struct {
-	once   sync.Once
-	client *ssh.Client
-	err    error
+	mu       sync.Mutex
+	client   *ssh.Client
+	dead     chan struct{} // closed when client's connection ends
+	err      error
+	failedAt time.Time
+	failures int
+}
+
+// jumpBackoff is how long a failed bastion dial is not retried: 1s after
+// the first failure, doubling up to 30s.
+func jumpBackoff(failures int) time.Duration {
+	return min(time.Second<<min(failures-1, 5), 30*time.Second)
 }
 
 // NewDialer checks the options (the known_hosts file must exist under
@@ -109,8 +122,8 @@ func (d *Dialer) Close() {
 // it has one. Every failure is a *HostError naming h.
 func (d *Dialer) Dial(ctx context.Context, h cluster.Host) (*Client, error) {
 	var via *ssh.Client
-	if h.ProxyJump != "" {
-		jc, err := d.jump(ctx, h)
+	if h.ProxyJump != "" || len(h.Jumps) > 0 {
+		jc, err := d.via(ctx, h)
 		if err != nil {
 			return nil, err
 		}
@@ -133,40 +146,67 @@ func (d *Dialer) Dial(ctx context.Context, h cluster.Host) (*Client, error) {
 	return cl, nil
 }
 
-func (d *Dialer) jump(ctx context.Context, h cluster.Host) (*ssh.Client, error) {
-	d.mu.Lock()
-	j, ok := d.jumps[h.ProxyJump]
-	if !ok {
-		j = &jump{}
-		d.jumps[h.ProxyJump] = j
+// via returns the connection to the last bastion of h's proxy_jump chain,
+// dialling (or dialling again) each hop through the previous one.
+func (d *Dialer) via(ctx context.Context, h cluster.Host) (*ssh.Client, error) {
+	if len(h.Jumps) == 0 {
+		return nil, &HostError{Host: h.Name, Kind: KindSSH, Detail: fmt.Sprintf("proxy_jump %q was not resolved into bastions (cluster.Host.Jumps)", h.ProxyJump)}
 	}
-	d.mu.Unlock()
-	j.once.Do(func() {
-		user, addr, port := parseJump(h.ProxyJump, h.User)
-		j.client, j.err = d.dial(ctx, "bastion "+h.ProxyJump, addr, port, user, h.IdentityFiles, nil)
-	})
-	if j.err != nil {
-		var he *HostError
-		if errors.As(j.err, &he) {
-			return nil, &HostError{Host: h.Name, Kind: he.Kind, Err: j.err, Detail: "through proxy_jump: " + j.err.Error()}
+	var prev *ssh.Client
+	var chain []string
+	for _, j := range h.Jumps {
+		chain = append(chain, j.String())
+		c, err := d.jumpClient(ctx, strings.Join(chain, ","), j, prev)
+		if err != nil {
+			kind := KindSSH
+			var he *HostError
+			if errors.As(err, &he) {
+				kind = he.Kind
+			}
+			return nil, &HostError{Host: h.Name, Kind: kind, Err: err, Detail: fmt.Sprintf("through proxy_jump %s: %v", j, err)}
 		}
-		return nil, &HostError{Host: h.Name, Kind: KindSSH, Err: j.err}
+		prev = c
 	}
-	return j.client, nil
+	return prev, nil
 }
 
-// parseJump splits "[user@]host[:port]".
-func parseJump(spec, defaultUser string) (user, addr string, port int) {
-	user, port = defaultUser, 22
-	if at := strings.LastIndexByte(spec, '@'); at >= 0 {
-		user, spec = spec[:at], spec[at+1:]
+// jumpClient returns the live connection to bastion j reached through via
+// (nil: directly), key naming the chain up to j.
+func (d *Dialer) jumpClient(ctx context.Context, key string, j cluster.Jump, via *ssh.Client) (*ssh.Client, error) {
+	d.mu.Lock()
+	e, ok := d.jumps[key]
+	if !ok {
+		e = &jump{}
+		d.jumps[key] = e
 	}
-	if h, p, err := net.SplitHostPort(spec); err == nil {
-		if n, err := strconv.Atoi(p); err == nil {
-			return user, h, n
+	d.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.client != nil {
+		select {
+		case <-e.dead:
+			e.client = nil
+		default:
+			return e.client, nil
 		}
 	}
-	return user, strings.Trim(spec, "[]"), port
+	if e.err != nil && time.Since(e.failedAt) < jumpBackoff(e.failures) {
+		return nil, e.err
+	}
+	c, err := d.dial(ctx, "bastion "+j.String(), j.Addr, j.Port, j.User, j.IdentityFiles, via)
+	if err != nil {
+		e.err, e.failedAt = err, time.Now()
+		e.failures++
+		return nil, err
+	}
+	e.client, e.err, e.failures = c, nil, 0
+	dead := make(chan struct{})
+	e.dead = dead
+	go func() {
+		c.Wait()
+		close(dead)
+	}()
+	return c, nil
 }
 
 func (d *Dialer) dial(ctx context.Context, name, host string, port int, user string, identityFiles []string, via *ssh.Client) (*ssh.Client, error) {

@@ -289,6 +289,7 @@ func TestRealSSHDProxyJump(t *testing.T) {
 		h := farmHost(target, i)
 		h.IdentityFiles = []string{target.ClientKey, bastion.ClientKey}
 		h.ProxyJump = fmt.Sprintf("%s@%s", bastion.User, bastion.Hosts[0].HostPort())
+		h.Jumps = []cluster.Jump{{Addr: bastion.Hosts[0].Addr, Port: bastion.Hosts[0].Port, User: bastion.User, IdentityFiles: []string{bastion.ClientKey}}}
 		c := mustDial(t, d, h)
 		res, err := c.Run(context.Background(), Command{Line: "echo $SSH_CONNECTION"})
 		if err != nil {
@@ -369,5 +370,65 @@ func TestRealSSHDHugeOutputWithoutNewlines(t *testing.T) {
 	}
 	if p := peak.Load(); p > 128<<20 {
 		t.Errorf("heap in use peaked at %d MiB for %d MiB of output", p>>20, size>>20)
+	}
+}
+
+// Issue 9 item 10: a bastion whose connection died is dialled again (a
+// per_run teardown after a network blip must still reach its hosts), and
+// a chain a,b goes through a, then b.
+func TestRealSSHDProxyJumpRedialAndChain(t *testing.T) {
+	b1 := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.35.", Extra: []string{"AllowTcpForwarding yes"}})
+	b2 := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.36.", Extra: []string{"AllowTcpForwarding yes"}})
+	target := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.37."})
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	var all []byte
+	for _, f := range []*sshdfarm.Farm{b1, b2, target} {
+		b, _ := os.ReadFile(f.KnownHosts)
+		all = append(all, b...)
+	}
+	os.WriteFile(kh, all, 0o600)
+	jump := func(f *sshdfarm.Farm) cluster.Jump {
+		return cluster.Jump{Addr: f.Hosts[0].Addr, Port: f.Hosts[0].Port, User: f.User, IdentityFiles: []string{f.ClientKey}}
+	}
+	d := dialer(t, cluster.HostKeyStrict, kh)
+	h := farmHost(target, 0)
+	h.ProxyJump = "b1"
+	h.Jumps = []cluster.Jump{jump(b1)}
+	c := mustDial(t, d, h)
+	// The bastion connection drops: the target's connection with it.
+	d.mu.Lock()
+	for _, j := range d.jumps {
+		j.client.Close()
+	}
+	d.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Alive() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	c2, err := d.Dial(context.Background(), h)
+	if err != nil {
+		t.Fatalf("dial after the bastion dropped: %v", err)
+	}
+	c2.Close()
+	if n, _ := b1.Accepted(); n != 2 {
+		t.Errorf("bastion accepted %d connections, want 2 (redialled once)", n)
+	}
+
+	// A chain: b1, then b2 through b1, then the target through b2.
+	h.ProxyJump = "b1,b2"
+	h.Jumps = []cluster.Jump{jump(b1), jump(b2)}
+	c3, err := d.Dial(context.Background(), h)
+	if err != nil {
+		t.Fatalf("dial through b1,b2: %v", err)
+	}
+	defer c3.Close()
+	if _, err := c3.Run(context.Background(), Command{Line: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := b2.Accepted(); n != 1 {
+		t.Errorf("b2 accepted %d connections, want 1 (the chain goes through it)", n)
+	}
+	if n, _ := b1.Accepted(); n != 2 {
+		t.Errorf("b1 accepted %d connections, want 2 (the chain's first hop shares the live b1 connection)", n)
 	}
 }
