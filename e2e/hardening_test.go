@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -108,4 +110,40 @@ run = "head -c 268435456 /dev/zero | tr '\\0' '\\r'; echo; echo finished"
 	}
 	t.Logf("cvs peak RSS: %d MiB", maxRSS>>10)
 	assertNoneLeft(t, name, "after the run")
+}
+
+// Issue 9 item 11 on real hosts: the cluster's key folder is deleted (as
+// cvs's own advice may suggest) between install and test. The next run
+// finds sshd running with the old keys, restarts it with the new ones on
+// every host, and the peers reach each other again.
+func TestSSHDRestartedWhenClusterKeysChange(t *testing.T) {
+	const name = "e2e-rekey"
+	removeEverywhere(t, "cvs-lab")
+	useContainer(t, name)
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	file := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: name, Suites: installSuite + testSuite})
+	if out, errOut, code := runCVS(t, "--cluster", file, "run", "install"); code != 0 {
+		t.Fatalf("install: exit %d\n%s\n%s", code, out, errOut)
+	}
+	keys := filepath.Join(os.Getenv("XDG_STATE_HOME"), "cvs")
+	if err := os.RemoveAll(keys); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCVS(t, "--cluster", file, "run", "test")
+	if code != 0 {
+		t.Fatalf("test after the keys changed: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if n := strings.Count(errOut, "restarted with the cluster's"); n != labHosts {
+		t.Errorf("sshd restarted on %d hosts, want %d:\n%s", n, labHosts, errOut)
+	}
+	for _, h := range hostNames(t) {
+		if !strings.Contains(out, "peer "+addrOf(t, h)+" says "+h) {
+			t.Errorf("the head did not reach %s's container with the new keys:\n%s", h, out)
+		}
+	}
+	// Nothing changed since: the next run leaves sshd alone.
+	_, errOut, code = runCVS(t, "--cluster", file, "run", "test")
+	if code != 0 || strings.Count(errOut, "setup skipped") != labHosts {
+		t.Errorf("a third run must skip sshd everywhere: exit %d\n%s", code, errOut)
+	}
 }

@@ -625,3 +625,22 @@ func TestFailedLaunchLeftBehindIsExit6(t *testing.T) {
 		t.Error("the container on the healthy host was not rolled back")
 	}
 }
+
+// The second run attaches without touching sshd: the running sshd has the
+// cluster's keys (issue 9 item 11 keeps it from being restarted for
+// nothing).
+func TestAttachLeavesAMatchingSSHDAlone(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	before := len(r.hosts[0].Lines())
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range r.hosts[0].Lines()[before:] {
+		if strings.Contains(l, " sh -s < ") {
+			t.Errorf("attach reinstalled sshd: %s", l)
+		}
+	}
+}

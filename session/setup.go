@@ -220,6 +220,8 @@ func (sshdStage) Run(ctx context.Context, s *Session) error {
 			skipped++
 			s.mu.Unlock()
 			s.log.Info(fmt.Sprintf("sshd already listens on port %d; setup skipped", ct.SSHDPort), "host", h.Name)
+		case out.Restarted:
+			s.log.Info(fmt.Sprintf("sshd on port %d ran with other keys or settings than this cluster's; restarted with the cluster's", ct.SSHDPort), "host", h.Name)
 		default:
 			s.log.Info(fmt.Sprintf("sshd started on port %d", ct.SSHDPort), "host", h.Name)
 		}

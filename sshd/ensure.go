@@ -45,11 +45,18 @@ type Outcome struct {
 	// a persistent container). Otherwise Ensure installed the key
 	// material and started sshd, and verified that it listens.
 	AlreadyListening bool
+	// Restarted is true when cvs's sshd ran with other keys or another
+	// configuration than the cluster's current ones, and was started again
+	// with them.
+	Restarted bool
 }
 
 func (o Outcome) String() string {
-	if o.AlreadyListening {
+	switch {
+	case o.AlreadyListening:
 		return "already listening"
+	case o.Restarted:
+		return "restarted with the cluster's keys"
 	}
 	return "started"
 }
@@ -95,9 +102,15 @@ func Ensure(ctx context.Context, h Host, host string, d docker.CLI, container st
 	if err != nil {
 		return fail(checkOp, "", "", err)
 	}
+	restart := false
 	switch {
-	case st.listening && st.ours:
+	case st.listening && st.ours && st.installed == installed(port, keys):
 		return Outcome{AlreadyListening: true}, nil
+	case st.listening && st.ours:
+		// The cluster's key folder changed (the cluster file reached
+		// through another path, the folder deleted), or cvs writes another
+		// configuration now: peers would fail against this sshd.
+		restart = true
 	case st.listening:
 		// With --network host every container of the host shares the
 		// port: the socket may be another container's sshd, which cannot
@@ -145,7 +158,14 @@ func Ensure(ctx context.Context, h Host, host string, d docker.CLI, container st
 			fmt.Sprintf("sshd was started but nothing listens on port %d after %s; its log (%s in the container) follows", port, verifyTimeout, logFile),
 			report.Tail(string(log.Stdout), tailLines), nil)
 	}
-	return Outcome{}, nil
+	return Outcome{Restarted: restart}, nil
+}
+
+// installed is what the port check reads back of the files Ensure installs
+// (the authorized key, the peers' known_hosts line, sshd's configuration)
+// when they are the cluster's current ones.
+func installed(port int, keys Keys) string {
+	return keys.AuthorizedKey() + "\n" + keys.KnownHostsLine(port) + "\n" + sshdConfig(port)
 }
 
 // installFailed turns the install script's exit status into an *Error
@@ -170,12 +190,17 @@ func installFailed(host, container string, port int, res transport.Result, err e
 }
 
 // ownMarker is printed by the port check when cvs's own sshd (its pid
-// file names a live process) runs in the container.
-const ownMarker = "@@cvs-sshd-running@@"
+// file names a live process) runs in the container; keysMarker precedes the
+// installed key and configuration files.
+const (
+	ownMarker  = "@@cvs-sshd-running@@"
+	keysMarker = "@@cvs-sshd-files@@"
+)
 
 type portStatus struct {
-	listening bool // a socket listens on the port in the container's network
-	ours      bool // cvs's sshd runs in this container
+	listening bool   // a socket listens on the port in the container's network
+	ours      bool   // cvs's sshd runs in this container
+	installed string // its authorized_keys, known_hosts and sshd_config
 }
 
 // portState reads the container's /proc/net/tcp and tcp6 and whether cvs's
@@ -183,7 +208,8 @@ type portStatus struct {
 // names, kill -0 on root's sshd must not fail with EPERM.
 func portState(ctx context.Context, h Host, d docker.CLI, container string, port int) (portStatus, error) {
 	check := "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; " +
-		"p=$(cat " + pidFile + " 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && echo " + ownMarker + "; true"
+		"p=$(cat " + pidFile + " 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && echo " + ownMarker + "; " +
+		"echo " + keysMarker + "; cd " + containerDir + " 2>/dev/null && cat authorized_keys known_hosts sshd_config 2>/dev/null; true"
 	res, err := h.Run(ctx, transport.Command{Line: shell.Join(d.Exec(container, docker.Root, "sh", "-c", check)...)})
 	out := string(res.Stdout)
 	// The header line proves the tables were read.
@@ -193,7 +219,8 @@ func portState(ctx context.Context, h Host, d docker.CLI, container string, port
 	if !strings.Contains(out, "local_address") {
 		return portStatus{}, fmt.Errorf("the container's /proc/net/tcp could not be read: %q", report.Tail(out, 3))
 	}
-	return portStatus{listening: docker.Listening(out, port), ours: strings.Contains(out, ownMarker)}, nil
+	tables, files, _ := strings.Cut(out, keysMarker+"\n")
+	return portStatus{listening: docker.Listening(tables, port), ours: strings.Contains(tables, ownMarker), installed: files}, nil
 }
 
 // waitListening polls until cvs's sshd runs and a socket listens on port,
@@ -271,6 +298,13 @@ PrintMotd no
 # default (10:30:100) would drop some of them.
 MaxStartups 200:30:400
 Subsystem sftp internal-sftp
+# Peers log in to run commands; nothing is forwarded through this sshd.
+AllowTcpForwarding no
+AllowStreamLocalForwarding no
+AllowAgentForwarding no
+X11Forwarding no
+PermitTunnel no
+GatewayPorts no
 `
 }
 

@@ -56,6 +56,11 @@ type fakeHost struct {
 	rmErr      error
 	// onInstall runs when the install command arrives.
 	onInstall func()
+	// onCommand sees every command line first.
+	onCommand func(line string)
+	// installed is what the check reads of the installed key and
+	// configuration files.
+	installed string
 }
 
 type upload struct {
@@ -72,6 +77,9 @@ func (f *fakeHost) Run(ctx context.Context, cmd transport.Command) (transport.Re
 	f.mu.Lock()
 	f.lines = append(f.lines, cmd.Line)
 	f.mu.Unlock()
+	if f.onCommand != nil {
+		f.onCommand(cmd.Line)
+	}
 	exit := func(code int, stderr string) (transport.Result, error) {
 		return transport.Result{Stderr: []byte(stderr), ExitCode: code},
 			&transport.ExitError{Host: "h1", Cmd: cmd.Line, Code: code, StderrTail: strings.TrimSpace(stderr)}
@@ -92,6 +100,7 @@ func (f *fakeHost) Run(ctx context.Context, cmd transport.Command) (transport.Re
 		if len(ports) > 0 && !f.foreign {
 			out += ownMarker + "\n"
 		}
+		out += keysMarker + "\n" + f.installed
 		return transport.Result{Stdout: []byte(out)}, nil
 	case strings.HasPrefix(l, "mktemp "):
 		return transport.Result{Stdout: []byte(f.mktempOut)}, nil
@@ -173,6 +182,7 @@ func TestEnsureSkipsWhenListening(t *testing.T) {
 	for _, tcp6Missing := range []bool{false, true} {
 		f := newFakeHost(2224, 0)
 		f.tcp6Missing = tcp6Missing
+		f.installed = installed(2224, keysForTest(t))
 		out, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, "cvs-lab", 2224, keysForTest(t))
 		if err != nil {
 			t.Fatalf("tcp6 missing %v: %v", tcp6Missing, err)
@@ -469,6 +479,42 @@ func TestEnsureRefusesForeignListener(t *testing.T) {
 	for _, l := range f.lines {
 		if strings.Contains(l, " sh -s < ") {
 			t.Errorf("Ensure installed over a foreign listener: %s", l)
+		}
+	}
+}
+
+// Issue 9 item 11: an sshd cvs started earlier that runs with other keys
+// (the cluster's key folder changed) or another configuration is
+// restarted with the cluster's current ones, not taken as ready.
+func TestEnsureRestartsWithOtherKeys(t *testing.T) {
+	shortVerify(t)
+	other, err := LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, inst := range map[string]string{
+		"other keys":   installed(2224, other),
+		"other config": strings.Replace(installed(2224, keysForTest(t)), "AllowTcpForwarding no", "", 1),
+		"nothing":      "",
+	} {
+		f := newFakeHost(2224, 0)
+		f.installed = inst
+		f.onInstall = func() { f.installed = installed(2224, keysForTest(t)) }
+		out, err := Ensure(context.Background(), f, "h1", docker.CLI{}, "cvs-lab", 2224, keysForTest(t))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if out.AlreadyListening || !out.Restarted || out.String() != "restarted with the cluster's keys" {
+			t.Errorf("%s: outcome %+v", name, out)
+		}
+		installs := 0
+		for _, l := range f.lines {
+			if strings.Contains(l, " sh -s < ") {
+				installs++
+			}
+		}
+		if installs != 1 {
+			t.Errorf("%s: %d installs", name, installs)
 		}
 	}
 }

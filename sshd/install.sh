@@ -56,7 +56,13 @@ if [ -f "$pidfile" ]; then
 	'' | *[!0-9]*) ;;
 	*)
 		cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || :)
-		case $cmd in *"$dir/sshd_config"*) kill "$pid" 2>/dev/null || : ;; esac
+		case $cmd in *"$dir/sshd_config"*)
+			kill "$pid" 2>/dev/null || :
+			# Let it release the port before the new one binds it.
+			i=0
+			while [ -d "/proc/$pid" ] && [ $i -lt 50 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
+			;;
+		esac
 		;;
 	esac
 fi

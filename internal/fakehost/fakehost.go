@@ -41,6 +41,9 @@ type Container struct {
 	Meta map[string]File
 	// User is the image's USER (docker inspect .Config.User).
 	User string
+	// SSHDFiles is what cvs's sshd check reads of the files the sshd
+	// install wrote (authorized_keys, known_hosts, sshd_config).
+	SSHDFiles string
 }
 
 // File is the owner and mode of a path in a container.
@@ -548,12 +551,13 @@ func (h *Host) exec(ctx context.Context, cmd transport.Command, argv []string, u
 		if c.SSHD {
 			out += "@@cvs-sshd-running@@\n"
 		}
-		return ok1(out)
+		return ok1(out + "@@cvs-sshd-files@@\n" + c.SSHDFiles)
 	case len(inner) == 4 && inner[0] == "sh" && inner[1] == "-s" && inner[2] == "<":
 		if h.FailSSHD != "" {
 			return h.exit(cmd, 5, h.FailSSHD)
 		}
 		c.SSHD = true
+		c.SSHDFiles = heredocs(string(h.uploads[inner[3]].Data), "authorized_keys", "known_hosts", "sshd_config")
 		return ok1("")
 	case len(inner) >= 2 && inner[0] == "cat":
 		return ok1("")
@@ -619,4 +623,27 @@ func (h *Host) Script(container, path string) []byte {
 		return bytes.Clone(c.Files[path])
 	}
 	return nil
+}
+
+// heredocs returns the contents of the named files as the sshd install
+// script writes them (cat >"$dir/NAME" <<'END' ... END), concatenated in
+// the order given.
+func heredocs(script string, names ...string) string {
+	var b strings.Builder
+	for _, n := range names {
+		head := `cat >"$dir/` + n + `" <<'`
+		i := strings.Index(script, head)
+		if i < 0 {
+			continue
+		}
+		rest := script[i+len(head):]
+		end, body, ok := strings.Cut(rest, "'\n")
+		if !ok {
+			continue
+		}
+		if j := strings.Index(body, "\n"+end+"\n"); j >= 0 {
+			b.WriteString(body[:j+1])
+		}
+	}
+	return b.String()
 }
