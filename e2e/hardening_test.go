@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,16 @@ func nonRootImage(t *testing.T) string {
 		{"rm", "-f", tmp},
 		{"push", ref},
 	}
+	// The image shares the workload's layers: left on a host, it would keep
+	// them there for tests that pull the workload afresh.
+	t.Cleanup(func() {
+		cleanupCtx(2*time.Minute, func(ctx context.Context) {
+			for _, h := range hostNames(t) {
+				l.HostDocker(ctx, h, "rm", "-f", "e2e-nonroot")
+				l.HostDocker(ctx, h, "rmi", "-f", ref)
+			}
+		})
+	})
 	for _, argv := range steps {
 		if res, err := l.HostDocker(ctx, "host1", argv...); err != nil {
 			t.Fatalf("docker %s on host1: %v\n%s%s", strings.Join(argv, " "), err, res.Stdout, res.Stderr)
@@ -145,5 +156,38 @@ func TestSSHDRestartedWhenClusterKeysChange(t *testing.T) {
 	_, errOut, code = runCVS(t, "--cluster", file, "run", "test")
 	if code != 0 || strings.Count(errOut, "setup skipped") != labHosts {
 		t.Errorf("a third run must skip sshd everywhere: exit %d\n%s", code, errOut)
+	}
+}
+
+// Issue 9 item 1 on a real host: links planted where the lock used to live
+// (/tmp/cvs-NAME.lock and .owner) are neither written through nor block
+// cvs; the lock lives in the SSH user's private folder.
+func TestPlantedLockSymlinksOnAHost(t *testing.T) {
+	const name = "e2e-planted"
+	useContainer(t, name)
+	l := Lab(t)
+	ctx := testCtx(t, time.Minute)
+	plant := []string{"sh", "-c", `printf precious >/root/victim && chmod 644 /root/victim &&
+ln -sfn /root/victim /tmp/cvs-` + name + `.lock.owner && ln -sfn /etc/cron.d/cvs-planted /tmp/cvs-` + name + `.lock`}
+	if res, err := l.HostExec(ctx, "host1", plant...); err != nil {
+		t.Fatalf("planting: %v %s", err, res.Stderr)
+	}
+	t.Cleanup(func() {
+		cleanupCtx(time.Minute, func(ctx context.Context) {
+			l.HostExec(ctx, "host1", "rm", "-f", "/root/victim", "/tmp/cvs-"+name+".lock.owner", "/tmp/cvs-"+name+".lock", "/etc/cron.d/cvs-planted")
+		})
+	})
+	suites := "\n[suites.s]\n[[suites.s.steps]]\nname = \"noop\"\nrun = \"true\"\n"
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites})
+	if out, errOut, code := runCVS(t, "--cluster", file, "run", "s"); code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	res, err := l.HostExec(ctx, "host1", "sh", "-c", `cat /root/victim; echo; test -e /etc/cron.d/cvs-planted && echo CREATED; stat -c '%a %U' /root/.cache/cvs/locks; ls /root/.cache/cvs/locks`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res.Stdout
+	if !strings.HasPrefix(got, "precious\n") || strings.Contains(got, "CREATED") || !strings.Contains(got, "700 root") || !strings.Contains(got, name+".lock") {
+		t.Errorf("after the run:\n%s", got)
 	}
 }

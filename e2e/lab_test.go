@@ -276,8 +276,10 @@ func TestLabFaultRegistry(t *testing.T) {
 	// of ref would only fetch its small top layer.
 	// A container left on the host (a reused lab's demo) would keep the
 	// base layer too.
+	// An image another test built FROM the workload would keep its layers
+	// too: drop every image of the host (the registry has them all).
 	forget := func() {
-		l.HostExec(ctx, h, "sh", "-c", "docker rm -f $(docker ps -aq) 2>/dev/null; true")
+		l.HostExec(ctx, h, "sh", "-c", "docker rm -f $(docker ps -aq) 2>/dev/null; docker rmi --force $(docker images -q) 2>/dev/null; true")
 		l.HostDocker(ctx, h, "rmi", "--force", ref, l.WorkloadImage())
 	}
 
