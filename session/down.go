@@ -41,6 +41,7 @@ func Down(ctx context.Context, cfg *cluster.Config, force bool, opts Options) (*
 		return nil, err
 	}
 	defer s.Close()
+	s.command = "down"
 	rep := &DownReport{Container: cfg.Container.Name, Removed: []string{}, LeftAlone: []string{}, Unknown: []string{}, Failed: map[string]string{}}
 	var targets []cluster.Host
 	ids := map[string]string{}
@@ -69,13 +70,23 @@ func Down(ctx context.Context, cfg *cluster.Config, force bool, opts Options) (*
 			rep.Removed = append(rep.Removed, targets[i].Name)
 		}
 	}
+	for i, h := range cfg.Hosts {
+		s.Plan.Hosts[i].Action = "none"
+		for _, r := range rep.Removed {
+			if r == h.Name {
+				s.Plan.Hosts[i].Action = "remove"
+			}
+		}
+	}
+	var result error
 	switch {
 	case len(rep.Failed) > 0:
-		return rep, exitcode.With(exitcode.Cleanup, fmt.Errorf("removing %s failed on %d host(s)", cfg.Container.Name, len(rep.Failed)))
+		result = exitcode.With(exitcode.Cleanup, fmt.Errorf("removing %s failed on %d host(s)", cfg.Container.Name, len(rep.Failed)))
 	case len(rep.Unknown) > 0:
-		return rep, exitcode.With(exitcode.Preflight, fmt.Errorf("%d host(s) could not be probed; their containers were not touched", len(rep.Unknown)))
+		result = exitcode.With(exitcode.Preflight, fmt.Errorf("%d host(s) could not be probed; their containers were not touched", len(rep.Unknown)))
 	case len(rep.LeftAlone) > 0:
-		return rep, exitcode.With(exitcode.Refused, fmt.Errorf("%d container(s) left alone", len(rep.LeftAlone)))
+		result = exitcode.With(exitcode.Refused, fmt.Errorf("%d container(s) left alone", len(rep.LeftAlone)))
 	}
-	return rep, nil
+	s.record(ExitCode(ctx, result), result)
+	return rep, result
 }

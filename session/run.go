@@ -25,7 +25,9 @@ type RunReport struct {
 	Setup    string         `json:"setup_error,omitempty"`
 	Steps    []suite.Result `json:"steps"`
 	Teardown string         `json:"teardown,omitempty"`
-	ExitCode int            `json:"exit_code"`
+	// Record is the folder of the run's record (cvs history show).
+	Record   string `json:"record,omitempty"`
+	ExitCode int    `json:"exit_code"`
 }
 
 // stepsStage runs a suite's steps inside the containers.
@@ -89,10 +91,12 @@ func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo op
 		return nil, err
 	}
 	defer s.Close()
+	s.command = "up"
 	stages := Stages(st)
 	rep := &RunReport{DryRun: dryRun, Plan: s.Plan, Stages: s.describe(stages), Steps: []suite.Result{}}
 	if st != nil {
 		rep.Suite = st.Name
+		s.command, s.suite = "run", st.Name
 	}
 	if opts.OnPlan != nil {
 		opts.OnPlan(s.Plan, rep.Stages)
@@ -101,6 +105,10 @@ func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo op
 		s.log.Warn(w)
 	}
 	if err := s.verdictError(); err != nil || dryRun {
+		if err != nil && !dryRun {
+			s.record(ExitCode(ctx, err), err)
+			rep.Record = s.RecordDir
+		}
 		return rep, err
 	}
 	err = s.apply(ctx, stages, rep.Stages)
@@ -118,6 +126,7 @@ func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo op
 			s.log.Info(s.cleanup.String())
 		}
 	}
+	rep.Record = s.RecordDir
 	return rep, s.outcome(ctx, err)
 }
 

@@ -110,8 +110,15 @@ type Session struct {
 
 	// What carrying out the stages produced.
 	rollback bool           // a setup stage failed: teardown rolls back
+	firstErr error          // the first stage failure
 	cleanup  *CleanupReport // what teardown removed
 	results  []StepResult   // the steps' results
+	after    []containerNow // each container as the image check read it
+	started  time.Time      // when the session opened
+	command  string         // run, up, down: for the record
+	suite    string
+	// RecordDir is the folder of this run's record, once written.
+	RecordDir string
 
 	keysOnce sync.Once
 	keys     sshd.Keys
@@ -131,7 +138,8 @@ type openOptions struct {
 // decides.
 func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options) (*Session, error) {
 	s := &Session{Config: cfg, RunID: newRunID(), opts: opts, log: opts.logger(),
-		docker: docker.CLI{Sudo: cfg.Sudo}, launched: make([]bool, len(cfg.Hosts))}
+		docker: docker.CLI{Sudo: cfg.Sudo}, launched: make([]bool, len(cfg.Hosts)),
+		after: make([]containerNow, len(cfg.Hosts)), started: time.Now()}
 	dial := opts.Dial
 	if dial == nil {
 		d, err := transport.NewDialer(transport.OptionsFor(cfg))
@@ -336,6 +344,18 @@ func run(ctx context.Context, c transport.Conn, timeout time.Duration, argv []st
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return c.Run(ctx, transport.Command{Line: docker.Line(argv)})
+}
+
+// ExitCode is the exit code of err (see package exitcode). An interrupt
+// turns a failure into 130, but never hides what a more specific code
+// says: something left behind (6), a refusal (5), a host that could not be
+// used (3), a usage error (2).
+func ExitCode(ctx context.Context, err error) int {
+	code := exitcode.Of(err)
+	if ctx.Err() != nil && (code == exitcode.Failed || code == exitcode.Partial) {
+		code = exitcode.Interrupted
+	}
+	return code
 }
 
 // ErrorKind names how err failed for --json's error_kind (see

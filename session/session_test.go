@@ -280,9 +280,12 @@ func TestSetupFailureRollsBackEveryLaunch(t *testing.T) {
 			if len(rep.Steps) != 0 || rep.Setup == "" {
 				t.Errorf("steps ran after a failed setup, or no setup_error: %+v", rep)
 			}
-			last := rep.Stages[len(rep.Stages)-1]
+			last := rep.Stages[len(rep.Stages)-2]
 			if last.Name != "teardown" || last.Status != StageOK {
 				t.Errorf("teardown stage: %+v", last)
+			}
+			if rep.Record == "" {
+				t.Error("no record of the failed run")
 			}
 		})
 	}
@@ -426,7 +429,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	for _, st := range rep.Stages {
 		names = append(names, fmt.Sprintf("%s(%d)", st.Name, len(st.Hosts)))
 	}
-	want := `launch(2) provisioning (setup_script)(2) sshd(2) image check after launch (every host must run the same image ID)(2) suite "install"(2) teardown(2)`
+	want := `launch(2) provisioning (setup_script)(2) sshd(2) image check after launch (every host must run the same image ID)(2) suite "install"(2) teardown(2) record(1)`
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("stages:\n got %s\nwant %s", got, want)
 	}
@@ -437,6 +440,7 @@ var (
 	reDuration = regexp.MustCompile(`"duration_ms": \d+`)
 	reTime     = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`)
 	reRunID    = regexp.MustCompile(`"cvs\.run-id": "[0-9a-f]{16}"`)
+	reRecord   = regexp.MustCompile(`"record": "[^"]*"`)
 )
 
 // checkJSON compares a document with its golden file, with the parts that
@@ -451,6 +455,7 @@ func checkJSON(t *testing.T, name string, doc any) {
 	s = reDuration.ReplaceAllString(s, `"duration_ms": 0`)
 	s = reTime.ReplaceAllString(s, "TIME")
 	s = reRunID.ReplaceAllString(s, `"cvs.run-id": "RUNID"`)
+	s = reRecord.ReplaceAllString(s, `"record": "RECORD"`)
 	golden.Check(t, name, []byte(s+"\n"))
 }
 
@@ -642,5 +647,53 @@ func TestAttachLeavesAMatchingSSHDAlone(t *testing.T) {
 		if strings.Contains(l, " sh -s < ") {
 			t.Errorf("attach reinstalled sshd: %s", l)
 		}
+	}
+}
+
+// Every run that may change containers leaves a record: the image, what
+// was done on each host and the container there after, each step, the
+// exit code; a refused run too; history finds it by ID prefix.
+func TestRunRecords(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	r.hosts[1].Step = func(string) (string, int) { return "", 4 }
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Failed || rep.Record == "" {
+		t.Fatalf("exit %d, record %q", exitcode.Of(err), rep.Record)
+	}
+	rec, err := FindRun("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := r.hosts[0].Container("cvs-t")
+	if rec.Command != "run" || rec.Suite != "install" || rec.Image != testImage || rec.ExitCode != 1 ||
+		len(rec.Hosts) != 2 || rec.Hosts[0].Action != "launch" || rec.Hosts[0].ContainerID != c.ID || rec.Hosts[0].ImageID != testImageID ||
+		len(rec.Steps) != 2 || rec.Steps[1].ExitCode != 4 || rec.End.Before(rec.Start) {
+		t.Errorf("record = %+v", rec)
+	}
+	if fi, err := os.Stat(rep.Record); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("record folder: %v %v", fi, err)
+	}
+
+	// down is recorded, and so is a refused run.
+	down, _ := Down(context.Background(), r.cfg, true, r.opts)
+	if len(down.Removed) != 2 {
+		t.Fatalf("down: %+v", down)
+	}
+	r.persistentContainer(r.hosts[0], "running")
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts); exitcode.Of(err) != exitcode.Refused {
+		t.Fatalf("partial persistence: %v", err)
+	}
+	all, err := History()
+	if err != nil || len(all) != 3 {
+		t.Fatalf("history: %d records, %v", len(all), err)
+	}
+	if all[0].Verdict != "refuse" || all[0].ExitCode != 5 || all[1].Command != "down" {
+		t.Errorf("newest first: %+v / %+v", all[0], all[1])
+	}
+	if got, err := FindRun(all[1].ID[:6]); err != nil || got.ID != all[1].ID {
+		t.Errorf("prefix lookup: %v %v", got.ID, err)
+	}
+	if _, err := FindRun("zz"); err == nil {
+		t.Error("no error for an unknown run")
 	}
 }

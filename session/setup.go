@@ -30,6 +30,9 @@ const (
 	inspectTimeout = time.Minute
 )
 
+// containerNow is a container as the image check read it after setup.
+type containerNow struct{ ID, ImageID, StartedAt string }
+
 type setupMark struct{}
 
 func (setupMark) setup() {}
@@ -255,15 +258,20 @@ func (st imageCheckStage) Run(ctx context.Context, s *Session) error {
 	name := s.Config.Container.Name
 	ids := make([]string, len(hosts))
 	errs := s.each(ctx, "", hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
-		res, err := run(ctx, c, inspectTimeout, s.docker.InspectNamed(name, "{{.Image}}"))
+		res, err := run(ctx, c, inspectTimeout, s.docker.InspectNamed(name, "{{.Image}} {{.Id}} {{.State.StartedAt}}"))
 		if err != nil {
 			return err
 		}
-		id, ok := docker.ParseNamed(string(res.Stdout), name)
+		v, ok := docker.ParseNamed(string(res.Stdout), name)
 		if !ok {
 			return fmt.Errorf("no container named %s", name)
 		}
-		ids[i] = id
+		f := strings.Fields(v)
+		if len(f) != 3 {
+			return fmt.Errorf("docker inspect answered %q", v)
+		}
+		ids[i] = f[0]
+		s.after[i] = containerNow{ID: f[1], ImageID: f[0], StartedAt: f[2]}
 		return nil
 	})
 	var failures []HostFailure

@@ -69,7 +69,7 @@ func Stages(st *cluster.Suite) []Stage {
 	if st != nil {
 		stages = append(stages, stepsStage{suite: *st})
 	}
-	return append(stages, teardownStage{})
+	return append(stages, teardownStage{}, recordStage{})
 }
 
 // describe lists every stage with the actions it would take.
@@ -108,6 +108,7 @@ func (s *Session) apply(ctx context.Context, stages []Stage, reports []StageRepo
 			reports[i].Status, reports[i].Error = StageFailed, err.Error()
 			if first == nil {
 				first = err
+				s.firstErr = err
 				if _, ok := st.(setupStage); ok {
 					s.rollback = true
 				}

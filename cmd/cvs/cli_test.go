@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cvs-tool/cvs/history"
 	"github.com/cvs-tool/cvs/internal/sshdfarm"
 	"github.com/cvs-tool/cvs/session"
 )
@@ -260,5 +262,33 @@ STEP_KEY = "k3y"
 		if !strings.Contains(out, secret) {
 			t.Errorf("--show-secrets does not print %q:\n%s", secret, out)
 		}
+	}
+}
+
+func TestHistoryListsAndShows(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	out, _, code := cvs(t, "history")
+	if code != 0 || !strings.Contains(out, "ID") {
+		t.Fatalf("empty history: exit %d\n%s", code, out)
+	}
+	start := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	for i, id := range []string{"ab12cd34ef560001", "ab12ff0000000002"} {
+		if _, err := history.Save(&history.Record{ID: id, Command: "run", Suite: "test", Image: "reg:5000/w:1", EffectiveImage: "reg:5000/w:1",
+			Start: start.Add(time.Duration(i) * time.Hour), End: start.Add(time.Duration(i)*time.Hour + time.Minute), ExitCode: i,
+			Hosts: []history.HostRecord{{Host: "n1", Action: "attach", ContainerID: "3f2a1b9c8d7e6f5a"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, code = cvs(t, "history")
+	if code != 0 || strings.Index(out, "ab12ff0000000002") > strings.Index(out, "ab12cd34ef560001") {
+		t.Errorf("history (newest first): exit %d\n%s", code, out)
+	}
+	out, _, code = cvs(t, "history", "show", "ab12c")
+	if code != 0 || !strings.Contains(out, "run ab12cd34ef560001") || !strings.Contains(out, "3f2a1b9c8d7e") {
+		t.Errorf("show by prefix: exit %d\n%s", code, out)
+	}
+	_, errOut, code := cvs(t, "history", "show", "ab12")
+	if code == 0 || !strings.Contains(errOut, "names 2 runs") {
+		t.Errorf("ambiguous prefix: exit %d\n%s", code, errOut)
 	}
 }

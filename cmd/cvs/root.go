@@ -77,15 +77,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // but never hides what a more specific code says: something left behind
 // (6), a refusal (5), a host that could not be used (3), a usage error (2).
 func exitFor(ctx context.Context, err error) int {
-	code := exitcode.Of(err)
 	var fe *flagError
 	if errors.As(err, &fe) {
-		code = exitcode.Usage
+		return exitcode.Usage
 	}
-	if ctx.Err() != nil && (code == exitcode.Failed || code == exitcode.Partial) {
-		code = exitcode.Interrupted
-	}
-	return code
+	return session.ExitCode(ctx, err)
 }
 
 // interruptContext is cancelled by the first SIGINT or SIGTERM, so that
@@ -173,7 +169,7 @@ containers, provisions them, and runs suites inside them.`,
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only results and errors (no logs, no progress)")
 	root.AddCommand(a.validateCommand(), a.statusCommand(), a.execCommand(), a.runCommand(), a.upCommand(),
-		a.downCommand(), a.listCommand(), a.versionCommand())
+		a.downCommand(), a.listCommand(), a.historyCommand(), a.versionCommand())
 	return root
 }
 

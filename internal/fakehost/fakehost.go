@@ -501,7 +501,7 @@ func (h *Host) docker(ctx context.Context, cmd transport.Command, argv []string)
 			return h.exit(cmd, 1, "Error: No such container: "+argv[4])
 		}
 		out := strings.NewReplacer("{{.Name}}", "/"+c.Name, "{{.Image}}", c.Image, "{{.State.Status}}", c.State,
-			"{{.Config.User}}", c.User).Replace(argv[3])
+			"{{.Config.User}}", c.User, "{{.Id}}", c.ID, "{{.State.StartedAt}}", c.StartedAt).Replace(argv[3])
 		return ok1(out + "\n")
 	case "cp":
 		if h.FailCopy != "" {

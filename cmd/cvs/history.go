@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cvs-tool/cvs/report"
+	"github.com/cvs-tool/cvs/session"
+)
+
+func (a *app) historyCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "history",
+		Short: "List the recorded runs (run, up, down), newest first",
+		Long: `history lists the runs recorded on this machine, newest first: their ID,
+when they started, the command, the suite, the image and the exit code.
+Records live in $XDG_STATE_HOME/cvs/runs/ID/ (~/.local/state/cvs/runs/ID/).`,
+		Args: noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			all, err := session.History()
+			if err != nil {
+				return err
+			}
+			if a.json {
+				if all == nil {
+					all = []session.RunRecord{}
+				}
+				return a.printJSON(all)
+			}
+			rows := make([][]string, 0, len(all))
+			for _, r := range all {
+				rows = append(rows, []string{r.ID, r.Start.Local().Format("2006-01-02 15:04:05"), r.Command, dash(r.Suite),
+					r.End.Sub(r.Start).Round(time.Second).String(), r.EffectiveImage, fmt.Sprint(r.ExitCode)})
+			}
+			report.Table(a.stdout, []string{"ID", "START", "COMMAND", "SUITE", "TOOK", "IMAGE", "EXIT"}, rows)
+			return nil
+		},
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "show [ID]",
+		Short: "Print one run's record (ID or a unique prefix; default: the newest)",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return &flagError{fmt.Errorf("history show takes at most one run ID")}
+			}
+			return nil
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			id := ""
+			if len(args) == 1 {
+				id = args[0]
+			}
+			r, err := session.FindRun(id)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(r)
+			}
+			fmt.Fprintf(a.stdout, "run %s · cvs %s · %s\n", r.ID, r.Version, r.CommandLine)
+			fmt.Fprintf(a.stdout, "cluster %s · lifetime %s · %s → exit %d\n", r.Cluster, r.Lifetime, r.Verdict, r.ExitCode)
+			fmt.Fprintf(a.stdout, "image %s", r.Image)
+			if r.EffectiveImage != r.Image {
+				fmt.Fprintf(a.stdout, " → %s", r.EffectiveImage)
+			}
+			if r.Digest != "" {
+				fmt.Fprintf(a.stdout, " (%s)", r.Digest)
+			}
+			fmt.Fprintf(a.stdout, " · %s\n", r.Distribution)
+			fmt.Fprintf(a.stdout, "%s → %s (%s)\n\n", r.Start.Local().Format(time.RFC3339), r.End.Local().Format(time.RFC3339), r.End.Sub(r.Start).Round(time.Millisecond))
+			rows := make([][]string, 0, len(r.Hosts))
+			for _, h := range r.Hosts {
+				rows = append(rows, []string{h.Host, h.Action, shortID(h.ContainerID), shortID(h.ImageID), dash(h.StartedAt)})
+			}
+			report.Table(a.stdout, []string{"HOST", "ACTION", "CONTAINER", "IMAGE", "STARTED"}, rows)
+			if len(r.Steps) > 0 {
+				fmt.Fprintln(a.stdout)
+				rows = rows[:0]
+				for _, s := range r.Steps {
+					exit := fmt.Sprint(s.ExitCode)
+					if s.Error != "" {
+						exit += " (" + s.Error + ")"
+					}
+					rows = append(rows, []string{s.Step, s.Host, exit, (time.Duration(s.DurationMS) * time.Millisecond).String()})
+				}
+				report.Table(a.stdout, []string{"STEP", "HOST", "EXIT", "DURATION"}, rows)
+			}
+			if r.Error != "" {
+				fmt.Fprintf(a.stdout, "\n%s\n", r.Error)
+			}
+			return nil
+		},
+	})
+	return cmd
+}
