@@ -95,6 +95,9 @@ type Options struct {
 	// Image is the configured image reference, named in stale-overlay
 	// warnings.
 	Image string
+	// Pinned: the hosts launch the image by digest, so what the tag names
+	// on each host does not matter.
+	Pinned bool
 }
 
 // Decide returns the plan for lifetime lt given the facts of every host (in
@@ -124,7 +127,34 @@ func Decide(lt cluster.Lifetime, facts []docker.Facts, o Options) Plan {
 	default:
 		p.Verdict, p.Reason = Refuse, fmt.Sprintf("unknown lifetime %q", lt)
 	}
+	if p.Verdict == Proceed && !o.Pinned {
+		refuseOnLocalTags(&p, facts, o.Image)
+	}
 	return p
+}
+
+// refuseOnLocalTags refuses a plan that launches on hosts whose local copy
+// of the tag names different images: docker run uses the local copy, so
+// they would run different images, and the image check after launch would
+// roll every host back. Hosts without a local copy pull it.
+func refuseOnLocalTags(p *Plan, facts []docker.Facts, image string) {
+	ids := map[string]bool{}
+	var launching []int
+	for i, hp := range p.Hosts {
+		if (hp.Action == Launch || hp.Action == Replace) && facts[i].ImageID != "" {
+			ids[facts[i].ImageID] = true
+			launching = append(launching, i)
+		}
+	}
+	if len(ids) < 2 {
+		return
+	}
+	p.Verdict = Refuse
+	for _, i := range launching {
+		p.Hosts[i].Note = "has " + image + " as " + facts[i].ImageID
+	}
+	p.Reason = fmt.Sprintf("image skew before launch: %s names %d different images on the hosts (host → local image ID below), and each host would run its own; nothing was changed. Make the hosts agree (docker pull %s on each, or docker rmi %s where it is stale), or pin the image by digest (image = \"repo@sha256:...\"), then run again",
+		image, len(ids), image, image)
 }
 
 // preflight returns the hosts that cannot be used at all: unreachable, or

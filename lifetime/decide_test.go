@@ -222,3 +222,27 @@ func TestAttachWarnsWhereTheTagIsMissing(t *testing.T) {
 		t.Errorf("no warning for h2: %q", p.Warnings)
 	}
 }
+
+// Issue 10: before launching anything, hosts whose local copy of the
+// configured tag names different images are a refusal (exit 5) with the
+// host → image ID table, not a launch everywhere and a rollback.
+func TestLaunchRefusedWhenLocalTagsDiffer(t *testing.T) {
+	for _, lt := range []cluster.Lifetime{cluster.LifetimePerRun, cluster.LifetimePersistent} {
+		fs := facts("absent", "absent", "absent")
+		fs[1].ImageID = "sha256:bbb"
+		p := Decide(lt, fs, Options{ClusterFile: file, Image: "img:1"})
+		if p.Verdict != Refuse || !strings.Contains(p.Reason, "img:1") || !strings.Contains(p.Hosts[1].Note, "sha256:bbb") || !strings.Contains(p.Hosts[0].Note, "sha256:aaa") {
+			t.Errorf("%s: %s %q %+v", lt, p.Verdict, p.Reason, p.Hosts)
+		}
+		// Pinned to a digest, the local tags do not matter.
+		p = Decide(lt, fs, Options{ClusterFile: file, Image: "img:1", Pinned: true})
+		if p.Verdict != Proceed {
+			t.Errorf("%s pinned: %s %s", lt, p.Verdict, p.Reason)
+		}
+		// A host without the tag pulls it: one local ID is no skew.
+		fs[1].ImageID = ""
+		if p := Decide(lt, fs, Options{ClusterFile: file, Image: "img:1"}); p.Verdict != Proceed {
+			t.Errorf("%s: %s %s", lt, p.Verdict, p.Reason)
+		}
+	}
+}

@@ -255,7 +255,16 @@ func TestSetupFailureRollsBackEveryLaunch(t *testing.T) {
 	}{
 		{"provisioning", func(r *rig) { r.hosts[1].FailProvision = "E: Unable to locate package foo" }, "provisioning"},
 		{"sshd", func(r *rig) { r.hosts[2].FailSSHD = "sshd: bad config" }, "sshd"},
-		{"image skew", func(r *rig) { r.hosts[0].Images[testImage] = "sha256:other" }, "image check"},
+		// The registry served different content to different hosts.
+		{"image skew", func(r *rig) {
+			for i, h := range r.hosts {
+				delete(h.Images, testImage)
+				h.PullAs = testImageID
+				if i == 0 {
+					h.PullAs = "sha256:other"
+				}
+			}
+		}, "image check"},
 		{"launch", func(r *rig) { r.hosts[0].FailRun = "docker: Error response from daemon: pull access denied" }, "launch"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -695,5 +704,20 @@ func TestRunRecords(t *testing.T) {
 	}
 	if _, err := FindRun("zz"); err == nil {
 		t.Error("no error for an unknown run")
+	}
+}
+
+// Issue 10: hosts whose local tag names different images are refused
+// before anything is launched (exit 5), instead of launched and rolled
+// back.
+func TestLocalTagSkewRefusedBeforeLaunch(t *testing.T) {
+	r := newRig(t, 3, cluster.LifetimePerRun)
+	r.hosts[2].Images[testImage] = "sha256:other"
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Refused || !strings.Contains(err.Error(), "image skew before launch") {
+		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
+	}
+	if r.launches() != 0 || !strings.Contains(rep.Plan.Hosts[2].Note, "sha256:other") {
+		t.Errorf("%d launches; plan %+v", r.launches(), rep.Plan.Hosts)
 	}
 }

@@ -67,6 +67,9 @@ type Host struct {
 	// ImageUser is the USER of the images: containers launched here run as
 	// it.
 	ImageUser string
+	// PullAs is the image ID docker run pulls for a reference the host does
+	// not hold; "" means the registry has no such image.
+	PullAs string
 
 	// Faults: the named operation exits non-zero with this stderr.
 	FailRun, FailRm, FailProvision, FailSSHD, FailCopy string
@@ -446,6 +449,10 @@ func (h *Host) docker(ctx context.Context, cmd transport.Command, argv []string)
 			return h.exit(cmd, 125, fmt.Sprintf("docker: Error response from daemon: Conflict. The container name \"/%s\" is already in use.", c.Name))
 		}
 		id, ok := h.Images[c.Ref]
+		if !ok && h.PullAs != "" {
+			id, ok = h.PullAs, true
+			h.Images[c.Ref] = id
+		}
 		if !ok {
 			return h.exit(cmd, 125, "docker: Error response from daemon: manifest for "+c.Ref+" not found")
 		}
