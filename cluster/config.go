@@ -136,6 +136,20 @@ func (j Jump) String() string {
 	return j.User + "@" + net.JoinHostPort(j.Addr, strconv.Itoa(j.Port))
 }
 
+// Pin is [container] pin: what a run does when the image's tag cannot be
+// resolved to a digest.
+type Pin string
+
+// The pin modes.
+const (
+	// PinRequired: no digest, no run.
+	PinRequired Pin = "required"
+	// PinPrefer: warn loudly and launch the tag.
+	PinPrefer Pin = "prefer"
+	// PinOff: launch the tag; the controller never asks a registry.
+	PinOff Pin = "off"
+)
+
 // SetupNone is setup_script = "none": fresh containers are not
 // provisioned (the image has what the steps and sshd need).
 const SetupNone = "none"
@@ -149,7 +163,12 @@ type Container struct {
 	// empty for the packaged default, or SetupNone: no provisioning.
 	SetupScript string        `json:"setup_script,omitempty"`
 	PullTimeout time.Duration `json:"pull_timeout"`
-	SSHDPort    int           `json:"sshd_port"`
+	// Pin, PinTTL and PinTimeout govern resolving Image to a digest once
+	// per run (the digest cache's lifetime, the bound on one resolution).
+	Pin        Pin           `json:"pin"`
+	PinTTL     time.Duration `json:"pin_ttl"`
+	PinTimeout time.Duration `json:"pin_timeout"`
+	SSHDPort   int           `json:"sshd_port"`
 
 	Network     string            `json:"network,omitempty"`
 	IPC         string            `json:"ipc,omitempty"`

@@ -14,6 +14,9 @@ const (
 	DefaultMaxParallel    = 64
 	DefaultLifetime       = LifetimePerRun
 	DefaultPullTimeout    = 900 * time.Second
+	DefaultPin            = PinPrefer
+	DefaultPinTTL         = time.Hour
+	DefaultPinTimeout     = 10 * time.Second
 	DefaultSSHDPort       = 2224
 	DefaultStepTimeout    = 60 * time.Minute
 	DefaultStepOn         = OnAll

@@ -33,6 +33,9 @@ type Effective struct {
 type EffContainer struct {
 	Lifetime    string            `toml:"lifetime" json:"lifetime"`
 	Image       string            `toml:"image,omitempty" json:"image"`
+	Pin         string            `toml:"pin" json:"pin"`
+	PinTTL      string            `toml:"pin_ttl" json:"pin_ttl"`
+	PinTimeout  string            `toml:"pin_timeout" json:"pin_timeout"`
 	Name        string            `toml:"name" json:"name"`
 	SetupScript string            `toml:"setup_script" json:"setup_script"`
 	PullTimeout string            `toml:"pull_timeout" json:"pull_timeout"`
@@ -87,7 +90,8 @@ func (c *Config) Effective() Effective {
 	}
 	ct := c.Container
 	e.Container = EffContainer{
-		Lifetime: string(ct.Lifetime), Image: ct.Image, Name: ct.Name, SetupScript: ct.SetupScript,
+		Lifetime: string(ct.Lifetime), Image: ct.Image, Pin: string(ct.Pin), PinTTL: dur(ct.PinTTL), PinTimeout: dur(ct.PinTimeout),
+		Name: ct.Name, SetupScript: ct.SetupScript,
 		PullTimeout: dur(ct.PullTimeout), SSHDPort: ct.SSHDPort, Network: ct.Network, IPC: ct.IPC,
 		PID: ct.PID, Privileged: ct.Privileged, Devices: ct.Devices, Volumes: ct.Volumes,
 		CapAdd: ct.CapAdd, SecurityOpt: ct.SecurityOpt, GroupAdd: ct.GroupAdd, ShmSize: ct.ShmSize,

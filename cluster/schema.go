@@ -19,7 +19,7 @@ var (
 	topKeys = []string{"user", "identity_file", "port", "known_hosts", "host_key_check",
 		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel",
 		"proxy_jump", "head", "sudo", "hosts", "env", "container", "suites"}
-	containerKeys = []string{"lifetime", "image", "name", "setup_script", "pull_timeout",
+	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "name", "setup_script", "pull_timeout",
 		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
 		"security_opt", "group_add", "shm_size", "ulimits", "env"}
 	suiteKeys = []string{"description", "user", "steps"}
@@ -111,7 +111,8 @@ var (
 )
 
 func (d *decoder) container(raw map[string]any) Container {
-	ct := Container{Lifetime: DefaultLifetime, PullTimeout: DefaultPullTimeout, SSHDPort: DefaultSSHDPort}
+	ct := Container{Lifetime: DefaultLifetime, PullTimeout: DefaultPullTimeout, SSHDPort: DefaultSSHDPort,
+		Pin: DefaultPin, PinTTL: DefaultPinTTL, PinTimeout: DefaultPinTimeout}
 	m, ok := d.table(raw, "", "container")
 	if !ok {
 		ct.Name = "cvs-" + sanitizeName(d.user)
@@ -166,6 +167,20 @@ func (d *decoder) container(raw map[string]any) Container {
 	default:
 		ct.SetupScript = d.path(v)
 		d.checkSetupScript(ct.SetupScript)
+	}
+	if v, ok := d.str(m, p, "pin"); ok {
+		switch Pin(v) {
+		case PinRequired, PinPrefer, PinOff:
+			ct.Pin = Pin(v)
+		default:
+			d.fail(p+".pin", "%q is not one of \"required\", \"prefer\", \"off\"", v)
+		}
+	}
+	if v, ok := d.duration(m, p, "pin_ttl"); ok {
+		ct.PinTTL = v
+	}
+	if v, ok := d.duration(m, p, "pin_timeout"); ok {
+		ct.PinTimeout = v
 	}
 	if v, ok := d.duration(m, p, "pull_timeout"); ok {
 		ct.PullTimeout = v

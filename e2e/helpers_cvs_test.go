@@ -24,6 +24,8 @@ type clusterSpec struct {
 	Image       string // default: the lab's workload image (no sshd)
 	SetupScript string
 	PullTimeout string
+	Pin         string // [container] pin; default "prefer"
+	MaxParallel int    // default 64
 	Suites      string // TOML text of [suites.*] tables
 }
 
@@ -73,11 +75,18 @@ func writeCluster(t *testing.T, s clusterSpec) string {
 	if s.SetupScript != "" {
 		setup = fmt.Sprintf("setup_script = %q\n", s.SetupScript)
 	}
+	if s.Pin != "" {
+		setup += fmt.Sprintf("pin = %q\n", s.Pin)
+	}
+	if s.MaxParallel == 0 {
+		s.MaxParallel = 64
+	}
 	text := fmt.Sprintf(`user = "root"
 identity_file = %q
 known_hosts = %q
 host_key_check = "strict"
 connect_timeout = "10s"
+max_parallel = %d
 hosts = [%s]
 
 [env]
@@ -91,7 +100,7 @@ pull_timeout = %q
 network = "host"
 volumes = [%q]
 %s
-%s`, l.IdentityFile(), l.KnownHostsFile(), strings.Join(hosts, ", "), strings.Join(addrs, " "),
+%s`, l.IdentityFile(), l.KnownHostsFile(), s.MaxParallel, strings.Join(hosts, ", "), strings.Join(addrs, " "),
 		s.Lifetime, s.Image, s.Name, s.PullTimeout, lab.AptRepoPath+":/cvs-apt:ro", setup, s.Suites)
 	p := filepath.Join(t.TempDir(), "cluster.toml")
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {

@@ -31,7 +31,9 @@ func TestSkewedLocalTagRefusedBeforeAnyChange(t *testing.T) {
 		cleanupCtx(2*time.Minute, func(ctx context.Context) { l.HostDocker(ctx, "host1", "pull", "--quiet", ref) })
 	})
 	suites := "\n[suites.s]\n[[suites.s.steps]]\nname = \"noop\"\nrun = \"true\"\n"
-	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites})
+	// Pinned to a digest, the hosts would all pull the registry's content
+	// and agree; the refusal is for runs that launch the tag.
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Pin: "off", Suites: suites})
 	out, errOut, code := runCVS(t, "--cluster", file, "run", "s")
 	if code != 5 || !strings.Contains(out+errOut, "image skew before launch") {
 		t.Fatalf("exit %d, want 5 before any change:\n%s\n%s", code, out, errOut)
@@ -40,4 +42,80 @@ func TestSkewedLocalTagRefusedBeforeAnyChange(t *testing.T) {
 		t.Errorf("something was launched:\n%s", errOut)
 	}
 	assertNoneLeft(t, name, "after the refusal")
+}
+
+// Issue 10 on real hosts: the tag is re-pushed in the lab registry while a
+// run launches host after host. Pinned to the digest resolved at the start,
+// every host runs the same image (before: the later hosts pulled the new
+// content, the image check failed and everything was rolled back).
+func TestPinnedTagRepushedMidRun(t *testing.T) {
+	const name = "e2e-pinned"
+	useContainer(t, name)
+	l := Lab(t)
+	ctx := testCtx(t, 5*time.Minute)
+	moving := l.Registry() + "/cvs-e2e/moving:1"
+	// host1 publishes workload:1 as the moving tag; hosts 2 and 3 start
+	// without any image, so their pulls take a while.
+	for _, argv := range [][]string{
+		{"pull", "--quiet", l.WorkloadImage()}, {"pull", "--quiet", l.WorkloadImage2()},
+		{"tag", l.WorkloadImage(), moving}, {"push", moving},
+	} {
+		if res, err := l.HostDocker(ctx, "host1", argv...); err != nil {
+			t.Fatalf("docker %s: %v %s", strings.Join(argv, " "), err, res.Stderr)
+		}
+	}
+	first, _ := l.ImageID(ctx, "host1", l.WorkloadImage())
+	for _, h := range []string{"host2", "host3"} {
+		l.HostExec(ctx, h, "sh", "-c", "docker rm -f $(docker ps -aq) 2>/dev/null; docker rmi --force $(docker images -q) 2>/dev/null; true")
+	}
+	t.Cleanup(func() {
+		cleanupCtx(2*time.Minute, func(ctx context.Context) { l.HostDocker(ctx, "host1", "rmi", "-f", moving) })
+	})
+
+	suites := "\n[suites.s]\n[[suites.s.steps]]\nname = \"noop\"\nrun = \"true\"\n"
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Image: moving, MaxParallel: 1, Suites: suites + `
+[suites.hold]
+[[suites.hold.steps]]
+name = "wait"
+run = "sleep 1"
+`})
+	// As soon as host1's container exists, the tag moves to workload:2.
+	repushed := make(chan error, 1)
+	go func() {
+		for {
+			if _, ok := inspect(t, "host1", name); ok {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				repushed <- ctx.Err()
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		_, err := l.HostDocker(ctx, "host1", "tag", l.WorkloadImage2(), moving)
+		if err == nil {
+			_, err = l.HostDocker(ctx, "host1", "push", moving)
+		}
+		repushed <- err
+	}()
+	out, errOut, code := runCVS(t, "--cluster", file, "--json", "run", "hold")
+	if err := <-repushed; err != nil {
+		t.Fatalf("re-pushing the tag: %v", err)
+	}
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	if !strings.Contains(errOut, "image pinned") || !strings.Contains(out, `"digest": "sha256:`) {
+		t.Errorf("no pin in the run:\n%s\n%s", out, errOut)
+	}
+	// The run passed its image check: every host ran the first content.
+	// The next resolution (cache dropped) sees the new digest.
+	rec := out
+	if !strings.Contains(rec, "cvs-e2e/moving@sha256:") {
+		t.Errorf("the hosts were not told to launch by digest:\n%s", rec)
+	}
+	if id, _ := l.ImageID(ctx, "host3", l.WorkloadImage2()); id == first {
+		t.Error("workload:1 and :2 are the same image; the test proves nothing")
+	}
 }

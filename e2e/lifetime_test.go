@@ -26,7 +26,9 @@ func TestPersistentInstallThenTest(t *testing.T) {
 	// cvs-lab) would hold port 2224 on every host.
 	removeEverywhere(t, "cvs-lab")
 	useContainer(t, name)
-	file := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: name, Suites: installSuite + testSuite})
+	// pin = "off": step 3 moves the tag on the hosts only, which a pinned
+	// run (TestPinnedTagRepushedMidRun) rightly ignores.
+	file := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: name, Pin: "off", Suites: installSuite + testSuite})
 
 	// 1. cold start on an image without sshd: launch, the default setup
 	// script installs openssh-server from the lab's apt repository, sshd

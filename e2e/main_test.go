@@ -77,6 +77,13 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	// cvs's digest cache and run records go to this run's own folders, not
+	// the home of whoever runs the tests.
+	for _, v := range []string{"XDG_CACHE_HOME", "XDG_STATE_HOME"} {
+		dir := filepath.Join(tmp, v)
+		os.MkdirAll(dir, 0o700)
+		os.Setenv(v, dir)
+	}
 	cvsBin, cvsBuildErr = buildCVS(ctx, tmp)
 	if cvsBuildErr != nil {
 		fmt.Fprintln(os.Stderr, "e2e: no cvs binary, cvs tests will fail:", cvsBuildErr)

@@ -18,7 +18,12 @@ import (
 type RunReport struct {
 	Suite  string `json:"suite"`
 	DryRun bool   `json:"dry_run"`
-	Plan   Plan   `json:"plan"`
+	// Image is the configured image, EffectiveImage what the hosts launch
+	// (repo@digest when pinned), Digest the resolved manifest digest.
+	Image          string `json:"image"`
+	EffectiveImage string `json:"effective_image"`
+	Digest         string `json:"digest,omitempty"`
+	Plan           Plan   `json:"plan"`
 	// Stages are the stages of the run in order, with the per-host actions
 	// each takes and how it went.
 	Stages   []StageReport  `json:"stages"`
@@ -72,7 +77,7 @@ func (st stepsStage) Run(ctx context.Context, s *Session) error {
 // exitcode); the report is complete either way, except when the cluster
 // could not be opened at all (nil report).
 func Run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dryRun bool, opts Options) (*RunReport, error) {
-	return carryOut(ctx, cfg, &st, openOptions{lock: !dryRun}, dryRun, opts)
+	return carryOut(ctx, cfg, &st, openOptions{lock: !dryRun, resolve: true}, dryRun, opts)
 }
 
 // Up is `cvs up`: the set-up half of a run (attach or cold-start, sshd)
@@ -82,7 +87,7 @@ func Up(ctx context.Context, cfg *cluster.Config, restart, dryRun bool, opts Opt
 	if cfg.Container.Lifetime == cluster.LifetimePerRun {
 		return nil, exitcode.With(exitcode.Usage, errors.New(`up is for lifetime "persistent" or "no_launch": a per_run container lives for one cvs run`))
 	}
-	return carryOut(ctx, cfg, nil, openOptions{lock: !dryRun, restart: restart}, dryRun, opts)
+	return carryOut(ctx, cfg, nil, openOptions{lock: !dryRun, restart: restart, resolve: true}, dryRun, opts)
 }
 
 func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo openOptions, dryRun bool, opts Options) (*RunReport, error) {
@@ -93,13 +98,14 @@ func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo op
 	defer s.Close()
 	s.command = "up"
 	stages := Stages(st)
-	rep := &RunReport{DryRun: dryRun, Plan: s.Plan, Stages: s.describe(stages), Steps: []suite.Result{}}
+	rep := &RunReport{DryRun: dryRun, Image: cfg.Container.Image, EffectiveImage: s.Image, Digest: s.Digest,
+		Plan: s.Plan, Stages: s.describe(stages), Steps: []suite.Result{}}
 	if st != nil {
 		rep.Suite = st.Name
 		s.command, s.suite = "run", st.Name
 	}
 	if opts.OnPlan != nil {
-		opts.OnPlan(s.Plan, rep.Stages)
+		opts.OnPlan(rep)
 	}
 	for _, w := range s.Plan.Warnings {
 		s.log.Warn(w)

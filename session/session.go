@@ -28,6 +28,7 @@ import (
 	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/exitcode"
 	"github.com/cvs-tool/cvs/fleet"
+	"github.com/cvs-tool/cvs/images"
 	"github.com/cvs-tool/cvs/lifetime"
 	"github.com/cvs-tool/cvs/lock"
 	"github.com/cvs-tool/cvs/report"
@@ -66,9 +67,9 @@ type Options struct {
 	// Progress starts a progress line for a wait over total hosts; the
 	// session sets it as hosts finish and stops it. Nil: no progress.
 	Progress func(label string, total int) *report.Progress
-	// OnPlan is called once the plan and the stages are known, before any
-	// change (the CLI prints them there).
-	OnPlan func(plan Plan, stages []StageReport)
+	// OnPlan is called with the report as soon as the image, the plan and
+	// the stages are known, before any change (the CLI prints them there).
+	OnPlan func(rep *RunReport)
 	// OnOpen is called with the session as soon as it is open, so that an
 	// interrupt handler can ask it what is left behind (LeftBehind).
 	OnOpen func(s *Session)
@@ -79,6 +80,9 @@ type Options struct {
 	AfterStep func(step Step, results []StepResult)
 	// Dial replaces SSH, for tests over fake hosts.
 	Dial fleet.DialFunc
+	// Resolver resolves the image's tag to a digest; nil: the registry
+	// through images.Resolver with the cluster file's pin settings.
+	Resolver *images.Resolver
 }
 
 func (o Options) logger() *log.Logger {
@@ -119,6 +123,9 @@ type Session struct {
 	suite    string
 	// RecordDir is the folder of this run's record, once written.
 	RecordDir string
+	// Image is what the hosts launch: the configured reference, or
+	// repo@digest when it was resolved (Digest).
+	Image, Digest string
 
 	keysOnce sync.Once
 	keys     sshd.Keys
@@ -132,6 +139,8 @@ type openOptions struct {
 	lock bool
 	// restart: cvs up --restart (lifetime.Options.Restart).
 	restart bool
+	// resolve: pin the image to its digest before probing (run, up).
+	resolve bool
 }
 
 // open connects, takes the cluster lock when asked, probes every host and
@@ -139,7 +148,7 @@ type openOptions struct {
 func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options) (*Session, error) {
 	s := &Session{Config: cfg, RunID: newRunID(), opts: opts, log: opts.logger(),
 		docker: docker.CLI{Sudo: cfg.Sudo}, launched: make([]bool, len(cfg.Hosts)),
-		after: make([]containerNow, len(cfg.Hosts)), started: time.Now()}
+		after: make([]containerNow, len(cfg.Hosts)), started: time.Now(), Image: cfg.Container.Image}
 	dial := opts.Dial
 	if dial == nil {
 		d, err := transport.NewDialer(transport.OptionsFor(cfg))
@@ -166,11 +175,18 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 		}
 		s.lock = held
 	}
+	if oo.resolve {
+		if err := s.pin(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	if err := s.probe(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
-	s.Plan = lifetime.Decide(cfg.Container.Lifetime, s.Facts, lifetime.Options{ClusterFile: cfg.File, Restart: oo.restart, Image: cfg.Container.Image})
+	s.Plan = lifetime.Decide(cfg.Container.Lifetime, s.Facts, lifetime.Options{ClusterFile: cfg.File, Restart: oo.restart,
+		Image: s.Image, Pinned: s.Digest != ""})
 	if s.lock != nil && len(s.lock.Unreached) > 0 && s.Plan.Verdict == lifetime.Proceed {
 		// Unreachable while the lock was taken, reachable for the probe: it
 		// is not locked, so it is not changed.
@@ -225,7 +241,7 @@ func (s *Session) each(ctx context.Context, label string, hosts []cluster.Host, 
 // cannot be probed is unknown, never absent.
 func (s *Session) probe(ctx context.Context) error {
 	cfg := s.Config
-	spec := docker.ProbeSpec{Container: cfg.Container.Name, Image: cfg.Container.Image, SSHDPort: cfg.Container.SSHDPort, Sudo: cfg.Sudo}
+	spec := docker.ProbeSpec{Container: cfg.Container.Name, Image: s.Image, SSHDPort: cfg.Container.SSHDPort, Sudo: cfg.Sudo}
 	facts := make([]Facts, len(cfg.Hosts))
 	errs := s.each(ctx, "probing", cfg.Hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, docker.ProbeTimeout)

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	stdlog "log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,10 +18,15 @@ import (
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/images"
 	"github.com/cvs-tool/cvs/internal/fakehost"
 	"github.com/cvs-tool/cvs/internal/golden"
 	"github.com/cvs-tool/cvs/lifetime"
 	"github.com/cvs-tool/cvs/transport"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 const (
@@ -77,6 +85,8 @@ on = "head"
 	if err != nil {
 		t.Fatal(err)
 	}
+	// No registry here: TestPinning gives itself one.
+	cfg.Container.Pin = cluster.PinOff
 	r := &rig{cfg: cfg}
 	byName := map[string]*fakehost.Host{}
 	for _, h := range cfg.Hosts {
@@ -719,5 +729,88 @@ func TestLocalTagSkewRefusedBeforeLaunch(t *testing.T) {
 	}
 	if r.launches() != 0 || !strings.Contains(rep.Plan.Hosts[2].Note, "sha256:other") {
 		t.Errorf("%d launches; plan %+v", r.launches(), rep.Plan.Hosts)
+	}
+}
+
+// testRegistry serves go-containerregistry's in-memory registry and
+// returns its host:port.
+func testRegistry(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(stdlog.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func pushRandom(t *testing.T, ref string) string {
+	t.Helper()
+	img, err := random.Image(128, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	return d.String()
+}
+
+// Issue 10, digest pinning: the tag is resolved once; every host launches
+// repo@digest even when the tag is re-pushed between two hosts' launches;
+// the record names the digest; with the registry gone, "required" refuses
+// before any change and "prefer" launches the tag.
+func TestPinning(t *testing.T) {
+	host := testRegistry(t)
+	ref := host + "/team/work:1"
+	d1 := pushRandom(t, ref)
+	r := newRig(t, 3, cluster.LifetimePerRun)
+	r.cfg.Container.Image, r.cfg.Container.Pin = ref, cluster.PinPrefer
+	r.opts.Resolver = &images.Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 5 * time.Second}
+	var once sync.Once
+	for _, h := range r.hosts {
+		h.PullAs = testImageID
+		h.OnCommand = func(argv []string) {
+			if len(argv) > 1 && argv[1] == "run" {
+				once.Do(func() { pushRandom(t, ref) }) // the tag moves mid-run
+			}
+		}
+	}
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := host + "/team/work@" + d1
+	if rep.Digest != d1 || rep.EffectiveImage != want {
+		t.Errorf("report: digest %s effective %s", rep.Digest, rep.EffectiveImage)
+	}
+	for _, h := range r.hosts {
+		for _, l := range h.Lines() {
+			if strings.HasPrefix(l, "docker run ") && !strings.Contains(l, " "+want+" ") {
+				t.Errorf("%s launched something else than %s: %s", h.Name, want, l)
+			}
+		}
+	}
+	if rec, _ := FindRun(""); rec.Digest != d1 || rec.EffectiveImage != want || rec.Image != ref {
+		t.Errorf("record: %+v", rec)
+	}
+
+	// The registry is gone (and nothing cached).
+	r2 := newRig(t, 2, cluster.LifetimePerRun)
+	r2.cfg.Container.Image = "127.0.0.1:1/team/work:1"
+	r2.opts.Resolver = &images.Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 2 * time.Second}
+	r2.cfg.Container.Pin = cluster.PinRequired
+	if _, err := Run(context.Background(), r2.cfg, r2.suite(t, "install"), false, r2.opts); exitcode.Of(err) != exitcode.Preflight || r2.launches() != 0 {
+		t.Errorf("required, registry gone: exit %d, %d launches: %v", exitcode.Of(err), r2.launches(), err)
+	}
+	r2.cfg.Container.Pin = cluster.PinPrefer
+	for _, h := range r2.hosts {
+		h.PullAs = testImageID
+	}
+	rep, err = Run(context.Background(), r2.cfg, r2.suite(t, "install"), false, r2.opts)
+	if err != nil || rep.Digest != "" || rep.EffectiveImage != "127.0.0.1:1/team/work:1" {
+		t.Errorf("prefer, registry gone: %v %+v", err, rep)
 	}
 }

@@ -65,7 +65,7 @@ func (launchStage) Run(ctx context.Context, s *Session) error {
 			}
 			fallthrough
 		case lifetime.Launch:
-			s.log.Info("launching", "host", h.Name, "image", ct.Image)
+			s.log.Info("launching", "host", h.Name, "image", s.Image)
 			res, err := s.launch(ctx, c, i, h)
 			if err != nil {
 				return res, err
@@ -100,7 +100,7 @@ func target(hp lifetime.HostPlan, name string) string {
 func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster.Host) (transport.Result, error) {
 	ct := s.Config.Container
 	spec := docker.RunSpec{
-		Name: ct.Name, Image: ct.Image, Network: ct.Network, IPC: ct.IPC, PID: ct.PID, Privileged: ct.Privileged,
+		Name: ct.Name, Image: s.Image, Network: ct.Network, IPC: ct.IPC, PID: ct.PID, Privileged: ct.Privileged,
 		Devices: ct.Devices, Volumes: ct.Volumes, CapAdd: ct.CapAdd, SecurityOpt: ct.SecurityOpt, GroupAdd: ct.GroupAdd,
 		ShmSize: ct.ShmSize, Ulimits: ct.Ulimits,
 		Labels: map[string]string{
@@ -140,7 +140,7 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster
 		// a container created just before the deadline is removed here.
 		s.removeAfterFailedRun(ctx, c, i, h)
 		return res, fmt.Errorf("docker run (pulling %s) did not finish within pull_timeout (%s); stopped it after %s. Raise container.pull_timeout for large images on cold nodes, or check the registry",
-			ct.Image, ct.PullTimeout, time.Since(start).Round(time.Second))
+			s.Image, ct.PullTimeout, time.Since(start).Round(time.Second))
 	}
 	if err != nil {
 		s.removeAfterFailedRun(ctx, c, i, h)

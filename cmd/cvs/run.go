@@ -97,13 +97,19 @@ func (a *app) sessionOptions(dryRun bool) session.Options {
 	return session.Options{
 		Log: a.log, Version: version, Progress: a.progress,
 		OnOpen: func(s *session.Session) { a.setLeftBehind(s.LeftBehind) },
-		OnPlan: func(p session.Plan, stages []session.StageReport) {
+		OnPlan: func(rep *session.RunReport) {
 			if a.json {
 				return
 			}
-			a.printPlan(p)
+			switch {
+			case rep.Digest != "":
+				fmt.Fprintf(a.stdout, "image %s pinned to %s\n", rep.Image, rep.Digest)
+			case rep.Image != "":
+				fmt.Fprintf(a.stdout, "image %s (not pinned to a digest)\n", rep.Image)
+			}
+			a.printPlan(rep.Plan)
 			if dryRun {
-				a.printStages(stages)
+				a.printStages(rep.Stages)
 			}
 		},
 	}

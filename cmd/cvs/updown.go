@@ -30,7 +30,7 @@ started again, keeping what was installed in them.`,
 			opts := a.sessionOptions(dryRun)
 			if a.json {
 				// With --json the plan is the document; errors go to stderr.
-				opts.OnPlan = func(p session.Plan, _ []session.StageReport) { a.printJSON(p) }
+				opts.OnPlan = func(rep *session.RunReport) { a.printJSON(rep.Plan) }
 			}
 			_, err = session.Up(cmd.Context(), cfg, restart, dryRun, opts)
 			if exitcode.Of(err) == exitcode.Usage {

@@ -1,0 +1,231 @@
+// Package images is cvs's image supply on the controller: resolving the
+// configured tag to its manifest digest once per run, so that every host
+// launches byte-identical content even when the tag is re-pushed while the
+// run goes on.
+package images
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// Mode says what a run does when the digest cannot be resolved.
+type Mode string
+
+// The pin modes of [container] pin.
+const (
+	// PinRequired: no digest, no run.
+	PinRequired Mode = "required"
+	// PinPrefer (the default): warn loudly and launch the tag.
+	PinPrefer Mode = "prefer"
+	// PinOff: launch the tag; never ask a registry.
+	PinOff Mode = "off"
+)
+
+// Resolution is what a reference resolved to.
+type Resolution struct {
+	// Ref is the configured reference.
+	Ref string `json:"ref"`
+	// Digest is its manifest digest (sha256:...), "" when unresolved.
+	Digest string `json:"digest,omitempty"`
+	// Pinned is the reference the hosts launch: repo@digest when resolved,
+	// else Ref.
+	Pinned string `json:"pinned"`
+	// FromCache says the digest came from the on-disk cache.
+	FromCache bool `json:"from_cache,omitempty"`
+	// Err says why it could not be resolved (cached failures included).
+	Err string `json:"error,omitempty"`
+}
+
+// Resolver resolves tags to digests through the registry API, with an
+// on-disk cache shared by concurrent cvs processes.
+type Resolver struct {
+	// CacheDir holds one small file per reference; "" disables the cache.
+	CacheDir string
+	// TTL is how long a resolved digest is used without asking again.
+	TTL time.Duration
+	// FailTTL is how long a failed resolution is remembered, so that runs
+	// on an air-gapped controller do not each wait for the timeout.
+	FailTTL time.Duration
+	// Timeout bounds one resolution.
+	Timeout time.Duration
+	// Keychain finds registry credentials; nil is authn.DefaultKeychain
+	// (~/.docker/config.json and its credential helpers).
+	Keychain authn.Keychain
+	// Transport is the HTTP transport; nil is the default.
+	Transport http.RoundTripper
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// DefaultCacheDir is $XDG_CACHE_HOME/cvs/digests (~/.cache/cvs/digests).
+func DefaultCacheDir() string {
+	base := os.Getenv("XDG_CACHE_HOME")
+	if !filepath.IsAbs(base) {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		base = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(base, "cvs", "digests")
+}
+
+type cacheEntry struct {
+	Ref      string    `json:"ref"`
+	Digest   string    `json:"digest,omitempty"`
+	Err      string    `json:"error,omitempty"`
+	Resolved time.Time `json:"resolved_at"`
+}
+
+func (r *Resolver) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Resolve returns ref's manifest digest: from the cache while it is fresh,
+// else from the registry (at most Timeout). A reference that names a
+// digest already is returned as it is. On failure the Resolution carries
+// the error and Pinned is ref itself; the error is also returned.
+func (r *Resolver) Resolve(ctx context.Context, ref string) (Resolution, error) {
+	res := Resolution{Ref: ref, Pinned: ref}
+	parsed, err := name.ParseReference(ref)
+	if err != nil {
+		res.Err = err.Error()
+		return res, fmt.Errorf("image %q: %w", ref, err)
+	}
+	if d, ok := parsed.(name.Digest); ok {
+		res.Digest = d.DigestStr()
+		return res, nil
+	}
+	if e, ok := r.cached(ref); ok {
+		res.FromCache = true
+		if e.Err != "" {
+			res.Err = e.Err
+			return res, fmt.Errorf("resolving %s (remembered from %s ago): %s", ref, r.now().Sub(e.Resolved).Round(time.Second), e.Err)
+		}
+		res.Digest, res.Pinned = e.Digest, pinned(parsed, e.Digest)
+		return res, nil
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	kc := r.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(kc)}
+	if r.Transport != nil {
+		opts = append(opts, remote.WithTransport(r.Transport))
+	}
+	desc, err := remote.Head(parsed, opts...)
+	if err != nil {
+		msg := err.Error()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			msg = fmt.Sprintf("no answer from %s within %s (pin_timeout)", parsed.Context().RegistryStr(), timeout)
+		}
+		res.Err = msg
+		r.store(cacheEntry{Ref: ref, Err: msg, Resolved: r.now()})
+		return res, fmt.Errorf("resolving %s: %s", ref, msg)
+	}
+	res.Digest, res.Pinned = desc.Digest.String(), pinned(parsed, desc.Digest.String())
+	r.store(cacheEntry{Ref: ref, Digest: res.Digest, Resolved: r.now()})
+	return res, nil
+}
+
+// pinned is ref's repository at digest (the tag dropped: Docker refuses
+// tag@digest in some versions and ignores the tag in the others).
+func pinned(ref name.Reference, digest string) string {
+	return ref.Context().Name() + "@" + digest
+}
+
+func (r *Resolver) file(ref string) string {
+	sum := sha256.Sum256([]byte(ref))
+	return filepath.Join(r.CacheDir, hex.EncodeToString(sum[:12])+".json")
+}
+
+// cached returns the entry for ref while it is fresh.
+func (r *Resolver) cached(ref string) (cacheEntry, bool) {
+	if r.CacheDir == "" {
+		return cacheEntry{}, false
+	}
+	data, err := os.ReadFile(r.file(ref))
+	if err != nil {
+		return cacheEntry{}, false
+	}
+	var e cacheEntry
+	if json.Unmarshal(data, &e) != nil || e.Ref != ref {
+		return cacheEntry{}, false
+	}
+	ttl := r.TTL
+	if e.Err != "" {
+		ttl = r.FailTTL
+	}
+	age := r.now().Sub(e.Resolved)
+	if age < 0 || age >= ttl {
+		return cacheEntry{}, false
+	}
+	return e, true
+}
+
+// store writes e through a temporary file and a rename: concurrent cvs
+// processes each see a whole entry (the last one wins).
+func (r *Resolver) store(e cacheEntry) {
+	if r.CacheDir == "" {
+		return
+	}
+	if err := os.MkdirAll(r.CacheDir, 0o700); err != nil {
+		return
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(r.CacheDir, ".entry.*")
+	if err != nil {
+		return
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return
+	}
+	if tmp.Close() != nil {
+		return
+	}
+	os.Rename(tmp.Name(), r.file(e.Ref))
+}
+
+// Forget drops ref from the cache (a tag known to have moved).
+func (r *Resolver) Forget(ref string) {
+	if r.CacheDir != "" {
+		os.Remove(r.file(ref))
+	}
+}
+
+// ShortDigest is a digest's first 12 hex digits, for tables.
+func ShortDigest(d string) string {
+	d = strings.TrimPrefix(d, "sha256:")
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}

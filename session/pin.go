@@ -1,0 +1,52 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/history"
+	"github.com/cvs-tool/cvs/images"
+)
+
+// failTTL is how long a failed resolution is remembered.
+const failTTL = time.Minute
+
+// pin resolves the configured image to its manifest digest, once for the
+// whole run, so that every host launches the same content (Image becomes
+// repo@digest). With pin = "prefer" a tag that cannot be resolved is
+// launched as it is, after a loud warning; with "required" the run stops
+// before any change (exit 3).
+func (s *Session) pin(ctx context.Context) error {
+	ct := s.Config.Container
+	if ct.Pin == cluster.PinOff || ct.Image == "" || ct.Lifetime == cluster.LifetimeNoLaunch {
+		return nil
+	}
+	r := s.opts.Resolver
+	if r == nil {
+		r = &images.Resolver{CacheDir: images.DefaultCacheDir(), TTL: ct.PinTTL, FailTTL: failTTL, Timeout: ct.PinTimeout}
+	}
+	res, err := r.Resolve(ctx, ct.Image)
+	if err != nil {
+		if ct.Pin == cluster.PinRequired {
+			return exitcode.With(exitcode.Preflight, fmt.Errorf("pin = \"required\" and %v; nothing was changed. Check the registry and its credentials (~/.docker/config.json), or set pin = \"prefer\"", err))
+		}
+		s.log.Warn(fmt.Sprintf("%v: the hosts launch the tag %s as it is, so a re-push during the run could give hosts different content (pin = \"prefer\"; \"required\" refuses instead)", err, ct.Image))
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	s.Image, s.Digest = res.Pinned, res.Digest
+	if prev := history.Previous(ct.Image); prev != "" && prev != res.Digest {
+		s.log.Warn(fmt.Sprintf("%s now resolves to %s; the last recorded run used %s: the tag was re-pushed since", ct.Image, res.Digest, prev))
+	}
+	from := "registry"
+	if res.FromCache {
+		from = "cache"
+	}
+	s.log.Info("image pinned", "image", ct.Image, "digest", res.Digest, "from", from)
+	return nil
+}
