@@ -10,6 +10,7 @@ package cluster
 import (
 	"fmt"
 	"net"
+	"regexp"
 	"sort"
 	"strconv"
 	"time"
@@ -78,6 +79,10 @@ type Config struct {
 
 	// Suites are sorted by name.
 	Suites []Suite `json:"suites,omitempty"`
+	// Sites are the [sites.NAME] tables, sorted by name; Site is the one
+	// selected (--site, $CVS_SITE), "" for none.
+	Sites []Site `json:"sites,omitempty"`
+	Site  string `json:"site,omitempty"`
 }
 
 // Head returns the head host.
@@ -136,6 +141,36 @@ func (j Jump) String() string {
 	return j.User + "@" + net.JoinHostPort(j.Addr, strconv.Itoa(j.Port))
 }
 
+// Site is a [sites.NAME] table: how one site's copy of the cluster file
+// differs, today its image rewrite rules.
+type Site struct {
+	Name     string    `json:"name"`
+	Rewrites []Rewrite `json:"image_rewrites"`
+}
+
+// Rewrite is one [[sites.NAME.image.rewrite]] rule: Match is the whole
+// image reference, or with Regex a regular expression ("re:" in the file)
+// that must match all of it; Replace may use $1-style groups.
+type Rewrite struct {
+	Match   string         `json:"match"`
+	Regex   *regexp.Regexp `json:"-"`
+	Replace string         `json:"replace"`
+}
+
+// Apply returns ref rewritten by the first rule that matches it, and
+// whether one did.
+func (s Site) Apply(ref string) (string, bool) {
+	for _, r := range s.Rewrites {
+		switch {
+		case r.Regex != nil && r.Regex.MatchString(ref):
+			return r.Regex.ReplaceAllString(ref, r.Replace), true
+		case r.Regex == nil && r.Match == ref:
+			return r.Replace, true
+		}
+	}
+	return ref, false
+}
+
 // Pin is [container] pin: what a run does when the image's tag cannot be
 // resolved to a digest.
 type Pin string
@@ -157,8 +192,12 @@ const SetupNone = "none"
 // Container is the [container] table.
 type Container struct {
 	Lifetime Lifetime `json:"lifetime"`
-	Image    string   `json:"image"`
-	Name     string   `json:"name"`
+	// Image is the effective image reference: ConfiguredImage after the
+	// selected site's rewrite rules.
+	Image string `json:"image"`
+	// ConfiguredImage is the image as the cluster file writes it.
+	ConfiguredImage string `json:"configured_image"`
+	Name            string `json:"name"`
 	// SetupScript is the resolved path of the operator's setup script,
 	// empty for the packaged default, or SetupNone: no provisioning.
 	SetupScript string        `json:"setup_script,omitempty"`

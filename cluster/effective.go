@@ -27,6 +27,7 @@ type Effective struct {
 	Env               map[string]string   `toml:"env,omitempty" json:"env,omitempty"`
 	Container         EffContainer        `toml:"container" json:"container"`
 	Suites            map[string]EffSuite `toml:"suites,omitempty" json:"suites,omitempty"`
+	Sites             map[string]EffSite  `toml:"sites,omitempty" json:"sites,omitempty"`
 }
 
 // EffContainer is the [container] table of Effective.
@@ -52,6 +53,19 @@ type EffContainer struct {
 	ShmSize     string            `toml:"shm_size,omitempty" json:"shm_size,omitempty"`
 	Ulimits     []string          `toml:"ulimits,omitempty" json:"ulimits,omitempty"`
 	Env         map[string]string `toml:"env,omitempty" json:"env,omitempty"`
+}
+
+// EffSite is one [sites.NAME] table of Effective.
+type EffSite struct {
+	Image struct {
+		Rewrite []EffRewrite `toml:"rewrite" json:"rewrite"`
+	} `toml:"image" json:"image"`
+}
+
+// EffRewrite is one rewrite rule of EffSite.
+type EffRewrite struct {
+	Match   string `toml:"match" json:"match"`
+	Replace string `toml:"replace" json:"replace"`
 }
 
 // EffSuite is one suite of Effective.
@@ -90,12 +104,23 @@ func (c *Config) Effective() Effective {
 	}
 	ct := c.Container
 	e.Container = EffContainer{
-		Lifetime: string(ct.Lifetime), Image: ct.Image, Pin: string(ct.Pin), PinTTL: dur(ct.PinTTL), PinTimeout: dur(ct.PinTimeout),
+		Lifetime: string(ct.Lifetime), Image: ct.ConfiguredImage, Pin: string(ct.Pin), PinTTL: dur(ct.PinTTL), PinTimeout: dur(ct.PinTimeout),
 		Name: ct.Name, SetupScript: ct.SetupScript,
 		PullTimeout: dur(ct.PullTimeout), SSHDPort: ct.SSHDPort, Network: ct.Network, IPC: ct.IPC,
 		PID: ct.PID, Privileged: ct.Privileged, Devices: ct.Devices, Volumes: ct.Volumes,
 		CapAdd: ct.CapAdd, SecurityOpt: ct.SecurityOpt, GroupAdd: ct.GroupAdd, ShmSize: ct.ShmSize,
 		Ulimits: ct.Ulimits, Env: ct.Env,
+	}
+	if len(c.Sites) > 0 {
+		e.Sites = map[string]EffSite{}
+		for _, site := range c.Sites {
+			var es EffSite
+			es.Image.Rewrite = []EffRewrite{}
+			for _, r := range site.Rewrites {
+				es.Image.Rewrite = append(es.Image.Rewrite, EffRewrite{Match: r.Match, Replace: r.Replace})
+			}
+			e.Sites[site.Name] = es
+		}
 	}
 	if len(c.Suites) > 0 {
 		e.Suites = map[string]EffSuite{}

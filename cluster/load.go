@@ -22,6 +22,9 @@ type LoadOptions struct {
 	CurrentUser string
 	// Home replaces the home directory used to expand "~" (for tests).
 	Home string
+	// Site selects the [sites.NAME] table whose rewrite rules apply to the
+	// image (cvs --site, $CVS_SITE); empty: none.
+	Site string
 }
 
 // Load reads, checks and completes the cluster file at path. A file with
@@ -76,10 +79,11 @@ type decoder struct {
 	sshCfg   *sshConfig
 	lines    keyLines
 	problems []Problem
+	site     string // LoadOptions.Site
 }
 
 func newDecoder(abs string, opts LoadOptions) (*decoder, error) {
-	d := &decoder{file: abs, dir: filepath.Dir(abs), home: opts.Home, user: opts.CurrentUser}
+	d := &decoder{file: abs, dir: filepath.Dir(abs), home: opts.Home, user: opts.CurrentUser, site: opts.Site}
 	if d.home == "" {
 		d.home, _ = os.UserHomeDir()
 	}

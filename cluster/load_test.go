@@ -101,6 +101,72 @@ func TestExampleShowsEveryKey(t *testing.T) {
 	check("container", containerKeys)
 	check("suites.install", suiteKeys)
 	check("suites.test.steps.1", stepKeys)
+	check("sites.eu.image.rewrite.0", rewriteKeys)
+}
+
+// Site rewrite rules (issue 10): exact and regular-expression matches, the
+// first match wins, $1 groups, applied in memory; bad rules and unknown
+// sites are load errors with their lines.
+func TestSiteRewrites(t *testing.T) {
+	text := `hosts = ["a"]
+[container]
+image = "registry.example:5000/gpu/validation:2026.11"
+[sites.exact]
+[[sites.exact.image.rewrite]]
+match = "registry.example:5000/gpu/validation:2026.11"
+replace = "lab:5000/w:1"
+[[sites.exact.image.rewrite]]
+match = 're:.*'
+replace = "never:1"
+[sites.regex]
+[[sites.regex.image.rewrite]]
+match = "other:1"
+replace = "nope:1"
+[[sites.regex.image.rewrite]]
+match = 're:registry\.example:5000/(.*)'
+replace = "registry.eu.example/$1"
+[sites.nomatch]
+[[sites.nomatch.image.rewrite]]
+match = 're:docker\.io/(.*)'
+replace = "mirror/$1"
+`
+	p := writeFile(t, t.TempDir(), "cluster.toml", text)
+	for site, want := range map[string]string{
+		"":        "registry.example:5000/gpu/validation:2026.11",
+		"exact":   "lab:5000/w:1",
+		"regex":   "registry.eu.example/gpu/validation:2026.11",
+		"nomatch": "registry.example:5000/gpu/validation:2026.11",
+	} {
+		cfg, err := LoadWith(p, LoadOptions{SSHConfig: "none", CurrentUser: "alice", Home: "/home/alice", Site: site})
+		if err != nil {
+			t.Fatalf("site %q: %v", site, err)
+		}
+		if cfg.Container.Image != want || cfg.Container.ConfiguredImage != "registry.example:5000/gpu/validation:2026.11" || cfg.Site != site {
+			t.Errorf("site %q: image %q (configured %q)", site, cfg.Container.Image, cfg.Container.ConfiguredImage)
+		}
+	}
+	b, _ := os.ReadFile(p)
+	if string(b) != text {
+		t.Error("the cluster file was edited")
+	}
+	_, err := LoadWith(p, LoadOptions{SSHConfig: "none", CurrentUser: "alice", Home: "/home/alice", Site: "mars"})
+	if err == nil || !strings.Contains(err.Error(), `site "mars"`) || !strings.Contains(err.Error(), "exact, nomatch, regex") {
+		t.Errorf("unknown site: %v", err)
+	}
+	_, err = load(t, `hosts = ["a"]
+[container]
+image = "x:1"
+[sites.bad]
+[[sites.bad.image.rewrite]]
+match = "re:(unclosed"
+replace = "y:1"
+[[sites.bad.image.rewrite]]
+replace = "z:1"
+`)
+	all := strings.Join(problems(t, err), "\n")
+	if !strings.Contains(all, ":6: sites.bad.image.rewrite[0].match") || !strings.Contains(all, "not a valid regular expression") || !strings.Contains(all, "rule 2 has no match") {
+		t.Errorf("bad rules:\n%s", all)
+	}
 }
 
 func TestDefaults(t *testing.T) {

@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"regexp"
@@ -18,12 +19,14 @@ import (
 var (
 	topKeys = []string{"user", "identity_file", "port", "known_hosts", "host_key_check",
 		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel",
-		"proxy_jump", "head", "sudo", "hosts", "env", "container", "suites"}
+		"proxy_jump", "head", "sudo", "hosts", "env", "container", "suites", "sites"}
 	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "name", "setup_script", "pull_timeout",
 		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
 		"security_opt", "group_add", "shm_size", "ulimits", "env"}
-	suiteKeys = []string{"description", "user", "steps"}
-	stepKeys  = []string{"name", "run", "on", "timeout", "env", "user"}
+	suiteKeys   = []string{"description", "user", "steps"}
+	siteKeys    = []string{"image"}
+	rewriteKeys = []string{"match", "replace"}
+	stepKeys    = []string{"name", "run", "on", "timeout", "env", "user"}
 )
 
 // legacy keys are never mapped silently: each gets a migration message.
@@ -102,6 +105,8 @@ func (d *decoder) config(raw map[string]any) *Config {
 	d.hosts(raw, c, userSet, portSet)
 	c.Container = d.container(raw)
 	c.Suites = d.suites(raw)
+	c.Sites = d.sites(raw)
+	d.applySite(c)
 	return c
 }
 
@@ -324,4 +329,94 @@ func (d *decoder) suites(raw map[string]any) []Suite {
 		out = append(out, s)
 	}
 	return out
+}
+
+// sites reads the [sites.NAME] tables.
+func (d *decoder) sites(raw map[string]any) []Site {
+	m, ok := d.table(raw, "", "sites")
+	if !ok {
+		return nil
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var out []Site
+	for _, name := range names {
+		p := "sites." + name
+		sm, ok := d.table(m, "sites", name)
+		if !ok {
+			continue
+		}
+		d.checkKeys(sm, p, siteKeys, nil)
+		site := Site{Name: name}
+		im, ok := d.table(sm, p, "image")
+		if !ok {
+			out = append(out, site)
+			continue
+		}
+		d.checkKeys(im, p+".image", []string{"rewrite"}, nil)
+		rules, present := im["rewrite"]
+		list, isList := rules.([]map[string]any)
+		if present && !isList {
+			d.fail(p+".image.rewrite", "must be a list of tables ([[%s.image.rewrite]]), not %s", p, tomlType(rules))
+		}
+		for i, rm := range list {
+			rp := fmt.Sprintf("%s.image.rewrite.%d", p, i)
+			d.checkKeys(rm, rp, rewriteKeys, nil)
+			var r Rewrite
+			r.Match, _ = d.str(rm, rp, "match")
+			r.Replace, _ = d.str(rm, rp, "replace")
+			switch {
+			case r.Match == "":
+				d.fail(rp, "rule %d has no match; write match = \"exact/reference:tag\" or match = 're:REGEX'", i+1)
+				continue
+			case strings.HasPrefix(r.Match, "re:"):
+				expr := strings.TrimPrefix(r.Match, "re:")
+				if _, err := regexp.Compile(expr); err != nil {
+					d.fail(rp+".match", "%q is not a valid regular expression: %v", expr, err)
+					continue
+				}
+				// The expression must match the whole reference.
+				r.Regex = regexp.MustCompile("^(?:" + expr + ")$")
+			}
+			if _, present := rm["replace"]; !present {
+				d.fail(rp, "rule %d has no replace", i+1)
+				continue
+			}
+			site.Rewrites = append(site.Rewrites, r)
+		}
+		out = append(out, site)
+	}
+	return out
+}
+
+// applySite selects the site the options name and rewrites the image with
+// its rules; the rewritten reference must be a valid one too.
+func (d *decoder) applySite(c *Config) {
+	c.Container.ConfiguredImage = c.Container.Image
+	if d.site == "" {
+		return
+	}
+	var names []string
+	for _, s := range c.Sites {
+		names = append(names, s.Name)
+		if s.Name != d.site {
+			continue
+		}
+		c.Site = s.Name
+		if out, ok := s.Apply(c.Container.Image); ok {
+			if _, err := name.ParseReference(out); err != nil || strings.HasPrefix(out, "-") {
+				d.fail("sites."+s.Name, "a rewrite rule turns %q into %q, which is not an image reference", c.Container.Image, out)
+				return
+			}
+			c.Container.Image = out
+		}
+		return
+	}
+	if len(names) == 0 {
+		names = []string{"none: add [sites.NAME] tables"}
+	}
+	d.problem(0, "site", "site %q (from --site or $CVS_SITE) is not in the cluster file; sites: %s", d.site, strings.Join(names, ", "))
 }

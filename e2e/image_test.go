@@ -119,3 +119,35 @@ run = "sleep 1"
 		t.Error("workload:1 and :2 are the same image; the test proves nothing")
 	}
 }
+
+// Issue 10, site rewrites on real hosts: the cluster file names a registry
+// the lab cannot reach; --site lab rewrites the image to the lab registry
+// (in memory), and the hosts run it.
+func TestSiteRewriteOnTheLab(t *testing.T) {
+	const name = "e2e-site"
+	useContainer(t, name)
+	l := Lab(t)
+	suites := `
+[suites.s]
+[[suites.s.steps]]
+name = "marker"
+run = "cat /etc/cvs-lab-workload"
+
+[sites.lab]
+[[sites.lab.image.rewrite]]
+match = 're:registry\.example:5000/(.*)'
+replace = "` + l.Registry() + `/$1"
+`
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Image: "registry.example:5000/cvs-lab/workload:1", Suites: suites})
+	out, errOut, code := runCVS(t, "--cluster", file, "--site", "lab", "run", "s")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "registry.example:5000/cvs-lab/workload:1 → "+l.WorkloadImage()+" (site lab)") {
+		t.Errorf("the run does not show the rewrite:\n%s", out)
+	}
+	rec, _, _ := runCVS(t, "--json", "history", "show")
+	if !strings.Contains(rec, `"site": "lab"`) || !strings.Contains(rec, `"effective_image": "`+l.WorkloadImage()+`"`) {
+		t.Errorf("the record lacks the site and the effective image:\n%s", rec)
+	}
+}

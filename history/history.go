@@ -31,10 +31,13 @@ type Record struct {
 	Cluster       string `json:"cluster"`
 	Suite         string `json:"suite,omitempty"`
 	Lifetime      string `json:"lifetime"`
-	// Image is the configured reference; EffectiveImage what the hosts were
-	// told to run (after site rewrites and digest pinning).
+	// Image is the configured reference; EffectiveImage the reference after
+	// the site's rewrite rules (Site); LaunchedImage what the hosts were told
+	// to run (EffectiveImage pinned to Digest when it was resolved).
 	Image          string `json:"image"`
+	Site           string `json:"site,omitempty"`
 	EffectiveImage string `json:"effective_image"`
+	LaunchedImage  string `json:"launched_image"`
 	// Digest is the manifest digest the reference resolved to, when it was
 	// resolved.
 	Digest string `json:"digest,omitempty"`
@@ -204,15 +207,15 @@ func Find(id string) (Record, error) {
 	return Record{}, fmt.Errorf("%q names %d runs; give more of the ID:\n  %s", id, len(found), strings.Join(ids, "\n  "))
 }
 
-// Previous returns the digest the newest earlier record of image resolved
-// to, or "".
+// Previous returns the digest the newest earlier record of image (an
+// effective reference) resolved to, or "".
 func Previous(image string) string {
 	all, err := List()
 	if err != nil {
 		return ""
 	}
 	for _, r := range all {
-		if r.Image == image && r.Digest != "" {
+		if r.EffectiveImage == image && r.Digest != "" {
 			return r.Digest
 		}
 	}

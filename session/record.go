@@ -32,7 +32,7 @@ func (recordStage) Run(ctx context.Context, s *Session) error {
 func (s *Session) record(code int, err error) error {
 	ct := s.Config.Container
 	r := &history.Record{ID: s.RunID, Command: s.command, CommandLine: strings.Join(append([]string{"cvs"}, os.Args[1:]...), " "),
-		Cluster: s.Config.File, Suite: s.suite, Lifetime: string(ct.Lifetime), Image: ct.Image, EffectiveImage: s.Image, Digest: s.Digest,
+		Cluster: s.Config.File, Suite: s.suite, Lifetime: string(ct.Lifetime), Image: ct.ConfiguredImage, Site: s.Config.Site, EffectiveImage: ct.Image, LaunchedImage: s.Image, Digest: s.Digest,
 		Distribution: "pull", Verdict: string(s.Plan.Verdict), Start: s.started.UTC(), End: time.Now().UTC(),
 		Version: s.opts.Version, ExitCode: code}
 	if err != nil {

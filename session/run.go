@@ -18,10 +18,13 @@ import (
 type RunReport struct {
 	Suite  string `json:"suite"`
 	DryRun bool   `json:"dry_run"`
-	// Image is the configured image, EffectiveImage what the hosts launch
+	// Image is the configured image, EffectiveImage the image after the
+	// site's rewrite rules, LaunchedImage what the hosts launch
 	// (repo@digest when pinned), Digest the resolved manifest digest.
 	Image          string `json:"image"`
+	Site           string `json:"site,omitempty"`
 	EffectiveImage string `json:"effective_image"`
+	LaunchedImage  string `json:"launched_image"`
 	Digest         string `json:"digest,omitempty"`
 	Plan           Plan   `json:"plan"`
 	// Stages are the stages of the run in order, with the per-host actions
@@ -98,7 +101,8 @@ func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo op
 	defer s.Close()
 	s.command = "up"
 	stages := Stages(st)
-	rep := &RunReport{DryRun: dryRun, Image: cfg.Container.Image, EffectiveImage: s.Image, Digest: s.Digest,
+	rep := &RunReport{DryRun: dryRun, Image: cfg.Container.ConfiguredImage, Site: cfg.Site, EffectiveImage: cfg.Container.Image,
+		LaunchedImage: s.Image, Digest: s.Digest,
 		Plan: s.Plan, Stages: s.describe(stages), Steps: []suite.Result{}}
 	if st != nil {
 		rep.Suite = st.Name

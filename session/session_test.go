@@ -767,7 +767,7 @@ func TestPinning(t *testing.T) {
 	ref := host + "/team/work:1"
 	d1 := pushRandom(t, ref)
 	r := newRig(t, 3, cluster.LifetimePerRun)
-	r.cfg.Container.Image, r.cfg.Container.Pin = ref, cluster.PinPrefer
+	r.cfg.Container.Image, r.cfg.Container.ConfiguredImage, r.cfg.Container.Pin = ref, ref, cluster.PinPrefer
 	r.opts.Resolver = &images.Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 5 * time.Second}
 	var once sync.Once
 	for _, h := range r.hosts {
@@ -783,8 +783,8 @@ func TestPinning(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := host + "/team/work@" + d1
-	if rep.Digest != d1 || rep.EffectiveImage != want {
-		t.Errorf("report: digest %s effective %s", rep.Digest, rep.EffectiveImage)
+	if rep.Digest != d1 || rep.LaunchedImage != want || rep.EffectiveImage != ref {
+		t.Errorf("report: digest %s launched %s", rep.Digest, rep.LaunchedImage)
 	}
 	for _, h := range r.hosts {
 		for _, l := range h.Lines() {
@@ -793,13 +793,13 @@ func TestPinning(t *testing.T) {
 			}
 		}
 	}
-	if rec, _ := FindRun(""); rec.Digest != d1 || rec.EffectiveImage != want || rec.Image != ref {
+	if rec, _ := FindRun(""); rec.Digest != d1 || rec.LaunchedImage != want || rec.Image != ref {
 		t.Errorf("record: %+v", rec)
 	}
 
 	// The registry is gone (and nothing cached).
 	r2 := newRig(t, 2, cluster.LifetimePerRun)
-	r2.cfg.Container.Image = "127.0.0.1:1/team/work:1"
+	r2.cfg.Container.Image, r2.cfg.Container.ConfiguredImage = "127.0.0.1:1/team/work:1", "127.0.0.1:1/team/work:1"
 	r2.opts.Resolver = &images.Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 2 * time.Second}
 	r2.cfg.Container.Pin = cluster.PinRequired
 	if _, err := Run(context.Background(), r2.cfg, r2.suite(t, "install"), false, r2.opts); exitcode.Of(err) != exitcode.Preflight || r2.launches() != 0 {
@@ -810,7 +810,7 @@ func TestPinning(t *testing.T) {
 		h.PullAs = testImageID
 	}
 	rep, err = Run(context.Background(), r2.cfg, r2.suite(t, "install"), false, r2.opts)
-	if err != nil || rep.Digest != "" || rep.EffectiveImage != "127.0.0.1:1/team/work:1" {
+	if err != nil || rep.Digest != "" || rep.LaunchedImage != "127.0.0.1:1/team/work:1" {
 		t.Errorf("prefer, registry gone: %v %+v", err, rep)
 	}
 }

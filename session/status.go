@@ -15,7 +15,11 @@ type StatusReport struct {
 	SchemaVersion int           `json:"schema_version"`
 	Cluster       string        `json:"cluster"`
 	Container     string        `json:"container"`
-	Image         string        `json:"image"`
+	// Image is the effective image (after the site's rewrite rules);
+	// ConfiguredImage the cluster file's.
+	Image           string `json:"image"`
+	ConfiguredImage string `json:"configured_image"`
+	Site            string `json:"site,omitempty"`
 	Lifetime      string        `json:"-"`
 	SSHDPort      int           `json:"sshd_port"`
 	Hosts         []Facts       `json:"hosts"`
@@ -45,7 +49,7 @@ func Status(ctx context.Context, cfg *cluster.Config, opts Options) (*StatusRepo
 	}
 	defer s.Close()
 	return &StatusReport{SchemaVersion: statusSchemaVersion, Cluster: cfg.File,
-		Container: cfg.Container.Name, Image: cfg.Container.Image, Lifetime: string(cfg.Container.Lifetime),
+		Container: cfg.Container.Name, Image: cfg.Container.Image, ConfiguredImage: cfg.Container.ConfiguredImage, Site: cfg.Site, Lifetime: string(cfg.Container.Lifetime),
 		SSHDPort: cfg.Container.SSHDPort, Hosts: s.Facts, Summary: summarize(s.Facts), Plan: s.Plan}, nil
 }
 

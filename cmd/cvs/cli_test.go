@@ -292,3 +292,26 @@ func TestHistoryListsAndShows(t *testing.T) {
 		t.Errorf("ambiguous prefix: exit %d\n%s", code, errOut)
 	}
 }
+
+// --site and $CVS_SITE select the rewrite rules; validate shows both
+// images and prints the configured one (its output loads again).
+func TestSiteFlag(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "cluster.toml")
+	os.WriteFile(p, []byte(`hosts = ["a"]
+[container]
+image = "registry.example:5000/w:1"
+[sites.lab]
+[[sites.lab.image.rewrite]]
+match = 're:registry\.example:5000/(.*)'
+replace = "172.29.0.1:5000/$1"
+`), 0o600)
+	out, _, code := cvs(t, "--cluster", p, "--site", "lab", "validate")
+	if code != 0 || !strings.Contains(out, "# site lab: image registry.example:5000/w:1 → 172.29.0.1:5000/w:1") || !strings.Contains(out, `image = "registry.example:5000/w:1"`) {
+		t.Errorf("validate --site: exit %d\n%s", code, out)
+	}
+	t.Setenv("CVS_SITE", "mars")
+	_, errOut, code := cvs(t, "--cluster", p, "validate")
+	if code != 2 || !strings.Contains(errOut, `site "mars"`) {
+		t.Errorf("unknown site from $CVS_SITE: exit %d\n%s", code, errOut)
+	}
+}

@@ -63,7 +63,10 @@ Records live in $XDG_STATE_HOME/cvs/runs/ID/ (~/.local/state/cvs/runs/ID/).`,
 			fmt.Fprintf(a.stdout, "cluster %s · lifetime %s · %s → exit %d\n", r.Cluster, r.Lifetime, r.Verdict, r.ExitCode)
 			fmt.Fprintf(a.stdout, "image %s", r.Image)
 			if r.EffectiveImage != r.Image {
-				fmt.Fprintf(a.stdout, " → %s", r.EffectiveImage)
+				fmt.Fprintf(a.stdout, " → %s (site %s)", r.EffectiveImage, r.Site)
+			}
+			if r.LaunchedImage != "" && r.LaunchedImage != r.EffectiveImage {
+				fmt.Fprintf(a.stdout, " → launched %s", r.LaunchedImage)
 			}
 			if r.Digest != "" {
 				fmt.Fprintf(a.stdout, " (%s)", r.Digest)

@@ -32,6 +32,7 @@ type app struct {
 	json           bool
 	logLevel       string
 	quiet          bool
+	site           string
 
 	log *log.Logger
 
@@ -168,6 +169,7 @@ containers, provisions them, and runs suites inside them.`,
 	pf.BoolVar(&a.json, "json", false, "print results as JSON on stdout (schemas in the README)")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only results and errors (no logs, no progress)")
+	pf.StringVar(&a.site, "site", "", "apply the cluster file's [sites.NAME] image rewrite rules (default $CVS_SITE)")
 	root.AddCommand(a.validateCommand(), a.statusCommand(), a.execCommand(), a.runCommand(), a.upCommand(),
 		a.downCommand(), a.listCommand(), a.historyCommand(), a.versionCommand())
 	return root
@@ -233,7 +235,11 @@ func (a *app) clusterPath() string {
 }
 
 func (a *app) loadCluster() (*cluster.Config, error) {
-	cfg, err := cluster.Load(a.clusterPath())
+	site := a.site
+	if site == "" {
+		site = os.Getenv("CVS_SITE")
+	}
+	cfg, err := cluster.LoadWith(a.clusterPath(), cluster.LoadOptions{Site: site})
 	if err != nil {
 		return nil, exitcode.With(exitcode.Usage, err)
 	}

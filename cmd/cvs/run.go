@@ -101,11 +101,15 @@ func (a *app) sessionOptions(dryRun bool) session.Options {
 			if a.json {
 				return
 			}
+			img := rep.Image
+			if rep.EffectiveImage != rep.Image {
+				img = fmt.Sprintf("%s → %s (site %s)", rep.Image, rep.EffectiveImage, rep.Site)
+			}
 			switch {
 			case rep.Digest != "":
-				fmt.Fprintf(a.stdout, "image %s pinned to %s\n", rep.Image, rep.Digest)
+				fmt.Fprintf(a.stdout, "image %s pinned to %s\n", img, rep.Digest)
 			case rep.Image != "":
-				fmt.Fprintf(a.stdout, "image %s (not pinned to a digest)\n", rep.Image)
+				fmt.Fprintf(a.stdout, "image %s (not pinned to a digest)\n", img)
 			}
 			a.printPlan(rep.Plan)
 			if dryRun {

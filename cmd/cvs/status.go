@@ -70,7 +70,11 @@ func dash(s string) string {
 
 func (a *app) printStatus(rep *session.StatusReport) {
 	facts, sum := rep.Hosts, rep.Summary
-	fmt.Fprintf(a.stdout, "container %q · image %s · lifetime %s\n\n", rep.Container, dash(rep.Image), rep.Lifetime)
+	img := dash(rep.Image)
+	if rep.ConfiguredImage != rep.Image {
+		img = fmt.Sprintf("%s (site %s; configured %s)", rep.Image, rep.Site, rep.ConfiguredImage)
+	}
+	fmt.Fprintf(a.stdout, "container %q · image %s · lifetime %s\n\n", rep.Container, img, rep.Lifetime)
 	rows := make([][]string, 0, len(facts))
 	for _, f := range facts {
 		ssh := "ok"

@@ -42,6 +42,9 @@ with its line; the exit code is then 2. No host is contacted.`,
 			}
 			fmt.Fprintf(a.stdout, "# %s is valid: %d host(s), lifetime %s, %d suite(s)\n# setup script: %s\n",
 				cfg.File, len(cfg.Hosts), cfg.Container.Lifetime, len(cfg.Suites), script)
+			if cfg.Site != "" {
+				fmt.Fprintf(a.stdout, "# site %s: image %s → %s\n", cfg.Site, cfg.Container.ConfiguredImage, cfg.Container.Image)
+			}
 			if len(cfg.IdentityFiles) == 0 {
 				fmt.Fprintln(a.stdout, "# identity_file: none set: ~/.ssh/config's IdentityFile, then ssh-agent keys (SSH_AUTH_SOCK); without either, ~/.ssh/id_ed25519, id_ecdsa, id_rsa")
 			}
