@@ -12,18 +12,18 @@ const statusSchemaVersion = 1
 
 // StatusReport is the document `cvs status --json` prints.
 type StatusReport struct {
-	SchemaVersion int           `json:"schema_version"`
-	Cluster       string        `json:"cluster"`
-	Container     string        `json:"container"`
+	SchemaVersion int    `json:"schema_version"`
+	Cluster       string `json:"cluster"`
+	Container     string `json:"container"`
 	// Image is the effective image (after the site's rewrite rules);
 	// ConfiguredImage the cluster file's.
-	Image           string `json:"image"`
-	ConfiguredImage string `json:"configured_image"`
-	Site            string `json:"site,omitempty"`
-	Lifetime      string        `json:"-"`
-	SSHDPort      int           `json:"sshd_port"`
-	Hosts         []Facts       `json:"hosts"`
-	Summary       StatusSummary `json:"summary"`
+	Image           string        `json:"image"`
+	ConfiguredImage string        `json:"configured_image"`
+	Site            string        `json:"site,omitempty"`
+	Lifetime        string        `json:"-"`
+	SSHDPort        int           `json:"sshd_port"`
+	Hosts           []Facts       `json:"hosts"`
+	Summary         StatusSummary `json:"summary"`
 	// Plan is what `cvs run` would do now, unchanged by status itself.
 	Plan Plan `json:"plan"`
 }
