@@ -185,6 +185,12 @@ const (
 	PinOff Pin = "off"
 )
 
+// How hosts get the image ([container] distribute).
+const (
+	DistributePull = "pull"
+	DistributePush = "push"
+)
+
 // SetupNone is setup_script = "none": fresh containers are not
 // provisioned (the image has what the steps and sshd need).
 const SetupNone = "none"
@@ -204,7 +210,10 @@ type Container struct {
 	PullTimeout time.Duration `json:"pull_timeout"`
 	// Pin, PinTTL and PinTimeout govern resolving Image to a digest once
 	// per run (the digest cache's lifetime, the bound on one resolution).
-	Pin        Pin           `json:"pin"`
+	Pin Pin `json:"pin"`
+	// Distribute is how hosts get the image: DistributePull (from its
+	// registry) or DistributePush (cvs sends what each host lacks).
+	Distribute string        `json:"distribute"`
 	PinTTL     time.Duration `json:"pin_ttl"`
 	PinTimeout time.Duration `json:"pin_timeout"`
 	SSHDPort   int           `json:"sshd_port"`

@@ -35,6 +35,7 @@ type EffContainer struct {
 	Lifetime    string            `toml:"lifetime" json:"lifetime"`
 	Image       string            `toml:"image,omitempty" json:"image"`
 	Pin         string            `toml:"pin" json:"pin"`
+	Distribute  string            `toml:"distribute" json:"distribute"`
 	PinTTL      string            `toml:"pin_ttl" json:"pin_ttl"`
 	PinTimeout  string            `toml:"pin_timeout" json:"pin_timeout"`
 	Name        string            `toml:"name" json:"name"`
@@ -104,7 +105,7 @@ func (c *Config) Effective() Effective {
 	}
 	ct := c.Container
 	e.Container = EffContainer{
-		Lifetime: string(ct.Lifetime), Image: ct.ConfiguredImage, Pin: string(ct.Pin), PinTTL: dur(ct.PinTTL), PinTimeout: dur(ct.PinTimeout),
+		Lifetime: string(ct.Lifetime), Image: ct.ConfiguredImage, Pin: string(ct.Pin), PinTTL: dur(ct.PinTTL), PinTimeout: dur(ct.PinTimeout), Distribute: ct.Distribute,
 		Name: ct.Name, SetupScript: ct.SetupScript,
 		PullTimeout: dur(ct.PullTimeout), SSHDPort: ct.SSHDPort, Network: ct.Network, IPC: ct.IPC,
 		PID: ct.PID, Privileged: ct.Privileged, Devices: ct.Devices, Volumes: ct.Volumes,

@@ -20,7 +20,7 @@ var (
 	topKeys = []string{"user", "identity_file", "port", "known_hosts", "host_key_check",
 		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel",
 		"proxy_jump", "head", "sudo", "hosts", "env", "container", "suites", "sites"}
-	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "name", "setup_script", "pull_timeout",
+	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "distribute", "name", "setup_script", "pull_timeout",
 		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
 		"security_opt", "group_add", "shm_size", "ulimits", "env"}
 	suiteKeys   = []string{"description", "user", "steps"}
@@ -117,7 +117,7 @@ var (
 
 func (d *decoder) container(raw map[string]any) Container {
 	ct := Container{Lifetime: DefaultLifetime, PullTimeout: DefaultPullTimeout, SSHDPort: DefaultSSHDPort,
-		Pin: DefaultPin, PinTTL: DefaultPinTTL, PinTimeout: DefaultPinTimeout}
+		Pin: DefaultPin, PinTTL: DefaultPinTTL, PinTimeout: DefaultPinTimeout, Distribute: DistributePull}
 	m, ok := d.table(raw, "", "container")
 	if !ok {
 		ct.Name = "cvs-" + sanitizeName(d.user)
@@ -179,6 +179,14 @@ func (d *decoder) container(raw map[string]any) Container {
 			ct.Pin = Pin(v)
 		default:
 			d.fail(p+".pin", "%q is not one of \"required\", \"prefer\", \"off\"", v)
+		}
+	}
+	if v, ok := d.str(m, p, "distribute"); ok {
+		switch v {
+		case DistributePull, DistributePush:
+			ct.Distribute = v
+		default:
+			d.fail(p+".distribute", "%q is not \"pull\" or \"push\"", v)
 		}
 	}
 	if v, ok := d.duration(m, p, "pin_ttl"); ok {

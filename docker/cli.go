@@ -122,6 +122,19 @@ func (d CLI) Pull(ref string) []string { return d.cmd("pull", "--quiet", ref) }
 // Tag names the image src also dst.
 func (d CLI) Tag(src, dst string) []string { return d.cmd("tag", src, dst) }
 
+// ImageIDs lists the full IDs of every image on the host, intermediate
+// ones included.
+func (d CLI) ImageIDs() []string { return d.cmd("image", "ls", "-aq", "--no-trunc") }
+
+// ImageLayers prints, per image, the diff IDs of its layers as a JSON list
+// (base first), one line each.
+func (d CLI) ImageLayers(ids ...string) []string {
+	return d.cmd(append([]string{"image", "inspect", "--format", "{{json .RootFS.Layers}}"}, ids...)...)
+}
+
+// Load loads a docker-save tarball that is a file on the host.
+func (d CLI) Load(file string) []string { return d.cmd("load", "-q", "-i", file) }
+
 // CopyInto copies a file of the host into the container (docker cp; the
 // copy is owned by root).
 func (d CLI) CopyInto(src, container, dst string) []string {

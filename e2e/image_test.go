@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +151,107 @@ replace = "` + l.Registry() + `/$1"
 	rec, _, _ := runCVS(t, "--json", "history", "show")
 	if !strings.Contains(rec, `"site": "lab"`) || !strings.Contains(rec, `"effective_image": "`+l.WorkloadImage()+`"`) {
 		t.Errorf("the record lacks the site and the effective image:\n%s", rec)
+	}
+}
+
+// pushDoc is `cvs image push --json`.
+type pushDoc struct {
+	ImageID string `json:"image_id"`
+	Pushes  []struct {
+		Host    string `json:"host"`
+		Skipped bool   `json:"skipped"`
+		Layers  int    `json:"layers_sent"`
+		Bytes   int64  `json:"bytes_sent"`
+	} `json:"pushes"`
+}
+
+func pushJSON(t *testing.T, args ...string) pushDoc {
+	t.Helper()
+	out, errOut, code := runCVS(t, append([]string{"--json", "image", "push"}, args...)...)
+	if code != 0 {
+		t.Fatalf("image push: exit %d\n%s\n%s", code, out, errOut)
+	}
+	var d pushDoc
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("image push --json: %v\n%s", err, out)
+	}
+	return d
+}
+
+// Issue 10, registryless distribution on real hosts: the image is pushed
+// over SSH, the hosts' registry access stopped; a second push sends
+// nothing; a derived image (one small layer on the workload) sends only
+// that layer; prune empties the cache.
+func TestPushWithoutRegistry(t *testing.T) {
+	const name = "e2e-push"
+	useContainer(t, name)
+	l := Lab(t)
+	ctx := testCtx(t, 10*time.Minute)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Cleanup(func() { cleanupCtx(2*time.Minute, func(ctx context.Context) { l.StartRegistry(ctx) }) })
+	derived := l.Registry() + "/cvs-e2e/derived:1"
+	// The derived image, built once on host1 and published while the
+	// registry is up.
+	for _, argv := range [][]string{
+		{"pull", "--quiet", l.WorkloadImage()}, {"rm", "-f", "e2e-derive"},
+		{"run", "--name", "e2e-derive", l.WorkloadImage(), "sh", "-c", "echo derived > /etc/cvs-e2e-derived"},
+		{"commit", "e2e-derive", derived}, {"rm", "-f", "e2e-derive"}, {"push", derived}, {"rmi", "-f", derived},
+	} {
+		if res, err := l.HostDocker(ctx, "host1", argv...); err != nil {
+			t.Fatalf("docker %s: %v %s", strings.Join(argv, " "), err, res.Stderr)
+		}
+	}
+	suites := "\n[suites.s]\n[[suites.s.steps]]\nname = \"marker\"\nrun = \"cat /etc/cvs-lab-workload\"\n"
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites + "\n"})
+	text, _ := os.ReadFile(file)
+	os.WriteFile(file, []byte(strings.Replace(string(text), "[container]\n", "[container]\ndistribute = \"push\"\n", 1)), 0o600)
+
+	// Fill this machine's cache while the registry answers, then take it
+	// away and empty the hosts.
+	if out, errOut, code := runCVS(t, "--cluster", file, "image", "push"); code != 0 {
+		t.Fatalf("first push: exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, h := range hostNames(t) {
+		l.HostExec(ctx, h, "sh", "-c", "docker rm -f $(docker ps -aq) 2>/dev/null; docker rmi --force $(docker images -q) 2>/dev/null; true")
+	}
+	if err := l.StopRegistry(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCVS(t, "--cluster", file, "run", "s")
+	if code != 0 || strings.Count(out, "marker") == 0 || strings.Count(errOut, "image pushed") != labHosts {
+		t.Fatalf("run with the registry stopped: exit %d\n%s\n%s", code, out, errOut)
+	}
+	full := pushJSON(t, "--cluster", file)
+	for _, p := range full.Pushes {
+		if !p.Skipped || p.Bytes != 0 {
+			t.Errorf("second push sent to %s: %+v", p.Host, p)
+		}
+	}
+	if err := l.StartRegistry(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d := pushJSON(t, "--cluster", file, derived)
+	for _, p := range d.Pushes {
+		if p.Skipped || p.Layers != 1 || p.Bytes > 1<<20 {
+			t.Errorf("derived image to %s: %+v (want 1 small layer)", p.Host, p)
+		}
+		res, err := l.HostDocker(ctx, p.Host, "image", "inspect", "--format", "{{.Id}}", derived)
+		if err != nil || strings.TrimSpace(res.Stdout) != d.ImageID {
+			t.Errorf("%s: loaded %q, want %s (%v)", p.Host, res.Stdout, d.ImageID, err)
+		}
+	}
+	t.Cleanup(func() {
+		cleanupCtx(time.Minute, func(ctx context.Context) {
+			for _, h := range hostNames(t) {
+				l.HostDocker(ctx, h, "rmi", "-f", derived)
+			}
+		})
+	})
+	out, _, code = runCVS(t, "--cluster", file, "image", "prune", "--keep", "0")
+	if code != 0 || !strings.Contains(out, "2 image(s) removed") {
+		t.Errorf("prune: exit %d\n%s", code, out)
+	}
+	if out, _, _ := runCVS(t, "--cluster", file, "--json", "image", "ls"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("cache after prune: %s", out)
 	}
 }

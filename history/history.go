@@ -41,7 +41,7 @@ type Record struct {
 	// Digest is the manifest digest the reference resolved to, when it was
 	// resolved.
 	Digest string `json:"digest,omitempty"`
-	// Distribution says how the hosts got the image: "pull".
+	// Distribution says how the hosts got the image: "pull" or "push".
 	Distribution string       `json:"distribution"`
 	Verdict      string       `json:"verdict"`
 	Hosts        []HostRecord `json:"hosts"`
@@ -60,6 +60,9 @@ type HostRecord struct {
 	ContainerID string `json:"container_id,omitempty"`
 	ImageID     string `json:"image_id,omitempty"`
 	StartedAt   string `json:"started_at,omitempty"`
+	// With distribute = "push": what was sent to the host.
+	PushedBytes  int64 `json:"pushed_bytes,omitempty"`
+	PushedLayers int   `json:"pushed_layers,omitempty"`
 }
 
 // StepRecord is one step on one host.

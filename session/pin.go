@@ -39,7 +39,12 @@ func (s *Session) pin(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	s.Image, s.Digest = res.Pinned, res.Digest
+	s.Digest = res.Digest
+	if ct.Distribute != cluster.DistributePush {
+		// Pushed images are loaded under their tag, which is what the
+		// hosts then launch; the digest picks the content.
+		s.Image = res.Pinned
+	}
 	if prev := history.Previous(ct.Image); prev != "" && prev != res.Digest {
 		s.log.Warn(fmt.Sprintf("%s now resolves to %s; the last recorded run used %s: the tag was re-pushed since", ct.Image, res.Digest, prev))
 	}

@@ -33,7 +33,7 @@ func (s *Session) record(code int, err error) error {
 	ct := s.Config.Container
 	r := &history.Record{ID: s.RunID, Command: s.command, CommandLine: strings.Join(append([]string{"cvs"}, os.Args[1:]...), " "),
 		Cluster: s.Config.File, Suite: s.suite, Lifetime: string(ct.Lifetime), Image: ct.ConfiguredImage, Site: s.Config.Site, EffectiveImage: ct.Image, LaunchedImage: s.Image, Digest: s.Digest,
-		Distribution: "pull", Verdict: string(s.Plan.Verdict), Start: s.started.UTC(), End: time.Now().UTC(),
+		Distribution: ct.Distribute, Verdict: string(s.Plan.Verdict), Start: s.started.UTC(), End: time.Now().UTC(),
 		Version: s.opts.Version, ExitCode: code}
 	if err != nil {
 		r.Error = err.Error()
@@ -47,6 +47,13 @@ func (s *Session) record(code int, err error) error {
 			hr.ContainerID, hr.ImageID, hr.StartedAt = a.ID, a.ImageID, a.StartedAt
 		}
 		r.Hosts = append(r.Hosts, hr)
+	}
+	for _, p := range s.pushes {
+		for i := range r.Hosts {
+			if r.Hosts[i].Host == p.Host {
+				r.Hosts[i].PushedBytes, r.Hosts[i].PushedLayers = p.Bytes, p.Layers
+			}
+		}
 	}
 	for _, st := range s.results {
 		r.Steps = append(r.Steps, history.StepRecord{Step: st.Step, Host: st.Host, ExitCode: st.ExitCode, DurationMS: st.Millis, Error: st.Error})

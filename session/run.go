@@ -33,6 +33,8 @@ type RunReport struct {
 	Setup    string         `json:"setup_error,omitempty"`
 	Steps    []suite.Result `json:"steps"`
 	Teardown string         `json:"teardown,omitempty"`
+	// Pushes is what distribute = "push" sent to each host.
+	Pushes []Push `json:"pushes,omitempty"`
 	// Record is the folder of the run's record (cvs history show).
 	Record   string `json:"record,omitempty"`
 	ExitCode int    `json:"exit_code"`
@@ -137,6 +139,8 @@ func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo op
 		}
 	}
 	rep.Record = s.RecordDir
+	rep.Pushes = s.pushes
+	rep.LaunchedImage = s.Image
 	return rep, s.outcome(ctx, err)
 }
 

@@ -83,6 +83,9 @@ type Options struct {
 	// Resolver resolves the image's tag to a digest; nil: the registry
 	// through images.Resolver with the cluster file's pin settings.
 	Resolver *images.Resolver
+	// ImageCache is where distribute = "push" keeps images; nil:
+	// images.DefaultImageCacheDir.
+	ImageCache *images.Cache
 }
 
 func (o Options) logger() *log.Logger {
@@ -126,6 +129,12 @@ type Session struct {
 	// Image is what the hosts launch: the configured reference, or
 	// repo@digest when it was resolved (Digest).
 	Image, Digest string
+
+	// distribute = "push": the image obtained, its cache lock, and what
+	// was sent to each host.
+	saved        *images.Saved
+	releaseImage func()
+	pushes       []Push
 
 	keysOnce sync.Once
 	keys     sshd.Keys
@@ -186,7 +195,7 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 		return nil, err
 	}
 	s.Plan = lifetime.Decide(cfg.Container.Lifetime, s.Facts, lifetime.Options{ClusterFile: cfg.File, Restart: oo.restart,
-		Image: s.Image, Pinned: s.Digest != ""})
+		Image: s.Image, Pinned: s.Digest != "" || cfg.Container.Distribute == cluster.DistributePush})
 	if s.lock != nil && len(s.lock.Unreached) > 0 && s.Plan.Verdict == lifetime.Proceed {
 		// Unreachable while the lock was taken, reachable for the probe: it
 		// is not locked, so it is not changed.
@@ -205,6 +214,9 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 
 // Close releases the lock and closes every connection.
 func (s *Session) Close() {
+	if s.releaseImage != nil {
+		s.releaseImage()
+	}
 	s.lock.Release()
 	s.fleet.Close()
 	if s.dialer != nil {

@@ -25,8 +25,11 @@ import (
 	"github.com/cvs-tool/cvs/transport"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 const (
@@ -448,7 +451,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	for _, st := range rep.Stages {
 		names = append(names, fmt.Sprintf("%s(%d)", st.Name, len(st.Hosts)))
 	}
-	want := `launch(2) provisioning (setup_script)(2) sshd(2) image check after launch (every host must run the same image ID)(2) suite "install"(2) teardown(2) record(1)`
+	want := `push the image(0) launch(2) provisioning (setup_script)(2) sshd(2) image check after launch (every host must run the same image ID)(2) suite "install"(2) teardown(2) record(1)`
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("stages:\n got %s\nwant %s", got, want)
 	}
@@ -630,7 +633,7 @@ func TestSetupScriptNone(t *testing.T) {
 			t.Errorf("%s: provisioned %d times, sshd %v", h.Name, c.Provisioned, c.SSHD)
 		}
 	}
-	if st := rep.Stages[1]; !strings.HasPrefix(st.Name, "provisioning") || len(st.Hosts) != 0 {
+	if st := rep.Stages[2]; !strings.HasPrefix(st.Name, "provisioning") || len(st.Hosts) != 0 {
 		t.Errorf("provisioning stage: %+v", st)
 	}
 }
@@ -812,5 +815,96 @@ func TestPinning(t *testing.T) {
 	rep, err = Run(context.Background(), r2.cfg, r2.suite(t, "install"), false, r2.opts)
 	if err != nil || rep.Digest != "" || rep.LaunchedImage != "127.0.0.1:1/team/work:1" {
 		t.Errorf("prefer, registry gone: %v %+v", err, rep)
+	}
+}
+
+// Issue 10, distribute = "push": the image is obtained once on this
+// machine and each host gets only the layers it lacks; a host holding the
+// image gets nothing; the hosts launch the loaded tag; a second run sends
+// nothing; a store that cannot complete a partial tarball gets it whole.
+func TestPushSendsOnlyMissingLayers(t *testing.T) {
+	host := testRegistry(t)
+	base, _ := random.Image(64<<10, 2)
+	top, _ := random.Layer(1024, types.DockerLayer)
+	derived, _ := mutate.AppendLayers(base, top)
+	ref := host + "/team/derived:1"
+	rr, _ := name.ParseReference(ref)
+	if err := remote.Write(rr, derived); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := derived.ConfigName()
+	baseID, _ := base.ConfigName()
+	diffs := func(img v1.Image) []string {
+		ls, _ := img.Layers()
+		var out []string
+		for _, l := range ls {
+			d, _ := l.DiffID()
+			out = append(out, d.String())
+		}
+		return out
+	}
+
+	r := newRig(t, 4, cluster.LifetimePerRun)
+	r.cfg.Container.Image, r.cfg.Container.ConfiguredImage, r.cfg.Container.Distribute = ref, ref, cluster.DistributePush
+	r.opts.ImageCache = &images.Cache{Dir: t.TempDir()}
+	// h1 has nothing; h2 has the base; h3 has the image; h4 has the base
+	// but cannot load partial tarballs.
+	for _, h := range r.hosts {
+		h.Images = map[string]string{}
+	}
+	r.hosts[1].Layers = map[string][]string{baseID.String(): diffs(base)}
+	r.hosts[2].Layers = map[string][]string{id.String(): diffs(derived)}
+	r.hosts[2].Images[ref] = id.String()
+	r.hosts[3].Layers = map[string][]string{baseID.String(): diffs(base)}
+	r.hosts[3].NoPartialLoad = true
+
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rep.Pushes
+	if len(p) != 4 || p[0].Layers != 3 || p[1].Layers != 1 || !p[2].Skipped || p[2].Bytes != 0 || !p[3].Full || p[3].Layers != 3 {
+		t.Fatalf("pushes = %+v", p)
+	}
+	if p[1].Bytes*4 > p[0].Bytes {
+		t.Errorf("the host with the base got %d bytes, the empty one %d", p[1].Bytes, p[0].Bytes)
+	}
+	for _, h := range r.hosts {
+		for _, l := range h.Lines() {
+			if strings.HasPrefix(l, "docker run ") && !strings.Contains(l, " "+ref+" ") {
+				t.Errorf("%s launched something else than the loaded %s: %s", h.Name, ref, l)
+			}
+		}
+		for path := range h.Uploads() {
+			if !h.Removed(path) {
+				t.Errorf("%s: %s left on the host", h.Name, path)
+			}
+		}
+	}
+	if rec, _ := FindRun(""); rec.Distribution != "push" || rec.Hosts[1].PushedLayers != 1 {
+		t.Errorf("record: %+v", rec)
+	}
+	rep, err = Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Pushes {
+		if !p.Skipped || p.Bytes != 0 {
+			t.Errorf("second run sent to %s: %+v", p.Host, p)
+		}
+	}
+	// cvs image push with a prefix of the cached image's ID, to a new host
+	// state: h1 lost the image.
+	r.hosts[0].Images, r.hosts[0].Layers = map[string]string{}, nil
+	prefix := strings.TrimPrefix(id.String(), "sha256:")[:10]
+	pr, err := PushImage(context.Background(), r.cfg, prefix, r.opts)
+	if err != nil || pr.ImageID != id.String() || len(pr.Pushes) != 4 || pr.Pushes[0].Layers != 3 || !pr.Pushes[1].Skipped {
+		t.Errorf("image push %s: %v %+v", prefix, err, pr)
+	}
+	if all, _ := CachedImages(r.opts); len(all) != 1 || all[0].ImageID != id.String() {
+		t.Errorf("cache: %+v", all)
+	}
+	if rec, _ := FindRun(""); rec.Command != "image push" {
+		t.Errorf("push not recorded: %+v", rec)
 	}
 }

@@ -59,7 +59,7 @@ type StageReport struct {
 // setupStages are the stages that make the containers ready for steps, in
 // order. An image stage (obtain, push) goes before launchStage.
 func setupStages() []Stage {
-	return []Stage{launchStage{}, provisionStage{}, sshdStage{}, imageCheckStage{}}
+	return []Stage{distributeStage{}, launchStage{}, provisionStage{}, sshdStage{}, imageCheckStage{}}
 }
 
 // Stages returns the stages of `cvs run` with suite st (or of `cvs up`

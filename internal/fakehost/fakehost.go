@@ -7,6 +7,7 @@
 package fakehost
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -19,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cvs-tool/cvs/images"
 
 	"github.com/cvs-tool/cvs/shell"
 	"github.com/cvs-tool/cvs/transport"
@@ -70,6 +73,12 @@ type Host struct {
 	// PullAs is the image ID docker run pulls for a reference the host does
 	// not hold; "" means the registry has no such image.
 	PullAs string
+	// Layers are the diff IDs (base first) of the images the host holds,
+	// by image ID: what docker load can complete a partial tarball from.
+	Layers map[string][]string
+	// NoPartialLoad: docker load needs every layer in the tarball (the
+	// containerd image store).
+	NoPartialLoad bool
 
 	// Faults: the named operation exits non-zero with this stderr.
 	FailRun, FailRm, FailProvision, FailSSHD, FailCopy string
@@ -528,6 +537,20 @@ func (h *Host) docker(ctx context.Context, cmd transport.Command, argv []string)
 		return ok1("")
 	case "exec":
 		return h.exec(ctx, cmd, argv[1:], unlock)
+	case "image":
+		return h.image(cmd, argv[1:])
+	case "tag":
+		id, ok := h.Images[argv[1]]
+		if !ok && strings.HasPrefix(argv[1], "sha256:") {
+			id, ok = argv[1], true
+		}
+		if !ok {
+			return h.exit(cmd, 1, "Error response from daemon: No such image: "+argv[1])
+		}
+		h.Images[argv[2]] = id
+		return ok1("")
+	case "load":
+		return h.load(cmd, argv[len(argv)-1])
 	}
 	return h.exit(cmd, 125, "fakehost: unexpected docker command: "+strings.Join(argv, " "))
 }
@@ -653,4 +676,89 @@ func heredocs(script string, names ...string) string {
 		}
 	}
 	return b.String()
+}
+
+// image answers image ls and image inspect.
+func (h *Host) image(cmd transport.Command, argv []string) (transport.Result, error) {
+	switch {
+	case argv[0] == "ls":
+		seen := map[string]bool{}
+		var ids []string
+		for _, id := range h.Images {
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		for id := range h.Layers {
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		sort.Strings(ids)
+		return ok1(strings.Join(ids, "\n") + "\n")
+	case argv[0] == "inspect" && len(argv) >= 4 && argv[2] == "{{json .RootFS.Layers}}":
+		var b strings.Builder
+		for _, id := range argv[3:] {
+			data, _ := json.Marshal(h.Layers[id])
+			b.Write(append(data, '\n'))
+		}
+		return ok1(b.String())
+	case argv[0] == "inspect" && len(argv) == 4 && argv[2] == "{{.Id}}":
+		if id, ok := h.Images[argv[3]]; ok {
+			return ok1(id + "\n")
+		}
+		return h.exit(cmd, 1, "Error: No such image: "+argv[3])
+	}
+	return h.exit(cmd, 125, "fakehost: unexpected docker image command: "+strings.Join(argv, " "))
+}
+
+// load reads a docker-save tarball uploaded earlier, as docker load does:
+// every layer must be in the tarball or already in the host's layer store
+// (by chain ID).
+func (h *Host) load(cmd transport.Command, file string) (transport.Result, error) {
+	up, ok := h.uploads[file]
+	if !ok {
+		return h.exit(cmd, 1, "open "+file+": no such file or directory")
+	}
+	tmp, err := os.CreateTemp("", "fakehost-load-*.tar")
+	if err != nil {
+		return h.exit(cmd, 1, err.Error())
+	}
+	defer os.Remove(tmp.Name())
+	tmp.Write(up.Data)
+	tmp.Close()
+	saved, err := images.ReadSaved(tmp.Name())
+	if err != nil {
+		return h.exit(cmd, 1, err.Error())
+	}
+	have := map[string]bool{}
+	for _, diffs := range h.Layers {
+		for _, c := range images.ChainIDs(diffs) {
+			have[c] = true
+		}
+	}
+	present := map[string]bool{}
+	tr := tar.NewReader(bytes.NewReader(up.Data))
+	for {
+		hd, err := tr.Next()
+		if err != nil {
+			break
+		}
+		present[path.Clean(hd.Name)] = true
+	}
+	for i, c := range images.ChainIDs(saved.DiffIDs) {
+		if !present[saved.LayerFiles[i]] && (!have[c] || h.NoPartialLoad) {
+			return h.exit(cmd, 1, "open "+saved.LayerFiles[i]+": no such file or directory")
+		}
+	}
+	if h.Layers == nil {
+		h.Layers = map[string][]string{}
+	}
+	h.Layers[saved.ImageID] = saved.DiffIDs
+	for _, t := range saved.RepoTags {
+		h.Images[t] = saved.ImageID
+	}
+	return ok1("Loaded image: " + strings.Join(saved.RepoTags, ", ") + "\n")
 }

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/report"
+	"github.com/cvs-tool/cvs/session"
+)
+
+func (a *app) imageCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Send images to the hosts without a registry, and manage this machine's image cache",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "push [REF]",
+		Short: "Send the image to every host: only the layers each one lacks",
+		Long: `image push obtains the image once on this machine (the cache, else its
+registry, else this machine's Docker), keeps it in the cache, and sends every
+host only the layers it lacks, over SSH, where docker load completes it; the
+loaded image ID is checked. A host that holds the image gets nothing.
+REF defaults to the cluster file's image; it may also be the image ID or
+digest of a cached image, or a unique prefix of one (cvs image ls).`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return &flagError{errors.New("image push takes at most one image reference")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.loadCluster()
+			if err != nil {
+				return err
+			}
+			ref := ""
+			if len(args) == 1 {
+				ref = args[0]
+			}
+			rep, err := session.PushImage(cmd.Context(), cfg, ref, a.sessionOptions(false))
+			if exitcode.Of(err) == exitcode.Usage {
+				return &flagError{err}
+			}
+			if rep == nil {
+				return err
+			}
+			if a.json {
+				a.printJSON(rep)
+				return reported(exitFor(cmd.Context(), err))
+			}
+			rows := make([][]string, 0, len(rep.Pushes))
+			for _, p := range rep.Pushes {
+				sent := fmt.Sprintf("%d of %d layers, %s", p.Layers, p.Total, bytesHuman(p.Bytes))
+				switch {
+				case p.Skipped:
+					sent = "nothing: the host has it"
+				case p.Full:
+					sent += " (the whole image: the host did not take a partial one)"
+				}
+				rows = append(rows, []string{p.Host, sent})
+			}
+			fmt.Fprintf(a.stdout, "image %s (%s)\n", rep.Image, shortID(rep.ImageID))
+			report.Table(a.stdout, []string{"HOST", "SENT"}, rows)
+			return err
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "ls",
+		Short: "List the images in this machine's cache",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			all, err := session.CachedImages(a.sessionOptions(false))
+			if err != nil {
+				return err
+			}
+			if a.json {
+				if all == nil {
+					all = []session.ImageEntry{}
+				}
+				return a.printJSON(all)
+			}
+			rows := make([][]string, 0, len(all))
+			for _, e := range all {
+				rows = append(rows, []string{shortID(e.ImageID), dash(shortID(e.Digest)), e.Ref, bytesHuman(e.Size), e.LastUsed.Local().Format("2006-01-02 15:04")})
+			}
+			report.Table(a.stdout, []string{"IMAGE ID", "DIGEST", "REFERENCE", "SIZE", "LAST USED"}, rows)
+			return nil
+		},
+	})
+	var olderThan string
+	var keep int
+	prune := &cobra.Command{
+		Use:   "prune [--older-than 30d] [--keep N]",
+		Short: "Remove cached images not used lately (never one a running cvs uses)",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			age, err := parseAge(olderThan)
+			if err != nil {
+				return &flagError{err}
+			}
+			if age == 0 && keep < 0 {
+				return &flagError{errors.New("image prune needs --older-than or --keep")}
+			}
+			removed, err := session.PruneImages(age, keep, a.sessionOptions(false))
+			if err != nil {
+				return err
+			}
+			if a.json {
+				if removed == nil {
+					removed = []session.ImageEntry{}
+				}
+				return a.printJSON(removed)
+			}
+			var freed int64
+			for _, e := range removed {
+				fmt.Fprintf(a.stdout, "removed %s %s (last used %s)\n", shortID(e.ImageID), e.Ref, e.LastUsed.Local().Format("2006-01-02"))
+				freed += e.Size
+			}
+			fmt.Fprintf(a.stdout, "%d image(s) removed, %s freed\n", len(removed), bytesHuman(freed))
+			return nil
+		},
+	}
+	prune.Flags().StringVar(&olderThan, "older-than", "", "remove images last used longer ago than this (e.g. 30d, 12h)")
+	prune.Flags().IntVar(&keep, "keep", -1, "keep at most this many of the most recently used images")
+	cmd.AddCommand(prune)
+	return cmd
+}
+
+// parseAge reads a duration that may also be written in days ("30d").
+func parseAge(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("--older-than %q: write a number of days (30d) or a duration (12h)", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("--older-than %q: write a number of days (30d) or a duration (12h)", s)
+	}
+	return d, nil
+}
+
+// bytesHuman is a byte count for people.
+func bytesHuman(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

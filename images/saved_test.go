@@ -1,0 +1,157 @@
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+func savedImage(t *testing.T, img v1.Image, tag string) *Saved {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "img.tar")
+	ref, _ := name.NewTag(tag)
+	if err := tarball.WriteToFile(p, ref, img); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ReadSaved(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The image ID read from the tarball is the one Docker computes (the
+// config digest); the diff IDs are the layers', base first.
+func TestReadSaved(t *testing.T) {
+	img, _ := random.Image(512, 3)
+	s := savedImage(t, img, "reg:5000/w:1")
+	id, _ := img.ConfigName()
+	if s.ImageID != id.String() || len(s.DiffIDs) != 3 || len(s.LayerFiles) != 3 || s.RepoTags[0] != "reg:5000/w:1" {
+		t.Fatalf("saved = %+v (want ID %s)", s, id)
+	}
+	layers, _ := img.Layers()
+	for i, l := range layers {
+		d, _ := l.DiffID()
+		if s.DiffIDs[i] != d.String() {
+			t.Errorf("layer %d: diff ID %s, want %s", i, s.DiffIDs[i], d)
+		}
+	}
+}
+
+// A derived image (one layer on top of a base) sent to a host that has
+// the base: only the top layer travels, with the full manifest and config.
+func TestDeltaSendsOnlyMissingLayers(t *testing.T) {
+	base, _ := random.Image(4096, 2)
+	top, _ := random.Layer(512, "application/vnd.docker.image.rootfs.diff.tar.gzip")
+	derived, err := mutate.AppendLayers(base, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := savedImage(t, derived, "reg:5000/w:2")
+	baseLayers, _ := base.Layers()
+	var baseDiffs []string
+	for _, l := range baseLayers {
+		d, _ := l.DiffID()
+		baseDiffs = append(baseDiffs, d.String())
+	}
+	have := map[string]bool{}
+	for _, c := range ChainIDs(baseDiffs) {
+		have[c] = true
+	}
+	missing := s.Missing(have)
+	if len(missing) != 1 || missing[0] != 2 {
+		t.Fatalf("missing = %v, want [2]", missing)
+	}
+	// A layer with the same diff ID on another base is another layer.
+	if m := s.Missing(map[string]bool{s.DiffIDs[2]: true}); len(m) != 3 {
+		t.Errorf("chain IDs ignored: missing %v", m)
+	}
+
+	var delta bytes.Buffer
+	if err := s.WriteDelta(&delta, missing); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]int64{}
+	tr := tar.NewReader(bytes.NewReader(delta.Bytes()))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names[h.Name] = h.Size
+	}
+	if _, ok := names["manifest.json"]; !ok {
+		t.Error("no manifest.json in the delta")
+	}
+	if _, ok := names[s.ConfigFile]; !ok {
+		t.Error("no config in the delta")
+	}
+	for i, f := range s.LayerFiles {
+		_, sent := names[f]
+		if sent != (i == 2) {
+			t.Errorf("layer %d sent: %v", i, sent)
+		}
+	}
+	if int64(delta.Len()) >= s.Size/2 {
+		t.Errorf("delta %d bytes of a %d-byte image", delta.Len(), s.Size)
+	}
+}
+
+// The cache obtains from the registry once, finds by digest prefix, lists
+// with lastused, and prunes what was not used lately, never what is in use.
+func TestCacheObtainFindPrune(t *testing.T) {
+	reg := newRegistry(t, "", "")
+	ref := reg.host + "/team/work:1"
+	d := push(t, ref)
+	c := &Cache{Dir: t.TempDir()}
+	e, s, err := c.Obtain(context.Background(), ref, d.String(), ObtainOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Digest != d.String() || !strings.Contains(filepath.Base(e.File), "_sha256_"+strings.TrimPrefix(s.ImageID, "sha256:")) {
+		t.Errorf("entry %+v", e)
+	}
+	hits := reg.hits.Load()
+	if e2, _, err := c.Obtain(context.Background(), ref, d.String(), ObtainOptions{}); err != nil || e2.File != e.File || reg.hits.Load() != hits {
+		t.Errorf("second obtain went to the registry: %v", err)
+	}
+	if got, err := c.Find(strings.TrimPrefix(d.String(), "sha256:")[:8]); err != nil || got.File != e.File {
+		t.Errorf("find by prefix: %v", err)
+	}
+	// Not obtainable anywhere: every place tried is named.
+	_, _, err = c.Obtain(context.Background(), reg.host+"/team/none:1", "", ObtainOptions{
+		DockerSave: func(context.Context, string, string) error { return os.ErrNotExist }})
+	if err == nil || !strings.Contains(err.Error(), "the cache") || !strings.Contains(err.Error(), "the registry") || !strings.Contains(err.Error(), "docker save") {
+		t.Errorf("unobtainable: %v", err)
+	}
+
+	release, err := c.Use(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed, _ := c.Prune(time.Now().Add(time.Hour), -1); len(removed) != 0 {
+		t.Errorf("pruned an image in use: %v", removed)
+	}
+	release()
+	if removed, _ := c.Prune(time.Now().Add(time.Hour), -1); len(removed) != 1 {
+		t.Errorf("prune removed %d", len(removed))
+	}
+	if all, _ := c.List(); len(all) != 0 {
+		t.Errorf("left: %v", all)
+	}
+}

@@ -1,0 +1,226 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/docker"
+	"github.com/cvs-tool/cvs/images"
+	"github.com/cvs-tool/cvs/lifetime"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+// pushTimeout bounds sending and loading the image on one host.
+const pushTimeout = 30 * time.Minute
+
+// Push is what pushing the image did on one host.
+type Push struct {
+	Host string `json:"host"`
+	// Skipped: the host held the image already; nothing was sent.
+	Skipped bool `json:"skipped"`
+	// Layers is how many of the image's layers were sent, of Total.
+	Layers int `json:"layers_sent"`
+	Total  int `json:"layers"`
+	// Bytes is what was uploaded.
+	Bytes int64 `json:"bytes_sent"`
+	// Full: the host did not accept a partial tarball; the whole image was
+	// sent.
+	Full bool `json:"full,omitempty"`
+}
+
+// distributeStage sends the image to the hosts that will launch it, when
+// the cluster file says distribute = "push": obtained once on this machine,
+// each host gets only the layers it lacks, over its SSH connection, and
+// docker loads it there; the loaded image ID is checked.
+type distributeStage struct {
+	// all: every host, whatever the plan (cvs image push).
+	all bool
+}
+
+func (distributeStage) Name() string { return "push the image" }
+
+func (st distributeStage) hosts(s *Session) []int {
+	if s.Config.Container.Distribute != cluster.DistributePush {
+		return nil
+	}
+	var out []int
+	for i, hp := range s.Plan.Hosts {
+		if st.all || hp.Action == lifetime.Launch || hp.Action == lifetime.Replace {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (st distributeStage) Actions(s *Session) []HostAction {
+	var out []HostAction
+	for _, i := range st.hosts(s) {
+		out = append(out, HostAction{Host: s.Config.Hosts[i].Name, Action: "send the layers of " + s.Config.Container.Image + " it lacks, docker load"})
+	}
+	return out
+}
+
+func (st distributeStage) Run(ctx context.Context, s *Session) error {
+	idx := st.hosts(s)
+	if len(idx) == 0 {
+		return nil
+	}
+	saved, err := s.obtain(ctx)
+	if err != nil {
+		return &StageError{Stage: st.Name(), Failures: []HostFailure{{Host: "(this machine)", Err: err}}}
+	}
+	hosts := make([]cluster.Host, len(idx))
+	for k, i := range idx {
+		hosts[k] = s.Config.Hosts[i]
+	}
+	pushes := make([]Push, len(hosts))
+	err = s.perHost(ctx, st.Name(), hosts, func(ctx context.Context, k int, h cluster.Host, c transport.Conn) (transport.Result, error) {
+		ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+		defer cancel()
+		p, err := s.pushTo(ctx, c, h, saved)
+		pushes[k] = p
+		return transport.Result{}, err
+	})
+	s.mu.Lock()
+	s.pushes = pushes
+	s.mu.Unlock()
+	return err
+}
+
+// obtain gets the image into the cache on this machine (once per
+// session) and sets the reference the hosts launch: the tag the tarball
+// loads as, or its image ID.
+func (s *Session) obtain(ctx context.Context) (*images.Saved, error) {
+	if s.saved != nil {
+		return s.saved, nil
+	}
+	cache := s.opts.ImageCache
+	if cache == nil {
+		cache = &images.Cache{Dir: images.DefaultImageCacheDir()}
+	}
+	e, saved, err := cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{})
+	if err != nil {
+		return nil, err
+	}
+	release, err := cache.Use(e)
+	if err != nil {
+		return nil, err
+	}
+	s.releaseImage = release
+	s.saved = saved
+	s.Image = saved.ImageID
+	if len(saved.RepoTags) > 0 {
+		s.Image = saved.RepoTags[0]
+	}
+	s.log.Info("image ready to push", "image", s.Config.Container.Image, "id", images.ShortDigest(saved.ImageID),
+		"layers", len(saved.LayerFiles), "bytes", saved.Size, "file", saved.Path)
+	return saved, nil
+}
+
+// pushTo sends saved to one host: nothing when it holds the image ID,
+// else the layers it lacks (by chain ID), and loads it.
+func (s *Session) pushTo(ctx context.Context, c transport.Conn, h cluster.Host, saved *images.Saved) (Push, error) {
+	p := Push{Host: h.Name, Total: len(saved.LayerFiles)}
+	res, err := c.Run(ctx, transport.Command{Line: docker.Line(s.docker.ImageIDs())})
+	if err != nil {
+		return p, fmt.Errorf("listing the host's images: %w", err)
+	}
+	ids := strings.Fields(string(res.Stdout))
+	have := map[string]bool{}
+	for _, id := range ids {
+		if id == saved.ImageID {
+			p.Skipped = true
+		}
+	}
+	if p.Skipped {
+		// The content is there; make sure the name is too.
+		if s.Image != saved.ImageID {
+			if _, err := c.Run(ctx, transport.Command{Line: docker.Line(s.docker.Tag(saved.ImageID, s.Image))}); err != nil {
+				return p, fmt.Errorf("naming the image %s: %w", s.Image, err)
+			}
+		}
+		s.log.Info("image already on the host; nothing sent", "host", h.Name)
+		return p, nil
+	}
+	if len(ids) > 0 {
+		res, err := c.Run(ctx, transport.Command{Line: docker.Line(s.docker.ImageLayers(ids...))})
+		if err != nil {
+			return p, fmt.Errorf("reading the host's layers: %w", err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
+			var diffs []string
+			if json.Unmarshal([]byte(line), &diffs) != nil {
+				continue
+			}
+			for _, ch := range images.ChainIDs(diffs) {
+				have[ch] = true
+			}
+		}
+	}
+	send := saved.Missing(have)
+	err = s.sendAndLoad(ctx, c, saved, send, &p)
+	if err != nil && len(send) < len(saved.LayerFiles) {
+		// A store that cannot complete a partial tarball from its own
+		// layers (the containerd image store): send everything.
+		s.log.Warn("the host did not load the partial image; sending all of it", "host", h.Name, "err", err)
+		all := make([]int, len(saved.LayerFiles))
+		for i := range all {
+			all[i] = i
+		}
+		p.Full = true
+		err = s.sendAndLoad(ctx, c, saved, all, &p)
+	}
+	if err != nil {
+		return p, err
+	}
+	s.log.Info(fmt.Sprintf("image pushed: %d of %d layers, %d bytes", p.Layers, p.Total, p.Bytes), "host", h.Name)
+	return p, nil
+}
+
+// sendAndLoad streams a tarball with the layers send into a private
+// folder on the host (no copy of it on this machine, none left on the
+// host), docker loads it and checks the loaded image ID.
+func (s *Session) sendAndLoad(ctx context.Context, c transport.Conn, saved *images.Saved, send []int, p *Push) error {
+	dir, err := transport.MakeTempDir(ctx, c, "cvs-push")
+	if err != nil {
+		return err
+	}
+	defer transport.RemoveTempDir(ctx, c, dir)
+	file := dir + "/image.tar"
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(saved.WriteDelta(pw, send)) }()
+	var n countingReader
+	n.r = pr
+	err = c.Upload(ctx, file, &n, 0o600)
+	pr.CloseWithError(err)
+	p.Bytes += n.n.Load()
+	p.Layers = len(send)
+	if err != nil {
+		return fmt.Errorf("sending the image: %w", err)
+	}
+	if _, err := c.Run(ctx, transport.Command{Line: docker.Line(s.docker.Load(file))}); err != nil {
+		return fmt.Errorf("docker load: %w", err)
+	}
+	res, err := c.Run(ctx, transport.Command{Line: docker.Line(s.docker.InspectImage(s.Image, "{{.Id}}"))})
+	if got := strings.TrimSpace(string(res.Stdout)); err != nil || got != saved.ImageID {
+		return fmt.Errorf("after docker load, %s is %q, not %s (%v)", s.Image, got, saved.ImageID, err)
+	}
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}

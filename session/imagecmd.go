@@ -1,0 +1,93 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/images"
+)
+
+// ImageEntry is one image in this machine's image cache.
+type ImageEntry = images.Entry
+
+// PushReport is the document `cvs image push --json` prints.
+type PushReport struct {
+	Image   string `json:"image"`
+	ImageID string `json:"image_id"`
+	Digest  string `json:"digest,omitempty"`
+	Pushes  []Push `json:"pushes"`
+	Record  string `json:"record,omitempty"`
+}
+
+func imageCache(opts Options) *images.Cache {
+	if opts.ImageCache != nil {
+		return opts.ImageCache
+	}
+	return &images.Cache{Dir: images.DefaultImageCacheDir()}
+}
+
+// PushImage is `cvs image push [REF]`: send the image (the configured one,
+// or ref: a reference, or the image ID or digest of a cached image, or a
+// unique prefix of one) to every host, each getting only the layers it
+// lacks, whatever the cluster file's distribute says. It takes the cluster
+// lock; containers are not touched.
+func PushImage(ctx context.Context, cfg *cluster.Config, ref string, opts Options) (*PushReport, error) {
+	c := *cfg
+	ct := c.Container
+	ct.Distribute = cluster.DistributePush
+	digest := ""
+	if ref != "" {
+		ct.Image = ref
+		if e, err := imageCache(opts).Find(ref); err == nil {
+			ct.Image, digest = e.Ref, e.Digest
+		} else if strings.Contains(err.Error(), "names") {
+			return nil, exitcode.With(exitcode.Usage, err)
+		}
+	}
+	if ct.Image == "" {
+		return nil, exitcode.With(exitcode.Usage, fmt.Errorf("no image to push: give one, or set [container] image in %s", cfg.File))
+	}
+	c.Container = ct
+	s, err := open(ctx, &c, openOptions{lock: true, resolve: digest == ""}, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	s.command = "image push"
+	if digest != "" {
+		s.Digest = digest
+	}
+	if s.Plan.Verdict == Preflight {
+		return nil, s.verdictError()
+	}
+	st := distributeStage{all: true}
+	err = st.Run(ctx, s)
+	rep := &PushReport{Image: ct.Image, Digest: s.Digest, Pushes: s.pushes}
+	if s.saved != nil {
+		rep.ImageID = s.saved.ImageID
+	}
+	if err != nil {
+		err = exitcode.With(exitcode.Partial, err)
+	}
+	s.record(ExitCode(ctx, err), err)
+	rep.Record = s.RecordDir
+	return rep, err
+}
+
+// CachedImages lists this machine's image cache, most recently used first.
+func CachedImages(opts Options) ([]ImageEntry, error) { return imageCache(opts).List() }
+
+// PruneImages removes cached images last used before now-olderThan (0:
+// no age limit) beyond the keep most recent (keep < 0: no limit); never one
+// a running cvs uses.
+func PruneImages(olderThan time.Duration, keep int, opts Options) ([]ImageEntry, error) {
+	var cutoff time.Time
+	if olderThan > 0 {
+		cutoff = time.Now().Add(-olderThan)
+	}
+	return imageCache(opts).Prune(cutoff, keep)
+}
