@@ -91,8 +91,29 @@ type ContainerFacts struct {
 	Labels    map[string]string `json:"labels,omitempty"`
 	// User is the image's USER the container runs as ("" is root).
 	User string `json:"user,omitempty"`
+	// Provisioning is the container's provisioning record, read when cvs
+	// launched it with a setup script (label cvs.setup-hash).
+	Provisioning *Provisioning `json:"provisioning,omitempty"`
 	SSHD SSHD   `json:"sshd"`
 }
+
+// Provisioning is what a container's provisioning record says.
+type Provisioning struct {
+	// Recorded is false when the container has no record: a cold start
+	// that never finished provisioning.
+	Recorded bool   `json:"recorded"`
+	Hash     string `json:"sha256,omitempty"`
+	Version  string `json:"cvs,omitempty"`
+	Time     string `json:"time,omitempty"`
+}
+
+// LabelSetupHash is the label cvs puts on a container it launches with a
+// setup script: that script's hash (or "none").
+const LabelSetupHash = "cvs.setup-hash"
+
+// ProvisionRecord is where a container keeps its provisioning record
+// (package provision writes it).
+const ProvisionRecord = "/etc/cvs/provisioned"
 
 // ProbeSpec says what to probe.
 type ProbeSpec struct {
@@ -133,6 +154,13 @@ func ProbeScript(s ProbeSpec) string {
 	w(`  if [ -r /proc/$pid/net/tcp ]; then out=$(cat /proc/$pid/net/tcp /proc/$pid/net/tcp6 2>/dev/null); rc=0`)
 	w(`  else out=$(` + Line(d.Exec(s.Container, Root, "sh", "-c", "cat /proc/net/tcp && cat /proc/net/tcp6 2>/dev/null; true")) + ` 2>&1); rc=$?; fi`)
 	w(`  sec sshd-` + port + ` $rc; printf '%s\n' "$out"`)
+	// The provisioning record, for containers launched with a setup
+	// script; through the container's root like the sockets above.
+	w(`  case $cinspect in *'"` + LabelSetupHash + `"'*)`)
+	w(`    if [ -r /proc/$pid/root` + ProvisionRecord + ` ] || [ -r /proc/$pid/net/tcp ]; then out=$(cat /proc/$pid/root` + ProvisionRecord + ` 2>&1); rc=$?`)
+	w(`    else out=$(` + Line(d.Exec(s.Container, Root, "cat", ProvisionRecord)) + ` 2>&1); rc=$?; fi`)
+	w(`    sec provisioned $rc; printf '%s\n' "$out" ;;`)
+	w(`  esac`)
 	w(`fi`)
 	w(`sec end 0`)
 	return b.String()
@@ -200,6 +228,9 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 			f.addError("reading the configured image: "+report.LastLine(im.body), KindProbeImage)
 		}
 	}
+	if pr, ok := sections["provisioned"]; ok {
+		f.Container.Provisioning = parseProvisioning(pr)
+	}
 	switch f.Container.State {
 	case StateRunning:
 		if sd, ok := sections["sshd-"+strconv.Itoa(s.SSHDPort)]; ok && sd.rc == 0 {
@@ -216,6 +247,31 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 		f.addError("the probe's output was cut short", KindProbeIncomplete)
 	}
 	return f
+}
+
+// parseProvisioning reads the record section: a missing file is "not
+// recorded"; any other failure leaves it unknown (nil).
+func parseProvisioning(sec section) *Provisioning {
+	if sec.rc != 0 {
+		if strings.Contains(sec.body, "No such file") {
+			return &Provisioning{}
+		}
+		return nil
+	}
+	p := &Provisioning{}
+	for _, line := range strings.Split(sec.body, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
+		switch k {
+		case "sha256":
+			p.Hash = v
+		case "cvs":
+			p.Version = v
+		case "time":
+			p.Time = v
+		}
+	}
+	p.Recorded = p.Hash != ""
+	return p
 }
 
 // addError adds a problem; the first one found names the kind.

@@ -42,6 +42,10 @@ const (
 	Start Action = "start"
 	// Skip: nothing will be done on this host.
 	Skip Action = "none"
+	// Reprovision: the container runs but was never provisioned, or with
+	// another setup script; run the configured one in it (cvs up
+	// --reprovision). Its overlay is kept.
+	Reprovision Action = "reprovision"
 )
 
 // Verdict is the plan's overall decision.
@@ -66,6 +70,9 @@ type HostPlan struct {
 	ContainerID string `json:"container_id,omitempty"`
 	ImageID     string `json:"image_id,omitempty"`
 	Action      Action `json:"action"`
+	// Image, when set, is what a launch on this host runs instead of the
+	// configured image (a repair launches the image ID the others run).
+	Image string `json:"launch_image,omitempty"`
 	// Note explains the action or the host's part in a refusal.
 	Note string `json:"note,omitempty"`
 }
@@ -98,6 +105,16 @@ type Options struct {
 	// Pinned: the hosts launch the image by digest, so what the tag names
 	// on each host does not matter.
 	Pinned bool
+	// SetupHash is the hash of the configured setup script ("none" when
+	// provisioning is off); containers provisioned with another one, or
+	// never, are refused on attach unless Reprovision.
+	SetupHash string
+	// Reprovision: run the setup script again in those containers.
+	Reprovision bool
+	// Repair: a persistent set that is not whole is brought back: stopped
+	// containers started, really absent ones launched (with the image the
+	// others run) and provisioned; running ones never touched.
+	Repair bool
 }
 
 // Decide returns the plan for lifetime lt given the facts of every host (in
@@ -141,7 +158,7 @@ func refuseOnLocalTags(p *Plan, facts []docker.Facts, image string) {
 	ids := map[string]bool{}
 	var launching []int
 	for i, hp := range p.Hosts {
-		if (hp.Action == Launch || hp.Action == Replace) && facts[i].ImageID != "" {
+		if (hp.Action == Launch || hp.Action == Replace) && hp.Image == "" && facts[i].ImageID != "" {
 			ids[facts[i].ImageID] = true
 			launching = append(launching, i)
 		}
@@ -257,6 +274,7 @@ func decidePersistent(p *Plan, facts []docker.Facts, o Options) {
 		}
 		p.Verdict = Proceed
 		p.Reason = fmt.Sprintf("attach: the persistent container runs on all %d host(s); no launch, no provisioning", n)
+		checkProvisioning(p, facts, o)
 	case len(counts[docker.StateAbsent]) == n:
 		p.Provision = true
 		for i := range p.Hosts {
@@ -264,6 +282,8 @@ func decidePersistent(p *Plan, facts []docker.Facts, o Options) {
 		}
 		p.Verdict = Proceed
 		p.Reason = fmt.Sprintf("cold start: no container on any of the %d host(s); launch, provision and start sshd on all of them", n)
+	case o.Repair && len(counts[docker.StateRunning]) < n && len(counts[docker.StateAbsent]) < n:
+		repair(p, facts, counts, o)
 	case stopped == n:
 		if !o.Restart {
 			p.Verdict = Refuse
@@ -299,7 +319,7 @@ func decidePersistent(p *Plan, facts []docker.Facts, o Options) {
 		for _, st := range sortedStates(counts) {
 			parts = append(parts, fmt.Sprintf("%s on %s", st, hostList(facts, counts[st])))
 		}
-		p.Reason = fmt.Sprintf("partial persistence: the persistent container %q is %s. Relaunching would wipe what is installed in the containers that still exist, so nothing was changed. Bring the cluster to one state: start the stopped ones or `cvs down --force` to remove them all, or repair the missing hosts by hand",
+		p.Reason = fmt.Sprintf("partial persistence: the persistent container %q is %s. Relaunching would wipe what is installed in the containers that still exist, so nothing was changed. `cvs up --repair` starts the stopped ones and launches the missing ones with the image the others run, never touching the running ones (`--dry-run` shows the plan); or `cvs down --force` removes them all for a cold start",
 			facts[0].Container.Name, strings.Join(parts, "; "))
 	}
 }
@@ -393,4 +413,119 @@ func hostList(facts []docker.Facts, idx []int) string {
 		names = append(names, facts[i].Host)
 	}
 	return strings.Join(names, ", ")
+}
+
+// checkProvisioning refuses an attach to containers cvs launched with a
+// setup script but that hold no provisioning record (a cold start stopped
+// between launch and provisioning) or one of another script, unless the
+// operator asked to run the script again there (Reprovision).
+func checkProvisioning(p *Plan, facts []docker.Facts, o Options) {
+	if o.SetupHash == "" || o.SetupHash == "none" {
+		return
+	}
+	var never, other []int
+	for i, f := range facts {
+		label := f.Container.Labels[docker.LabelSetupHash]
+		pr := f.Container.Provisioning
+		switch {
+		case label == "" || label == "none" || pr == nil:
+		case !pr.Recorded:
+			never = append(never, i)
+			p.Hosts[i].Note = "never provisioned: the cold start that launched it did not finish"
+		case pr.Hash != o.SetupHash:
+			other = append(other, i)
+			p.Hosts[i].Note = fmt.Sprintf("provisioned %s by cvs %s with another setup script (%.12s)", pr.Time, pr.Version, pr.Hash)
+		}
+	}
+	if len(never)+len(other) == 0 {
+		return
+	}
+	if o.Reprovision {
+		for _, i := range append(never, other...) {
+			p.Hosts[i].Action = Reprovision
+		}
+		p.Reason = fmt.Sprintf("reprovision: run the setup script again in the containers of %s, keeping their overlays; attach elsewhere", hostList(facts, append(never, other...)))
+		return
+	}
+	p.Verdict = Refuse
+	var parts []string
+	if len(never) > 0 {
+		parts = append(parts, fmt.Sprintf("never provisioned (a cold start that did not finish) on %s", hostList(facts, never)))
+	}
+	if len(other) > 0 {
+		parts = append(parts, fmt.Sprintf("provisioned with another setup script than the configured one on %s", hostList(facts, other)))
+	}
+	for i := range p.Hosts {
+		p.Hosts[i].Action = Skip
+	}
+	p.Reason = fmt.Sprintf("the persistent container is %s; steps would run in containers that lack what the setup script installs. `cvs up --reprovision` runs the configured script again in exactly those containers (their overlays are kept); `cvs down --force` then `cvs run install` starts over",
+		strings.Join(parts, "; "))
+}
+
+// repair plans bringing a persistent set that is not whole back: running
+// containers are attached to, never touched; stopped ones (exited,
+// created) are started, keeping their overlays; where the container is
+// really absent it is launched with the image ID the others run, and
+// provisioned. Anything else (unknown, paused, restarting, dead) is
+// refused with what to do; cvs never kills or removes a container here.
+func repair(p *Plan, facts []docker.Facts, counts map[docker.State][]int, o Options) {
+	if bad := counts[docker.StateUnknown]; len(bad) > 0 {
+		p.Verdict = Refuse
+		p.Reason = fmt.Sprintf("the container's state is unknown on %s; cvs repairs only what it can see", hostList(facts, bad))
+		return
+	}
+	var odd []int
+	for i, f := range facts {
+		switch f.Container.State {
+		case docker.StateRunning, docker.StateExited, docker.StateCreated, docker.StateAbsent:
+		default:
+			odd = append(odd, i)
+			p.Hosts[i].Note = noteForState(f)
+		}
+	}
+	if len(odd) > 0 {
+		p.Verdict = Refuse
+		p.Reason = fmt.Sprintf("the container is %s on %s; cvs does not touch it: `docker unpause %s` there (or wait for it to settle), then repair again",
+			facts[odd[0]].Container.State, hostList(facts, odd), facts[odd[0]].Container.Name)
+		return
+	}
+	ids := map[string]bool{}
+	for _, f := range facts {
+		if f.Container.ImageID != "" {
+			ids[f.Container.ImageID] = true
+		}
+	}
+	if len(ids) != 1 {
+		p.Verdict = Refuse
+		p.Reason = fmt.Sprintf("the existing containers run %d different images; a repair would have to pick one. %s", len(ids), skewFix)
+		return
+	}
+	var image string
+	for id := range ids {
+		image = id
+	}
+	var started, launched []int
+	for i, f := range facts {
+		switch f.Container.State {
+		case docker.StateRunning:
+			p.Hosts[i].Action = Attach
+		case docker.StateExited, docker.StateCreated:
+			p.Hosts[i].Action = Start
+			started = append(started, i)
+		case docker.StateAbsent:
+			p.Hosts[i].Action, p.Hosts[i].Image = Launch, image
+			p.Hosts[i].Note = "launch with the image the others run (" + docker.ShortID(image) + "), then provision"
+			launched = append(launched, i)
+		}
+	}
+	p.Verdict = Proceed
+	p.Provision = len(launched) > 0
+	var parts []string
+	if len(started) > 0 {
+		parts = append(parts, "start the stopped container on "+hostList(facts, started)+" (overlay kept)")
+	}
+	if len(launched) > 0 {
+		parts = append(parts, "launch and provision on "+hostList(facts, launched)+" with image "+docker.ShortID(image))
+	}
+	p.Reason = "repair: " + strings.Join(parts, "; ") + "; the running containers are not touched"
 }

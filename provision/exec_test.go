@@ -102,7 +102,10 @@ func run(t *testing.T, path string, sudo bool, script string, extraEnv ...string
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	env := append([]string{"PATH=" + path, "HOME=" + t.TempDir(), "LC_ALL=C"}, extraEnv...)
-	return Run(ctx, localRunner{env: env}, "h1", docker.CLI{Sudo: sudo}, "cvs-test", []byte(script))
+	old := RecordPath
+	RecordPath = filepath.Join(t.TempDir(), "etc-cvs", "provisioned")
+	t.Cleanup(func() { RecordPath = old })
+	return Run(ctx, localRunner{env: env}, "h1", docker.CLI{Sudo: sudo}, "cvs-test", []byte(script), "test")
 }
 
 func systemPath(dirs ...string) string {
@@ -128,6 +131,7 @@ func TestRunScripts(t *testing.T) {
 		{name: "stderr kept in the output", script: "echo to-stdout\necho to-stderr >&2\nexit 7\n", wantCode: 7, want: []string{"to-stdout", "to-stderr"}},
 		{name: "bash features", script: "a=(x y z)\n[[ ${#a[@]} -eq 3 ]] && echo bash-arrays\n", want: []string{"bash-arrays"}},
 		{name: "empty script", script: ""},
+		{name: "a command reading stdin cannot swallow the script", script: "cat >/dev/null\nread -r x || echo stdin-closed\necho after-cat\n", want: []string{"stdin-closed", "after-cat"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := run(t, systemPath(bin), tc.sudo, tc.script)
@@ -191,7 +195,7 @@ func TestRunMissingTools(t *testing.T) {
 
 // A base64 that fails (corrupt input, a broken binary) must fail the run.
 func TestRunFailingBase64(t *testing.T) {
-	bin := fakeBin(t, "sh", "bash")
+	bin := fakeBin(t, "sh", "bash", "mktemp", "mkdir", "dirname", "date", "rm")
 	writeExec(t, filepath.Join(bin, "base64"), "#!/bin/sh\necho 'base64: invalid input' >&2\nexit 1\n")
 	_, err := run(t, bin, false, "echo ran\n")
 	var pe *Error
@@ -261,7 +265,7 @@ func TestDefaultScriptInstallBranches(t *testing.T) {
 		{name: "package manager fails", pm: "apt-get-fails", wantCode: 100, want: []string{"E: no network"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			bin := fakeBin(t, "sh", "bash", "base64", "chmod", "rm", "cat")
+			bin := fakeBin(t, "sh", "bash", "base64", "chmod", "rm", "cat", "mktemp", "mkdir", "dirname", "date")
 			sbin := t.TempDir()
 			calls := filepath.Join(t.TempDir(), "calls")
 			switch tc.pm {
@@ -313,5 +317,28 @@ esac
 				t.Errorf("policy-rc.d in place during the install: %v; want it only for apt-get (calls: %s)", got, b)
 			}
 		})
+	}
+}
+
+// A script that succeeds leaves a record (its hash, the version, the
+// time); one that fails leaves none.
+func TestProvisioningRecord(t *testing.T) {
+	bin := fakeBin(t)
+	if _, err := run(t, systemPath(bin), false, "echo ok\n"); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(RecordPath)
+	if err != nil {
+		t.Fatalf("no record after success: %v", err)
+	}
+	r, ok := ParseRecord(string(data))
+	if !ok || r.Hash != Hash([]byte("echo ok\n")) || r.Version != "test" || r.Time == "" {
+		t.Errorf("record %q -> %+v", data, r)
+	}
+	if _, err := run(t, systemPath(bin), false, "exit 3\n"); err == nil {
+		t.Fatal("exit 3 succeeded")
+	}
+	if _, err := os.Stat(RecordPath); err == nil {
+		t.Error("a failed script left a record")
 	}
 }

@@ -12,7 +12,9 @@ package provision
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -64,32 +66,74 @@ func Script(path string) ([]byte, error) {
 // outer runs first, under the container's sh: it checks that bash exists,
 // so that an image without bash fails with a sentence rather than with
 // the OCI runtime's "executable file not found". $1 is the bash program
-// below, $2 the base64 script.
+// below; $2.. its arguments.
 const outer = `if ! command -v bash >/dev/null 2>&1; then ` +
 	`echo "cvs setup: bash is not installed in the container; the setup script runs under bash: add bash to the image" >&2; exit 127; fi; ` +
-	`exec bash -c "$1" "$0" "$2"`
+	`exec bash -c "$1" "$0" "$2" "$3" "$4" "$5"`
 
-// decodeAndRun decodes the script and runs it. Decoding is an assignment
-// under errexit and pipefail, so a missing or failing base64 stops here
-// instead of handing bash an empty script that "succeeds". The script
-// itself runs with errexit and pipefail, so a failing step of it, also in
-// the middle of a pipeline, fails the provisioning.
-const decodeAndRun = `set -euo pipefail; ` +
+// decodeAndRun decodes the script ($1, base64) into a file in a fresh
+// private folder of the container and runs that file under bash with
+// errexit and pipefail, stdin closed: a command of the script that reads
+// stdin cannot swallow the rest of it, and the script text is in no
+// process's arguments while it runs. On success it writes the
+// provisioning record ($4) with the script's hash ($2) and cvs's version
+// ($3). The folder is removed however the script ends.
+const decodeAndRun = `set -uo pipefail; ` +
 	`if ! command -v base64 >/dev/null 2>&1; then ` +
 	`echo "cvs setup: base64 is not installed in the container (coreutils or busybox); it is needed to decode the setup script" >&2; exit 127; fi; ` +
-	`script=$(printf '%s' "$1" | base64 -d); ` +
-	`exec bash -eo pipefail -c "$script" "$0"`
+	`d=$(mktemp -d /tmp/cvs-setup.XXXXXXXX) || exit 1; trap 'rm -rf "$d"' EXIT; ` +
+	`printf '%s' "$1" | base64 -d >"$d/cvs-setup" || { echo "cvs setup: the setup script could not be decoded" >&2; exit 1; }; ` +
+	`rc=0; bash -eo pipefail -c 'f=$1; shift; . "$f"' "$0" "$d/cvs-setup" </dev/null || rc=$?; ` +
+	`[ "$rc" -eq 0 ] || exit "$rc"; ` +
+	`mkdir -p "$(dirname "$4")" && printf 'sha256=%s\ncvs=%s\ntime=%s\n' "$2" "$3" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$4"`
 
 // scriptName is $0 of the setup script, the name bash uses in its own
 // error messages ("cvs-setup: line 3: foo: command not found").
 const scriptName = "cvs-setup"
 
+// RecordPath is where a container keeps its provisioning record: the
+// setup script's hash, the cvs version and the time, written when the
+// script succeeded. A variable so that tests running the command on this
+// machine write elsewhere.
+var RecordPath = docker.ProvisionRecord
+
+// Hash is a setup script's identity in records and labels.
+func Hash(script []byte) string {
+	sum := sha256.Sum256(script)
+	return hex.EncodeToString(sum[:])
+}
+
+// Record is a provisioning record as a container keeps it.
+type Record struct {
+	Hash    string `json:"sha256"`
+	Version string `json:"cvs"`
+	Time    string `json:"time"`
+}
+
+// ParseRecord reads a provisioning record; ok is false for anything else.
+func ParseRecord(text string) (Record, bool) {
+	var r Record
+	for _, line := range strings.Split(text, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
+		switch k {
+		case "sha256":
+			r.Hash = v
+		case "cvs":
+			r.Version = v
+		case "time":
+			r.Time = v
+		}
+	}
+	return r, r.Hash != ""
+}
+
 // Command returns the remote command line that runs script inside
-// container as root, with the docker commands of d. The script runs
-// under bash with errexit and pipefail (`set -eo pipefail`; it may relax
-// them itself); the line's exit status is the script's. A container
-// without sh, bash or base64 fails with a message saying which is missing.
-func Command(d docker.CLI, container string, script []byte) (string, error) {
+// container as root, with the docker commands of d, and records it with
+// version when it succeeds. The script runs under bash with errexit and
+// pipefail (`set -eo pipefail`; it may relax them itself); the line's exit
+// status is the script's. A container without sh, bash or base64 fails
+// with a message saying which is missing.
+func Command(d docker.CLI, container string, script []byte, version string) (string, error) {
 	if container == "" || strings.HasPrefix(container, "-") {
 		return "", fmt.Errorf("provision: invalid container name %q", container)
 	}
@@ -97,8 +141,11 @@ func Command(d docker.CLI, container string, script []byte) (string, error) {
 		return "", fmt.Errorf("setup script is %d bytes, over the %d-byte (16 KiB) limit of the inline channel", len(script), MaxScriptBytes)
 	}
 	b64 := base64.StdEncoding.EncodeToString(script)
+	if version == "" {
+		version = "unknown"
+	}
 	// -u 0: the script installs packages, whatever USER the image names.
-	argv := d.Exec(container, docker.Root, "sh", "-c", outer, scriptName, decodeAndRun, b64)
+	argv := d.Exec(container, docker.Root, "sh", "-c", outer, scriptName, decodeAndRun, b64, Hash(script), version, RecordPath)
 	return shell.Join(argv...), nil
 }
 
@@ -106,8 +153,8 @@ func Command(d docker.CLI, container string, script []byte) (string, error) {
 // printed. A failure is an *Error naming the host and carrying the tail of
 // the script's output, stdout and stderr together in the order they came;
 // like transport's errors it keeps the host as a field, out of its text.
-func Run(ctx context.Context, r transport.Runner, host string, d docker.CLI, container string, script []byte) (transport.Result, error) {
-	line, err := Command(d, container, script)
+func Run(ctx context.Context, r transport.Runner, host string, d docker.CLI, container string, script []byte, version string) (transport.Result, error) {
+	line, err := Command(d, container, script, version)
 	if err != nil {
 		return transport.Result{ExitCode: -1}, &Error{Host: host, Container: container, Code: -1, Err: err}
 	}

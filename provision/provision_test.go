@@ -37,7 +37,7 @@ var goldenCases = []struct {
 func TestCommandGolden(t *testing.T) {
 	var b bytes.Buffer
 	for _, tc := range goldenCases {
-		line, err := Command(docker.CLI{Sudo: tc.sudo}, tc.container, []byte(tc.script))
+		line, err := Command(docker.CLI{Sudo: tc.sudo}, tc.container, []byte(tc.script), "test")
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -48,10 +48,15 @@ func TestCommandGolden(t *testing.T) {
 
 // lastWord returns the last shell word of a line built by shell.Join whose
 // last word has no embedded single quote (true of base64).
-func lastWord(t *testing.T, line string) string {
+// scriptWord is the base64 script among the words of a Command line: the
+// fourth word from the end (then the hash, the version, the record path).
+func scriptWord(t *testing.T, line string) string {
 	t.Helper()
-	w := line[strings.LastIndexByte(line, ' ')+1:]
-	return strings.Trim(w, "'")
+	argv, ok := shell.Split(line)
+	if !ok || len(argv) < 4 {
+		t.Fatalf("cannot read the line back: %.120s", line)
+	}
+	return argv[len(argv)-4]
 }
 
 func TestCommandCarriesTheDefaultScript(t *testing.T) {
@@ -62,11 +67,11 @@ func TestCommandCarriesTheDefaultScript(t *testing.T) {
 	if !bytes.Equal(script, assets.SetupOpenSSH) {
 		t.Fatal("Script(\"\") is not the embedded default")
 	}
-	line, err := Command(docker.CLI{Sudo: false}, "cvs-lab", script)
+	line, err := Command(docker.CLI{Sudo: false}, "cvs-lab", script, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := base64.StdEncoding.DecodeString(lastWord(t, line))
+	got, err := base64.StdEncoding.DecodeString(scriptWord(t, line))
 	if err != nil {
 		t.Fatalf("the last word of the line is not base64: %v", err)
 	}
@@ -117,11 +122,11 @@ func TestScriptFromFile(t *testing.T) {
 }
 
 func TestCommandRefuses(t *testing.T) {
-	if _, err := Command(docker.CLI{Sudo: false}, "c", bytes.Repeat([]byte("x"), MaxScriptBytes+1)); err == nil || !strings.Contains(err.Error(), fmt.Sprint(MaxScriptBytes+1)) {
+	if _, err := Command(docker.CLI{Sudo: false}, "c", bytes.Repeat([]byte("x"), MaxScriptBytes+1), "test"); err == nil || !strings.Contains(err.Error(), fmt.Sprint(MaxScriptBytes+1)) {
 		t.Errorf("oversized script: err = %v; want one naming the size", err)
 	}
 	for _, name := range []string{"", "-it", "--privileged"} {
-		if _, err := Command(docker.CLI{Sudo: false}, name, []byte("true")); err == nil {
+		if _, err := Command(docker.CLI{Sudo: false}, name, []byte("true"), "test"); err == nil {
 			t.Errorf("container %q: no error; a name docker would read as a flag must be refused", name)
 		}
 	}
@@ -173,7 +178,7 @@ func TestErrorMessages(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &fakeRunner{res: tc.res, err: tc.err}
-			_, err := Run(context.Background(), r, "h1", docker.CLI{}, "c", []byte("true"))
+			_, err := Run(context.Background(), r, "h1", docker.CLI{}, "c", []byte("true"), "test")
 			var pe *Error
 			if !errors.As(err, &pe) {
 				t.Fatalf("err = %v; want *Error", err)
@@ -201,7 +206,7 @@ func TestRunKeepsOnlyTheTail(t *testing.T) {
 		fmt.Fprintf(&out, "line %d\n", i)
 	}
 	r := &fakeRunner{res: transport.Result{Stdout: []byte(out.String()), ExitCode: 1}, err: &transport.ExitError{Host: "h", Code: 1}}
-	_, err := Run(context.Background(), r, "h", docker.CLI{}, "c", []byte("true"))
+	_, err := Run(context.Background(), r, "h", docker.CLI{}, "c", []byte("true"), "test")
 	var pe *Error
 	if !errors.As(err, &pe) {
 		t.Fatal(err)
@@ -217,7 +222,7 @@ func FuzzCommandCarriesTheScript(f *testing.F) {
 	f.Add([]byte("'\"$`\\\x00\xff"))
 	f.Add(assets.SetupOpenSSH)
 	f.Fuzz(func(t *testing.T, script []byte) {
-		line, err := Command(docker.CLI{Sudo: false}, "c", script)
+		line, err := Command(docker.CLI{Sudo: false}, "c", script, "test")
 		if len(script) > MaxScriptBytes {
 			if err == nil {
 				t.Fatal("oversized script accepted")
@@ -227,7 +232,7 @@ func FuzzCommandCarriesTheScript(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := base64.StdEncoding.DecodeString(lastWord(t, line))
+		got, err := base64.StdEncoding.DecodeString(scriptWord(t, line))
 		if err != nil || !bytes.Equal(got, script) {
 			t.Fatalf("decoded %q, %v; want %q", got, err, script)
 		}

@@ -85,14 +85,28 @@ func Run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dryRun bool
 	return carryOut(ctx, cfg, &st, openOptions{lock: !dryRun, resolve: true}, dryRun, opts)
 }
 
+// UpOptions are cvs up's flags.
+type UpOptions struct {
+	// Restart: start the containers when they are stopped on every host.
+	Restart bool
+	// Reprovision: run the setup script again in running containers that
+	// were never provisioned, or with another script.
+	Reprovision bool
+	// Repair: bring a persistent set that is not whole back (start the
+	// stopped containers, launch where really absent); running ones are
+	// never touched.
+	Repair bool
+	DryRun bool
+}
+
 // Up is `cvs up`: the set-up half of a run (attach or cold-start, sshd)
-// for a persistent or no_launch cluster; restart lets a cluster whose
-// containers are all stopped be started again.
-func Up(ctx context.Context, cfg *cluster.Config, restart, dryRun bool, opts Options) (*RunReport, error) {
+// for a persistent or no_launch cluster, with the repairs UpOptions ask.
+func Up(ctx context.Context, cfg *cluster.Config, o UpOptions, opts Options) (*RunReport, error) {
 	if cfg.Container.Lifetime == cluster.LifetimePerRun {
 		return nil, exitcode.With(exitcode.Usage, errors.New(`up is for lifetime "persistent" or "no_launch": a per_run container lives for one cvs run`))
 	}
-	return carryOut(ctx, cfg, nil, openOptions{lock: !dryRun, restart: restart, resolve: true}, dryRun, opts)
+	return carryOut(ctx, cfg, nil, openOptions{lock: !o.DryRun, restart: o.Restart, resolve: true,
+		reprovision: o.Reprovision, repair: o.Repair}, o.DryRun, opts)
 }
 
 func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo openOptions, dryRun bool, opts Options) (*RunReport, error) {
@@ -115,6 +129,9 @@ func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo op
 	}
 	for _, w := range s.Plan.Warnings {
 		s.log.Warn(w)
+	}
+	if err := s.verdictError(); err == nil && !dryRun && oo.repair && opts.Confirm != nil && changesAnything(s.Plan) && !opts.Confirm(rep) {
+		return rep, exitcode.With(exitcode.Refused, errors.New("the repair was not confirmed; nothing was changed"))
 	}
 	if err := s.verdictError(); err != nil || dryRun {
 		if err != nil && !dryRun {
@@ -142,6 +159,16 @@ func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo op
 	rep.Pushes = s.pushes
 	rep.LaunchedImage = s.Image
 	return rep, s.outcome(ctx, err)
+}
+
+// changesAnything reports whether a plan does more than attach.
+func changesAnything(p Plan) bool {
+	for _, h := range p.Hosts {
+		if h.Action != lifetime.Attach && h.Action != lifetime.Skip {
+			return true
+		}
+	}
+	return false
 }
 
 // outcome is the exit code of a run whose plan proceeded, given the first

@@ -31,6 +31,7 @@ import (
 	"github.com/cvs-tool/cvs/images"
 	"github.com/cvs-tool/cvs/lifetime"
 	"github.com/cvs-tool/cvs/lock"
+	"github.com/cvs-tool/cvs/provision"
 	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/sshd"
 	"github.com/cvs-tool/cvs/suite"
@@ -70,6 +71,9 @@ type Options struct {
 	// OnPlan is called with the report as soon as the image, the plan and
 	// the stages are known, before any change (the CLI prints them there).
 	OnPlan func(rep *RunReport)
+	// Confirm, when set, is asked before a repair changes anything; false
+	// stops it (nothing changed). Nil: no confirmation.
+	Confirm func(rep *RunReport) bool
 	// OnOpen is called with the session as soon as it is open, so that an
 	// interrupt handler can ask it what is left behind (LeftBehind).
 	OnOpen func(s *Session)
@@ -136,6 +140,9 @@ type Session struct {
 	releaseImage func()
 	pushes       []Push
 
+	// setupHash identifies the configured setup script ("none").
+	setupHash string
+
 	keysOnce sync.Once
 	keys     sshd.Keys
 	keysErr  error
@@ -150,6 +157,10 @@ type openOptions struct {
 	restart bool
 	// resolve: pin the image to its digest before probing (run, up).
 	resolve bool
+	// reprovision: cvs up --reprovision.
+	reprovision bool
+	// repair: cvs up --repair.
+	repair bool
 }
 
 // open connects, takes the cluster lock when asked, probes every host and
@@ -194,8 +205,18 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 		s.Close()
 		return nil, err
 	}
+	s.setupHash = "none"
+	if cfg.Container.SetupScript != cluster.SetupNone {
+		script, err := provision.Script(cfg.Container.SetupScript)
+		if err != nil {
+			s.Close()
+			return nil, exitcode.With(exitcode.Usage, err)
+		}
+		s.setupHash = provision.Hash(script)
+	}
 	s.Plan = lifetime.Decide(cfg.Container.Lifetime, s.Facts, lifetime.Options{ClusterFile: cfg.File, Restart: oo.restart,
-		Image: s.Image, Pinned: s.Digest != "" || cfg.Container.Distribute == cluster.DistributePush})
+		Image: s.Image, Pinned: s.Digest != "" || cfg.Container.Distribute == cluster.DistributePush,
+		SetupHash: s.setupHash, Reprovision: oo.reprovision, Repair: oo.repair})
 	if s.lock != nil && len(s.lock.Unreached) > 0 && s.Plan.Verdict == lifetime.Proceed {
 		// Unreachable while the lock was taken, reachable for the probe: it
 		// is not locked, so it is not changed.

@@ -17,11 +17,13 @@ import (
 	"time"
 
 	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/exitcode"
 	"github.com/cvs-tool/cvs/images"
 	"github.com/cvs-tool/cvs/internal/fakehost"
 	"github.com/cvs-tool/cvs/internal/golden"
 	"github.com/cvs-tool/cvs/lifetime"
+	"github.com/cvs-tool/cvs/provision"
 	"github.com/cvs-tool/cvs/transport"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -373,7 +375,7 @@ func TestInterruptDuringStepStillTearsDown(t *testing.T) {
 
 func TestUpColdStartsAndRestarts(t *testing.T) {
 	r := newRig(t, 2, cluster.LifetimePersistent)
-	if _, err := Up(context.Background(), r.cfg, false, false, r.opts); err != nil {
+	if _, err := Up(context.Background(), r.cfg, UpOptions{Restart: false, DryRun: false}, r.opts); err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range r.hosts {
@@ -386,10 +388,10 @@ func TestUpColdStartsAndRestarts(t *testing.T) {
 	for _, h := range r.hosts {
 		r.persistentContainer(h, "exited")
 	}
-	if _, err := Up(context.Background(), r.cfg, false, false, r.opts); exitcode.Of(err) != exitcode.Refused {
+	if _, err := Up(context.Background(), r.cfg, UpOptions{Restart: false, DryRun: false}, r.opts); exitcode.Of(err) != exitcode.Refused {
 		t.Fatalf("up without --restart on stopped containers: exit %d (%v)", exitcode.Of(err), err)
 	}
-	if _, err := Up(context.Background(), r.cfg, true, false, r.opts); err != nil {
+	if _, err := Up(context.Background(), r.cfg, UpOptions{Restart: true, DryRun: false}, r.opts); err != nil {
 		t.Fatalf("up --restart: %v", err)
 	}
 	for _, h := range r.hosts {
@@ -403,7 +405,7 @@ func TestUpColdStartsAndRestarts(t *testing.T) {
 	}
 
 	r = newRig(t, 1, cluster.LifetimePerRun)
-	if _, err := Up(context.Background(), r.cfg, false, false, r.opts); exitcode.Of(err) != exitcode.Usage {
+	if _, err := Up(context.Background(), r.cfg, UpOptions{Restart: false, DryRun: false}, r.opts); exitcode.Of(err) != exitcode.Usage {
 		t.Errorf("up on per_run: exit %d", exitcode.Of(err))
 	}
 }
@@ -496,7 +498,7 @@ func TestJSONDocumentsGolden(t *testing.T) {
 	}
 	checkJSON(t, "status.json", st)
 
-	up, err := Up(context.Background(), r.cfg, false, true, r.opts)
+	up, err := Up(context.Background(), r.cfg, UpOptions{Restart: false, DryRun: true}, r.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -907,4 +909,143 @@ func TestPushSendsOnlyMissingLayers(t *testing.T) {
 	if rec, _ := FindRun(""); rec.Command != "image push" {
 		t.Errorf("push not recorded: %+v", rec)
 	}
+}
+
+// defaultSetupHash is the hash of the packaged setup script.
+func defaultSetupHash(t *testing.T) string {
+	script, err := provision.Script("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return provision.Hash(script)
+}
+
+// Issue 11: a cold start killed between launch and provisioning leaves
+// running containers without a provisioning record; attach refuses (exit
+// 5) instead of running steps in them, `up --reprovision` runs the script
+// in exactly those, and an edited setup script is caught the same way.
+func TestUnprovisionedContainersRefusedThenReprovisioned(t *testing.T) {
+	r := newRig(t, 3, cluster.LifetimePersistent)
+	hash := defaultSetupHash(t)
+	for i, h := range r.hosts {
+		c := fakehost.Container{Name: "cvs-t", Image: testImageID, Ref: testImage, State: "running", SSHD: true,
+			Labels: map[string]string{lifetime.LabelManaged: "true", lifetime.LabelCluster: r.cfg.File,
+				lifetime.LabelLifetime: "persistent", docker.LabelSetupHash: hash}}
+		if i == 0 {
+			c.Provisioned, c.Record = 1, "sha256="+hash+"\ncvs=test\ntime=x\n"
+		}
+		h.AddContainer(c)
+	}
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Refused || !strings.Contains(err.Error(), "never provisioned") || !strings.Contains(err.Error(), "--reprovision") {
+		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
+	}
+	if len(rep.Steps) != 0 {
+		t.Error("steps ran in unprovisioned containers")
+	}
+	if _, err := Up(context.Background(), r.cfg, UpOptions{Reprovision: true}, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range r.hosts {
+		c, _ := h.Container("cvs-t")
+		if want := 1; c.Provisioned != want || c.Record == "" {
+			t.Errorf("host %d: provisioned %d times, record %q", i, c.Provisioned, c.Record)
+		}
+	}
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts); err != nil {
+		t.Fatalf("after reprovision: %v", err)
+	}
+
+	// The setup script changes: every container was provisioned with
+	// another one.
+	script := filepath.Join(t.TempDir(), "setup.sh")
+	os.WriteFile(script, []byte("echo new\n"), 0o644)
+	r.cfg.Container.SetupScript = script
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts); exitcode.Of(err) != exitcode.Refused || !strings.Contains(err.Error(), "another setup script") {
+		t.Fatalf("edited script: exit %d: %v", exitcode.Of(err), err)
+	}
+	if _, err := Up(context.Background(), r.cfg, UpOptions{Reprovision: true}, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts); err != nil {
+		t.Fatalf("after reprovisioning with the new script: %v", err)
+	}
+}
+
+// Issue 11, safe repair: one host rebooted (its container exited), one
+// lost its container; `up --repair` starts the first (same container,
+// overlay kept), launches the second with the image the others run, and
+// never touches the running one. A paused container is left alone.
+func TestRepair(t *testing.T) {
+	r := newRig(t, 3, cluster.LifetimePersistent)
+	hash := defaultSetupHash(t)
+	labels := map[string]string{lifetime.LabelManaged: "true", lifetime.LabelCluster: r.cfg.File,
+		lifetime.LabelLifetime: "persistent", docker.LabelSetupHash: hash}
+	rec := "sha256=" + hash + "\ncvs=test\ntime=x\n"
+	r.hosts[0].AddContainer(fakehost.Container{Name: "cvs-t", Image: testImageID, State: "running", SSHD: true, Labels: labels, Record: rec, Provisioned: 1})
+	r.hosts[1].AddContainer(fakehost.Container{Name: "cvs-t", Image: testImageID, State: "exited", Labels: labels, Record: rec, Provisioned: 1,
+		Files: map[string][]byte{"/opt/installed": []byte("an hour of work")}})
+	before0, _ := r.hosts[0].Container("cvs-t")
+	before1, _ := r.hosts[1].Container("cvs-t")
+
+	_, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Refused || !strings.Contains(err.Error(), "cvs up --repair") {
+		t.Fatalf("partial: exit %d: %v", exitcode.Of(err), err)
+	}
+	rep, err := Up(context.Background(), r.cfg, UpOptions{Repair: true, DryRun: true}, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(rep.Plan); got != "attach,start,launch" || rep.Plan.Hosts[2].Image != testImageID {
+		t.Fatalf("repair plan: %s %+v", got, rep.Plan.Hosts)
+	}
+	n0 := len(r.hosts[0].Lines())
+	// Not confirmed: nothing changes.
+	noOpts := r.opts
+	noOpts.Confirm = func(*RunReport) bool { return false }
+	if _, err := Up(context.Background(), r.cfg, UpOptions{Repair: true}, noOpts); exitcode.Of(err) != exitcode.Refused {
+		t.Errorf("unconfirmed repair: %v", err)
+	}
+	if c, _ := r.hosts[1].Container("cvs-t"); c.State != "exited" {
+		t.Fatal("an unconfirmed repair changed a container")
+	}
+	if _, err := Up(context.Background(), r.cfg, UpOptions{Repair: true}, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	c0, _ := r.hosts[0].Container("cvs-t")
+	c1, _ := r.hosts[1].Container("cvs-t")
+	c2, ok := r.hosts[2].Container("cvs-t")
+	if c0.ID != before0.ID || c0.StartedAt != before0.StartedAt || c0.Provisioned != 1 {
+		t.Errorf("the running container was touched: %+v", c0)
+	}
+	for _, l := range r.hosts[0].Lines()[n0:] {
+		if strings.Contains(l, "docker run") || strings.Contains(l, "docker start") || strings.Contains(l, "docker rm") || strings.Contains(l, "cvs-setup") {
+			t.Errorf("host1 got %s", l)
+		}
+	}
+	if c1.ID != before1.ID || c1.State != "running" || string(c1.Files["/opt/installed"]) != "an hour of work" || c1.Provisioned != 1 {
+		t.Errorf("the stopped container was not started as it was: %+v", c1)
+	}
+	if !ok || c2.Image != testImageID || c2.Provisioned != 1 || !c2.SSHD {
+		t.Errorf("the missing container: %+v (exists %v)", c2, ok)
+	}
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts); err != nil {
+		t.Errorf("after the repair: %v", err)
+	}
+
+	// Paused: never touched, the advice says how to unpause.
+	r2 := newRig(t, 2, cluster.LifetimePersistent)
+	r2.hosts[0].AddContainer(fakehost.Container{Name: "cvs-t", Image: testImageID, State: "running", Labels: labels})
+	r2.hosts[1].AddContainer(fakehost.Container{Name: "cvs-t", Image: testImageID, State: "paused", Labels: labels})
+	if _, err := Up(context.Background(), r2.cfg, UpOptions{Repair: true}, r2.opts); exitcode.Of(err) != exitcode.Refused || !strings.Contains(err.Error(), "docker unpause") {
+		t.Errorf("paused: %v", err)
+	}
+}
+
+func actions(p Plan) string {
+	var a []string
+	for _, h := range p.Hosts {
+		a = append(a, string(h.Action))
+	}
+	return strings.Join(a, ",")
 }

@@ -65,7 +65,11 @@ func (launchStage) Run(ctx context.Context, s *Session) error {
 			}
 			fallthrough
 		case lifetime.Launch:
-			s.log.Info("launching", "host", h.Name, "image", s.Image)
+			img := s.Image
+			if hp.Image != "" {
+				img = hp.Image
+			}
+			s.log.Info("launching", "host", h.Name, "image", img)
 			res, err := s.launch(ctx, c, i, h)
 			if err != nil {
 				return res, err
@@ -99,13 +103,18 @@ func target(hp lifetime.HostPlan, name string) string {
 // tries again and reports what is left (exit 6).
 func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster.Host) (transport.Result, error) {
 	ct := s.Config.Container
+	image := s.Image
+	if hp := s.Plan.Hosts[i]; hp.Image != "" {
+		image = hp.Image
+	}
 	spec := docker.RunSpec{
-		Name: ct.Name, Image: s.Image, Network: ct.Network, IPC: ct.IPC, PID: ct.PID, Privileged: ct.Privileged,
+		Name: ct.Name, Image: image, Network: ct.Network, IPC: ct.IPC, PID: ct.PID, Privileged: ct.Privileged,
 		Devices: ct.Devices, Volumes: ct.Volumes, CapAdd: ct.CapAdd, SecurityOpt: ct.SecurityOpt, GroupAdd: ct.GroupAdd,
 		ShmSize: ct.ShmSize, Ulimits: ct.Ulimits,
 		Labels: map[string]string{
 			lifetime.LabelManaged: "true", lifetime.LabelCluster: s.Config.File, lifetime.LabelLifetime: string(s.Plan.Lifetime),
 			lifetime.LabelVersion: s.opts.Version, lifetime.LabelLaunchedAt: time.Now().UTC().Format(time.RFC3339), lifetime.LabelRunID: s.RunID,
+			docker.LabelSetupHash: s.setupHash,
 		},
 	}
 	if len(ct.Env) > 0 {
@@ -144,6 +153,9 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster
 	}
 	if err != nil {
 		s.removeAfterFailedRun(ctx, c, i, h)
+		if image != s.Image && strings.Contains(string(res.Stderr), image) {
+			return res, fmt.Errorf("docker run %s (the image the other hosts run): %w; the host does not hold it: pull the tag there if it still names that image, or send it with cvs image push", docker.ShortID(image), err)
+		}
 		return res, fmt.Errorf("docker run: %w", err)
 	}
 	return res, nil
@@ -163,13 +175,35 @@ type provisionStage struct{ setupMark }
 func (provisionStage) Name() string { return "provisioning (setup_script)" }
 
 func (provisionStage) Actions(s *Session) []HostAction {
-	if !s.Plan.Provision || s.Config.Container.SetupScript == cluster.SetupNone {
+	if s.Config.Container.SetupScript == cluster.SetupNone {
 		return nil
 	}
 	var out []HostAction
 	for _, hp := range s.Plan.Hosts {
-		if hp.Action == lifetime.Launch || hp.Action == lifetime.Replace {
+		switch {
+		case s.Plan.Provision && (hp.Action == lifetime.Launch || hp.Action == lifetime.Replace):
 			out = append(out, HostAction{Host: hp.Host, Action: "run the setup script"})
+		case hp.Action == lifetime.Reprovision:
+			out = append(out, HostAction{Host: hp.Host, Action: "run the setup script again (overlay kept)"})
+		}
+	}
+	return out
+}
+
+// provisionHosts are the hosts the setup script runs on: those where this
+// run launched a container (when the plan provisions) and those the plan
+// reprovisions.
+func (s *Session) provisionHosts() []cluster.Host {
+	var out []cluster.Host
+	launched := map[string]bool{}
+	if s.Plan.Provision {
+		for _, h := range s.launchedHosts() {
+			launched[h.Name] = true
+		}
+	}
+	for i, hp := range s.Plan.Hosts {
+		if launched[hp.Host] || hp.Action == lifetime.Reprovision {
+			out = append(out, s.Config.Hosts[i])
 		}
 	}
 	return out
@@ -180,13 +214,13 @@ func (st provisionStage) Run(ctx context.Context, s *Session) error {
 	if err != nil {
 		return &StageError{Stage: st.Name(), Failures: []HostFailure{{Host: "(controller)", Err: err}}}
 	}
-	hosts := s.launchedHosts()
+	hosts := s.provisionHosts()
 	return s.perHost(ctx, st.Name(), hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) (transport.Result, error) {
 		s.log.Info("provisioning", "host", h.Name)
 		ctx, cancel := context.WithTimeout(ctx, provisionTimeout)
 		defer cancel()
 		// provision's errors carry the output's tail themselves.
-		_, err := provision.Run(ctx, c, h.Name, s.docker, s.Config.Container.Name, script)
+		_, err := provision.Run(ctx, c, h.Name, s.docker, s.Config.Container.Name, script, s.opts.Version)
 		return transport.Result{}, err
 	})
 }
@@ -266,8 +300,8 @@ func (st imageCheckStage) Run(ctx context.Context, s *Session) error {
 		if !ok {
 			return fmt.Errorf("no container named %s", name)
 		}
-		f := strings.Fields(v)
-		if len(f) != 3 {
+		f := append(strings.Fields(v), "", "")
+		if f[0] == "" || f[1] == "" {
 			return fmt.Errorf("docker inspect answered %q", v)
 		}
 		ids[i] = f[0]

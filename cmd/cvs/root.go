@@ -27,6 +27,7 @@ var version = "dev"
 
 // app is one invocation: global flags, output streams, the loaded cluster.
 type app struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	clusterFile    string
 	json           bool
@@ -53,7 +54,7 @@ func (a *app) leftBehindNote() string {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdout: stdout, stderr: stderr}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -254,7 +255,7 @@ func (a *app) progress(label string, total int) *report.Progress {
 	return p
 }
 
-func isTerminal(w io.Writer) bool {
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -13,14 +14,25 @@ import (
 )
 
 func (a *app) upCommand() *cobra.Command {
-	var restart, dryRun bool
+	var restart, dryRun, reprovision, repair, yes bool
 	cmd := &cobra.Command{
-		Use:   "up [--restart]",
+		Use:   "up [--restart] [--reprovision] [--repair [--yes]] [--dry-run]",
 		Short: "Set up the persistent containers without running a suite",
 		Long: `up does the set-up half of a run for a persistent (or no_launch) cluster:
 attach, or cold-start (launch, setup script, sshd), and leaves the containers
 running. With --restart, a cluster whose containers are all stopped has them
-started again, keeping what was installed in them.`,
+started again, keeping what was installed in them.
+
+--reprovision runs the setup script again in running containers that were
+never provisioned (a cold start that did not finish) or were provisioned with
+another setup script; their overlays are kept.
+
+--repair brings a persistent set that is not whole back: stopped containers
+are started (never removed), containers that are really absent are launched
+with the image the others run and provisioned; running containers are never
+touched; paused ones are left to you. It shows the plan and, on a terminal,
+asks before changing anything (--yes skips the question; without a terminal
+--yes is required).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := a.loadCluster()
@@ -32,7 +44,18 @@ started again, keeping what was installed in them.`,
 				// With --json the plan is the document; errors go to stderr.
 				opts.OnPlan = func(rep *session.RunReport) { a.printJSON(rep.Plan) }
 			}
-			_, err = session.Up(cmd.Context(), cfg, restart, dryRun, opts)
+			if repair && !dryRun && !yes {
+				if !isTerminal(a.stdin) {
+					return &flagError{errors.New("up --repair changes containers: confirm with --yes (no terminal to ask on), or look first with --dry-run")}
+				}
+				opts.Confirm = func(*session.RunReport) bool {
+					fmt.Fprint(a.stderr, "Carry out this repair? [y/N] ")
+					var answer string
+					fmt.Fscanln(a.stdin, &answer)
+					return answer == "y" || answer == "yes"
+				}
+			}
+			_, err = session.Up(cmd.Context(), cfg, session.UpOptions{Restart: restart, Reprovision: reprovision, Repair: repair, DryRun: dryRun}, opts)
 			if exitcode.Of(err) == exitcode.Usage {
 				return &flagError{err}
 			}
@@ -44,6 +67,9 @@ started again, keeping what was installed in them.`,
 		},
 	}
 	cmd.Flags().BoolVar(&restart, "restart", false, "start the existing containers when they are stopped on every host")
+	cmd.Flags().BoolVar(&reprovision, "reprovision", false, "run the setup script again where it never finished or was another")
+	cmd.Flags().BoolVar(&repair, "repair", false, "start stopped containers, launch missing ones with the others' image; never touch running ones")
+	cmd.Flags().BoolVar(&yes, "yes", false, "with --repair: do not ask for confirmation")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and the stages, change nothing")
 	return cmd
 }

@@ -44,6 +44,9 @@ type Container struct {
 	Meta map[string]File
 	// User is the image's USER (docker inspect .Config.User).
 	User string
+	// Record is the provisioning record a successful setup script left
+	// ("sha256=...\ncvs=...\ntime=...").
+	Record string
 	// SSHDFiles is what cvs's sshd check reads of the files the sshd
 	// install wrote (authorized_keys, known_hosts, sshd_config).
 	SSHDFiles string
@@ -382,6 +385,13 @@ func (h *Host) probe(script string) (transport.Result, error) {
 	}
 	if c != nil && c.State == "running" {
 		sec("sshd-2224", 0, tcpTable(c.SSHD))
+		if _, labelled := c.Labels["cvs.setup-hash"]; labelled {
+			if c.Record == "" {
+				sec("provisioned", 1, "cat: /etc/cvs/provisioned: No such file or directory")
+			} else {
+				sec("provisioned", 0, c.Record)
+			}
+		}
 	}
 	sec("end", 0, "")
 	return ok1(b.String())
@@ -458,6 +468,11 @@ func (h *Host) docker(ctx context.Context, cmd transport.Command, argv []string)
 			return h.exit(cmd, 125, fmt.Sprintf("docker: Error response from daemon: Conflict. The container name \"/%s\" is already in use.", c.Name))
 		}
 		id, ok := h.Images[c.Ref]
+		for _, have := range h.Images {
+			if have == c.Ref {
+				id, ok = have, true // docker run IMAGE-ID
+			}
+		}
 		if !ok && h.PullAs != "" {
 			id, ok = h.PullAs, true
 			h.Images[c.Ref] = id
@@ -575,6 +590,9 @@ func (h *Host) exec(ctx context.Context, cmd transport.Command, argv []string, u
 			return h.exit(cmd, 1, h.FailProvision)
 		}
 		c.Provisioned++
+		if len(inner) >= 8 {
+			c.Record = fmt.Sprintf("sha256=%s\ncvs=%s\ntime=%s\n", inner[6], inner[7], time.Now().UTC().Format(time.RFC3339))
+		}
 		return ok1("provisioned\n")
 	case len(inner) == 3 && inner[0] == "sh" && inner[1] == "-c" && strings.Contains(inner[2], "/proc/net/tcp"):
 		out := tcpTable(c.SSHD)
