@@ -94,7 +94,7 @@ type ContainerFacts struct {
 	// Provisioning is the container's provisioning record, read when cvs
 	// launched it with a setup script (label cvs.setup-hash).
 	Provisioning *Provisioning `json:"provisioning,omitempty"`
-	SSHD SSHD   `json:"sshd"`
+	SSHD         SSHD          `json:"sshd"`
 }
 
 // Provisioning is what a container's provisioning record says.
