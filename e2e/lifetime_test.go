@@ -417,7 +417,8 @@ func TestPullTimeout(t *testing.T) {
 		t.Errorf("the run took %s with a 5s pull_timeout", time.Since(start))
 	}
 	for _, h := range hostNames(t) {
-		if !strings.Contains(errOut, addrOf(t, h)+": docker run (pulling "+image+") did not finish within pull_timeout (5s)") {
+		// Pinned, the hosts pull the digest the tag resolved to.
+		if !strings.Contains(errOut, addrOf(t, h)+": docker run (pulling "+strings.TrimSuffix(image, ":2")) || !strings.Contains(errOut, "did not finish within pull_timeout (5s)") {
 			t.Errorf("no timeout error naming %s:\n%s", h, errOut)
 		}
 	}
