@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,6 +47,20 @@ func (l localRunner) Run(ctx context.Context, cmd transport.Command) (transport.
 	start := time.Now()
 	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd.Line)
 	c.Env = l.env
+	// Its own process group, as a command under sshd has: the watchdog's
+	// kill 0 must never reach the test.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if cmd.ForwardStdin {
+		// As the transport does: stdin stays open while the command runs,
+		// and its end is what would stop a command that outlives cvs.
+		r, w, err := os.Pipe()
+		if err != nil {
+			return transport.Result{}, err
+		}
+		defer w.Close()
+		defer r.Close()
+		c.Stdin = r
+	}
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = tee(&stdout, cmd.Stdout), tee(&stderr, cmd.Stderr)
 	err := c.Run()
@@ -172,8 +187,8 @@ func TestRunMissingTools(t *testing.T) {
 		tools []string
 		want  string
 	}{
-		{"no base64", []string{"sh", "bash"}, "base64 is not installed in the container"},
-		{"no bash", []string{"sh", "base64"}, "bash is not installed in the container"},
+		{"no base64", []string{"sh", "bash", "cat"}, "base64 is not installed in the container"},
+		{"no bash", []string{"sh", "base64", "cat"}, "bash is not installed in the container"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bin := fakeBin(t, tc.tools...)
@@ -195,7 +210,7 @@ func TestRunMissingTools(t *testing.T) {
 
 // A base64 that fails (corrupt input, a broken binary) must fail the run.
 func TestRunFailingBase64(t *testing.T) {
-	bin := fakeBin(t, "sh", "bash", "mktemp", "mkdir", "dirname", "date", "rm")
+	bin := fakeBin(t, "sh", "bash", "cat", "mktemp", "mkdir", "dirname", "date", "rm")
 	writeExec(t, filepath.Join(bin, "base64"), "#!/bin/sh\necho 'base64: invalid input' >&2\nexit 1\n")
 	_, err := run(t, bin, false, "echo ran\n")
 	var pe *Error

@@ -145,8 +145,11 @@ func Command(d docker.CLI, container string, script []byte, version string) (str
 		version = "unknown"
 	}
 	// -u 0: the script installs packages, whatever USER the image names.
-	argv := d.Exec(container, docker.Root, "sh", "-c", outer, scriptName, decodeAndRun, b64, Hash(script), version, RecordPath)
-	return shell.Join(argv...), nil
+	// Watched: when cvs stops it (time limit, Ctrl-C, cvs killed and its
+	// SSH session gone), the script is killed in the container too, so no
+	// provisioning goes on (and records itself) after cvs gave up on it.
+	line := shell.Join("sh", "-c", outer, scriptName, decodeAndRun, b64, Hash(script), version, RecordPath)
+	return d.ExecWatched(container, docker.Root, line), nil
 }
 
 // Run runs script inside container on host through r and returns what it
@@ -161,7 +164,7 @@ func Run(ctx context.Context, r transport.Runner, host string, d docker.CLI, con
 	// stdout and stderr together in the order they came; only the tail is
 	// kept, whatever an install prints.
 	out := report.NewTailBuffer(64 << 10)
-	res, err := r.Run(ctx, transport.Command{Line: line, Stdout: out, Stderr: out})
+	res, err := r.Run(ctx, transport.Command{Line: line, Stdout: out, Stderr: out, ForwardStdin: true, Name: "setup script"})
 	if err != nil {
 		return res, &Error{Host: host, Container: container, Code: res.ExitCode, Output: report.Tail(out.String(), tailLines), Err: err}
 	}

@@ -48,13 +48,18 @@ func TestCommandGolden(t *testing.T) {
 
 // lastWord returns the last shell word of a line built by shell.Join whose
 // last word has no embedded single quote (true of base64).
-// scriptWord is the base64 script among the words of a Command line: the
-// fourth word from the end (then the hash, the version, the record path).
+// scriptWord is the base64 script among the words of a Command line: its
+// last word is the watched command line, whose fourth word from the end
+// is the script (then the hash, the version, the record path).
 func scriptWord(t *testing.T, line string) string {
 	t.Helper()
-	argv, ok := shell.Split(line)
-	if !ok || len(argv) < 4 {
+	outer, ok := shell.Split(line)
+	if !ok || len(outer) == 0 {
 		t.Fatalf("cannot read the line back: %.120s", line)
+	}
+	argv, ok := shell.Split(outer[len(outer)-1])
+	if !ok || len(argv) < 4 {
+		t.Fatalf("cannot read the watched line back: %.120s", outer[len(outer)-1])
 	}
 	return argv[len(argv)-4]
 }
@@ -78,8 +83,8 @@ func TestCommandCarriesTheDefaultScript(t *testing.T) {
 	if !bytes.Equal(got, assets.SetupOpenSSH) {
 		t.Errorf("the line's base64 decodes to something other than assets/setup_openssh.sh")
 	}
-	if !strings.HasPrefix(line, shell.Join("docker", "exec", "-u", "0", "cvs-lab", "sh", "-c")+" ") {
-		t.Errorf("line does not start with docker exec -u 0 cvs-lab sh -c: %.80s", line)
+	if !strings.HasPrefix(line, shell.Join("docker", "exec", "-i", "-u", "0", "cvs-lab", "sh", "-c")+" ") {
+		t.Errorf("line does not start with docker exec -i -u 0 cvs-lab sh -c: %.80s", line)
 	}
 }
 

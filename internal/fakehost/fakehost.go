@@ -584,6 +584,13 @@ func (h *Host) exec(ctx context.Context, cmd transport.Command, argv []string, u
 		return h.exit(cmd, 1, "Error response from daemon: container "+argv[0]+" is not running")
 	}
 	inner := argv[1:]
+	// A watched command (docker exec -i ... sh -c Watchdog cvs LINE) that
+	// is the setup script: answer LINE itself.
+	if len(inner) == 5 && inner[0] == "sh" && inner[1] == "-c" && inner[3] == "cvs" {
+		if words, ok := shell.Split(inner[4]); ok && len(words) >= 4 && words[0] == "sh" && words[3] == "cvs-setup" {
+			inner = words
+		}
+	}
 	switch {
 	case len(inner) >= 4 && inner[0] == "sh" && inner[1] == "-c" && inner[3] == "cvs-setup":
 		if h.FailProvision != "" {
