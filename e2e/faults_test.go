@@ -1,0 +1,120 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Issue 11, fault catalogue: a host "reboots" between install and test
+// (its Docker daemon restarts; the persistent container is exited). The
+// run refuses naming it; `up --repair --yes` starts it again; what install
+// wrote into its overlay is still there, and the running hosts' containers
+// were not touched.
+func TestRebootedHostRepaired(t *testing.T) {
+	const name = "e2e-reboot"
+	removeEverywhere(t, "cvs-lab")
+	useContainer(t, name)
+	l := Lab(t)
+	file := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: name, Suites: installSuite + testSuite})
+	if out, errOut, code := runCVS(t, "--cluster", file, "run", "install"); code != 0 {
+		t.Fatalf("install: exit %d\n%s\n%s", code, out, errOut)
+	}
+	before, _ := inspectAll(t, name)
+	ctx := testCtx(t, 3*time.Minute)
+	if err := l.StopDockerd(ctx, "host2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartDockerd(ctx, "host2"); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := inspect(t, "host2", name); c.State != "exited" {
+		t.Fatalf("host2's container after the daemon restart: %+v", c)
+	}
+	out, errOut, code := runCVS(t, "--cluster", file, "run", "test")
+	if code != 5 || !strings.Contains(out+errOut, "exited on "+addrOf(t, "host2")) || !strings.Contains(out+errOut, "cvs up --repair") {
+		t.Fatalf("after the reboot: exit %d, want 5 naming host2 and the repair\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = runCVS(t, "--cluster", file, "up", "--repair", "--yes")
+	if code != 0 {
+		t.Fatalf("up --repair: exit %d\n%s\n%s", code, out, errOut)
+	}
+	after, _ := inspectAll(t, name)
+	for i, h := range hostNames(t) {
+		if after[i].ID != before[i].ID {
+			t.Errorf("%s: the container was replaced by the repair", h)
+		}
+		if h != "host2" && after[i].StartedAt != before[i].StartedAt {
+			t.Errorf("%s: a running container was restarted by the repair", h)
+		}
+	}
+	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
+	if code != 0 || !strings.Contains(out, "found host2") || !strings.Contains(out, "peer "+addrOf(t, "host2")+" says host2") {
+		t.Fatalf("after the repair: exit %d (the overlay must be intact, sshd back)\n%s\n%s", code, out, errOut)
+	}
+}
+
+// Issue 11, fault catalogue: cvs is killed (SIGKILL) during a cold start,
+// while the setup script runs. The script is stopped in the containers
+// too; the next run reports them as never provisioned and runs no step;
+// `up --reprovision` recovers, and install then works.
+func TestKilledColdStartReprovisioned(t *testing.T) {
+	const name = "e2e-killed"
+	removeEverywhere(t, "cvs-lab")
+	useContainer(t, name)
+	def, err := os.ReadFile("../assets/setup_openssh.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := t.TempDir() + "/setup.sh"
+	// The default script, after a pause long enough to kill cvs in.
+	os.WriteFile(script, []byte("sleep 6\n"+string(def)), 0o644)
+	file := writeCluster(t, clusterSpec{Lifetime: "persistent", Name: name, SetupScript: script, Suites: installSuite + testSuite})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cvsBin, "--cluster", file, "run", "install")
+	cmd.Env = withoutEnv(os.Environ(), "SSH_AUTH_SOCK", "CVS_CLUSTER")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	seen := 0
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "INFO provisioning") {
+			seen++
+		}
+		if seen == labHosts {
+			break
+		}
+	}
+	time.Sleep(time.Second)
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if seen != labHosts {
+		t.Fatalf("cvs never got to provisioning on every host (%d)", seen)
+	}
+	time.Sleep(8 * time.Second) // a script still running would finish now
+
+	out, errOut, code := runCVS(t, "--cluster", file, "run", "test")
+	if code != 5 || !strings.Contains(out+errOut, "never provisioned") || strings.Contains(out, "found ") {
+		t.Fatalf("after the killed cold start: exit %d, want 5 and no step\n%s\n%s", code, out, errOut)
+	}
+	if out, errOut, code = runCVS(t, "--cluster", file, "up", "--reprovision"); code != 0 {
+		t.Fatalf("up --reprovision: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if out, errOut, code = runCVS(t, "--cluster", file, "run", "install"); code != 0 {
+		t.Fatalf("install after the reprovision: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if out, errOut, code = runCVS(t, "--cluster", file, "run", "test"); code != 0 || strings.Count(out, "found ") != labHosts {
+		t.Fatalf("test: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
