@@ -211,6 +211,9 @@ type Container struct {
 	// Pin, PinTTL and PinTimeout govern resolving Image to a digest once
 	// per run (the digest cache's lifetime, the bound on one resolution).
 	Pin Pin `json:"pin"`
+	// StrictAttach refuses an attach to containers launched with other
+	// settings than the cluster file's (drift), instead of warning.
+	StrictAttach bool `json:"strict_attach"`
 	// Distribute is how hosts get the image: DistributePull (from its
 	// registry) or DistributePush (cvs sends what each host lacks).
 	Distribute string        `json:"distribute"`

@@ -32,28 +32,29 @@ type Effective struct {
 
 // EffContainer is the [container] table of Effective.
 type EffContainer struct {
-	Lifetime    string            `toml:"lifetime" json:"lifetime"`
-	Image       string            `toml:"image,omitempty" json:"image"`
-	Pin         string            `toml:"pin" json:"pin"`
-	Distribute  string            `toml:"distribute" json:"distribute"`
-	PinTTL      string            `toml:"pin_ttl" json:"pin_ttl"`
-	PinTimeout  string            `toml:"pin_timeout" json:"pin_timeout"`
-	Name        string            `toml:"name" json:"name"`
-	SetupScript string            `toml:"setup_script" json:"setup_script"`
-	PullTimeout string            `toml:"pull_timeout" json:"pull_timeout"`
-	SSHDPort    int               `toml:"sshd_port" json:"sshd_port"`
-	Network     string            `toml:"network,omitempty" json:"network,omitempty"`
-	IPC         string            `toml:"ipc,omitempty" json:"ipc,omitempty"`
-	PID         string            `toml:"pid,omitempty" json:"pid,omitempty"`
-	Privileged  bool              `toml:"privileged,omitempty" json:"privileged,omitempty"`
-	Devices     []string          `toml:"devices,omitempty" json:"devices,omitempty"`
-	Volumes     []string          `toml:"volumes,omitempty" json:"volumes,omitempty"`
-	CapAdd      []string          `toml:"cap_add,omitempty" json:"cap_add,omitempty"`
-	SecurityOpt []string          `toml:"security_opt,omitempty" json:"security_opt,omitempty"`
-	GroupAdd    []string          `toml:"group_add,omitempty" json:"group_add,omitempty"`
-	ShmSize     string            `toml:"shm_size,omitempty" json:"shm_size,omitempty"`
-	Ulimits     []string          `toml:"ulimits,omitempty" json:"ulimits,omitempty"`
-	Env         map[string]string `toml:"env,omitempty" json:"env,omitempty"`
+	Lifetime     string            `toml:"lifetime" json:"lifetime"`
+	Image        string            `toml:"image,omitempty" json:"image"`
+	Pin          string            `toml:"pin" json:"pin"`
+	Distribute   string            `toml:"distribute" json:"distribute"`
+	StrictAttach bool              `toml:"strict_attach" json:"strict_attach"`
+	PinTTL       string            `toml:"pin_ttl" json:"pin_ttl"`
+	PinTimeout   string            `toml:"pin_timeout" json:"pin_timeout"`
+	Name         string            `toml:"name" json:"name"`
+	SetupScript  string            `toml:"setup_script" json:"setup_script"`
+	PullTimeout  string            `toml:"pull_timeout" json:"pull_timeout"`
+	SSHDPort     int               `toml:"sshd_port" json:"sshd_port"`
+	Network      string            `toml:"network,omitempty" json:"network,omitempty"`
+	IPC          string            `toml:"ipc,omitempty" json:"ipc,omitempty"`
+	PID          string            `toml:"pid,omitempty" json:"pid,omitempty"`
+	Privileged   bool              `toml:"privileged,omitempty" json:"privileged,omitempty"`
+	Devices      []string          `toml:"devices,omitempty" json:"devices,omitempty"`
+	Volumes      []string          `toml:"volumes,omitempty" json:"volumes,omitempty"`
+	CapAdd       []string          `toml:"cap_add,omitempty" json:"cap_add,omitempty"`
+	SecurityOpt  []string          `toml:"security_opt,omitempty" json:"security_opt,omitempty"`
+	GroupAdd     []string          `toml:"group_add,omitempty" json:"group_add,omitempty"`
+	ShmSize      string            `toml:"shm_size,omitempty" json:"shm_size,omitempty"`
+	Ulimits      []string          `toml:"ulimits,omitempty" json:"ulimits,omitempty"`
+	Env          map[string]string `toml:"env,omitempty" json:"env,omitempty"`
 }
 
 // EffSite is one [sites.NAME] table of Effective.
@@ -105,7 +106,7 @@ func (c *Config) Effective() Effective {
 	}
 	ct := c.Container
 	e.Container = EffContainer{
-		Lifetime: string(ct.Lifetime), Image: ct.ConfiguredImage, Pin: string(ct.Pin), PinTTL: dur(ct.PinTTL), PinTimeout: dur(ct.PinTimeout), Distribute: ct.Distribute,
+		Lifetime: string(ct.Lifetime), Image: ct.ConfiguredImage, Pin: string(ct.Pin), PinTTL: dur(ct.PinTTL), PinTimeout: dur(ct.PinTimeout), Distribute: ct.Distribute, StrictAttach: ct.StrictAttach,
 		Name: ct.Name, SetupScript: ct.SetupScript,
 		PullTimeout: dur(ct.PullTimeout), SSHDPort: ct.SSHDPort, Network: ct.Network, IPC: ct.IPC,
 		PID: ct.PID, Privileged: ct.Privileged, Devices: ct.Devices, Volumes: ct.Volumes,

@@ -20,7 +20,7 @@ var (
 	topKeys = []string{"user", "identity_file", "port", "known_hosts", "host_key_check",
 		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel",
 		"proxy_jump", "head", "sudo", "hosts", "env", "container", "suites", "sites"}
-	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "distribute", "name", "setup_script", "pull_timeout",
+	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "distribute", "strict_attach", "name", "setup_script", "pull_timeout",
 		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
 		"security_opt", "group_add", "shm_size", "ulimits", "env"}
 	suiteKeys   = []string{"description", "user", "steps"}
@@ -180,6 +180,9 @@ func (d *decoder) container(raw map[string]any) Container {
 		default:
 			d.fail(p+".pin", "%q is not one of \"required\", \"prefer\", \"off\"", v)
 		}
+	}
+	if v, ok := d.boolean(m, p, "strict_attach"); ok {
+		ct.StrictAttach = v
 	}
 	if v, ok := d.str(m, p, "distribute"); ok {
 		switch v {

@@ -6,6 +6,7 @@
 package lifetime
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -24,6 +25,10 @@ const (
 	// LabelRunID marks the containers of one invocation, so that cleanup
 	// after a failed launch removes only what that run made.
 	LabelRunID = "cvs.run-id"
+	// LabelConfig holds the run configuration the container was launched
+	// with (JSON: image, mounts, devices, env names, ...), to tell drift
+	// from the cluster file on attach.
+	LabelConfig = "cvs.config"
 )
 
 // Action is what cvs will do with the container on one host.
@@ -111,6 +116,11 @@ type Options struct {
 	SetupHash string
 	// Reprovision: run the setup script again in those containers.
 	Reprovision bool
+	// Config is the run configuration the cluster file asks for now (see
+	// LabelConfig); StrictAttach refuses an attach to containers that
+	// differ from it, instead of warning.
+	Config       map[string]string
+	StrictAttach bool
 	// Repair: a persistent set that is not whole is brought back: stopped
 	// containers started, really absent ones launched (with the image the
 	// others run) and provisioned; running ones never touched.
@@ -275,6 +285,7 @@ func decidePersistent(p *Plan, facts []docker.Facts, o Options) {
 		p.Verdict = Proceed
 		p.Reason = fmt.Sprintf("attach: the persistent container runs on all %d host(s); no launch, no provisioning", n)
 		checkProvisioning(p, facts, o)
+		checkDrift(p, facts, o)
 	case len(counts[docker.StateAbsent]) == n:
 		p.Provision = true
 		for i := range p.Hosts {
@@ -528,4 +539,59 @@ func repair(p *Plan, facts []docker.Facts, counts map[docker.State][]int, o Opti
 		parts = append(parts, "launch and provision on "+hostList(facts, launched)+" with image "+docker.ShortID(image))
 	}
 	p.Reason = "repair: " + strings.Join(parts, "; ") + "; the running containers are not touched"
+}
+
+// checkDrift compares the run configuration each container was launched
+// with (LabelConfig) with the cluster file's now: a difference is a
+// warning per host naming the keys, or with StrictAttach a refusal.
+func checkDrift(p *Plan, facts []docker.Facts, o Options) {
+	if len(o.Config) == 0 || p.Verdict != Proceed {
+		return
+	}
+	var drifted []int
+	var first string
+	for i, f := range facts {
+		raw, ok := f.Container.Labels[LabelConfig]
+		if !ok {
+			continue // launched by a cvs that did not record it
+		}
+		var had map[string]string
+		if json.Unmarshal([]byte(raw), &had) != nil {
+			continue
+		}
+		var diffs []string
+		keys := make([]string, 0, len(o.Config))
+		for k := range o.Config {
+			keys = append(keys, k)
+		}
+		for k := range had {
+			if _, ok := o.Config[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if had[k] != o.Config[k] {
+				diffs = append(diffs, fmt.Sprintf("%s: launched with %q, the cluster file says %q", k, had[k], o.Config[k]))
+			}
+		}
+		if len(diffs) == 0 {
+			continue
+		}
+		drifted = append(drifted, i)
+		p.Hosts[i].Note = "drift: " + strings.Join(diffs, "; ")
+		if first == "" {
+			first = strings.Join(diffs, "; ")
+		}
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%s: drift: the container differs from the cluster file (%s); it keeps its settings until it is relaunched (cvs down --force, then a cold start)",
+			f.Host, strings.Join(diffs, "; ")))
+	}
+	if len(drifted) > 0 && o.StrictAttach {
+		p.Verdict = Refuse
+		for i := range p.Hosts {
+			p.Hosts[i].Action = Skip
+		}
+		p.Reason = fmt.Sprintf("drift (strict_attach = true): the containers of %s were launched with other settings than the cluster file's (%s). Relaunch them (cvs down --force, then cvs run install) or bring the cluster file back in line",
+			hostList(facts, drifted), first)
+	}
 }

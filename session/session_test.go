@@ -1049,3 +1049,29 @@ func actions(p Plan) string {
 	}
 	return strings.Join(a, ",")
 }
+
+// Issue 11, drift: a container launched with other settings than the
+// cluster file's now is reported per host with the keys that differ; a
+// warning by default, a refusal with strict_attach.
+func TestDriftOnAttach(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.Container.Volumes = []string{"/data:/data:ro"}
+	r.cfg.Container.ShmSize = "16g"
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts)
+	if err != nil {
+		t.Fatalf("drift must only warn: %v", err)
+	}
+	if len(rep.Plan.Warnings) != 2 || !strings.Contains(rep.Plan.Warnings[0], "shm_size") || !strings.Contains(rep.Plan.Warnings[0], "volumes") || !strings.Contains(rep.Plan.Warnings[0], "/data:/data:ro") {
+		t.Errorf("warnings: %q", rep.Plan.Warnings)
+	}
+	if st, _ := Status(context.Background(), r.cfg, r.opts); !strings.Contains(st.Plan.Hosts[1].Note, "drift") {
+		t.Errorf("status does not show the drift: %+v", st.Plan.Hosts[1])
+	}
+	r.cfg.Container.StrictAttach = true
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts); exitcode.Of(err) != exitcode.Refused || !strings.Contains(err.Error(), "strict_attach") {
+		t.Errorf("strict: %v", err)
+	}
+}

@@ -3,9 +3,11 @@ package session
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +31,30 @@ const (
 	// inspectTimeout bounds one docker inspect.
 	inspectTimeout = time.Minute
 )
+
+// RunConfig is the run configuration of the cluster file's container, as
+// a container records it at launch (label cvs.config) and an attach
+// compares it: the image reference, the docker run options, the names
+// (never the values) of its environment.
+func RunConfig(ct cluster.Container) map[string]string {
+	list := func(v []string) string { return strings.Join(v, ",") }
+	env := make([]string, 0, len(ct.Env))
+	for k := range ct.Env {
+		env = append(env, k)
+	}
+	sort.Strings(env)
+	return map[string]string{
+		"image": ct.Image, "network": ct.Network, "ipc": ct.IPC, "pid": ct.PID,
+		"privileged": strconv.FormatBool(ct.Privileged), "devices": list(ct.Devices), "volumes": list(ct.Volumes),
+		"cap_add": list(ct.CapAdd), "security_opt": list(ct.SecurityOpt), "group_add": list(ct.GroupAdd),
+		"shm_size": ct.ShmSize, "ulimits": list(ct.Ulimits), "env": list(env),
+	}
+}
+
+func runConfigLabel(ct cluster.Container) string {
+	b, _ := json.Marshal(RunConfig(ct))
+	return string(b)
+}
 
 // containerNow is a container as the image check read it after setup.
 type containerNow struct{ ID, ImageID, StartedAt string }
@@ -114,7 +140,7 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster
 		Labels: map[string]string{
 			lifetime.LabelManaged: "true", lifetime.LabelCluster: s.Config.File, lifetime.LabelLifetime: string(s.Plan.Lifetime),
 			lifetime.LabelVersion: s.opts.Version, lifetime.LabelLaunchedAt: time.Now().UTC().Format(time.RFC3339), lifetime.LabelRunID: s.RunID,
-			docker.LabelSetupHash: s.setupHash,
+			docker.LabelSetupHash: s.setupHash, lifetime.LabelConfig: runConfigLabel(ct),
 		},
 	}
 	if len(ct.Env) > 0 {
