@@ -7,7 +7,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test test-unit test-e2e deps lint demo demo-down clean
+.PHONY: all build test test-unit test-e2e fuzz deps lint demo demo-down clean
 
 all: build
 
@@ -20,10 +20,21 @@ deps:
 
 # Every tier. The real-sshd tests are required here (CVS_REQUIRE_SSHD=1):
 # a missing sshd fails them instead of skipping them.
-test: deps test-unit test-e2e
+test: deps test-unit fuzz test-e2e
 
 test-unit:
 	CVS_REQUIRE_SSHD=1 $(GO) test -race -count=1 ./...
+
+# A short run of every fuzz test (their seed corpora, in testdata/fuzz,
+# also run in test-unit). FUZZTIME=5m for a longer hunt.
+FUZZTIME ?= 10s
+FUZZ = ./shell:FuzzJoin ./provision:FuzzCommandCarriesTheScript ./cluster:FuzzLoad \
+	./cluster:FuzzExpandHostList ./docker:FuzzParseProbe
+fuzz:
+	@for f in $(FUZZ); do pkg=$${f%%:*}; name=$${f##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) >/tmp/cvs-fuzz.log 2>&1 || { cat /tmp/cvs-fuzz.log; exit 1; }; \
+	done
 
 test-e2e: build
 	@if [ -d e2e ]; then $(GO) test -tags e2e -count=1 -timeout 40m ./e2e/...; else echo "no e2e tier yet"; fi

@@ -578,3 +578,60 @@ image = "x:1"
 		t.Errorf("empty bastion: %v", err)
 	}
 }
+
+// FuzzLoad: whatever the file holds, the loader answers a configuration or
+// a *LoadError, never panics, and a configuration it accepts prints as one
+// it accepts again.
+func FuzzLoad(f *testing.F) {
+	example, _ := os.ReadFile("../examples/cluster.toml")
+	f.Add(string(example))
+	f.Add("hosts = [\"a\"]\n[container]\nimage = \"x:1\"\n")
+	f.Add("hosts = [\"n[01-04]\", \"u@h:22\"]\n[container]\nlifetime = \"persistent\"\nname = \"pp\"\nimage = \"r:5000/a/b:1\"\n")
+	f.Add("hosts = \"a\"\n[container\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "c.toml")
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadWith(p, LoadOptions{SSHConfig: "none", CurrentUser: "alice", Home: "/home/alice"})
+		if err != nil {
+			var le *LoadError
+			if !errors.As(err, &le) {
+				t.Fatalf("not a *LoadError: %v", err)
+			}
+			return
+		}
+		var b strings.Builder
+		if err := toml.NewEncoder(&b).Encode(cfg.Effective()); err != nil {
+			t.Fatal(err)
+		}
+		q := filepath.Join(dir, "again.toml")
+		os.WriteFile(q, []byte(b.String()), 0o600)
+		if _, err := LoadWith(q, LoadOptions{SSHConfig: "none", CurrentUser: "alice", Home: "/home/alice"}); err != nil {
+			t.Fatalf("the effective configuration does not load:\n%v\n%s", err, b.String())
+		}
+	})
+}
+
+// FuzzExpandHostList: host lists and ranges never panic and never expand
+// past the limit.
+func FuzzExpandHostList(f *testing.F) {
+	for _, s := range []string{"node[01-04]", "a,b,c", "gpu[1-2,7],x", "n[1-1000000]", "[fd00::1]:22", "a[", "n[9-1]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		names, err := ExpandHostList(s)
+		if err != nil {
+			return
+		}
+		if len(names) > maxExpansion {
+			t.Fatalf("%q expanded to %d hosts, over the limit", s, len(names))
+		}
+		for _, n := range names {
+			if n == "" {
+				t.Fatalf("%q expanded to an empty host name", s)
+			}
+		}
+	})
+}

@@ -344,6 +344,10 @@ func parseContainer(f *Facts, c section) {
 		return
 	}
 	it := list[0]
+	if it.Name == "" {
+		f.Error, f.ErrorKind = "docker inspect gave no container name", KindProbeContainer
+		return
+	}
 	if it.Name != "/"+f.Container.Name {
 		// Docker read an all-hex name as the ID prefix of another
 		// container: the one named so does not exist.

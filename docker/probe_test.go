@@ -91,3 +91,29 @@ func TestProbeScriptQuotes(t *testing.T) {
 		t.Errorf("script:\n%s", s)
 	}
 }
+
+// FuzzParseProbe: whatever a host answers, the parser never panics, and a
+// container is absent only when Docker said it does not exist.
+func FuzzParseProbe(f *testing.F) {
+	f.Add(readTestdataF(f, "probe-running.txt"))
+	f.Add("\n" + mark + "version 0\n20.10\n" + mark + "container 1\nError: No such container: cvs-lab\n" + mark + "end 0\n")
+	f.Add("\n" + mark + "docker-missing 0\n")
+	f.Add("garbage\n" + mark + "version x\n")
+	f.Fuzz(func(t *testing.T, out string) {
+		facts := ParseProbe("h", spec, out)
+		// Absent only when Docker said "no such", or when the container
+		// that answered has another name (an ID prefix matched).
+		lower := strings.ToLower(out)
+		if facts.Container.State == StateAbsent && !strings.Contains(lower, "no such") && !strings.Contains(lower, `"name"`) {
+			t.Fatalf("absent without Docker saying so:\n%q -> %+v", out, facts)
+		}
+	})
+}
+
+func readTestdataF(f *testing.F, name string) string {
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		f.Fatal(err)
+	}
+	return string(b)
+}
