@@ -66,8 +66,11 @@ type Config struct {
 	CommandTimeout time.Duration `json:"command_timeout"`
 	KeepAlive      time.Duration `json:"keepalive_interval"`
 	MaxParallel    int           `json:"max_parallel"`
-	ProxyJump      string        `json:"proxy_jump,omitempty"`
-	Sudo           bool          `json:"sudo"`
+	// MaxClockSkew is how far a host's clock may be from this machine's
+	// before a run refuses to use it (0: not checked).
+	MaxClockSkew time.Duration `json:"max_clock_skew"`
+	ProxyJump    string        `json:"proxy_jump,omitempty"`
+	Sudo         bool          `json:"sudo"`
 
 	// Hosts are the expanded hosts in file order; Hosts[HeadIndex] is the
 	// head.

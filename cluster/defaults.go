@@ -12,6 +12,7 @@ const (
 	DefaultCommandTimeout = 10 * time.Minute
 	DefaultKeepAlive      = 15 * time.Second
 	DefaultMaxParallel    = 64
+	DefaultMaxClockSkew   = time.Minute
 	DefaultLifetime       = LifetimePerRun
 	DefaultPullTimeout    = 900 * time.Second
 	DefaultPin            = PinPrefer

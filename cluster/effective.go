@@ -20,6 +20,7 @@ type Effective struct {
 	CommandTimeout    string              `toml:"command_timeout" json:"command_timeout"`
 	KeepAliveInterval string              `toml:"keepalive_interval" json:"keepalive_interval"`
 	MaxParallel       int                 `toml:"max_parallel" json:"max_parallel"`
+	MaxClockSkew      string              `toml:"max_clock_skew" json:"max_clock_skew"`
 	ProxyJump         string              `toml:"proxy_jump" json:"proxy_jump"`
 	Head              string              `toml:"head" json:"head"`
 	Sudo              bool                `toml:"sudo" json:"sudo"`
@@ -93,7 +94,7 @@ func (c *Config) Effective() Effective {
 		User: c.User, IdentityFile: c.IdentityFiles, Port: c.Port, KnownHosts: c.KnownHosts,
 		HostKeyCheck: string(c.HostKeyCheck), ConnectTimeout: dur(c.ConnectTimeout),
 		CommandTimeout: dur(c.CommandTimeout), KeepAliveInterval: dur(c.KeepAlive),
-		MaxParallel: c.MaxParallel, ProxyJump: c.ProxyJump, Sudo: c.Sudo, Env: c.Env,
+		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, Env: c.Env,
 	}
 	if e.IdentityFile == nil {
 		e.IdentityFile = []string{}
@@ -198,4 +199,12 @@ func (e Effective) Redacted() Effective {
 		e.Suites = suites
 	}
 	return e
+}
+
+// skew prints max_clock_skew, "off" for none.
+func skew(d time.Duration) string {
+	if d == 0 {
+		return "off"
+	}
+	return dur(d)
 }

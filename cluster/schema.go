@@ -18,7 +18,7 @@ import (
 // Known keys per table; an unknown key is a problem with a suggestion.
 var (
 	topKeys = []string{"user", "identity_file", "port", "known_hosts", "host_key_check",
-		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel",
+		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel", "max_clock_skew",
 		"proxy_jump", "head", "sudo", "hosts", "env", "container", "suites", "sites"}
 	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "distribute", "strict_attach", "name", "setup_script", "pull_timeout",
 		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
@@ -85,6 +85,14 @@ func (d *decoder) config(raw map[string]any) *Config {
 	}
 	if v, ok := d.integer(raw, "", "max_parallel", 1, 100000); ok {
 		c.MaxParallel = v
+	}
+	c.MaxClockSkew = DefaultMaxClockSkew
+	if v, ok := raw["max_clock_skew"]; ok {
+		if s, isStr := v.(string); isStr && (s == "0" || s == "off") {
+			c.MaxClockSkew = 0
+		} else if v, ok := d.duration(raw, "", "max_clock_skew"); ok {
+			c.MaxClockSkew = v
+		}
 	}
 	if v, ok := d.str(raw, "", "proxy_jump"); ok && v != "" {
 		for _, part := range strings.Split(v, ",") {

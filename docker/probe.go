@@ -74,10 +74,28 @@ type Facts struct {
 	DockerPresent bool   `json:"docker_present"`
 	DockerVersion string `json:"docker_version,omitempty"`
 
+	// Host is what the probe learned of the host itself.
+	HostFacts HostFacts `json:"host_facts"`
+
 	Container ContainerFacts `json:"container"`
 	// ImageID is the local ID of the configured image on the host; empty
 	// when the host does not have it.
 	ImageID string `json:"configured_image_id"`
+}
+
+// HostFacts are the host-level facts of a probe, for the preflight
+// checks.
+type HostFacts struct {
+	// MachineID is /etc/machine-id ("" when unreadable): hosts cloned from
+	// one image share it, which breaks MPI and sshd host keys.
+	MachineID string `json:"machine_id,omitempty"`
+	// ClockSkew is the host's clock minus this machine's, in seconds,
+	// measured to within half the probe's round trip.
+	ClockSkew float64 `json:"clock_skew_s"`
+	// PortListening: something on the host's network listens on sshd_port.
+	PortListening bool `json:"sshd_port_in_use"`
+	// DiskFreeKiB is the free space under /var/lib/docker (-1: unknown).
+	DiskFreeKiB int64 `json:"docker_disk_free_kib"`
 }
 
 // ContainerFacts describe the configured container on a host.
@@ -135,6 +153,10 @@ func ProbeScript(s ProbeSpec) string {
 	var b strings.Builder
 	w := func(line string) { b.WriteString(line + "\n") }
 	w(`sec() { printf '\n` + mark + `%s %s\n' "$1" "$2"; }`)
+	// The host itself: identity, clock, sockets of its network, disk.
+	w(`sec host 0; printf 'machine-id %s\ntime %s\n' "$(cat /etc/machine-id 2>/dev/null)" "$(date +%s)"`)
+	w(`printf 'disk %s\n' "$(df -Pk /var/lib/docker 2>/dev/null | awk 'NR==2 {print $4}')"`)
+	w(`sec host-tcp 0; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null`)
 	w(`if ! command -v docker >/dev/null 2>&1; then sec docker-missing 0; exit 0; fi`)
 	w(`out=$(` + Line(d.Version()) + ` 2>&1); rc=$?`)
 	w(`sec version $rc; printf '%s\n' "$out"`)
@@ -170,14 +192,38 @@ func ProbeScript(s ProbeSpec) string {
 // that cannot be probed is reported with State unknown and Error set,
 // never as absent.
 func Probe(ctx context.Context, r transport.Runner, host string, s ProbeSpec) Facts {
+	start := time.Now()
 	res, err := r.Run(ctx, transport.Command{Line: ProbeScript(s)})
+	end := time.Now()
 	if err != nil {
 		var ee *transport.ExitError
 		if !errors.As(err, &ee) {
 			return Unknown(host, s, err)
 		}
 	}
-	return ParseProbe(host, s, string(res.Stdout))
+	f := ParseProbe(host, s, string(res.Stdout))
+	if hostTime, ok := parseHostTime(string(res.Stdout)); ok {
+		mid := start.Add(end.Sub(start) / 2)
+		// date +%s drops the fraction: the host's clock was somewhere in
+		// the second it printed.
+		f.HostFacts.ClockSkew = float64(hostTime) + 0.5 - float64(mid.UnixNano())/1e9
+	}
+	return f
+}
+
+// parseHostTime finds the host's clock (seconds) in a probe's output.
+func parseHostTime(out string) (int64, bool) {
+	sec, ok := splitSections(out)["host"]
+	if !ok {
+		return 0, false
+	}
+	for _, line := range strings.Split(sec.body, "\n") {
+		if v, ok := strings.CutPrefix(line, "time "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // Unknown returns the facts of a host that could not be probed.
@@ -193,6 +239,23 @@ func Unknown(host string, s ProbeSpec, err error) Facts {
 func ParseProbe(host string, s ProbeSpec, out string) Facts {
 	f := Facts{Host: host, Reachable: true, Container: ContainerFacts{Name: s.Container, State: StateUnknown, SSHD: SSHDUnknown}}
 	sections := splitSections(out)
+	f.HostFacts.DiskFreeKiB = -1
+	if h, ok := sections["host"]; ok {
+		for _, line := range strings.Split(h.body, "\n") {
+			k, v, _ := strings.Cut(line, " ")
+			switch k {
+			case "machine-id":
+				f.HostFacts.MachineID = strings.TrimSpace(v)
+			case "disk":
+				if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+					f.HostFacts.DiskFreeKiB = n
+				}
+			}
+		}
+	}
+	if t, ok := sections["host-tcp"]; ok {
+		f.HostFacts.PortListening = Listening(t.body, s.SSHDPort)
+	}
 	if _, ok := sections[string(KindDockerMissing)]; ok {
 		f.Error, f.ErrorKind = "docker is not installed (no docker command on the host's PATH)", KindDockerMissing
 		return f

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/docker"
@@ -121,6 +122,14 @@ type Options struct {
 	// differ from it, instead of warning.
 	Config       map[string]string
 	StrictAttach bool
+	// MaxClockSkew is how far a host's clock may be from this machine's
+	// (0: not checked).
+	MaxClockSkew time.Duration
+	// HostNetwork: the container uses the host's network, so sshd_port
+	// must be free there before a launch.
+	HostNetwork bool
+	// SSHDPort is the port, named in the advice.
+	SSHDPort int
 	// Repair: a persistent set that is not whole is brought back: stopped
 	// containers started, really absent ones launched (with the image the
 	// others run) and provisioned; running ones never touched.
@@ -144,6 +153,9 @@ func Decide(lt cluster.Lifetime, facts []docker.Facts, o Options) Plan {
 			len(bad), len(facts), hostList(facts, bad))
 		return p
 	}
+	if hostPreflight(&p, facts, o) {
+		return p
+	}
 	switch lt {
 	case cluster.LifetimeNoLaunch:
 		decideNoLaunch(&p, facts, o)
@@ -157,7 +169,81 @@ func Decide(lt cluster.Lifetime, facts []docker.Facts, o Options) Plan {
 	if p.Verdict == Proceed && !o.Pinned {
 		refuseOnLocalTags(&p, facts, o.Image)
 	}
+	if p.Verdict == Proceed {
+		portPreflight(&p, facts, o)
+	}
 	return p
+}
+
+// hostPreflight fails the plan (nothing changes, exit 3) when hosts share
+// a machine ID (cloned from one image: MPI and sshd host keys break) or a
+// host's clock is off by more than MaxClockSkew.
+func hostPreflight(p *Plan, facts []docker.Facts, o Options) bool {
+	byID := map[string][]int{}
+	var ids []string
+	for i, f := range facts {
+		if id := f.HostFacts.MachineID; id != "" {
+			if _, ok := byID[id]; !ok {
+				ids = append(ids, id)
+			}
+			byID[id] = append(byID[id], i)
+		}
+	}
+	var problems []string
+	for _, id := range ids {
+		if hs := byID[id]; len(hs) > 1 {
+			for _, i := range hs {
+				p.Hosts[i].Note = "machine-id " + id[:min(12, len(id))] + " shared with other hosts"
+			}
+			problems = append(problems, fmt.Sprintf("%s share the machine ID %s (cloned from one image): give each host its own (rm /etc/machine-id; systemd-machine-id-setup)", hostList(facts, hs), id))
+		}
+	}
+	if o.MaxClockSkew > 0 {
+		var off []int
+		for i, f := range facts {
+			if s := f.HostFacts.ClockSkew; s > o.MaxClockSkew.Seconds() || -s > o.MaxClockSkew.Seconds() {
+				off = append(off, i)
+				p.Hosts[i].Note = fmt.Sprintf("clock %+.0fs off this machine's", s)
+			}
+		}
+		if len(off) > 0 {
+			problems = append(problems, fmt.Sprintf("the clocks of %s are more than %s off this machine's (max_clock_skew): run NTP (chrony, systemd-timesyncd) there", hostList(facts, off), o.MaxClockSkew))
+		}
+	}
+	if len(problems) == 0 {
+		return false
+	}
+	p.Verdict = Preflight
+	for i := range p.Hosts {
+		p.Hosts[i].Action = Skip
+	}
+	p.Reason = "preflight failed; nothing was changed: " + strings.Join(problems, "; ")
+	return true
+}
+
+// portPreflight fails a plan that launches containers on the host's network
+// where something already listens on sshd_port: cvs's sshd could not start
+// there (or the peers would reach another sshd).
+func portPreflight(p *Plan, facts []docker.Facts, o Options) {
+	if !o.HostNetwork {
+		return
+	}
+	var busy []int
+	for i, hp := range p.Hosts {
+		if (hp.Action == Launch || hp.Action == Replace) && facts[i].HostFacts.PortListening {
+			busy = append(busy, i)
+			p.Hosts[i].Note = fmt.Sprintf("port %d already in use on the host", o.SSHDPort)
+		}
+	}
+	if len(busy) == 0 {
+		return
+	}
+	p.Verdict = Preflight
+	for i := range p.Hosts {
+		p.Hosts[i].Action = Skip
+	}
+	p.Reason = fmt.Sprintf("preflight failed; nothing was changed: port %d is already in use on %s, and the container shares the host's network: free the port there or set container.sshd_port to a free one",
+		o.SSHDPort, hostList(facts, busy))
 }
 
 // refuseOnLocalTags refuses a plan that launches on hosts whose local copy

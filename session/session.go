@@ -217,7 +217,8 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 	s.Plan = lifetime.Decide(cfg.Container.Lifetime, s.Facts, lifetime.Options{ClusterFile: cfg.File, Restart: oo.restart,
 		Image: s.Image, Pinned: s.Digest != "" || cfg.Container.Distribute == cluster.DistributePush,
 		SetupHash: s.setupHash, Reprovision: oo.reprovision, Repair: oo.repair,
-		Config: RunConfig(cfg.Container), StrictAttach: cfg.Container.StrictAttach})
+		Config: RunConfig(cfg.Container), StrictAttach: cfg.Container.StrictAttach,
+		MaxClockSkew: cfg.MaxClockSkew, HostNetwork: cfg.Container.Network == "host", SSHDPort: cfg.Container.SSHDPort})
 	if s.lock != nil && len(s.lock.Unreached) > 0 && s.Plan.Verdict == lifetime.Proceed {
 		// Unreachable while the lock was taken, reachable for the probe: it
 		// is not locked, so it is not changed.

@@ -82,6 +82,12 @@ type Host struct {
 	// NoPartialLoad: docker load needs every layer in the tarball (the
 	// containerd image store).
 	NoPartialLoad bool
+	// MachineID is /etc/machine-id ("" : one made from the name);
+	// ClockOffset is how far the host's clock is off; PortBusy: something
+	// listens on port 2224 of the host's network.
+	MachineID   string
+	ClockOffset time.Duration
+	PortBusy    bool
 
 	// Faults: the named operation exits non-zero with this stderr.
 	FailRun, FailRm, FailProvision, FailSSHD, FailCopy string
@@ -369,6 +375,12 @@ func (h *Host) probe(script string) (transport.Result, error) {
 	defer h.mu.Unlock()
 	var b strings.Builder
 	sec := func(n string, rc int, body string) { fmt.Fprintf(&b, "\n%s%s %d\n%s\n", mark, n, rc, body) }
+	mid := h.MachineID
+	if mid == "" {
+		mid = fmt.Sprintf("%032x", h.seed())
+	}
+	sec("host", 0, fmt.Sprintf("machine-id %s\ntime %d\ndisk 104857600", mid, time.Now().Add(h.ClockOffset).Unix()))
+	sec("host-tcp", 0, tcpTable(h.PortBusy))
 	sec("version", 0, h.version())
 	c := h.byName(name)
 	if c == nil {
