@@ -315,3 +315,16 @@ replace = "172.29.0.1:5000/$1"
 		t.Errorf("unknown site from $CVS_SITE: exit %d\n%s", code, errOut)
 	}
 }
+
+// cvs version says something useful also for a plain go build: never a
+// bare "dev" when the build recorded its commit.
+func TestVersion(t *testing.T) {
+	out, _, code := cvs(t, "--json", "version")
+	var b buildInfo
+	if code != 0 || json.Unmarshal([]byte(out), &b) != nil || b.Version == "" || !strings.HasPrefix(b.Go, "go") {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if b.Commit != "" && b.Version == "dev" {
+		t.Errorf("a build with commit %s says only dev", b.Commit)
+	}
+}

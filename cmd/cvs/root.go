@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -157,7 +159,7 @@ func (a *app) rootCommand() *cobra.Command {
 		Long: `cvs runs containers on every host of a cluster over SSH: it checks that all
 hosts agree (same container state, same image), starts or attaches to the
 containers, provisions them, and runs suites inside them.`,
-		Version:       version,
+		Version:       readBuildInfo().Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -176,16 +178,65 @@ containers, provisions them, and runs suites inside them.`,
 	return root
 }
 
+// buildInfo is what this binary knows of itself: the version set at link
+// time (make build), else the module version (go install ...@vX), else
+// "dev"; the VCS commit, its time and whether the tree was modified (go
+// build in a checkout records them); the Go version.
+type buildInfo struct {
+	Version  string `json:"version"`
+	Commit   string `json:"commit,omitempty"`
+	Time     string `json:"commit_time,omitempty"`
+	Modified bool   `json:"modified,omitempty"`
+	Go       string `json:"go"`
+}
+
+func readBuildInfo() buildInfo {
+	b := buildInfo{Version: version, Go: runtime.Version()}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return b
+	}
+	if b.Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		b.Version = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			b.Commit = s.Value
+		case "vcs.time":
+			b.Time = s.Value
+		case "vcs.modified":
+			b.Modified = s.Value == "true"
+		}
+	}
+	if b.Version == "dev" && b.Commit != "" {
+		b.Version = "dev-" + b.Commit[:min(12, len(b.Commit))]
+		if b.Modified {
+			b.Version += "-dirty"
+		}
+	}
+	return b
+}
+
 func (a *app) versionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the cvs version",
+		Short: "Print the cvs version, commit and Go version",
 		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
+			b := readBuildInfo()
 			if a.json {
-				return a.printJSON(map[string]string{"version": version})
+				return a.printJSON(b)
 			}
-			fmt.Fprintln(a.stdout, "cvs", version)
+			fmt.Fprintf(a.stdout, "cvs %s\n", b.Version)
+			if b.Commit != "" {
+				mod := ""
+				if b.Modified {
+					mod = " (modified)"
+				}
+				fmt.Fprintf(a.stdout, "commit %s%s %s\n", b.Commit, mod, b.Time)
+			}
+			fmt.Fprintf(a.stdout, "%s\n", b.Go)
 			return nil
 		},
 	}

@@ -95,7 +95,7 @@ then cvs run test any number of times (attach to the same containers).`,
 // second Ctrl-C prints.
 func (a *app) sessionOptions(dryRun bool) session.Options {
 	return session.Options{
-		Log: a.log, Version: version, Progress: a.progress,
+		Log: a.log, Version: readBuildInfo().Version, Progress: a.progress,
 		OnOpen: func(s *session.Session) { a.setLeftBehind(s.LeftBehind) },
 		OnPlan: func(rep *session.RunReport) {
 			if a.json {
