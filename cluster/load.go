@@ -25,6 +25,8 @@ type LoadOptions struct {
 	// Site selects the [sites.NAME] table whose rewrite rules apply to the
 	// image (cvs --site, $CVS_SITE); empty: none.
 	Site string
+	// Getenv replaces os.Getenv (for tests).
+	Getenv func(string) string
 }
 
 // Load reads, checks and completes the cluster file at path. A file with
@@ -80,10 +82,14 @@ type decoder struct {
 	lines    keyLines
 	problems []Problem
 	site     string // LoadOptions.Site
+	getenv   func(string) string
 }
 
 func newDecoder(abs string, opts LoadOptions) (*decoder, error) {
-	d := &decoder{file: abs, dir: filepath.Dir(abs), home: opts.Home, user: opts.CurrentUser, site: opts.Site}
+	d := &decoder{file: abs, dir: filepath.Dir(abs), home: opts.Home, user: opts.CurrentUser, site: opts.Site, getenv: opts.Getenv}
+	if d.getenv == nil {
+		d.getenv = os.Getenv
+	}
 	if d.home == "" {
 		d.home, _ = os.UserHomeDir()
 	}

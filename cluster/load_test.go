@@ -635,3 +635,25 @@ func FuzzExpandHostList(f *testing.F) {
 		}
 	})
 }
+
+// hosts = "slurm": the allocation's nodes, in Slurm's hostlist syntax; a
+// clear error outside an allocation.
+func TestHostsFromSlurm(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "c.toml", "hosts = \"slurm\"\n[container]\nimage = \"x:1\"\n")
+	env := map[string]string{"SLURM_JOB_NODELIST": "node[01-03,07],gpu[1-2]"}
+	cfg, err := LoadWith(p, LoadOptions{SSHConfig: "none", CurrentUser: "alice", Home: "/home/alice", Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, h := range cfg.Hosts {
+		names = append(names, h.Name)
+	}
+	if strings.Join(names, " ") != "node01 node02 node03 node07 gpu1 gpu2" {
+		t.Errorf("hosts = %v", names)
+	}
+	_, err = LoadWith(p, LoadOptions{SSHConfig: "none", CurrentUser: "alice", Home: "/home/alice", Getenv: func(string) string { return "" }})
+	if err == nil || !strings.Contains(err.Error(), "SLURM_JOB_NODELIST is not set") || !strings.Contains(err.Error(), "c.toml:1") {
+		t.Errorf("outside an allocation: %v", err)
+	}
+}

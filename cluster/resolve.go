@@ -8,7 +8,27 @@ import (
 	"strings"
 )
 
+// HostsFromSlurm is hosts = "slurm": the nodes of the Slurm allocation cvs
+// runs in ($SLURM_JOB_NODELIST, in Slurm's hostlist syntax).
+const HostsFromSlurm = "slurm"
+
 func (d *decoder) hosts(raw map[string]any, c *Config, userSet, portSet bool) {
+	if v, isStr := raw["hosts"].(string); isStr && v == HostsFromSlurm {
+		list := d.getenv("SLURM_JOB_NODELIST")
+		if list == "" {
+			d.fail("hosts", `is "slurm" but SLURM_JOB_NODELIST is not set: run cvs inside a Slurm allocation (salloc -N 4, or an sbatch script), or list the hosts`)
+			return
+		}
+		names, err := ExpandHostList(list)
+		if err != nil {
+			d.fail("hosts", "SLURM_JOB_NODELIST %q: %v", list, err)
+			return
+		}
+		raw = map[string]any{"hosts": toAny(names), "head": raw["head"]}
+		if raw["head"] == nil {
+			delete(raw, "head")
+		}
+	}
 	entries, ok := d.strList(raw, "", "hosts", false)
 	if !ok {
 		if _, present := raw["hosts"]; !present {
@@ -150,6 +170,14 @@ func (d *decoder) jumps(spec string, c *Config) []Jump {
 			j.IdentityFiles = c.IdentityFiles
 		}
 		out = append(out, j)
+	}
+	return out
+}
+
+func toAny(names []string) []any {
+	out := make([]any, len(names))
+	for i, n := range names {
+		out[i] = n
 	}
 	return out
 }
