@@ -1,6 +1,10 @@
 package session
 
-import "github.com/cvs-tool/cvs/history"
+import (
+	"io"
+
+	"github.com/cvs-tool/cvs/history"
+)
 
 // RunRecord is the record of one run (package history).
 type RunRecord = history.Record
@@ -11,3 +15,26 @@ func History() ([]RunRecord, error) { return history.List() }
 // FindRun returns the run whose ID is id or starts with it ("" is the
 // newest); an ambiguous prefix is an error listing the candidates.
 func FindRun(id string) (RunRecord, error) { return history.Find(id) }
+
+// LogFile is one stored step log of a run.
+type LogFile = history.LogFile
+
+// RunLogs lists the stored step logs of run id ("" or a prefix: as
+// FindRun), filtered by step and host ("": any).
+func RunLogs(id, step, host string) (RunRecord, []LogFile, error) {
+	r, err := history.Find(id)
+	if err != nil {
+		return r, nil, err
+	}
+	logs, err := history.LogFiles(r.ID, step, host)
+	return r, logs, err
+}
+
+// WriteJUnit writes the JUnit XML of run id ("" or a prefix: as FindRun).
+func WriteJUnit(w io.Writer, id string) error {
+	r, err := history.Find(id)
+	if err != nil {
+		return err
+	}
+	return history.WriteJUnit(w, r)
+}

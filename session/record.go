@@ -30,11 +30,22 @@ func (recordStage) Run(ctx context.Context, s *Session) error {
 // and error err. A record that cannot be written is logged, never fatal:
 // the run itself is done.
 func (s *Session) record(code int, err error) error {
+	return s.saveRecord(code, err, true)
+}
+
+// recordStart writes the record of a run that is starting (no end, exit
+// code -1), so that its logs can be followed while it runs.
+func (s *Session) recordStart() { s.saveRecord(-1, nil, false) }
+
+func (s *Session) saveRecord(code int, err error, final bool) error {
 	ct := s.Config.Container
 	r := &history.Record{ID: s.RunID, Command: s.command, CommandLine: strings.Join(append([]string{"cvs"}, os.Args[1:]...), " "),
 		Cluster: s.Config.File, Suite: s.suite, Lifetime: string(ct.Lifetime), Image: ct.ConfiguredImage, Site: s.Config.Site, EffectiveImage: ct.Image, LaunchedImage: s.Image, Digest: s.Digest,
 		Distribution: ct.Distribute, Verdict: string(s.Plan.Verdict), Start: s.started.UTC(), End: time.Now().UTC(),
 		Version: s.opts.Version, ExitCode: code}
+	if !final {
+		r.End = time.Time{}
+	}
 	if err != nil {
 		r.Error = err.Error()
 	}
@@ -64,6 +75,8 @@ func (s *Session) record(code int, err error) error {
 		return nil
 	}
 	s.RecordDir = dir
-	s.log.Info("run recorded", "dir", dir)
+	if final {
+		s.log.Info("run recorded", "dir", dir)
+	}
 	return nil
 }

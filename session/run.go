@@ -9,6 +9,7 @@ import (
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/history"
 	"github.com/cvs-tool/cvs/lifetime"
 	"github.com/cvs-tool/cvs/suite"
 )
@@ -71,6 +72,16 @@ func (st stepsStage) Run(ctx context.Context, s *Session) error {
 		OnStep: func(step cluster.Step, hosts []cluster.Host) {
 			s.log.Info(fmt.Sprintf("step %q on %d host(s)", step.Name, len(hosts)))
 		}}
+	if logs, err := history.NewLogs(s.RunID); err == nil {
+		r.Log = func(step, host string) (io.Writer, io.Writer, func()) {
+			o, e, done, err := logs.Open(step, host)
+			if err != nil {
+				s.log.Warn("this step's output is not stored", "host", host, "err", err)
+				return nil, nil, nil
+			}
+			return o, e, done
+		}
+	}
 	results, err := r.Run(ctx, st.suite)
 	s.results = results
 	return err
@@ -140,6 +151,7 @@ func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo op
 		}
 		return rep, err
 	}
+	s.recordStart()
 	err = s.apply(ctx, stages, rep.Stages)
 	var se *StageError
 	var sue *suite.StageError

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -1109,5 +1110,60 @@ func TestHostPreflight(t *testing.T) {
 	r.hosts[0].PortBusy = true
 	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
 		t.Errorf("bridge network, port busy on the host: %v", err)
+	}
+}
+
+// Issue 12: every run stores each step's whole output per host, and its
+// JUnit XML has one testcase per step and host, the failure with its
+// output's tail.
+func TestRunLogsAndJUnit(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	r.hosts[0].Step = func(string) (string, int) { return "line one\nall good\n", 0 }
+	r.hosts[1].Step = func(string) (string, int) { return "line one\nE: the GPU fell off the bus\n", 3 }
+	rep, _ := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	rec, logs, err := RunLogs(filepath.Base(rep.Record), "", "")
+	if err != nil || len(logs) != 2 || rec.Suite != "install" {
+		t.Fatalf("logs: %v %+v", err, logs)
+	}
+	data, _ := os.ReadFile(logs[1].Path)
+	if logs[1].Host != "10.9.0.2" || !strings.Contains(string(data), "out| E: the GPU fell off the bus") {
+		t.Errorf("log of %s:\n%s", logs[1].Host, data)
+	}
+	var b strings.Builder
+	if err := WriteJUnit(&b, ""); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Suites   []struct {
+			Name  string `xml:"name,attr"`
+			Cases []struct {
+				Name    string `xml:"name,attr"`
+				Class   string `xml:"classname,attr"`
+				Failure *struct {
+					Message string `xml:"message,attr"`
+					Text    string `xml:",chardata"`
+				} `xml:"failure"`
+				Props []struct {
+					Name  string `xml:"name,attr"`
+					Value string `xml:"value,attr"`
+				} `xml:"properties>property"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal([]byte(b.String()), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	if doc.Tests != 2 || doc.Failures != 1 || len(doc.Suites) != 1 || doc.Suites[0].Name != "install" {
+		t.Fatalf("junit:\n%s", b.String())
+	}
+	c := doc.Suites[0].Cases[1]
+	if c.Name != "tools on 10.9.0.2" || c.Class != "install.tools" || c.Failure == nil || c.Failure.Message != "exit 3" ||
+		!strings.Contains(c.Failure.Text, "E: the GPU fell off the bus") || c.Props[0].Value != "10.9.0.2" {
+		t.Errorf("failing case: %+v", c)
+	}
+	if doc.Suites[0].Cases[0].Failure != nil {
+		t.Error("the passing case has a failure")
 	}
 }

@@ -63,6 +63,9 @@ type Runner struct {
 	// Guard, when set, says why a host must not run another step (its
 	// cluster lock was lost); the step then fails there without running.
 	Guard func(host string) error
+	// Log, when set, gives the writers that store a step's whole output on
+	// one host (the run's logs), and a function that ends them.
+	Log func(step, host string) (stdout, stderr io.Writer, done func())
 }
 
 // stageTimeout bounds putting a suite's scripts into one container, and
@@ -246,13 +249,27 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 			defer cancel()
 			cmd := transport.Command{Line: line, ForwardStdin: true, Name: "step " + st.Name}
 			var po, pe *report.Prefix
+			var outs, errs []io.Writer
 			if r.Stdout != nil {
 				po = &report.Prefix{W: r.Stdout, Host: h.Name, Width: width, Locker: &outMu}
-				cmd.Stdout = po
+				outs = append(outs, po)
 			}
 			if r.Stderr != nil {
 				pe = &report.Prefix{W: r.Stderr, Host: h.Name, Width: width, Locker: &outMu}
-				cmd.Stderr = pe
+				errs = append(errs, pe)
+			}
+			if r.Log != nil {
+				lo, le, done := r.Log(st.Name, h.Name)
+				if done != nil {
+					defer done()
+					outs, errs = append(outs, lo), append(errs, le)
+				}
+			}
+			if len(outs) > 0 {
+				cmd.Stdout = io.MultiWriter(outs...)
+			}
+			if len(errs) > 0 {
+				cmd.Stderr = io.MultiWriter(errs...)
 			}
 			res, err := c.Run(ctx, cmd)
 			if po != nil {

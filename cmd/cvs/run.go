@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 
 func (a *app) runCommand() *cobra.Command {
 	var dryRun, group bool
+	var junit string
 	cmd := &cobra.Command{
 		Use:   "run SUITE",
 		Short: "Set up the containers per lifetime, run a suite's steps inside them, tear down",
@@ -70,6 +72,11 @@ then cvs run test any number of times (attach to the same containers).`,
 			if rep == nil {
 				return err
 			}
+			if junit != "" && rep.Record != "" {
+				if jerr := a.writeJUnit(junit, filepath.Base(rep.Record)); jerr != nil {
+					a.log.Error("the JUnit XML could not be written", "file", junit, "err", jerr)
+				}
+			}
 			if a.json {
 				rep.ExitCode = exitFor(cmd.Context(), err)
 				a.printJSON(rep)
@@ -86,6 +93,7 @@ then cvs run test any number of times (attach to the same containers).`,
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and the stages, change nothing")
+	cmd.Flags().StringVar(&junit, "junit", "", "also write the run's results as JUnit XML to FILE")
 	cmd.Flags().BoolVarP(&group, "group", "g", false, "after each step, fold identical outputs into one block listing their hosts")
 	return cmd
 }
