@@ -432,3 +432,23 @@ func TestRealSSHDProxyJumpRedialAndChain(t *testing.T) {
 		t.Errorf("b1 accepted %d connections, want 2 (the chain's first hop shares the live b1 connection)", n)
 	}
 }
+
+// ScanHostKeys gets every key type a real sshd has, without logging in;
+// the lines it makes are accepted by strict checking.
+func TestRealSSHDScanHostKeys(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.38.", HostKeyTypes: []string{"ed25519", "rsa"}})
+	h := farmHost(f, 0)
+	keys, err := ScanHostKeys(context.Background(), h.Addr, h.Port, 5*time.Second)
+	if err != nil || len(keys) != 2 || keys[0].Type() != "ssh-ed25519" || keys[1].Type() != "ssh-rsa" {
+		t.Fatalf("keys %v, %v", keys, err)
+	}
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	var lines []string
+	for _, k := range keys {
+		lines = append(lines, KnownHostsLine(h.Addr, h.Port, k))
+	}
+	if err := AppendKnownHosts(kh, lines); err != nil {
+		t.Fatal(err)
+	}
+	mustDial(t, dialer(t, cluster.HostKeyStrict, kh), h)
+}

@@ -328,3 +328,43 @@ func TestVersion(t *testing.T) {
 		t.Errorf("a build with commit %s says only dev", b.Commit)
 	}
 }
+
+// cvs init writes a cluster file that works as it is: the host keys are
+// recorded (with --yes), status reaches every host over strict checking;
+// an existing file is never overwritten without --force.
+func TestInitWritesAWorkingClusterFile(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 2, Subnet: "127.0.57."})
+	dir := t.TempDir()
+	file, kh := filepath.Join(dir, "cluster.toml"), filepath.Join(dir, "known_hosts")
+	var hosts []string
+	for _, h := range f.Hosts {
+		hosts = append(hosts, h.HostPort())
+	}
+	args := []string{"init", "--hosts", strings.Join(hosts, ","), "--user", f.User, "--identity-file", f.ClientKey,
+		"--known-hosts", kh, "--image", "cvs-test/none:1", "-o", file}
+	out, errOut, code := cvs(t, args...)
+	if code != 2 || !strings.Contains(errOut, "--yes") {
+		t.Fatalf("without a terminal or --yes: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = cvs(t, append(args, "--yes")...)
+	if code != 0 || strings.Count(out, "new") < 2 {
+		t.Fatalf("init: exit %d\n%s\n%s", code, out, errOut)
+	}
+	var doc session.StatusReport
+	out, _, _ = cvs(t, "--cluster", file, "--json", "status")
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Hosts) != 2 {
+		t.Fatalf("status with the written file: %v\n%s", err, out)
+	}
+	for _, h := range doc.Hosts {
+		if !h.Reachable {
+			t.Errorf("%s not reachable with the written file: %s", h.Host, h.Error)
+		}
+	}
+	if _, errOut, code := cvs(t, append(args, "--yes")...); code != 2 || !strings.Contains(errOut, "--force") {
+		t.Errorf("overwrite without --force: exit %d %s", code, errOut)
+	}
+	out, _, code = cvs(t, append(args, "--yes", "--force")...)
+	if code != 0 || !strings.Contains(out, "already known") {
+		t.Errorf("again: exit %d\n%s", code, out)
+	}
+}

@@ -173,7 +173,7 @@ containers, provisions them, and runs suites inside them.`,
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only results and errors (no logs, no progress)")
 	pf.StringVar(&a.site, "site", "", "apply the cluster file's [sites.NAME] image rewrite rules (default $CVS_SITE)")
-	root.AddCommand(a.validateCommand(), a.statusCommand(), a.execCommand(), a.runCommand(), a.upCommand(),
+	root.AddCommand(a.initCommand(), a.validateCommand(), a.statusCommand(), a.execCommand(), a.runCommand(), a.upCommand(),
 		a.downCommand(), a.listCommand(), a.historyCommand(), a.logsCommand(), a.reportCommand(), a.imageCommand(), a.versionCommand())
 	return root
 }
