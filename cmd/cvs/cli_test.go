@@ -368,3 +368,15 @@ func TestInitWritesAWorkingClusterFile(t *testing.T) {
 		t.Errorf("again: exit %d\n%s", code, out)
 	}
 }
+
+// Shell completion offers the cluster file's suites and hosts.
+func TestCompletion(t *testing.T) {
+	out, _, _ := cvs(t, "--cluster", "../../examples/cluster.toml", "__complete", "run", "")
+	if !strings.Contains(out, "install\tInstall the validation tools") || !strings.Contains(out, "test\t") {
+		t.Errorf("suites:\n%s", out)
+	}
+	out, _, _ = cvs(t, "--cluster", "../../examples/cluster.toml", "__complete", "exec", "--hosts", "")
+	if !strings.Contains(out, "node01") || !strings.Contains(out, "node04") {
+		t.Errorf("hosts:\n%s", out)
+	}
+}

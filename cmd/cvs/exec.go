@@ -53,6 +53,7 @@ host, 3 when some host could not be connected to (the others still ran it).`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&hostsFlag, "hosts", "", "run only on these hosts: comma-separated names or ranges, as in the cluster file")
+	cmd.RegisterFlagCompletionFunc("hosts", a.completeHosts)
 	fl.BoolVar(&head, "head", false, "run only on the head host")
 	fl.BoolVarP(&group, "group", "g", false, "fold identical outputs into one block listing their hosts")
 	fl.BoolVar(&inContainer, "in-container", false, "run inside the configured container (docker exec); the time limit stops it there too")

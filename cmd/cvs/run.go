@@ -36,6 +36,7 @@ then cvs run test any number of times (attach to the same containers).`,
 			}
 			return nil
 		},
+		ValidArgsFunction: a.completeSuites,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := a.loadCluster()
 			if err != nil {
@@ -163,4 +164,35 @@ func (a *app) printStages(stages []session.StageReport) {
 		}
 	}
 	fmt.Fprintln(a.stdout)
+}
+
+// completeSuites completes a suite name from the cluster file (shell
+// completion: cvs completion bash|zsh|fish|powershell).
+func (a *app) completeSuites(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	cfg, err := a.loadCluster()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []string
+	for _, name := range cfg.SuiteNames() {
+		st, _ := cfg.Suite(name)
+		out = append(out, name+"\t"+st.Description)
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// completeHosts completes --hosts from the cluster file's hosts.
+func (a *app) completeHosts(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+	cfg, err := a.loadCluster()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	out := make([]string, 0, len(cfg.Hosts))
+	for _, h := range cfg.Hosts {
+		out = append(out, h.Name)
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
 }
