@@ -224,3 +224,30 @@ func Previous(image string) string {
 	}
 	return ""
 }
+
+// Prune removes the folders of runs that ended before cutoff (zero: none
+// by age), beyond the keep newest (keep < 0: no limit); runs that have not
+// ended are kept. It returns the records removed.
+func Prune(cutoff time.Time, keep int) ([]Record, error) {
+	all, err := List()
+	if err != nil {
+		return nil, err
+	}
+	var removed []Record
+	for i, r := range all {
+		old := !cutoff.IsZero() && r.End.Before(cutoff)
+		over := keep >= 0 && i >= keep
+		if r.End.IsZero() || (!old && !over) {
+			continue
+		}
+		dir, err := RunDir(r.ID)
+		if err != nil {
+			return removed, err
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return removed, err
+		}
+		removed = append(removed, r)
+	}
+	return removed, nil
+}

@@ -2,6 +2,7 @@ package session
 
 import (
 	"io"
+	"time"
 
 	"github.com/cvs-tool/cvs/history"
 )
@@ -37,4 +38,15 @@ func WriteJUnit(w io.Writer, id string) error {
 		return err
 	}
 	return history.WriteJUnit(w, r)
+}
+
+// PruneHistory removes the records (and logs) of runs that ended longer
+// ago than olderThan (0: no age limit), beyond the keep newest (keep < 0:
+// no limit).
+func PruneHistory(olderThan time.Duration, keep int) ([]RunRecord, error) {
+	var cutoff time.Time
+	if olderThan > 0 {
+		cutoff = time.Now().Add(-olderThan)
+	}
+	return history.Prune(cutoff, keep)
 }

@@ -291,6 +291,13 @@ func TestHistoryListsAndShows(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "names 2 runs") {
 		t.Errorf("ambiguous prefix: exit %d\n%s", code, errOut)
 	}
+	out, _, code = cvs(t, "history", "prune", "--keep", "1")
+	if code != 0 || !strings.Contains(out, "removed run ab12cd34ef560001") || !strings.Contains(out, "1 run(s) removed") {
+		t.Errorf("prune: exit %d\n%s", code, out)
+	}
+	if out, _, _ := cvs(t, "history"); strings.Contains(out, "ab12cd34ef560001") || !strings.Contains(out, "ab12ff0000000002") {
+		t.Errorf("after prune:\n%s", out)
+	}
 }
 
 // --site and $CVS_SITE select the rewrite rules; validate shows both

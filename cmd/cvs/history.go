@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -96,5 +97,39 @@ Records live in $XDG_STATE_HOME/cvs/runs/ID/ (~/.local/state/cvs/runs/ID/).`,
 			return nil
 		},
 	})
+	var olderThan string
+	var keep int
+	prune := &cobra.Command{
+		Use:   "prune [--older-than 30d] [--keep N]",
+		Short: "Remove the records and logs of old runs",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			age, err := parseAge(olderThan)
+			if err != nil {
+				return &flagError{err}
+			}
+			if age == 0 && keep < 0 {
+				return &flagError{errors.New("history prune needs --older-than or --keep")}
+			}
+			removed, err := session.PruneHistory(age, keep)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				if removed == nil {
+					removed = []session.RunRecord{}
+				}
+				return a.printJSON(removed)
+			}
+			for _, r := range removed {
+				fmt.Fprintf(a.stdout, "removed run %s (%s, %s)\n", r.ID, r.Start.Local().Format("2006-01-02 15:04"), r.Command)
+			}
+			fmt.Fprintf(a.stdout, "%d run(s) removed\n", len(removed))
+			return nil
+		},
+	}
+	prune.Flags().StringVar(&olderThan, "older-than", "", "remove runs that ended longer ago than this (30d, 12h)")
+	prune.Flags().IntVar(&keep, "keep", -1, "keep at most this many of the newest runs")
+	cmd.AddCommand(prune)
 	return cmd
 }
