@@ -25,3 +25,14 @@ bench-fanout: bench-deps
 	$(GO) build -ldflags "-X main.version=$(BENCH_CVS_VERSION)" -o bin/cvs ./cmd/cvs
 	$(GO) build -o bin/bench-fanout ./bench/fanout
 	bin/bench-fanout -n $(BENCH_N) -runs $(BENCH_RUNS) -cvs bin/cvs -out bench/RESULTS.md $(BENCH_ARGS)
+
+# The image distribution benchmark on the lab (8 hosts, a 1 GiB image):
+#   make bench-image
+#   make bench-image BENCH_IMAGE_ARGS='-hosts 4 -size 256 -runs 1'
+BENCH_IMAGE_ARGS ?=
+
+.PHONY: bench-image
+bench-image: deps
+	$(GO) build -ldflags "-X main.version=$(BENCH_CVS_VERSION)" -o bin/cvs ./cmd/cvs
+	$(GO) build -o bin/bench-image ./bench/image
+	bin/bench-image -cvs bin/cvs -out bench/IMAGE-RESULTS.md $(BENCH_IMAGE_ARGS)
