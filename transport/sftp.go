@@ -15,7 +15,9 @@ import (
 // tarballs) and secrets travel this way, never in a command line, and never
 // whole in memory.
 func (c *Client) Upload(ctx context.Context, remotePath string, r io.Reader, mode os.FileMode) error {
-	sc, err := sftp.NewClient(c.ssh)
+	// Concurrent writes: many packets in flight, as the SSH channel's window
+	// allows, instead of one write waiting for the last one's answer.
+	sc, err := sftp.NewClient(c.ssh, sftp.UseConcurrentWrites(true))
 	if err != nil {
 		return &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("starting SFTP (is the sftp subsystem enabled in sshd?): %v", err)}
 	}
@@ -31,7 +33,7 @@ func (c *Client) Upload(ctx context.Context, remotePath string, r io.Reader, mod
 		f.Close()
 		return fmt.Errorf("chmod %s: %w", remotePath, err)
 	}
-	if _, err := io.Copy(f, r); err != nil {
+	if _, err := f.ReadFromWithConcurrency(r, 0); err != nil {
 		f.Close()
 		return fmt.Errorf("writing %s: %w", remotePath, err)
 	}

@@ -160,7 +160,7 @@ distribute = "push"
 	}
 	full := result{name: fmt.Sprintf("cvs image push (%d hosts, empty)", n)}
 	pull := result{name: fmt.Sprintf("docker pull from the lab registry, %d hosts in parallel", n)}
-	serial := result{name: "docker save | ssh docker load, host after host"}
+	serial := result{name: "docker save \\| ssh docker load, host after host"}
 	delta := result{name: "cvs image push of a one-layer change (hosts hold the image)"}
 	repeat := result{name: "cvs image push again (nothing to send)"}
 	for i := 0; i < runs; i++ {
