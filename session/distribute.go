@@ -39,6 +39,7 @@ type Push struct {
 // each host gets only the layers it lacks, over its SSH connection, and
 // docker loads it there; the loaded image ID is checked.
 type distributeStage struct {
+	setupMark
 	// all: every host, whatever the plan (cvs image push).
 	all bool
 }
@@ -164,6 +165,9 @@ func (s *Session) pushTo(ctx context.Context, c transport.Conn, h cluster.Host, 
 		}
 	}
 	send := saved.Missing(have)
+	if err := s.checkDisk(h, saved, send); err != nil {
+		return p, err
+	}
 	err = s.sendAndLoad(ctx, c, saved, send, &p)
 	if err != nil && len(send) < len(saved.LayerFiles) {
 		// A store that cannot complete a partial tarball from its own
@@ -223,4 +227,21 @@ func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// checkDisk refuses to send layers to a host whose Docker root has not the
+// room to hold them: the tarball on its way, and the layers unpacked
+// (counted as twice their compressed size).
+func (s *Session) checkDisk(h cluster.Host, saved *images.Saved, send []int) error {
+	for _, f := range s.Facts {
+		if f.Host != h.Name || f.HostFacts.DiskFreeKiB < 0 {
+			continue
+		}
+		need := 3 * saved.LayerBytes(send)
+		if free := f.HostFacts.DiskFreeKiB << 10; free < need {
+			return fmt.Errorf("not enough disk under /var/lib/docker: %d MiB free, about %d MiB needed for the image's %d missing layer(s); free some space there (docker image prune) and run again",
+				free>>20, need>>20, len(send))
+		}
+	}
+	return nil
 }

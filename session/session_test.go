@@ -1167,3 +1167,34 @@ func TestRunLogsAndJUnit(t *testing.T) {
 		t.Error("the passing case has a failure")
 	}
 }
+
+// A host without room under its Docker root for the layers it lacks is
+// refused before anything is sent to it, naming the space.
+func TestPushRefusesAFullDisk(t *testing.T) {
+	host := testRegistry(t)
+	ref := host + "/team/big:1"
+	img, _ := random.Image(1<<20, 1)
+	rr, _ := name.ParseReference(ref)
+	if err := remote.Write(rr, img); err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	r.cfg.Container.Image, r.cfg.Container.ConfiguredImage, r.cfg.Container.Distribute = ref, ref, cluster.DistributePush
+	r.opts.ImageCache = &images.Cache{Dir: t.TempDir()}
+	for _, h := range r.hosts {
+		h.Images = map[string]string{}
+	}
+	r.hosts[1].DiskFreeKiB = 1
+	_, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Partial || !strings.Contains(err.Error(), "10.9.0.2: not enough disk") {
+		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
+	}
+	for _, h := range r.hosts {
+		if h.Containers() != 0 {
+			t.Errorf("%s: container left", h.Name)
+		}
+	}
+	if len(r.hosts[1].Uploads()) != 0 {
+		t.Error("layers were sent to the full host")
+	}
+}

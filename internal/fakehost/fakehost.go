@@ -88,6 +88,8 @@ type Host struct {
 	MachineID   string
 	ClockOffset time.Duration
 	PortBusy    bool
+	// DiskFreeKiB is the free space under /var/lib/docker (0: 100 GiB).
+	DiskFreeKiB int64
 
 	// Faults: the named operation exits non-zero with this stderr.
 	FailRun, FailRm, FailProvision, FailSSHD, FailCopy string
@@ -379,7 +381,11 @@ func (h *Host) probe(script string) (transport.Result, error) {
 	if mid == "" {
 		mid = fmt.Sprintf("%032x", h.seed())
 	}
-	sec("host", 0, fmt.Sprintf("machine-id %s\ntime %d\ndisk 104857600", mid, time.Now().Add(h.ClockOffset).Unix()))
+	disk := h.DiskFreeKiB
+	if disk == 0 {
+		disk = 100 << 20
+	}
+	sec("host", 0, fmt.Sprintf("machine-id %s\ntime %d\ndisk %d", mid, time.Now().Add(h.ClockOffset).Unix(), disk))
 	sec("host-tcp", 0, tcpTable(h.PortBusy))
 	sec("version", 0, h.version())
 	c := h.byName(name)
