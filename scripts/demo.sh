@@ -36,6 +36,10 @@ banner "cvs run test   (and again)"
 $cvs run test --quiet
 banner "cvs status"
 $cvs status
+banner "the record of the last run, and its JUnit XML"
+$cvs history show
+$cvs report --junit demo-junit.xml
+echo "JUnit XML of the last run: $(pwd)/demo-junit.xml; its stored output: bin/cvs logs"
 
 banner "what happened"
 cat <<MSG
@@ -46,7 +50,9 @@ and StartedAt above). Look further:
   export CVS_CLUSTER=$CVS_CLUSTER
   bin/cvs status                          # the table above, again
   bin/cvs exec --group -- docker ps       # on the hosts' OS
-  bin/cvs run --dry-run test              # the plan, changing nothing
+  bin/cvs run --dry-run test              # the plan and the stages, changing nothing
+  bin/cvs history                         # every run, with its image digest
+  bin/cvs logs --host 172.29.0.12         # one host's stored step output
   bin/cvs-lab ssh host1 -- docker ps      # a lab host, without cvs
   make demo-down                          # remove the lab (keeps the image cache)
 MSG
