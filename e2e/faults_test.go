@@ -118,3 +118,56 @@ func TestKilledColdStartReprovisioned(t *testing.T) {
 		t.Fatalf("test: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// Issue 11, fault catalogue: the connection to one host dies in the middle
+// of a step (the host freezes). That host is reported, the others finish
+// their step, per_run removes every container it can reach, and the exit
+// code (6) names the host where the container is left.
+func TestHostLostMidStep(t *testing.T) {
+	const name = "e2e-midstep"
+	useContainer(t, name)
+	l := Lab(t)
+	suites := `
+[suites.slow]
+[[suites.slow.steps]]
+name = "work"
+timeout = "3m"
+run = "sleep 8; echo done on $(hostname)"
+`
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites})
+	text, _ := os.ReadFile(file)
+	// Fast keep-alives: a frozen host is given up after about 6 s.
+	os.WriteFile(file, []byte(strings.Replace(string(text), "connect_timeout = \"10s\"", "connect_timeout = \"5s\"\nkeepalive_interval = \"2s\"", 1)), 0o600)
+	t.Cleanup(func() {
+		cleanupCtx(time.Minute, func(ctx context.Context) { l.UnpauseHost(ctx, "host3") })
+	})
+	go func() {
+		// Freeze host3 once its step has started.
+		deadline := time.Now().Add(2 * time.Minute)
+		for time.Now().Before(deadline) {
+			if c, ok := inspect(t, "host3", name); ok && c.State == "running" {
+				time.Sleep(3 * time.Second)
+				l.PauseHost(context.Background(), "host3")
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	start := time.Now()
+	out, errOut, code := runCVS(t, "--cluster", file, "run", "slow")
+	l.UnpauseHost(testCtx(t, time.Minute), "host3")
+	if code != 6 || !strings.Contains(out+errOut, "LEFT BEHIND on "+addrOf(t, "host3")) {
+		t.Fatalf("exit %d, want 6 naming host3\n%s\n%s", code, out, errOut)
+	}
+	for _, h := range []string{"host1", "host2"} {
+		if !strings.Contains(out, "done on "+h) {
+			t.Errorf("%s did not finish its step:\n%s", h, out)
+		}
+		if _, ok := inspect(t, h, name); ok {
+			t.Errorf("%s: the per_run container was not removed", h)
+		}
+	}
+	if time.Since(start) > 2*time.Minute {
+		t.Errorf("the run took %s", time.Since(start))
+	}
+}
