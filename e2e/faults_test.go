@@ -145,7 +145,9 @@ run = "sleep 8; echo done on $(hostname)"
 		// Freeze host3 once its step has started.
 		deadline := time.Now().Add(2 * time.Minute)
 		for time.Now().Before(deadline) {
-			if c, ok := inspect(t, "host3", name); ok && c.State == "running" {
+			// The step scripts are staged in the container: the step
+			// starts now, and sleeps 8 s.
+			if _, err := l.HostDocker(context.Background(), "host3", "exec", name, "sh", "-c", "ls -d /tmp/cvs-[0-9a-f]*"); err == nil {
 				time.Sleep(3 * time.Second)
 				l.PauseHost(context.Background(), "host3")
 				return
