@@ -455,7 +455,9 @@ func refuseOnImages(p *Plan, facts []docker.Facts, image, fix string) bool {
 		return true
 	}
 	for _, f := range facts {
-		if f.ImageID == "" && image != "" {
+		// A container launched by digest (pinned) never needed the tag
+		// on its host: its absence there is expected.
+		if f.ImageID == "" && image != "" && !strings.Contains(f.Container.Image, "@sha256:") {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("%s: %s is not on this host (removed or never pulled); the container runs %s (started from %s) and keeps it, but a relaunch here would pull the tag again, which may now name other content",
 				f.Host, image, docker.ShortID(f.Container.ImageID), f.Container.Image))
 		}

@@ -246,3 +246,17 @@ func TestLaunchRefusedWhenLocalTagsDiffer(t *testing.T) {
 		}
 	}
 }
+
+// A container launched pinned (repo@digest) does not need the tag on its
+// host: no missing-tag warning for it.
+func TestNoMissingTagWarningForPinnedContainers(t *testing.T) {
+	fs := facts("running", "running")
+	for i := range fs {
+		fs[i].ImageID = ""
+		fs[i].Container.Image = "reg:5000/img@sha256:" + strings.Repeat("ab", 32)
+	}
+	p := Decide(cluster.LifetimePersistent, fs, Options{ClusterFile: file, Image: "reg:5000/img:1"})
+	if p.Verdict != Proceed || len(p.Warnings) != 0 {
+		t.Errorf("verdict %s, warnings %q", p.Verdict, p.Warnings)
+	}
+}
