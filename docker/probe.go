@@ -193,7 +193,7 @@ func ProbeScript(s ProbeSpec) string {
 // never as absent.
 func Probe(ctx context.Context, r transport.Runner, host string, s ProbeSpec) Facts {
 	start := time.Now()
-	res, err := r.Run(ctx, transport.Command{Line: ProbeScript(s)})
+	res, err := r.Run(ctx, transport.Command{Line: ProbeScript(s), Name: "the probe (docker version, container and image inspect)"})
 	end := time.Now()
 	if err != nil {
 		var ee *transport.ExitError

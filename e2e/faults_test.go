@@ -173,3 +173,44 @@ run = "sleep 8; echo done on $(hostname)"
 		t.Errorf("the run took %s", time.Since(start))
 	}
 }
+
+// Issue 11, fault catalogue: one host's Docker daemon hangs (SIGSTOP).
+// The probe gives up within its time limit, the host is unknown (never
+// absent), the run refuses before any change, and cvs leaves no SSH
+// session or docker client behind on that host.
+func TestHungDockerDaemon(t *testing.T) {
+	const name = "e2e-hung"
+	useContainer(t, name)
+	l := Lab(t)
+	ctx := testCtx(t, 5*time.Minute)
+	count := func() string {
+		res, _ := l.HostExec(ctx, "host2", "sh", "-c", "echo $(pgrep -c -f 'sshd: root' || true) $(pgrep -c -x docker || true)")
+		return strings.TrimSpace(res.Stdout)
+	}
+	before := count()
+	if _, err := l.HostExec(ctx, "host2", "sh", "-c", "kill -STOP $(pidof dockerd)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cleanupCtx(time.Minute, func(ctx context.Context) {
+			l.HostExec(ctx, "host2", "sh", "-c", "kill -CONT $(pidof dockerd)")
+		})
+	})
+	suites := "\n[suites.s]\n[[suites.s.steps]]\nname = \"noop\"\nrun = \"true\"\n"
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites})
+	start := time.Now()
+	out, errOut, code := runCVS(t, "--cluster", file, "run", "s")
+	took := time.Since(start)
+	if code != 3 || !strings.Contains(out+errOut, addrOf(t, "host2")) || !strings.Contains(out, "unknown") {
+		t.Fatalf("exit %d, want 3 with host2 unknown\n%s\n%s", code, out, errOut)
+	}
+	if took > 2*time.Minute {
+		t.Errorf("the run took %s with a hung daemon", took)
+	}
+	time.Sleep(2 * time.Second)
+	if after := count(); after != before {
+		t.Errorf("host2 sshd sessions and docker clients: %q before, %q after", before, after)
+	}
+	l.HostExec(ctx, "host2", "sh", "-c", "kill -CONT $(pidof dockerd)")
+	assertNoneLeft(t, name, "after the refusal")
+}
