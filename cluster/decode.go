@@ -243,3 +243,30 @@ func (d *decoder) path(p string) string {
 	}
 	return filepath.Clean(p)
 }
+
+// namedTable is one [KEY.NAME] table.
+type namedTable struct {
+	name, path string
+	m          map[string]any
+}
+
+// namedTables returns the [key.NAME] tables of raw, sorted by name; a
+// value that is not a table is a problem (and left out).
+func (d *decoder) namedTables(raw map[string]any, key string) []namedTable {
+	m, ok := d.table(raw, "", key)
+	if !ok {
+		return nil
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var out []namedTable
+	for _, name := range names {
+		if t, ok := d.table(m, key, name); ok {
+			out = append(out, namedTable{name: name, path: key + "." + name, m: t})
+		}
+	}
+	return out
+}

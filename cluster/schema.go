@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -276,22 +275,9 @@ func (d *decoder) execUser(m map[string]any, prefix string) string {
 }
 
 func (d *decoder) suites(raw map[string]any) []Suite {
-	m, ok := d.table(raw, "", "suites")
-	if !ok {
-		return nil
-	}
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
 	var out []Suite
-	for _, name := range names {
-		p := "suites." + name
-		sm, ok := d.table(m, "suites", name)
-		if !ok {
-			continue
-		}
+	for _, nt := range d.namedTables(raw, "suites") {
+		name, p, sm := nt.name, nt.path, nt.m
 		if !suiteName.MatchString(name) {
 			d.fail(p, "suite name %q must start with a letter or digit and hold only letters, digits, '_', '.', '-'", name)
 		}
@@ -352,22 +338,9 @@ func (d *decoder) suites(raw map[string]any) []Suite {
 
 // sites reads the [sites.NAME] tables.
 func (d *decoder) sites(raw map[string]any) []Site {
-	m, ok := d.table(raw, "", "sites")
-	if !ok {
-		return nil
-	}
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
 	var out []Site
-	for _, name := range names {
-		p := "sites." + name
-		sm, ok := d.table(m, "sites", name)
-		if !ok {
-			continue
-		}
+	for _, nt := range d.namedTables(raw, "sites") {
+		name, p, sm := nt.name, nt.path, nt.m
 		d.checkKeys(sm, p, siteKeys, nil)
 		site := Site{Name: name}
 		im, ok := d.table(sm, p, "image")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -97,19 +96,15 @@ Records live in $XDG_STATE_HOME/cvs/runs/ID/ (~/.local/state/cvs/runs/ID/).`,
 			return nil
 		},
 	})
-	var olderThan string
-	var keep int
+	var limits pruneLimits
 	prune := &cobra.Command{
 		Use:   "prune [--older-than 30d] [--keep N]",
 		Short: "Remove the records and logs of old runs",
 		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
-			age, err := parseAge(olderThan)
+			age, keep, err := limits.parse("history prune")
 			if err != nil {
-				return &flagError{err}
-			}
-			if age == 0 && keep < 0 {
-				return &flagError{errors.New("history prune needs --older-than or --keep")}
+				return err
 			}
 			removed, err := session.PruneHistory(age, keep)
 			if err != nil {
@@ -128,8 +123,7 @@ Records live in $XDG_STATE_HOME/cvs/runs/ID/ (~/.local/state/cvs/runs/ID/).`,
 			return nil
 		},
 	}
-	prune.Flags().StringVar(&olderThan, "older-than", "", "remove runs that ended longer ago than this (30d, 12h)")
-	prune.Flags().IntVar(&keep, "keep", -1, "keep at most this many of the newest runs")
+	limits.add(prune, "runs that ended", "newest runs")
 	cmd.AddCommand(prune)
 	return cmd
 }

@@ -93,19 +93,15 @@ digest of a cached image, or a unique prefix of one (cvs image ls).`,
 			return nil
 		},
 	})
-	var olderThan string
-	var keep int
+	var limits pruneLimits
 	prune := &cobra.Command{
 		Use:   "prune [--older-than 30d] [--keep N]",
 		Short: "Remove cached images not used lately (never one a running cvs uses)",
 		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
-			age, err := parseAge(olderThan)
+			age, keep, err := limits.parse("image prune")
 			if err != nil {
-				return &flagError{err}
-			}
-			if age == 0 && keep < 0 {
-				return &flagError{errors.New("image prune needs --older-than or --keep")}
+				return err
 			}
 			removed, err := session.PruneImages(age, keep, a.sessionOptions(false))
 			if err != nil {
@@ -126,10 +122,33 @@ digest of a cached image, or a unique prefix of one (cvs image ls).`,
 			return nil
 		},
 	}
-	prune.Flags().StringVar(&olderThan, "older-than", "", "remove images last used longer ago than this (e.g. 30d, 12h)")
-	prune.Flags().IntVar(&keep, "keep", -1, "keep at most this many of the most recently used images")
+	limits.add(prune, "images last used", "most recently used images")
 	cmd.AddCommand(prune)
 	return cmd
+}
+
+// pruneLimits are the --older-than and --keep flags of the prune commands.
+type pruneLimits struct {
+	olderThan string
+	keep      int
+}
+
+func (l *pruneLimits) add(cmd *cobra.Command, what, newest string) {
+	cmd.Flags().StringVar(&l.olderThan, "older-than", "", "remove "+what+" longer ago than this (e.g. 30d, 12h)")
+	cmd.Flags().IntVar(&l.keep, "keep", -1, "keep at most this many of the "+newest)
+}
+
+// parse returns the age and the count; command names the command in
+// errors. At least one of the two is needed.
+func (l *pruneLimits) parse(command string) (time.Duration, int, error) {
+	age, err := parseAge(l.olderThan)
+	if err != nil {
+		return 0, 0, &flagError{err}
+	}
+	if age == 0 && l.keep < 0 {
+		return 0, 0, &flagError{fmt.Errorf("%s needs --older-than or --keep", command)}
+	}
+	return age, l.keep, nil
 }
 
 // parseAge reads a duration that may also be written in days ("30d").
