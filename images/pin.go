@@ -22,19 +22,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// Mode says what a run does when the digest cannot be resolved.
-type Mode string
-
-// The pin modes of [container] pin.
-const (
-	// PinRequired: no digest, no run.
-	PinRequired Mode = "required"
-	// PinPrefer (the default): warn loudly and launch the tag.
-	PinPrefer Mode = "prefer"
-	// PinOff: launch the tag; never ask a registry.
-	PinOff Mode = "off"
-)
-
 // Resolution is what a reference resolved to.
 type Resolution struct {
 	// Ref is the configured reference.

@@ -100,18 +100,26 @@ func writeClientKey(t *testing.T) (string, ssh.PublicKey) {
 	return p, s.PublicKey()
 }
 
-func TestInProcessCertAuthority(t *testing.T) {
-	ca := newSigner(t)
-	hostKey := newSigner(t)
+// hostCertSigner is hostKey presenting a host certificate for 127.0.0.1
+// signed by ca.
+func hostCertSigner(t *testing.T, ca, hostKey ssh.Signer) ssh.Signer {
+	t.Helper()
 	cert := &ssh.Certificate{Key: hostKey.PublicKey(), CertType: ssh.HostCert, ValidPrincipals: []string{"127.0.0.1"},
 		ValidBefore: ssh.CertTimeInfinity, Serial: 1}
 	if err := cert.SignCert(rand.Reader, ca); err != nil {
 		t.Fatal(err)
 	}
-	certSigner, err := ssh.NewCertSigner(cert, hostKey)
+	s, err := ssh.NewCertSigner(cert, hostKey)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+func TestInProcessCertAuthority(t *testing.T) {
+	ca := newSigner(t)
+	hostKey := newSigner(t)
+	certSigner := hostCertSigner(t, ca, hostKey)
 	keyFile, clientPub := writeClientKey(t)
 	h := serve(t, certSigner, clientPub)
 	h.IdentityFiles = []string{keyFile}
@@ -228,15 +236,7 @@ func TestClassifyDial(t *testing.T) {
 // host-key-unknown.
 func TestInProcessUnknownHostWithCertificate(t *testing.T) {
 	ca, hostKey := newSigner(t), newSigner(t)
-	cert := &ssh.Certificate{Key: hostKey.PublicKey(), CertType: ssh.HostCert, ValidPrincipals: []string{"127.0.0.1"},
-		ValidBefore: ssh.CertTimeInfinity, Serial: 1}
-	if err := cert.SignCert(rand.Reader, ca); err != nil {
-		t.Fatal(err)
-	}
-	certSigner, err := ssh.NewCertSigner(cert, hostKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certSigner := hostCertSigner(t, ca, hostKey)
 	keyFile, clientPub := writeClientKey(t)
 	h := serve(t, certSigner, clientPub, hostKey)
 	h.IdentityFiles = []string{keyFile}
@@ -256,7 +256,7 @@ func TestInProcessUnknownHostWithCertificate(t *testing.T) {
 
 	empty := filepath.Join(t.TempDir(), "known_hosts")
 	os.WriteFile(empty, nil, 0o600)
-	_, err = dialer(t, cluster.HostKeyStrict, empty).Dial(context.Background(), h)
+	_, err := dialer(t, cluster.HostKeyStrict, empty).Dial(context.Background(), h)
 	if he := hostErrorKind(t, err); he.Kind != KindHostKeyUnknown || !strings.Contains(he.Detail, "ssh-keyscan") {
 		t.Errorf("strict, unknown host with a certificate: %v", err)
 	}

@@ -688,16 +688,6 @@ func (h *Host) exec(ctx context.Context, cmd transport.Command, argv []string, u
 	return h.exit(cmd, 126, "fakehost: unexpected docker exec: "+strings.Join(argv, " "))
 }
 
-// Script returns the step script file copied into the container at path.
-func (h *Host) Script(container, path string) []byte {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if c := h.byName(container); c != nil {
-		return bytes.Clone(c.Files[path])
-	}
-	return nil
-}
-
 // heredocs returns the contents of the named files as the sshd install
 // script writes them (cat >"$dir/NAME" <<'END' ... END), concatenated in
 // the order given.
