@@ -5,6 +5,7 @@ package exitcode
 import (
 	"context"
 	"errors"
+	"syscall"
 )
 
 // The exit codes, documented in the README.
@@ -16,8 +17,29 @@ const (
 	Partial     = 4   // failed after changes began
 	Refused     = 5   // refused: the cluster's state makes going on unsafe; nothing changed
 	Cleanup     = 6   // cleanup incomplete: something cvs started is left behind
-	Interrupted = 130 // interrupted (Ctrl-C, SIGTERM)
+	Interrupted = 130 // interrupted (Ctrl-C, SIGINT)
+	Terminated  = 143 // terminated (SIGTERM)
 )
+
+// SignalError is the cause of a context cancelled by a signal (see
+// context.WithCancelCause): it says which one, so that the exit code can
+// follow the shell's 128+N convention.
+type SignalError struct{ Signal syscall.Signal }
+
+func (e *SignalError) Error() string { return "interrupted by " + e.Signal.String() }
+
+// Signalled is the cancellation cause for sig.
+func Signalled(sig syscall.Signal) error { return &SignalError{Signal: sig} }
+
+// Stopped is the exit code for an interrupted ctx: 143 when its cause is
+// SIGTERM, 130 otherwise (SIGINT, or cancelled without a signal).
+func Stopped(ctx context.Context) int {
+	var se *SignalError
+	if errors.As(context.Cause(ctx), &se) && se.Signal == syscall.SIGTERM {
+		return Terminated
+	}
+	return Interrupted
+}
 
 // Error is an error with an exit code.
 type Error struct {

@@ -36,12 +36,11 @@ func Down(ctx context.Context, cfg *cluster.Config, force bool, opts Options) (*
 	case cfg.Container.Lifetime == cluster.LifetimePersistent && !force:
 		return nil, exitcode.With(exitcode.Refused, errors.New("refused: the persistent containers hold what was installed into them; run `cvs down --force` to remove them"))
 	}
-	s, err := open(ctx, cfg, openOptions{lock: true}, opts)
+	s, err := open(ctx, cfg, openOptions{lock: true, command: "down"}, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	s.command = "down"
 	rep := &DownReport{Container: cfg.Container.Name, Removed: []string{}, LeftAlone: []string{}, Unknown: []string{}, Failed: map[string]string{}}
 	var targets []cluster.Host
 	ids := map[string]string{}

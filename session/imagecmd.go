@@ -52,12 +52,11 @@ func PushImage(ctx context.Context, cfg *cluster.Config, ref string, opts Option
 		return nil, exitcode.With(exitcode.Usage, fmt.Errorf("no image to push: give one, or set [container] image in %s", cfg.File))
 	}
 	c.Container = ct
-	s, err := open(ctx, &c, openOptions{lock: true, resolve: digest == ""}, opts)
+	s, err := open(ctx, &c, openOptions{lock: true, resolve: digest == "", command: "image push"}, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	s.command = "image push"
 	if digest != "" {
 		s.Digest = digest
 	}

@@ -93,7 +93,7 @@ func (st stepsStage) Run(ctx context.Context, s *Session) error {
 // exitcode); the report is complete either way, except when the cluster
 // could not be opened at all (nil report).
 func Run(ctx context.Context, cfg *cluster.Config, st cluster.Suite, dryRun bool, opts Options) (*RunReport, error) {
-	return carryOut(ctx, cfg, &st, openOptions{lock: !dryRun, resolve: true}, dryRun, opts)
+	return carryOut(ctx, cfg, &st, openOptions{lock: !dryRun, resolve: true, command: "run", suite: st.Name}, dryRun, opts)
 }
 
 // UpOptions are cvs up's flags.
@@ -117,7 +117,7 @@ func Up(ctx context.Context, cfg *cluster.Config, o UpOptions, opts Options) (*R
 		return nil, exitcode.With(exitcode.Usage, errors.New(`up is for lifetime "persistent" or "no_launch": a per_run container lives for one cvs run`))
 	}
 	return carryOut(ctx, cfg, nil, openOptions{lock: !o.DryRun, restart: o.Restart, resolve: true,
-		reprovision: o.Reprovision, repair: o.Repair}, o.DryRun, opts)
+		reprovision: o.Reprovision, repair: o.Repair, command: "up"}, o.DryRun, opts)
 }
 
 func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo openOptions, dryRun bool, opts Options) (*RunReport, error) {
@@ -126,14 +126,12 @@ func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo op
 		return nil, err
 	}
 	defer s.Close()
-	s.command = "up"
 	stages := Stages(st)
 	rep := &RunReport{DryRun: dryRun, Image: cfg.Container.ConfiguredImage, Site: cfg.Site, EffectiveImage: cfg.Container.Image,
 		LaunchedImage: s.Image, Digest: s.Digest,
 		Plan: s.Plan, Stages: s.describe(stages), Steps: []suite.Result{}}
 	if st != nil {
 		rep.Suite = st.Name
-		s.command, s.suite = "run", st.Name
 	}
 	if opts.OnPlan != nil {
 		opts.OnPlan(rep)

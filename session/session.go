@@ -161,6 +161,10 @@ type openOptions struct {
 	reprovision bool
 	// repair: cvs up --repair.
 	repair bool
+	// command and suite name the invocation in its run record ("run",
+	// "up", "down", "image push"); "" for sessions that change nothing and
+	// leave no record (status, exec).
+	command, suite string
 }
 
 // open connects, takes the cluster lock when asked, probes every host and
@@ -183,36 +187,14 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 	if opts.OnOpen != nil {
 		opts.OnOpen(s)
 	}
-	if oo.lock {
-		held, err := lock.Acquire(ctx, s.fleet, cfg.Hosts, cfg.Container.Name, lockOwner())
-		if err != nil {
-			s.Close()
-			var be *lock.BusyError
-			if errors.As(err, &be) {
-				return nil, exitcode.With(exitcode.Refused, err)
-			}
-			return nil, exitcode.With(exitcode.Preflight, err)
+	s.command, s.suite = oo.command, oo.suite
+	if err := s.prepare(ctx, oo); err != nil {
+		err = s.stopped(ctx, err)
+		if s.command != "" && oo.lock { // a dry run (no lock) leaves no record
+			s.record(ExitCode(ctx, err), err)
 		}
-		s.lock = held
-	}
-	if oo.resolve {
-		if err := s.pin(ctx); err != nil {
-			s.Close()
-			return nil, err
-		}
-	}
-	if err := s.probe(ctx); err != nil {
 		s.Close()
 		return nil, err
-	}
-	s.setupHash = "none"
-	if cfg.Container.SetupScript != cluster.SetupNone {
-		script, err := provision.Script(cfg.Container.SetupScript)
-		if err != nil {
-			s.Close()
-			return nil, exitcode.With(exitcode.Usage, err)
-		}
-		s.setupHash = provision.Hash(script)
 	}
 	s.Plan = lifetime.Decide(cfg.Container.Lifetime, s.Facts, lifetime.Options{ClusterFile: cfg.File, Restart: oo.restart,
 		Image: s.Image, Pinned: s.Digest != "" || cfg.Container.Distribute == cluster.DistributePush,
@@ -233,6 +215,55 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 		s.Plan.Reason = fmt.Sprintf("the cluster lock could not be taken on %s (unreachable then); nothing was changed. Run again", strings.Join(hosts, ", "))
 	}
 	return s, nil
+}
+
+// prepare takes the lock when asked, pins the image, probes every host and
+// hashes the setup script: everything open does before deciding.
+func (s *Session) prepare(ctx context.Context, oo openOptions) error {
+	if oo.lock {
+		held, err := lock.Acquire(ctx, s.fleet, s.Config.Hosts, s.Config.Container.Name, lockOwner())
+		if err != nil {
+			var be *lock.BusyError
+			if errors.As(err, &be) {
+				return exitcode.With(exitcode.Refused, err)
+			}
+			return exitcode.With(exitcode.Preflight, err)
+		}
+		s.lock = held
+	}
+	if oo.resolve {
+		if err := s.pin(ctx); err != nil {
+			return err
+		}
+	}
+	s.log.Debug("stage", "name", "probe", "hosts", len(s.Config.Hosts))
+	if err := s.probe(ctx); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		// The probe turned the hosts it could not finish into "unknown";
+		// that is the interrupt, not the hosts.
+		return ctx.Err()
+	}
+	s.setupHash = "none"
+	if s.Config.Container.SetupScript != cluster.SetupNone {
+		script, err := provision.Script(s.Config.Container.SetupScript)
+		if err != nil {
+			return exitcode.With(exitcode.Usage, err)
+		}
+		s.setupHash = provision.Hash(script)
+	}
+	return nil
+}
+
+// stopped is err, or the interrupt when ctx was cancelled while the
+// session was being opened: a lock or probe that failed because of Ctrl-C
+// is not a host that could not be used (3).
+func (s *Session) stopped(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	return exitcode.With(exitcode.Stopped(ctx), fmt.Errorf("%v before anything was changed", context.Cause(ctx)))
 }
 
 // Close releases the lock and closes every connection.
@@ -403,8 +434,8 @@ func run(ctx context.Context, c transport.Conn, timeout time.Duration, argv []st
 // used (3), a usage error (2).
 func ExitCode(ctx context.Context, err error) int {
 	code := exitcode.Of(err)
-	if ctx.Err() != nil && (code == exitcode.Failed || code == exitcode.Partial) {
-		code = exitcode.Interrupted
+	if ctx.Err() != nil && (code == exitcode.Failed || code == exitcode.Partial || code == exitcode.Interrupted) {
+		code = exitcode.Stopped(ctx)
 	}
 	return code
 }

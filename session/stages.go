@@ -101,6 +101,7 @@ func (s *Session) apply(ctx context.Context, stages []Stage, reports []StageRepo
 			continue
 		}
 		start := time.Now()
+		s.log.Debug("stage", "name", st.Name(), "hosts", len(reports[i].Hosts))
 		err := st.Run(ctx, s)
 		reports[i].Duration = time.Since(start).Milliseconds()
 		reports[i].Status = StageOK

@@ -91,30 +91,36 @@ func exitFor(ctx context.Context, err error) int {
 // interruptContext is cancelled by the first SIGINT or SIGTERM, so that
 // work in progress stops and cleans up; a second one exits at once.
 func interruptContext(stderr io.Writer, leftBehind func() string) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() {
+		var sig os.Signal
 		select {
-		case <-sigs:
+		case sig = <-sigs:
 		case <-done:
 			return
 		}
-		fmt.Fprintln(stderr, "\ninterrupted: stopping remote commands and cleaning up (press Ctrl-C again to exit at once)")
-		cancel()
+		what := "interrupted (SIGINT)"
+		if sig == syscall.SIGTERM {
+			what = "terminated (SIGTERM)"
+		}
+		fmt.Fprintf(stderr, "\n%s: stopping remote commands and cleaning up (press Ctrl-C again to exit at once)\n", what)
+		// The cause says which signal: SIGTERM exits 143, SIGINT 130.
+		cancel(exitcode.Signalled(sig.(syscall.Signal)))
 		select {
-		case <-sigs:
+		case sig = <-sigs:
 			note := leftBehind()
 			if note == "" {
 				note = "remote commands may be left running"
 			}
 			fmt.Fprintln(stderr, "interrupted again: exiting now; "+note)
-			os.Exit(exitcode.Interrupted)
+			os.Exit(exitcode.Stopped(ctx))
 		case <-done:
 		}
 	}()
-	return ctx, func() { signal.Stop(sigs); close(done); cancel() }
+	return ctx, func() { signal.Stop(sigs); close(done); cancel(nil) }
 }
 
 // flagError marks a usage error (exit 2).

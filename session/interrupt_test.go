@@ -1,0 +1,96 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/exitcode"
+)
+
+// stageBoundaries names the first command of each stage of a cold start,
+// as a host receives it: an interrupt there lands at the boundary.
+var stageBoundaries = []struct {
+	stage string
+	first func(argv []string) bool
+}{
+	{"probe", func(a []string) bool { return a[0] == "sh" }}, // the lock, the first contact
+	{"launch", func(a []string) bool { return len(a) > 1 && a[1] == "run" }},
+	{"provision", func(a []string) bool {
+		return len(a) > 4 && a[1] == "exec" && a[4] == "0" && strings.Contains(strings.Join(a, " "), "exec 3<&0")
+	}},
+	{"sshd", func(a []string) bool { return a[0] == "mktemp" && strings.Contains(a[len(a)-1], "cvs-sshd") }},
+	{"image check", func(a []string) bool {
+		return len(a) > 4 && a[1] == "container" && strings.Contains(a[4], "{{.Image}}")
+	}},
+	{"step", func(a []string) bool { return a[0] == "mktemp" && strings.Contains(a[len(a)-1], "cvs-steps") }},
+	{"teardown", func(a []string) bool { return len(a) > 2 && a[1] == "ps" && a[2] == "-aq" }},
+}
+
+// Issue 11: SIGINT and SIGTERM at every stage boundary of a cold start.
+// The exit code is 130 or 143; per_run leaves no container; persistent
+// leaves every container either untouched (absent, as before) or fully
+// set up (provisioned, recorded, sshd running); the run record has the
+// exit code.
+func TestInterruptAtEveryStageBoundary(t *testing.T) {
+	for _, lt := range []cluster.Lifetime{cluster.LifetimePerRun, cluster.LifetimePersistent} {
+		for _, b := range stageBoundaries {
+			if b.stage == "teardown" && lt == cluster.LifetimePersistent {
+				continue // a persistent run has no teardown
+			}
+			for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+				t.Run(string(lt)+"/"+b.stage+"/"+sig.String(), func(t *testing.T) {
+					r := newRig(t, 2, lt)
+					ctx, cancel := context.WithCancelCause(context.Background())
+					defer cancel(nil)
+					var once sync.Once
+					hit := false
+					for _, h := range r.hosts {
+						h.OnCommand = func(argv []string) {
+							if b.first(argv) {
+								once.Do(func() { hit = true; cancel(exitcode.Signalled(sig)) })
+							}
+						}
+					}
+					_, err := Run(ctx, r.cfg, r.suite(t, "install"), false, r.opts)
+					if !hit {
+						t.Fatalf("the run never reached the %s stage", b.stage)
+					}
+					want := 128 + int(sig)
+					if got := ExitCode(ctx, err); got != want {
+						t.Errorf("exit %d, want %d: %v", got, want, err)
+					}
+					for _, h := range r.hosts {
+						c, ok := h.Container("cvs-t")
+						switch {
+						case !ok:
+						case lt == cluster.LifetimePerRun:
+							t.Errorf("%s: per_run container left", h.Name)
+						case c.State != "running" || c.Record == "" || !c.SSHD:
+							t.Errorf("%s: persistent container left half set up: state %s, record %q, sshd %v", h.Name, c.State, c.Record, c.SSHD)
+						}
+					}
+					rec, ferr := FindRun("")
+					if ferr != nil || rec.ExitCode != want {
+						t.Errorf("run record: exit %d, %v", rec.ExitCode, ferr)
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestSignalledCause(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(exitcode.Signalled(syscall.SIGTERM))
+	if got := ExitCode(ctx, context.Canceled); got != exitcode.Terminated {
+		t.Errorf("SIGTERM: exit %d", got)
+	}
+	if got := ExitCode(ctx, exitcode.With(exitcode.Refused, errors.New("x"))); got != exitcode.Refused {
+		t.Errorf("a refusal under SIGTERM: exit %d", got)
+	}
+}
