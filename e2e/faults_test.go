@@ -214,3 +214,50 @@ func TestHungDockerDaemon(t *testing.T) {
 	l.HostExec(ctx, "host2", "sh", "-c", "kill -CONT $(pidof dockerd)")
 	assertNoneLeft(t, name, "after the refusal")
 }
+
+// Issue 11, fault catalogue: the disk under one host's Docker root is
+// nearly full (a 24 MiB filesystem; the workload image's layer alone is
+// about 80 MiB). Pinned, cvs knows the image's size from the registry and
+// refuses before any change (exit 3), naming the host and both sizes.
+// Unpinned (size unknown), the pull fails there with "no space left on
+// device" named once under that host, and per_run removes what it launched
+// on the others (exit 4). Pushed, the missing layers do not fit and the
+// host is refused before any byte is sent.
+func TestDiskFullOnOneHost(t *testing.T) {
+	const name = "e2e-diskfull"
+	useContainer(t, name)
+	l := Lab(t)
+	ctx := testCtx(t, 5*time.Minute)
+	t.Cleanup(func() { cleanupCtx(2*time.Minute, func(ctx context.Context) { l.EmptyDockerRoot(ctx, "host3") }) })
+	if err := l.FillDockerRoot(ctx, "host3", 24); err != nil {
+		t.Fatal(err)
+	}
+	suites := "\n[suites.s]\n[[suites.s.steps]]\nname = \"hello\"\nrun = \"echo hello\"\n"
+	host3 := addrOf(t, "host3")
+
+	pinned := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites, Pin: "required"})
+	out, errOut, code := runCVS(t, "--cluster", pinned, "run", "s")
+	if code != 3 || !strings.Contains(out+errOut, host3+" (") || !strings.Contains(out+errOut, "MiB free") || !strings.Contains(out+errOut, "MiB compressed") {
+		t.Fatalf("pinned: exit %d, want 3 naming %s and the sizes\n%s\n%s", code, host3, out, errOut)
+	}
+	assertNoneLeft(t, name, "after the disk preflight")
+
+	unpinned := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites, Pin: "off"})
+	out, errOut, code = runCVS(t, "--cluster", unpinned, "run", "s")
+	if code != 4 || !strings.Contains(errOut, host3+": docker run") || strings.Count(errOut, "no space left on device") != 1 {
+		t.Fatalf("unpinned: exit %d, want 4 with host3's pull failure named once\n%s\n%s", code, out, errOut)
+	}
+	assertNoneLeft(t, name, "after the failed pull")
+
+	text, _ := os.ReadFile(unpinned)
+	os.WriteFile(unpinned, []byte(strings.Replace(string(text), "[container]\n", "[container]\ndistribute = \"push\"\n", 1)), 0o600)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	out, errOut, code = runCVS(t, "--cluster", unpinned, "run", "s")
+	if code == 0 || !strings.Contains(out+errOut, host3) || !strings.Contains(out+errOut, "not enough disk") {
+		t.Fatalf("push: exit %d, want a refusal of host3 for its disk\n%s\n%s", code, out, errOut)
+	}
+	assertNoneLeft(t, name, "after the refused push")
+	if res, err := l.HostExec(ctx, "host3", "docker", "images", "-q"); err != nil || strings.TrimSpace(res.Stdout) != "" {
+		t.Errorf("something was loaded on the full host: %q %v", res.Stdout, err)
+	}
+}

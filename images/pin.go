@@ -31,6 +31,10 @@ type Resolution struct {
 	// Pinned is the reference the hosts launch: repo@digest when resolved,
 	// else Ref.
 	Pinned string `json:"pinned"`
+	// Size is the total size of the image's layers as the registry stores
+	// them (compressed; for linux/amd64 when the tag is a multi-platform
+	// index), 0 when unknown: what a host must download.
+	Size int64 `json:"size,omitempty"`
 	// FromCache says the digest came from the on-disk cache.
 	FromCache bool `json:"from_cache,omitempty"`
 	// Err says why it could not be resolved (cached failures included).
@@ -74,6 +78,7 @@ func DefaultCacheDir() string {
 type cacheEntry struct {
 	Ref      string    `json:"ref"`
 	Digest   string    `json:"digest,omitempty"`
+	Size     int64     `json:"size,omitempty"`
 	Err      string    `json:"error,omitempty"`
 	Resolved time.Time `json:"resolved_at"`
 }
@@ -106,7 +111,7 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Resolution, error) 
 			res.Err = e.Err
 			return res, fmt.Errorf("resolving %s (remembered from %s ago): %s", ref, r.now().Sub(e.Resolved).Round(time.Second), e.Err)
 		}
-		res.Digest, res.Pinned = e.Digest, pinned(parsed, e.Digest)
+		res.Digest, res.Pinned, res.Size = e.Digest, pinned(parsed, e.Digest), e.Size
 		return res, nil
 	}
 	timeout := r.Timeout
@@ -123,7 +128,7 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Resolution, error) 
 	if r.Transport != nil {
 		opts = append(opts, remote.WithTransport(r.Transport))
 	}
-	desc, err := remote.Head(parsed, opts...)
+	desc, err := remote.Get(parsed, opts...)
 	if err != nil {
 		msg := err.Error()
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -134,8 +139,28 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Resolution, error) 
 		return res, fmt.Errorf("resolving %s: %s", ref, msg)
 	}
 	res.Digest, res.Pinned = desc.Digest.String(), pinned(parsed, desc.Digest.String())
-	r.store(cacheEntry{Ref: ref, Digest: res.Digest, Resolved: r.now()})
+	res.Size = layerBytes(desc)
+	r.store(cacheEntry{Ref: ref, Digest: res.Digest, Size: res.Size, Resolved: r.now()})
 	return res, nil
+}
+
+// layerBytes is the total compressed size of the layers of the image desc
+// describes (its linux/amd64 image for an index; one more request), 0 when
+// it cannot be told.
+func layerBytes(desc *remote.Descriptor) int64 {
+	img, err := desc.Image()
+	if err != nil {
+		return 0
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, l := range m.Layers {
+		n += l.Size
+	}
+	return n
 }
 
 // pinned is ref's repository at digest (the tag dropped: Docker refuses

@@ -168,3 +168,30 @@ func TestUnreachableRegistryIsBoundedAndRemembered(t *testing.T) {
 		t.Errorf("second try: %+v %v", res, err)
 	}
 }
+
+// Resolving reads the manifest too: the size of the image's layers (what a
+// host must download) comes with the digest, and from the cache after.
+func TestResolveKnowsTheLayerSize(t *testing.T) {
+	reg := newRegistry(t, "", "")
+	ref := reg.host + "/team/big:1"
+	img, err := random.Image(1<<20, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, _ := name.ParseReference(ref)
+	if err := remote.Write(rr, img); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := img.Manifest()
+	var want int64
+	for _, l := range m.Layers {
+		want += l.Size
+	}
+	r := newResolver(t)
+	for _, from := range []string{"registry", "cache"} {
+		res, err := r.Resolve(context.Background(), ref)
+		if err != nil || res.Size != want || res.FromCache != (from == "cache") {
+			t.Errorf("from the %s: size %d, want %d (%+v, %v)", from, res.Size, want, res, err)
+		}
+	}
+}

@@ -116,3 +116,35 @@ func (l *Lab) UnpauseHost(ctx context.Context, host string) error {
 	}
 	return nil
 }
+
+// FillDockerRoot gives host's inner dockerd a new, empty Docker root on a
+// tmpfs of sizeMiB (its images and containers stay on the real root,
+// hidden), as on a node whose /var/lib/docker is nearly full: a pull or
+// load bigger than that fails with "no space left on device".
+// EmptyDockerRoot undoes it.
+func (l *Lab) FillDockerRoot(ctx context.Context, host string, sizeMiB int) error {
+	if err := l.StopDockerd(ctx, host); err != nil {
+		return err
+	}
+	if _, err := l.HostExec(ctx, host, "mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm", sizeMiB), "cvs-lab-full", "/var/lib/docker"); err != nil {
+		l.StartDockerd(ctx, host)
+		return fmt.Errorf("%s: mount a %d MiB Docker root: %w", host, sizeMiB, err)
+	}
+	return l.StartDockerd(ctx, host)
+}
+
+// EmptyDockerRoot puts host's real Docker root back after FillDockerRoot
+// (a no-op when none is mounted).
+func (l *Lab) EmptyDockerRoot(ctx context.Context, host string) error {
+	res, err := l.HostExec(ctx, host, "sh", "-c", "grep -c ' /var/lib/docker tmpfs ' /proc/mounts || true")
+	if err != nil || strings.TrimSpace(res.Stdout) == "0" {
+		return err
+	}
+	if err := l.StopDockerd(ctx, host); err != nil {
+		return err
+	}
+	if _, err := l.HostExec(ctx, host, "umount", "/var/lib/docker"); err != nil {
+		return fmt.Errorf("%s: unmount the small Docker root: %w", host, err)
+	}
+	return l.StartDockerd(ctx, host)
+}

@@ -130,6 +130,10 @@ type Options struct {
 	HostNetwork bool
 	// SSHDPort is the port, named in the advice.
 	SSHDPort int
+	// ImageBytes is the size of the image's layers as the registry stores
+	// them (compressed), 0 when unknown: a host that must pull the image
+	// needs at least that much free under its Docker root.
+	ImageBytes int64
 	// Repair: a persistent set that is not whole is brought back: stopped
 	// containers started, really absent ones launched (with the image the
 	// others run) and provisioned; running ones never touched.
@@ -172,7 +176,42 @@ func Decide(lt cluster.Lifetime, facts []docker.Facts, o Options) Plan {
 	if p.Verdict == Proceed {
 		portPreflight(&p, facts, o)
 	}
+	if p.Verdict == Proceed {
+		diskPreflight(&p, facts, o)
+	}
 	return p
+}
+
+// diskPreflight fails a plan that launches on hosts without the image whose
+// Docker root has less free space than the image's compressed layers: the
+// pull would fill the disk part way and fail. (Unpacked, the image needs
+// more; this is the bound cvs knows before the pull.)
+func diskPreflight(p *Plan, facts []docker.Facts, o Options) {
+	if o.ImageBytes <= 0 {
+		return
+	}
+	need := o.ImageBytes >> 20
+	var full []int
+	for i, hp := range p.Hosts {
+		free := facts[i].HostFacts.DiskFreeKiB
+		if (hp.Action == Launch || hp.Action == Replace) && hp.Image == "" && facts[i].ImageID == "" && free >= 0 && free<<10 < o.ImageBytes {
+			full = append(full, i)
+			p.Hosts[i].Note = fmt.Sprintf("%d MiB free under the Docker root", free>>10)
+		}
+	}
+	if len(full) == 0 {
+		return
+	}
+	p.Verdict = Preflight
+	for i := range p.Hosts {
+		p.Hosts[i].Action = Skip
+	}
+	var hosts []string
+	for _, i := range full {
+		hosts = append(hosts, fmt.Sprintf("%s (%d MiB free)", facts[i].Host, facts[i].HostFacts.DiskFreeKiB>>10))
+	}
+	p.Reason = fmt.Sprintf("preflight failed; nothing was changed: the image's layers are %d MiB compressed, more than the free space under Docker's root on %s: free space there (docker image prune, docker system df) or grow the filesystem, then run again",
+		need, strings.Join(hosts, ", "))
 }
 
 // hostPreflight fails the plan (nothing changes, exit 3) when hosts share

@@ -260,3 +260,28 @@ func TestNoMissingTagWarningForPinnedContainers(t *testing.T) {
 		t.Errorf("verdict %s, warnings %q", p.Verdict, p.Warnings)
 	}
 }
+
+// Issue 11 preflight: a host that must pull an image bigger than the free
+// space under its Docker root fails the plan before any change (exit 3),
+// naming the host and both sizes; hosts that hold the image already, or
+// whose free space is unknown, are not held against it.
+func TestDiskPreflight(t *testing.T) {
+	for _, lt := range []cluster.Lifetime{cluster.LifetimePerRun, cluster.LifetimePersistent} {
+		fs := facts("absent", "absent", "absent")
+		for i := range fs {
+			fs[i].ImageID = ""
+			fs[i].HostFacts.DiskFreeKiB = 10 << 20 // 10 GiB
+		}
+		fs[1].HostFacts.DiskFreeKiB = 20 << 10 // 20 MiB
+		fs[2].HostFacts.DiskFreeKiB = -1
+		p := Decide(lt, fs, Options{ClusterFile: file, Image: "img:1", Pinned: true, ImageBytes: 80 << 20})
+		if p.Verdict != Preflight || !strings.Contains(p.Reason, fs[1].Host) || strings.Contains(p.Reason, fs[2].Host) ||
+			!strings.Contains(p.Reason, "20 MiB free") || !strings.Contains(p.Reason, "80 MiB") || actions(p) != "none,none,none" {
+			t.Errorf("%s: %s %q %s", lt, p.Verdict, p.Reason, actions(p))
+		}
+		fs[1].ImageID = "sha256:aaa" // it holds the image: nothing to pull
+		if p := Decide(lt, fs, Options{ClusterFile: file, Image: "img:1", Pinned: true, ImageBytes: 80 << 20}); p.Verdict != Proceed {
+			t.Errorf("%s with the image there: %s %s", lt, p.Verdict, p.Reason)
+		}
+	}
+}

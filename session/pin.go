@@ -39,7 +39,7 @@ func (s *Session) pin(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	s.Digest = res.Digest
+	s.Digest, s.imageBytes = res.Digest, res.Size
 	if ct.Distribute != cluster.DistributePush {
 		// Pushed images are loaded under their tag, which is what the
 		// hosts then launch; the digest picks the content.

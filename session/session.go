@@ -133,6 +133,9 @@ type Session struct {
 	// Image is what the hosts launch: the configured reference, or
 	// repo@digest when it was resolved (Digest).
 	Image, Digest string
+	// imageBytes is the compressed size of the image's layers, when the
+	// registry told it while pinning (0: unknown).
+	imageBytes int64
 
 	// distribute = "push": the image obtained, its cache lock, and what
 	// was sent to each host.
@@ -200,7 +203,8 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 		Image: s.Image, Pinned: s.Digest != "" || cfg.Container.Distribute == cluster.DistributePush,
 		SetupHash: s.setupHash, Reprovision: oo.reprovision, Repair: oo.repair,
 		Config: RunConfig(cfg.Container), StrictAttach: cfg.Container.StrictAttach,
-		MaxClockSkew: cfg.MaxClockSkew, HostNetwork: cfg.Container.Network == "host", SSHDPort: cfg.Container.SSHDPort})
+		MaxClockSkew: cfg.MaxClockSkew, HostNetwork: cfg.Container.Network == "host", SSHDPort: cfg.Container.SSHDPort,
+		ImageBytes: s.imageBytes})
 	if s.lock != nil && len(s.lock.Unreached) > 0 && s.Plan.Verdict == lifetime.Proceed {
 		// Unreachable while the lock was taken, reachable for the probe: it
 		// is not locked, so it is not changed.
