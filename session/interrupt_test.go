@@ -94,3 +94,16 @@ func TestSignalledCause(t *testing.T) {
 		t.Errorf("a refusal under SIGTERM: exit %d", got)
 	}
 }
+
+// A failed docker command's stderr is in its error once, not twice (the
+// exit error carries the stderr tail; the stage's failure must not add it
+// again). Seen on the lab: a pull that filled the disk printed every line
+// twice.
+func TestFailureOutputNotDoubled(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	r.hosts[1].FailRun = "docker: write /var/lib/docker/tmp/GetImageBlob1: no space left on device."
+	_, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if err == nil || strings.Count(err.Error(), "no space left on device") != 1 {
+		t.Fatalf("the failure should name the cause once:\n%v", err)
+	}
+}

@@ -136,8 +136,12 @@ func (s *Session) perHost(ctx context.Context, name string, hosts []cluster.Host
 		}
 		res, err := fn(ctx, i, h, c)
 		if err != nil {
+			out := string(res.Stdout) + string(res.Stderr)
+			if xe := (*transport.ExitError)(nil); errors.As(err, &xe) && xe.StderrTail != "" {
+				out = string(res.Stdout) // the error shows the stderr tail already
+			}
 			mu.Lock()
-			failures = append(failures, HostFailure{Host: h.Name, Err: err, Output: report.Tail(string(res.Stdout)+string(res.Stderr), 15)})
+			failures = append(failures, HostFailure{Host: h.Name, Err: err, Output: report.Tail(out, 15)})
 			mu.Unlock()
 		}
 		return nil
