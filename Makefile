@@ -18,12 +18,13 @@ build:
 deps:
 	scripts/lab-deps.sh
 
-# Every tier. The real-sshd tests are required here (CVS_REQUIRE_SSHD=1):
-# a missing sshd fails them instead of skipping them.
+# Every tier. The real-sshd and browser tests are required here
+# (CVS_REQUIRE_SSHD=1, CVS_REQUIRE_BROWSER=1): a missing sshd or chromium
+# fails them instead of skipping them.
 test: deps test-unit fuzz test-e2e
 
 test-unit:
-	CVS_REQUIRE_SSHD=1 $(GO) test -race -count=1 ./...
+	CVS_REQUIRE_SSHD=1 CVS_REQUIRE_BROWSER=1 $(GO) test -race -count=1 ./...
 
 # A short run of every fuzz test (their seed corpora, in testdata/fuzz,
 # also run in test-unit). FUZZTIME=5m for a longer hunt.
@@ -37,7 +38,7 @@ fuzz:
 	done
 
 test-e2e: build
-	@if [ -d e2e ]; then $(GO) test -tags e2e -count=1 -timeout 40m ./e2e/...; else echo "no e2e tier yet"; fi
+	@if [ -d e2e ]; then CVS_REQUIRE_BROWSER=1 $(GO) test -tags e2e -count=1 -timeout 40m ./e2e/...; else echo "no e2e tier yet"; fi
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -46,11 +46,14 @@ type Record struct {
 	Verdict      string       `json:"verdict"`
 	Hosts        []HostRecord `json:"hosts"`
 	Steps        []StepRecord `json:"steps,omitempty"`
-	Start        time.Time    `json:"start"`
-	End          time.Time    `json:"end"`
-	Version      string       `json:"cvs_version"`
-	ExitCode     int          `json:"exit_code"`
-	Error        string       `json:"error,omitempty"`
+	// SuiteSteps names the suite's steps in order, those the run never
+	// reached (after a failed one) included.
+	SuiteSteps []string  `json:"suite_steps,omitempty"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	Version    string    `json:"cvs_version"`
+	ExitCode   int       `json:"exit_code"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // HostRecord is what a run did on one host and what runs there after it.

@@ -166,21 +166,3 @@ func LogFiles(id, step, host string) ([]LogFile, error) {
 	})
 	return out, nil
 }
-
-// Tail returns the last n lines of a stored log, without their stamps.
-func Tail(path string, n int) (string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	for i, l := range lines {
-		if _, rest, ok := strings.Cut(l, "| "); ok {
-			lines[i] = rest
-		}
-	}
-	return strings.Join(lines, "\n"), nil
-}

@@ -6,7 +6,8 @@
 #   3. cvs validate, cvs status;
 #   4. cvs run install   (persistent: cold start, setup script installs sshd, install step);
 #   5. cvs run test      (attach to the same containers; the head reaches every container over SSH on 2224);
-#   6. cvs run test      again, then cvs status: same containers, same StartedAt.
+#   6. cvs run test      again, then cvs status: same containers, same StartedAt;
+#   7. the last run's record, JUnit XML and HTML report (demo-report.html).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hosts=${LAB_HOSTS:-3}
@@ -36,10 +37,12 @@ banner "cvs run test   (and again)"
 $cvs run test --quiet
 banner "cvs status"
 $cvs status
-banner "the record of the last run, and its JUnit XML"
+banner "the record of the last run, its JUnit XML and its HTML report"
 $cvs history show
-$cvs report --junit demo-junit.xml
+$cvs report --junit demo-junit.xml >/dev/null
+$cvs report -o demo-report.html >/dev/null
 echo "JUnit XML of the last run: $(pwd)/demo-junit.xml; its stored output: bin/cvs logs"
+echo "HTML report of the last run (open it in a browser): $(pwd)/demo-report.html"
 
 banner "what happened"
 cat <<MSG
@@ -53,6 +56,7 @@ and StartedAt above). Look further:
   bin/cvs run --dry-run test              # the plan and the stages, changing nothing
   bin/cvs history                         # every run, with its image digest
   bin/cvs logs --host 172.29.0.12         # one host's stored step output
+  bin/cvs report                          # the last run's HTML report, into its run folder
   bin/cvs-lab ssh host1 -- docker ps      # a lab host, without cvs
   make demo-down                          # remove the lab (keeps the image cache)
 MSG

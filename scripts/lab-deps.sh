@@ -17,7 +17,9 @@ set -eu
 # iproute2        ip/tc: inspect the lab bridge, throttle the registry (fault)
 # iptables        required by dockerd
 # procps, psmisc  ps/pgrep for checks that no lab process is left behind
+# chromium        the headless browser the tests open cvs report's HTML page in
+#                 (history, e2e), to check what a reader sees, not the source
 PKGS="docker.io openssh-server openssh-client debootstrap apt-utils docker-registry
-iproute2 iptables procps psmisc ca-certificates tar gzip"
+iproute2 iptables procps psmisc ca-certificates tar gzip chromium"
 
 exec "$(dirname "$0")/apt-install.sh" lab-deps $PKGS

@@ -2,6 +2,7 @@ package session
 
 import (
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/cvs-tool/cvs/history"
@@ -32,12 +33,29 @@ func RunLogs(id, step, host string) (RunRecord, []LogFile, error) {
 }
 
 // WriteJUnit writes the JUnit XML of run id ("" or a prefix: as FindRun).
-func WriteJUnit(w io.Writer, id string) error {
+func WriteJUnit(w io.Writer, id string) error { return writeRun(w, id, history.WriteJUnit) }
+
+// WriteHTML writes the HTML report of run id ("" or a prefix: as
+// FindRun): one self-contained page (package history, WriteHTML).
+func WriteHTML(w io.Writer, id string) error { return writeRun(w, id, history.WriteHTML) }
+
+func writeRun(w io.Writer, id string, write func(io.Writer, history.Record) error) error {
 	r, err := history.Find(id)
 	if err != nil {
 		return err
 	}
-	return history.WriteJUnit(w, r)
+	return write(w, r)
+}
+
+// HTMLReportFile returns run id ("" or a prefix: as FindRun) and where its
+// HTML report goes unless told otherwise: report.html in the run's folder.
+func HTMLReportFile(id string) (RunRecord, string, error) {
+	r, err := history.Find(id)
+	if err != nil {
+		return r, "", err
+	}
+	dir, err := history.RunDir(r.ID)
+	return r, filepath.Join(dir, history.ReportFile), err
 }
 
 // PruneHistory removes the records (and logs) of runs that ended longer

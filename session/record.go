@@ -66,6 +66,11 @@ func (s *Session) saveRecord(code int, err error, final bool) error {
 			}
 		}
 	}
+	if st, ok := s.Config.Suite(s.suite); ok && s.suite != "" {
+		for _, step := range st.Steps {
+			r.SuiteSteps = append(r.SuiteSteps, step.Name)
+		}
+	}
 	for _, st := range s.results {
 		r.Steps = append(r.Steps, history.StepRecord{Step: st.Step, Host: st.Host, ExitCode: st.ExitCode, DurationMS: st.Millis, Error: st.Error})
 	}

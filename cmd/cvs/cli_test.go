@@ -300,6 +300,58 @@ func TestHistoryListsAndShows(t *testing.T) {
 	}
 }
 
+// cvs report writes the run's HTML page into its folder by default, to -o
+// FILE or stdout when told, JUnit XML with --junit, and prints each path.
+func TestReportWritesHTMLAndJUnit(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	start := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	rec := &history.Record{ID: "cd34ef5600000001", Command: "run", Suite: "check", Start: start, End: start.Add(time.Minute), ExitCode: 1,
+		Hosts: []history.HostRecord{{Host: "n1", Action: "launch"}, {Host: "n2", Action: "launch"}},
+		Steps: []history.StepRecord{{Step: "probe", Host: "n1"}, {Step: "probe", Host: "n2", ExitCode: 4}}}
+	logs, err := history.NewLogs(rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, done, err := logs.Open("probe", "n2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(stderr, "E: ECC errors on GPU 3")
+	done()
+	dir, err := history.Save(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isReport := func(file string) bool {
+		data, err := os.ReadFile(file)
+		return err == nil && strings.HasPrefix(string(data), "<!DOCTYPE html>") && strings.Contains(string(data), "E: ECC errors on GPU 3")
+	}
+
+	out, errOut, code := cvs(t, "report")
+	if want := filepath.Join(dir, "report.html"); code != 0 || out != want+"\n" || !isReport(want) {
+		t.Errorf("report: exit %d, printed %q, want %s\n%s", code, out, want, errOut)
+	}
+	html, junit := filepath.Join(t.TempDir(), "r.html"), filepath.Join(t.TempDir(), "j.xml")
+	out, errOut, code = cvs(t, "report", "cd34", "-o", html, "--junit", junit)
+	data, _ := os.ReadFile(junit)
+	if code != 0 || out != html+"\n"+junit+"\n" || !isReport(html) || !strings.Contains(string(data), `failures="1"`) {
+		t.Errorf("report -o --junit: exit %d, printed %q\n%s\n%s", code, out, errOut, data)
+	}
+	out, errOut, code = cvs(t, "report", "-o", "-", "--junit", junit)
+	if code != 0 || !strings.HasPrefix(out, "<!DOCTYPE html>") || !strings.HasSuffix(out, "</html>\n") || errOut != junit+"\n" {
+		t.Errorf("report -o -: exit %d, stderr %q", code, errOut)
+	}
+	if _, errOut, code = cvs(t, "report", "-o", "-", "--junit", "-"); code != 2 {
+		t.Errorf("-o - --junit -: exit %d\n%s", code, errOut)
+	}
+	if _, errOut, code = cvs(t, "report", "ffff"); code == 0 || !strings.Contains(errOut, `no run "ffff"`) {
+		t.Errorf("report of no run: exit %d\n%s", code, errOut)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(html), ".*")); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
+
 // --site and $CVS_SITE select the rewrite rules; validate shows both
 // images and prints the configured one (its output loads again).
 func TestSiteFlag(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -113,10 +112,20 @@ func (a *app) followLogs(cmd *cobra.Command, id, step, host string) error {
 }
 
 func (a *app) reportCommand() *cobra.Command {
-	var junit string
+	var output, junit string
 	cmd := &cobra.Command{
-		Use:   "report [RUN] --junit FILE",
-		Short: "Write a past run's JUnit XML (default: the newest run)",
+		Use:   "report [RUN] [-o FILE] [--junit FILE]",
+		Short: "Write a past run's HTML report or JUnit XML (default: the newest run)",
+		Long: `report writes what a run did as one self-contained HTML page (no external
+resource): its command line, image and digest, lifetime and verdict, each
+host's lifetime decision and container, the host × step matrix coloured by
+outcome, the steps' durations as a chart, and the tail of each step's
+output, the failed ones open. RUN is a run ID or a unique prefix of one (cvs
+history lists them); default the newest run.
+
+Without -o or --junit the page goes into the run's folder as report.html.
+-o FILE writes it to FILE, --junit FILE writes the run's JUnit XML; - is
+stdout. Files are replaced atomically; report prints the path of each.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return &flagError{errors.New("report takes at most one run ID")}
@@ -124,35 +133,71 @@ func (a *app) reportCommand() *cobra.Command {
 			return nil
 		},
 		RunE: func(_ *cobra.Command, args []string) error {
-			if junit == "" {
-				return &flagError{errors.New("report needs --junit FILE (- for stdout)")}
+			if output == "-" && junit == "-" {
+				return &flagError{errors.New("-o - and --junit - would both write to stdout; give one of them a file")}
 			}
 			id := ""
 			if len(args) == 1 {
 				id = args[0]
 			}
-			return a.writeJUnit(junit, id)
+			rec, inRunDir, err := session.HTMLReportFile(id)
+			if err != nil {
+				return err
+			}
+			if output == "" && junit == "" {
+				output = inRunDir
+			}
+			// The paths written go to stdout, unless a document does.
+			paths := a.stdout
+			if output == "-" || junit == "-" {
+				paths = a.stderr
+			}
+			for _, out := range []struct {
+				file  string
+				write func(io.Writer, string) error
+			}{{output, session.WriteHTML}, {junit, session.WriteJUnit}} {
+				if out.file == "" {
+					continue
+				}
+				if err := a.writeFile(out.file, func(w io.Writer) error { return out.write(w, rec.ID) }); err != nil {
+					return err
+				}
+				if out.file != "-" {
+					abs, _ := filepath.Abs(out.file)
+					fmt.Fprintln(paths, abs)
+				}
+			}
+			return nil
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write the HTML report to FILE (- for stdout; default: report.html in the run's folder)")
 	cmd.Flags().StringVar(&junit, "junit", "", "write the run as JUnit XML to FILE (- for stdout)")
 	return cmd
 }
 
 // writeJUnit writes run id's JUnit XML to file ("-": stdout), atomically.
 func (a *app) writeJUnit(file, id string) error {
+	return a.writeFile(file, func(w io.Writer) error { return session.WriteJUnit(w, id) })
+}
+
+// writeFile writes what write produces to file ("-": stdout). The file is
+// replaced atomically: a reader (a CI job, a browser) sees the old file or
+// the new one, never half of one, and a failed write leaves the old one.
+func (a *app) writeFile(file string, write func(io.Writer) error) error {
 	if file == "-" {
-		return session.WriteJUnit(a.stdout, id)
+		return write(a.stdout)
 	}
-	var b strings.Builder
-	if err := session.WriteJUnit(&b, id); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".junit.*")
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(b.String()); err != nil {
+	w := bufio.NewWriter(tmp)
+	if err := write(w); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := w.Flush(); err != nil {
 		tmp.Close()
 		return err
 	}
