@@ -71,6 +71,8 @@ type Config struct {
 	MaxClockSkew time.Duration `json:"max_clock_skew"`
 	ProxyJump    string        `json:"proxy_jump,omitempty"`
 	Sudo         bool          `json:"sudo"`
+	// DockerAccess is how cvs talks to each host's Docker daemon.
+	DockerAccess DockerAccess `json:"docker_access"`
 
 	// Hosts are the expanded hosts in file order; Hosts[HeadIndex] is the
 	// head.
@@ -300,3 +302,19 @@ func (e *LoadError) Lines() []string {
 	}
 	return out
 }
+
+// DockerAccess is how cvs talks to a host's Docker daemon.
+type DockerAccess string
+
+const (
+	// DockerAccessAuto: the Engine API through the SSH connection where the
+	// daemon's socket can be opened (the SSH user is root or in the docker
+	// group, sshd allows stream-local forwarding, sudo is off), else the
+	// docker CLI. Chosen per host, once per invocation.
+	DockerAccessAuto DockerAccess = "auto"
+	// DockerAccessAPI: the Engine API only; a host where it cannot be
+	// used fails.
+	DockerAccessAPI DockerAccess = "api"
+	// DockerAccessCLI: the docker CLI on the host, as with sudo.
+	DockerAccessCLI DockerAccess = "cli"
+)

@@ -24,6 +24,7 @@ type Effective struct {
 	ProxyJump         string              `toml:"proxy_jump" json:"proxy_jump"`
 	Head              string              `toml:"head" json:"head"`
 	Sudo              bool                `toml:"sudo" json:"sudo"`
+	DockerAccess      string              `toml:"docker_access" json:"docker_access"`
 	Hosts             []string            `toml:"hosts" json:"hosts"`
 	Env               map[string]string   `toml:"env,omitempty" json:"env,omitempty"`
 	Container         EffContainer        `toml:"container" json:"container"`
@@ -94,7 +95,7 @@ func (c *Config) Effective() Effective {
 		User: c.User, IdentityFile: c.IdentityFiles, Port: c.Port, KnownHosts: c.KnownHosts,
 		HostKeyCheck: string(c.HostKeyCheck), ConnectTimeout: dur(c.ConnectTimeout),
 		CommandTimeout: dur(c.CommandTimeout), KeepAliveInterval: dur(c.KeepAlive),
-		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, Env: c.Env,
+		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, DockerAccess: string(c.DockerAccess), Env: c.Env,
 	}
 	if e.IdentityFile == nil {
 		e.IdentityFile = []string{}

@@ -18,7 +18,7 @@ import (
 var (
 	topKeys = []string{"user", "identity_file", "port", "known_hosts", "host_key_check",
 		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel", "max_clock_skew",
-		"proxy_jump", "head", "sudo", "hosts", "env", "container", "suites", "sites"}
+		"proxy_jump", "head", "sudo", "docker_access", "hosts", "env", "container", "suites", "sites"}
 	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "distribute", "strict_attach", "name", "setup_script", "pull_timeout",
 		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
 		"security_opt", "group_add", "shm_size", "ulimits", "env"}
@@ -106,6 +106,15 @@ func (d *decoder) config(raw map[string]any) *Config {
 	}
 	if v, ok := d.boolean(raw, "", "sudo"); ok {
 		c.Sudo = v
+	}
+	c.DockerAccess = DockerAccessAuto
+	if v, ok := d.str(raw, "", "docker_access"); ok {
+		switch DockerAccess(v) {
+		case DockerAccessAuto, DockerAccessAPI, DockerAccessCLI:
+			c.DockerAccess = DockerAccess(v)
+		default:
+			d.fail("docker_access", "%q is not one of \"auto\" (the Engine API through the SSH connection where the socket opens, else the docker CLI), \"api\", \"cli\"", v)
+		}
 	}
 	c.Env = d.env(raw, "", "env")
 

@@ -73,6 +73,11 @@ type Facts struct {
 
 	DockerPresent bool   `json:"docker_present"`
 	DockerVersion string `json:"docker_version,omitempty"`
+	// DockerAccess is how cvs talks to the daemon there: "api" (the Engine
+	// API through the SSH connection) or "cli" (the docker command);
+	// DockerAccessNote says why the API is not used where it was not.
+	DockerAccess     string `json:"docker_access,omitempty"`
+	DockerAccessNote string `json:"docker_access_note,omitempty"`
 
 	// Host is what the probe learned of the host itself.
 	HostFacts HostFacts `json:"host_facts"`
@@ -96,6 +101,9 @@ type HostFacts struct {
 	PortListening bool `json:"sshd_port_in_use"`
 	// DiskFreeKiB is the free space under /var/lib/docker (-1: unknown).
 	DiskFreeKiB int64 `json:"docker_disk_free_kib"`
+	// DockerHost is DOCKER_HOST in the SSH session's environment on the
+	// host ("" when unset): a rootless daemon's socket, say.
+	DockerHost string `json:"docker_host,omitempty"`
 }
 
 // ContainerFacts describe the configured container on a host.
@@ -146,17 +154,12 @@ type ProbeSpec struct {
 const mark = "@@cvs-probe@@ "
 
 // ProbeScript returns the remote script that gathers every fact in one
-// round trip.
+// round trip, asking Docker through its CLI.
 func ProbeScript(s ProbeSpec) string {
 	d := CLI{Sudo: s.Sudo}
-	port := strconv.Itoa(s.SSHDPort)
 	var b strings.Builder
 	w := func(line string) { b.WriteString(line + "\n") }
-	w(`sec() { printf '\n` + mark + `%s %s\n' "$1" "$2"; }`)
-	// The host itself: identity, clock, sockets of its network, disk.
-	w(`sec host 0; printf 'machine-id %s\ntime %s\n' "$(cat /etc/machine-id 2>/dev/null)" "$(date +%s)"`)
-	w(`printf 'disk %s\n' "$(df -Pk /var/lib/docker 2>/dev/null | awk 'NR==2 {print $4}')"`)
-	w(`sec host-tcp 0; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null`)
+	b.WriteString(hostScript(s))
 	w(`if ! command -v docker >/dev/null 2>&1; then sec docker-missing 0; exit 0; fi`)
 	w(`out=$(` + Line(d.Version()) + ` 2>&1); rc=$?`)
 	w(`sec version $rc; printf '%s\n' "$out"`)
@@ -167,33 +170,128 @@ func ProbeScript(s ProbeSpec) string {
 		w(`out=$(` + Line(d.InspectImage(s.Image, "{{.Id}}")) + ` 2>&1); rc=$?`)
 		w(`sec image $rc; printf '%s\n' "$out"`)
 	}
-	// sshd's socket, read from the container's network namespace through
-	// its main process (State.Pid, taken from the inspect output above):
-	// no docker exec, which costs far more than a cat. Where /proc is
-	// hidden (hidepid), docker exec reads it from inside instead.
+	// The container's main process (State.Pid) and whether cvs launched
+	// it with a setup script, from the inspect output above.
 	w(`pid=$(printf '%s\n' "$cinspect" | sed -n 's/^ *"Pid": *\([1-9][0-9]*\),.*/\1/p' | head -n 1)`)
+	w(`labelled=; case $cinspect in *'"` + LabelSetupHash + `"'*) labelled=1 ;; esac`)
+	b.WriteString(containerScript(s))
+	return b.String()
+}
+
+// hostScript is the probe's part about the host itself: identity, clock,
+// the sockets of its network, disk. It defines sec, which prints a section
+// marker.
+func hostScript(s ProbeSpec) string {
+	var b strings.Builder
+	w := func(line string) { b.WriteString(line + "\n") }
+	w(`sec() { printf '\n` + mark + `%s %s\n' "$1" "$2"; }`)
+	w(`sec host 0; printf 'machine-id %s\ntime %s\n' "$(cat /etc/machine-id 2>/dev/null)" "$(date +%s)"`)
+	w(`printf 'disk %s\n' "$(df -Pk /var/lib/docker 2>/dev/null | awk 'NR==2 {print $4}')"`)
+	w(`printf 'docker-host %s\n' "${DOCKER_HOST:-}"`)
+	w(`sec host-tcp 0; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null`)
+	return b.String()
+}
+
+// containerScript is the probe's part about the running container, given
+// its main process in $pid and $labelled set when cvs launched it with a
+// setup script: sshd's socket and the provisioning record, read from the
+// container's namespaces through /proc/$pid (no docker exec, which costs
+// far more than a cat). Where /proc is hidden (hidepid), docker exec reads
+// them from inside instead. It ends the output.
+func containerScript(s ProbeSpec) string {
+	d := CLI{Sudo: s.Sudo}
+	port := strconv.Itoa(s.SSHDPort)
+	var b strings.Builder
+	w := func(line string) { b.WriteString(line + "\n") }
 	w(`if [ -n "$pid" ]; then`)
 	w(`  if [ -r /proc/$pid/net/tcp ]; then out=$(cat /proc/$pid/net/tcp /proc/$pid/net/tcp6 2>/dev/null); rc=0`)
 	w(`  else out=$(` + Line(d.Exec(s.Container, Root, "sh", "-c", "cat /proc/net/tcp && cat /proc/net/tcp6 2>/dev/null; true")) + ` 2>&1); rc=$?; fi`)
 	w(`  sec sshd-` + port + ` $rc; printf '%s\n' "$out"`)
-	// The provisioning record, for containers launched with a setup
-	// script; through the container's root like the sockets above.
-	w(`  case $cinspect in *'"` + LabelSetupHash + `"'*)`)
+	w(`  if [ -n "$labelled" ]; then`)
 	w(`    if [ -r /proc/$pid/root` + ProvisionRecord + ` ] || [ -r /proc/$pid/net/tcp ]; then out=$(cat /proc/$pid/root` + ProvisionRecord + ` 2>&1); rc=$?`)
 	w(`    else out=$(` + Line(d.Exec(s.Container, Root, "cat", ProvisionRecord)) + ` 2>&1); rc=$?; fi`)
-	w(`    sec provisioned $rc; printf '%s\n' "$out" ;;`)
-	w(`  esac`)
+	w(`    sec provisioned $rc; printf '%s\n' "$out"`)
+	w(`  fi`)
 	w(`fi`)
 	w(`sec end 0`)
 	return b.String()
+}
+
+// Answers are the daemon's answers to the probe's Docker questions, got
+// through its API instead of the docker CLI.
+type Answers struct {
+	Version string
+	// Container is docker's inspect JSON of the container, nil when there
+	// is none; ContainerErr says why it could not be inspected.
+	Container    json.RawMessage
+	ContainerErr error
+	// ImageID is the configured image's local ID, "" when the host lacks
+	// it; ImageErr says why it could not be inspected.
+	ImageID  string
+	ImageErr error
+}
+
+// ProbeAnswered probes one host whose Docker answered through the API:
+// only the host's own part and the container's sockets and record go over
+// SSH, one round trip with no docker process. The facts are read by the
+// same parser as the CLI probe's.
+func ProbeAnswered(ctx context.Context, r transport.Runner, host string, s ProbeSpec, a Answers) Facts {
+	var pre strings.Builder
+	pre.WriteString(renderSection("version", 0, a.Version))
+	labelled := ""
+	pid := 0
+	switch {
+	case a.ContainerErr != nil:
+		pre.WriteString(renderSection("container", 1, a.ContainerErr.Error()))
+	case a.Container == nil:
+		pre.WriteString(renderSection("container", 1, "Error: No such container: "+s.Container))
+	default:
+		pre.WriteString(renderSection("container", 0, "["+string(a.Container)+"]"))
+		var c struct {
+			State struct {
+				Pid int `json:"Pid"`
+			} `json:"State"`
+			Config struct {
+				Labels map[string]string `json:"Labels"`
+			} `json:"Config"`
+		}
+		if json.Unmarshal(a.Container, &c) == nil {
+			pid = c.State.Pid
+			if _, ok := c.Config.Labels[LabelSetupHash]; ok {
+				labelled = "1"
+			}
+		}
+	}
+	if s.Image != "" {
+		switch {
+		case a.ImageErr != nil:
+			pre.WriteString(renderSection("image", 1, a.ImageErr.Error()))
+		case a.ImageID == "":
+			pre.WriteString(renderSection("image", 1, "Error: No such image: "+s.Image))
+		default:
+			pre.WriteString(renderSection("image", 0, a.ImageID))
+		}
+	}
+	script := hostScript(s) + "pid=" + map[bool]string{true: strconv.Itoa(pid), false: ""}[pid > 0] + "; labelled=" + labelled + "\n" + containerScript(s)
+	return probe(ctx, r, host, s, script, pre.String())
+}
+
+// renderSection renders one section of the probe's output.
+func renderSection(name string, rc int, body string) string {
+	return fmt.Sprintf("\n%s%s %d\n%s\n", mark, name, rc, body)
 }
 
 // Probe runs the probe script on one host and parses its answer. A host
 // that cannot be probed is reported with State unknown and Error set,
 // never as absent.
 func Probe(ctx context.Context, r transport.Runner, host string, s ProbeSpec) Facts {
+	return probe(ctx, r, host, s, ProbeScript(s), "")
+}
+
+// probe runs script and parses its output after the sections in pre.
+func probe(ctx context.Context, r transport.Runner, host string, s ProbeSpec, script, pre string) Facts {
 	start := time.Now()
-	res, err := r.Run(ctx, transport.Command{Line: ProbeScript(s), Name: "the probe (docker version, container and image inspect)"})
+	res, err := r.Run(ctx, transport.Command{Line: script, Name: "the probe (docker version, container and image inspect)"})
 	end := time.Now()
 	if err != nil {
 		var ee *transport.ExitError
@@ -201,7 +299,7 @@ func Probe(ctx context.Context, r transport.Runner, host string, s ProbeSpec) Fa
 			return Unknown(host, s, err)
 		}
 	}
-	f := ParseProbe(host, s, string(res.Stdout))
+	f := ParseProbe(host, s, pre+string(res.Stdout))
 	if hostTime, ok := parseHostTime(string(res.Stdout)); ok {
 		mid := start.Add(end.Sub(start) / 2)
 		// date +%s drops the fraction: the host's clock was somewhere in
@@ -246,6 +344,8 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 			switch k {
 			case "machine-id":
 				f.HostFacts.MachineID = strings.TrimSpace(v)
+			case "docker-host":
+				f.HostFacts.DockerHost = strings.TrimSpace(v)
 			case "disk":
 				if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
 					f.HostFacts.DiskFreeKiB = n

@@ -1,8 +1,11 @@
 package docker
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -116,4 +119,41 @@ func readTestdataF(f *testing.F, name string) string {
 		f.Fatal(err)
 	}
 	return string(b)
+}
+
+// shRunner runs probe scripts in this machine's sh: the host part is real,
+// the container has no process here.
+type shRunner struct{ lines []string }
+
+func (r *shRunner) Run(ctx context.Context, cmd transport.Command) (transport.Result, error) {
+	r.lines = append(r.lines, cmd.Line)
+	out, err := exec.CommandContext(ctx, "sh", "-c", cmd.Line).Output()
+	return transport.Result{Stdout: out}, err
+}
+
+// A probe answered through the API: the host part runs over SSH without
+// any docker command, and the answers read as the CLI's would.
+func TestProbeAnswered(t *testing.T) {
+	raw := `{"Id":"abc123","Name":"/cvs-lab","Image":"sha256:9c1d","State":{"Status":"exited","StartedAt":"2026-11-23T15:00:01Z","Pid":0},"Config":{"Image":"reg:5000/w:1","Labels":{"cvs.setup-hash":"none"}}}`
+	r := &shRunner{}
+	f := ProbeAnswered(context.Background(), r, "h1", spec, Answers{Version: "28.0.1", Container: json.RawMessage(raw), ImageID: "sha256:9c1d"})
+	if f.Error != "" || f.DockerVersion != "28.0.1" || f.Container.State != StateExited || f.Container.ID != "abc123" ||
+		f.ImageID != "sha256:9c1d" || f.Container.SSHD != SSHDNotApplied || f.HostFacts.DiskFreeKiB == 0 {
+		t.Errorf("facts = %+v", f)
+	}
+	for _, cli := range []string{"docker version", "docker container inspect", "docker image inspect"} {
+		if len(r.lines) != 1 || strings.Contains(r.lines[0], cli) {
+			t.Errorf("the script runs %s:\n%s", cli, r.lines[0])
+		}
+	}
+	// No container, no image, and an image error that is not "no such".
+	f = ProbeAnswered(context.Background(), r, "h1", spec, Answers{Version: "28.0.1", ImageErr: errors.New("daemon: i/o timeout")})
+	if f.Container.State != StateAbsent || f.ErrorKind != KindProbeImage || !strings.Contains(f.Error, "i/o timeout") {
+		t.Errorf("facts = %+v", f)
+	}
+	// A container error is never absent.
+	f = ProbeAnswered(context.Background(), r, "h1", spec, Answers{Version: "28.0.1", ContainerErr: errors.New("daemon: EOF")})
+	if f.Container.State != StateUnknown || f.ErrorKind != KindProbeContainer {
+		t.Errorf("facts = %+v", f)
+	}
 }

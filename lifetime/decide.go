@@ -14,6 +14,7 @@ import (
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/docker"
+	"github.com/cvs-tool/cvs/report"
 )
 
 // Labels cvs puts on every container it launches.
@@ -542,15 +543,11 @@ func sortedStates(m map[docker.State][]int) []docker.State {
 
 // hostList names the hosts at idx, at most 8 of them.
 func hostList(facts []docker.Facts, idx []int) string {
-	var names []string
+	names := make([]string, len(idx))
 	for k, i := range idx {
-		if k == 8 {
-			names = append(names, fmt.Sprintf("and %d more", len(idx)-8))
-			break
-		}
-		names = append(names, facts[i].Host)
+		names[k] = facts[i].Host
 	}
-	return strings.Join(names, ", ")
+	return report.HostList(names)
 }
 
 // checkProvisioning refuses an attach to containers cvs launched with a

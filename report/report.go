@@ -156,3 +156,11 @@ func (p *Prefix) emit(line []byte) {
 	defer p.Locker.Unlock()
 	fmt.Fprintf(p.W, "%-*s %s\n", p.Width+1, p.Host+":", line)
 }
+
+// HostList names hosts, at most 8 of them ("a, b, ... and 3 more").
+func HostList(hosts []string) string {
+	if len(hosts) > 8 {
+		return strings.Join(hosts[:8], ", ") + fmt.Sprintf(", and %d more", len(hosts)-8)
+	}
+	return strings.Join(hosts, ", ")
+}

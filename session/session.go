@@ -26,6 +26,7 @@ import (
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/docker"
+	"github.com/cvs-tool/cvs/dockerapi"
 	"github.com/cvs-tool/cvs/exitcode"
 	"github.com/cvs-tool/cvs/fleet"
 	"github.com/cvs-tool/cvs/images"
@@ -118,6 +119,9 @@ type Session struct {
 
 	mu       sync.Mutex
 	launched []bool // hosts where this run launched a container
+	// engines are the hosts' Docker Engine APIs, nil where cvs uses the
+	// docker CLI (see probeHost).
+	engines []*dockerapi.Engine
 
 	// What carrying out the stages produced.
 	rollback bool           // a setup stage failed: teardown rolls back
@@ -276,6 +280,7 @@ func (s *Session) Close() {
 		s.releaseImage()
 	}
 	s.lock.Release()
+	s.closeEngines()
 	s.fleet.Close()
 	if s.dialer != nil {
 		s.dialer.Close()
@@ -316,7 +321,7 @@ func (s *Session) probe(ctx context.Context) error {
 	errs := s.each(ctx, "probing", cfg.Hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, docker.ProbeTimeout)
 		defer cancel()
-		facts[i] = docker.Probe(ctx, c, h.Name, spec)
+		facts[i] = s.probeHost(ctx, i, h, c, spec)
 		return nil
 	})
 	for i, err := range errs {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -246,3 +247,19 @@ type Conn interface {
 }
 
 var _ Conn = (*Client)(nil)
+
+// UnixDialer is a connection that can open a stream to a Unix socket on
+// its host. *Client does, through OpenSSH's direct-streamlocal channel
+// (sshd opens the socket as the SSH user); fakes of unit tests do not.
+type UnixDialer interface {
+	DialUnix(ctx context.Context, path string) (net.Conn, error)
+}
+
+// DialUnix opens a stream to the Unix socket path on the host.
+func (c *Client) DialUnix(ctx context.Context, path string) (net.Conn, error) {
+	conn, err := c.ssh.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("opening %s through the SSH connection: %v", path, err)}
+	}
+	return conn, nil
+}

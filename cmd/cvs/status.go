@@ -82,6 +82,9 @@ func (a *app) printStatus(rep *session.StatusReport) {
 			ssh = string(f.ErrorKind)
 		}
 		dockerCol := f.DockerVersion
+		if dockerCol != "" && f.DockerAccess != "" {
+			dockerCol += " " + f.DockerAccess
+		}
 		if dockerCol == "" {
 			dockerCol = "-"
 			if f.Reachable && f.ErrorKind != "" {
@@ -112,5 +115,19 @@ func (a *app) printStatus(rep *session.StatusReport) {
 			continue
 		}
 		fmt.Fprintf(a.stdout, "  %s: %s\n", f.Host, f.Error)
+	}
+	// Why hosts use the docker CLI, once per reason.
+	var notes []string
+	byNote := map[string][]string{}
+	for _, f := range facts {
+		if f.DockerAccess == "cli" && f.DockerAccessNote != "" {
+			if _, ok := byNote[f.DockerAccessNote]; !ok {
+				notes = append(notes, f.DockerAccessNote)
+			}
+			byNote[f.DockerAccessNote] = append(byNote[f.DockerAccessNote], f.Host)
+		}
+	}
+	for _, n := range notes {
+		fmt.Fprintf(a.stdout, "  docker CLI on %s: %s\n", report.HostList(byNote[n]), n)
 	}
 }
