@@ -73,6 +73,8 @@ type Config struct {
 	Sudo         bool          `json:"sudo"`
 	// DockerAccess is how cvs talks to each host's Docker daemon.
 	DockerAccess DockerAccess `json:"docker_access"`
+	// DockerSocket is the daemon's Unix socket on the hosts, for the API.
+	DockerSocket string `json:"docker_socket"`
 
 	// Hosts are the expanded hosts in file order; Hosts[HeadIndex] is the
 	// head.
@@ -318,3 +320,12 @@ const (
 	// DockerAccessCLI: the docker CLI on the host, as with sudo.
 	DockerAccessCLI DockerAccess = "cli"
 )
+
+// HostNames are the hosts' names, in file order.
+func (c *Config) HostNames() []string {
+	names := make([]string, len(c.Hosts))
+	for i, h := range c.Hosts {
+		names[i] = h.Name
+	}
+	return names
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 
@@ -14,7 +15,7 @@ import (
 )
 
 func (a *app) runCommand() *cobra.Command {
-	var dryRun, group bool
+	var dryRun, group, plain bool
 	var junit string
 	cmd := &cobra.Command{
 		Use:   "run SUITE",
@@ -66,10 +67,14 @@ then cvs run test any number of times (attach to the same containers).`,
 					fmt.Fprintf(a.stdout, "step %q:\n", step.Name)
 					report.Group(a.stdout, outs)
 				}
+			case !plain && !a.quiet && !dryRun && len(cfg.Hosts) > liveMinHosts && isTerminal(a.stdout):
+				stop := a.liveView(&opts, cfg.HostNames())
+				defer stop()
 			default:
 				opts.Stdout, opts.Stderr = a.stdout, a.stderr
 			}
 			rep, err := session.Run(cmd.Context(), cfg, st, dryRun, opts)
+			a.stopLive()
 			if rep == nil {
 				return err
 			}
@@ -96,7 +101,42 @@ then cvs run test any number of times (attach to the same containers).`,
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and the stages, change nothing")
 	cmd.Flags().StringVar(&junit, "junit", "", "also write the run's results as JUnit XML to FILE")
 	cmd.Flags().BoolVarP(&group, "group", "g", false, "after each step, fold identical outputs into one block listing their hosts")
+	cmd.Flags().BoolVar(&plain, "plain", false, "print the steps' output as host-prefixed lines, not the live table (the default when stdout is not a terminal)")
 	return cmd
+}
+
+// liveMinHosts: with more hosts than this on a terminal, steps show as a
+// live table instead of interleaved lines.
+const liveMinHosts = 2
+
+// liveView makes opts drive a live table of hosts on stdout, started when
+// the first step starts: each host's step, state, elapsed time and last
+// line. Log lines print above it meanwhile. The function returned (and
+// stopLive) leaves the table as it last was.
+func (a *app) liveView(opts *session.Options, hosts []string) func() {
+	var live *report.Live
+	opts.OnStep = func(step session.Step, on []string) {
+		if live == nil {
+			live = report.StartLive(a.stdout, hosts, report.NoColor())
+			a.log.SetOutput(report.LineWriter(live.Println))
+			a.stopLive = func() {
+				live.Stop()
+				a.log.SetOutput(logWriter{a})
+				a.stopLive = func() {}
+			}
+		}
+		live.StepStarted(step.Name, on)
+	}
+	opts.StepOutput = func(_, host string) (io.Writer, io.Writer) {
+		w := live.Output(host)
+		return w, w
+	}
+	opts.AfterStep = func(_ session.Step, results []session.StepResult) {
+		for _, r := range results {
+			live.StepDone(r.Host, r.ExitCode)
+		}
+	}
+	return func() { a.stopLive() }
 }
 
 // sessionOptions are the session's hooks into this invocation: logs,
