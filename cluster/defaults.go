@@ -13,14 +13,16 @@ const (
 	DefaultKeepAlive      = 15 * time.Second
 	DefaultMaxParallel    = 64
 	DefaultMaxClockSkew   = time.Minute
-	DefaultLifetime       = LifetimePerRun
-	DefaultPullTimeout    = 900 * time.Second
-	DefaultPin            = PinPrefer
-	DefaultPinTTL         = time.Hour
-	DefaultPinTimeout     = 10 * time.Second
-	DefaultSSHDPort       = 2224
-	DefaultStepTimeout    = 60 * time.Minute
-	DefaultStepOn         = OnAll
+	// DefaultDockerSocket is where Docker listens on a host.
+	DefaultDockerSocket = "/var/run/docker.sock"
+	DefaultLifetime     = LifetimePerRun
+	DefaultPullTimeout  = 900 * time.Second
+	DefaultPin          = PinPrefer
+	DefaultPinTTL       = time.Hour
+	DefaultPinTimeout   = 10 * time.Second
+	DefaultSSHDPort     = 2224
+	DefaultStepTimeout  = 60 * time.Minute
+	DefaultStepOn       = OnAll
 
 	// MaxSetupScriptBytes bounds a setup script: it travels inline, base64
 	// encoded, in one docker exec command line.

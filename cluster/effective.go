@@ -25,6 +25,7 @@ type Effective struct {
 	Head              string              `toml:"head" json:"head"`
 	Sudo              bool                `toml:"sudo" json:"sudo"`
 	DockerAccess      string              `toml:"docker_access" json:"docker_access"`
+	DockerSocket      string              `toml:"docker_socket" json:"docker_socket"`
 	Hosts             []string            `toml:"hosts" json:"hosts"`
 	Env               map[string]string   `toml:"env,omitempty" json:"env,omitempty"`
 	Container         EffContainer        `toml:"container" json:"container"`
@@ -95,7 +96,7 @@ func (c *Config) Effective() Effective {
 		User: c.User, IdentityFile: c.IdentityFiles, Port: c.Port, KnownHosts: c.KnownHosts,
 		HostKeyCheck: string(c.HostKeyCheck), ConnectTimeout: dur(c.ConnectTimeout),
 		CommandTimeout: dur(c.CommandTimeout), KeepAliveInterval: dur(c.KeepAlive),
-		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, DockerAccess: string(c.DockerAccess), Env: c.Env,
+		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, DockerAccess: string(c.DockerAccess), DockerSocket: c.DockerSocket, Env: c.Env,
 	}
 	if e.IdentityFile == nil {
 		e.IdentityFile = []string{}

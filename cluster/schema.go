@@ -18,7 +18,7 @@ import (
 var (
 	topKeys = []string{"user", "identity_file", "port", "known_hosts", "host_key_check",
 		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel", "max_clock_skew",
-		"proxy_jump", "head", "sudo", "docker_access", "hosts", "env", "container", "suites", "sites"}
+		"proxy_jump", "head", "sudo", "docker_access", "docker_socket", "hosts", "env", "container", "suites", "sites"}
 	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "distribute", "strict_attach", "name", "setup_script", "pull_timeout",
 		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
 		"security_opt", "group_add", "shm_size", "ulimits", "env"}
@@ -108,6 +108,13 @@ func (d *decoder) config(raw map[string]any) *Config {
 		c.Sudo = v
 	}
 	c.DockerAccess = DockerAccessAuto
+	c.DockerSocket = DefaultDockerSocket
+	if v, ok := d.str(raw, "", "docker_socket"); ok {
+		if !strings.HasPrefix(v, "/") {
+			d.fail("docker_socket", "%q is not an absolute path on the hosts (the daemon's Unix socket, e.g. /run/user/1000/docker.sock for a rootless daemon)", v)
+		}
+		c.DockerSocket = v
+	}
 	if v, ok := d.str(raw, "", "docker_access"); ok {
 		switch DockerAccess(v) {
 		case DockerAccessAuto, DockerAccessAPI, DockerAccessCLI:

@@ -6,8 +6,10 @@ type RunSpec struct {
 	Image  string
 	Labels map[string]string
 	// EnvFile is a file on the host with the container's environment
-	// (docker run --env-file), so values never appear in a command line.
+	// (docker run --env-file), so values never appear in a command line;
+	// the Engine API takes Env itself, in the request body.
 	EnvFile     string
+	Env         map[string]string
 	Network     string
 	IPC         string
 	PID         string

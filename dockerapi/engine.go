@@ -11,6 +11,8 @@
 package dockerapi
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +20,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -29,9 +32,6 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// DefaultSocket is where Docker listens unless DOCKER_HOST says otherwise.
-const DefaultSocket = "/var/run/docker.sock"
-
 // openTimeout bounds opening the socket and the first API call.
 const openTimeout = 10 * time.Second
 
@@ -40,6 +40,16 @@ type Engine struct {
 	host   string
 	socket string
 	c      *client.Client
+	// cli is the host's docker CLI, for what the daemon cannot do alone
+	// (pulling with the host's docker login).
+	cli *docker.CLIEngine
+}
+
+// WithCLI gives the engine the host's docker CLI for pulls that need the
+// host's registry credentials.
+func (e *Engine) WithCLI(c docker.CLIEngine) *Engine {
+	e.cli = &c
+	return e
 }
 
 // Open connects to the daemon listening on socket on the host d reaches,
@@ -51,10 +61,13 @@ type Engine struct {
 func Open(ctx context.Context, d transport.UnixDialer, host, socket string) (*Engine, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
+	var opened atomic.Bool
 	c, err := client.New(
 		client.WithHost("unix://"+socket),
 		client.WithDialContext(func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialUnix(ctx, socket)
+			conn, err := d.DialUnix(ctx, socket)
+			opened.Store(opened.Load() || err == nil)
+			return conn, err
 		}),
 	)
 	if err != nil {
@@ -64,10 +77,21 @@ func Open(ctx context.Context, d transport.UnixDialer, host, socket string) (*En
 	v, err := c.ServerVersion(ctx, client.ServerVersionOptions{})
 	if err != nil {
 		c.Close()
-		return nil, "", e.hostError(fmt.Sprintf("the Docker API at %s", socket), err)
+		err = e.hostError(fmt.Sprintf("the Docker API at %s", socket), err)
+		if opened.Load() {
+			return nil, "", &DaemonError{Err: err}
+		}
+		return nil, "", err
 	}
 	return e, v.Version, nil
 }
+
+// DaemonError is a daemon whose socket opened but which did not answer
+// (hung, or not Docker): the docker CLI would not fare better.
+type DaemonError struct{ Err error }
+
+func (e *DaemonError) Error() string { return e.Err.Error() }
+func (e *DaemonError) Unwrap() error { return e.Err }
 
 // Close closes the engine's connections to the daemon.
 func (e *Engine) Close() error { return e.c.Close() }
@@ -111,22 +135,27 @@ func (e *Engine) ImageID(ctx context.Context, ref string) (string, error) {
 }
 
 // Exec runs argv in container and waits for it, streaming its output to
-// cmd.Stdout and cmd.Stderr (as transport.Conn.Run does) and keeping a
-// bounded copy in the Result. With watched, argv runs under
-// transport.Watchdog with the exec's stdin attached: when ctx ends (time
-// limit, Ctrl-C), cvs closes its end, and the watchdog kills the process
-// group inside the container, as over the docker CLI.
-func (e *Engine) Exec(ctx context.Context, container string, o docker.ExecOptions, argv []string, watched bool, cmd transport.Command) (transport.Result, error) {
+// eio.Stdout and eio.Stderr (as transport.Conn.Run does) and keeping a
+// bounded copy in the Result. Watched, argv runs under transport.Watchdog
+// with the exec's stdin attached: when ctx ends (time limit, Ctrl-C), cvs
+// closes its end, and the watchdog kills the process group inside the
+// container, as over the docker CLI. Stdin goes to the command over the
+// same stream.
+func (e *Engine) Exec(ctx context.Context, container string, o docker.ExecOptions, argv []string, eio docker.ExecIO) (transport.Result, error) {
 	start := time.Now()
-	if watched {
+	name := eio.Name
+	if name == "" {
+		name = shell.Join(argv...)
+	}
+	if eio.Watched && eio.Stdin != nil {
+		return transport.Result{ExitCode: -1}, fmt.Errorf("docker exec: a watched command cannot also read a standard input")
+	}
+	if eio.Watched {
 		argv = []string{"sh", "-c", transport.Watchdog, "cvs", shell.Join(argv...)}
 	}
-	name := cmd.Name
-	if name == "" {
-		name = strings.Join(argv, " ")
-	}
+	attachStdin := eio.Watched || eio.Stdin != nil
 	cr, err := e.c.ExecCreate(ctx, container, client.ExecCreateOptions{
-		User: o.User, AttachStdin: watched, AttachStdout: true, AttachStderr: true, Cmd: argv,
+		User: o.User, AttachStdin: attachStdin, AttachStdout: true, AttachStderr: true, Cmd: argv,
 	})
 	if err != nil {
 		return transport.Result{ExitCode: -1}, e.execError(ctx, name, start, err)
@@ -136,13 +165,19 @@ func (e *Engine) Exec(ctx context.Context, container string, o docker.ExecOption
 		return transport.Result{ExitCode: -1}, e.execError(ctx, name, start, err)
 	}
 	defer att.Close()
+	if eio.Stdin != nil {
+		go func() {
+			att.Conn.Write(eio.Stdin)
+			att.CloseWrite()
+		}()
+	}
 	stdout, stderr := report.NewTailBuffer(transport.MaxCapture), report.NewTailBuffer(transport.MaxCapture)
 	outW, errW := io.Writer(stdout), io.Writer(stderr)
-	if cmd.Stdout != nil {
-		outW = io.MultiWriter(stdout, cmd.Stdout)
+	if eio.Stdout != nil {
+		outW = io.MultiWriter(stdout, eio.Stdout)
 	}
-	if cmd.Stderr != nil {
-		errW = io.MultiWriter(stderr, cmd.Stderr)
+	if eio.Stderr != nil {
+		errW = io.MultiWriter(stderr, eio.Stderr)
 	}
 	copied := make(chan error, 1)
 	go func() {
@@ -162,7 +197,7 @@ func (e *Engine) Exec(ctx context.Context, container string, o docker.ExecOption
 		att.CloseWrite()
 		select {
 		case <-copied:
-		case <-time.After(5 * time.Second):
+		case <-time.After(killGrace):
 			att.Close()
 			<-copied
 		}
@@ -184,6 +219,112 @@ func (e *Engine) Exec(ctx context.Context, container string, o docker.ExecOption
 	}
 	return res, nil
 }
+
+// killGrace is how long a stopped command's output may take to end.
+const killGrace = 5 * time.Second
+
+// Access is "api".
+func (e *Engine) Access() string { return "api" }
+
+// Inspect reads the container named name.
+func (e *Engine) Inspect(ctx context.Context, name string) (docker.Inspected, bool, error) {
+	raw, err := e.InspectContainer(ctx, name)
+	if err != nil || raw == nil {
+		return docker.Inspected{}, false, err
+	}
+	return docker.ParseInspect(raw, name)
+}
+
+// CopyInto streams the files as a tar archive into dir (PUT
+// /containers/{id}/archive), owned by root.
+func (e *Engine) CopyInto(ctx context.Context, container, dir string, files []docker.File) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	now := time.Now()
+	for _, f := range files {
+		if strings.Contains(f.Name, "/") {
+			return fmt.Errorf("copy into the container: %q is not a plain file name", f.Name)
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: f.Name, Mode: int64(f.Mode.Perm()), Size: int64(len(f.Data)), ModTime: now, Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(f.Data); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	// CopyUIDGID: the archive's owner (uid 0) is kept; without it Docker
+	// would give the files to the container's root anyway.
+	if _, err := e.c.CopyToContainer(ctx, container, client.CopyToContainerOptions{DestinationPath: dir, Content: &buf, CopyUIDGID: true}); err != nil {
+		return e.apiError(ctx, "copying into the container", err)
+	}
+	return nil
+}
+
+// PsByLabel lists the containers labelled key=value.
+func (e *Engine) PsByLabel(ctx context.Context, key, value string) ([]string, error) {
+	res, err := e.c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", key+"="+value)})
+	if err != nil {
+		return nil, e.apiError(ctx, "listing containers", err)
+	}
+	ids := make([]string, 0, len(res.Items))
+	for _, c := range res.Items {
+		ids = append(ids, c.ID)
+	}
+	return ids, nil
+}
+
+// Remove force-removes containers; one that is already gone is removed.
+func (e *Engine) Remove(ctx context.Context, ids ...string) (transport.Result, error) {
+	var failed []string
+	for _, id := range ids {
+		_, err := e.c.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			if ctx.Err() != nil {
+				return transport.Result{ExitCode: -1}, e.apiError(ctx, "removing "+docker.ShortID(id), err)
+			}
+			failed = append(failed, err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		msg := strings.Join(failed, "\n")
+		return transport.Result{ExitCode: 1, Stderr: []byte(msg)}, &transport.ExitError{Host: e.host, Cmd: "docker rm -f " + strings.Join(ids, " "), Code: 1, StderrTail: msg}
+	}
+	return transport.Result{}, nil
+}
+
+// Start starts a stopped container.
+func (e *Engine) Start(ctx context.Context, id string) (transport.Result, error) {
+	if _, err := e.c.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		if ctx.Err() == nil && !isDaemonGone(err) {
+			return transport.Result{ExitCode: 1, Stderr: []byte(err.Error())}, &transport.ExitError{Host: e.host, Cmd: "docker start " + docker.ShortID(id), Code: 1, StderrTail: err.Error()}
+		}
+		return transport.Result{ExitCode: -1}, e.apiError(ctx, "starting "+docker.ShortID(id), err)
+	}
+	return transport.Result{}, nil
+}
+
+// apiError is a failed API call: the context's end first (a time limit is
+// a *transport.TimeoutError), else the daemon's failure.
+func (e *Engine) apiError(ctx context.Context, what string, err error) error {
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return &transport.TimeoutError{Host: e.host, Cmd: what}
+	case ctx.Err() != nil:
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	}
+	return e.hostError(what, err)
+}
+
+// isDaemonGone reports whether err is the connection to the daemon
+// failing rather than the daemon refusing.
+func isDaemonGone(err error) bool {
+	return client.IsErrConnectionFailed(err) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+}
+
+var _ docker.Engine = (*Engine)(nil)
 
 // execError maps a failure to create or attach an exec: the context's end
 // first, then what docker said as a docker exec would (exit 126 with the

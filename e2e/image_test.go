@@ -102,11 +102,11 @@ run = "sleep 1"
 		repushed <- err
 	}()
 	out, errOut, code := runCVS(t, "--cluster", file, "--json", "run", "hold")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut) // the re-push waits no more: testCtx ends
+	}
 	if err := <-repushed; err != nil {
 		t.Fatalf("re-pushing the tag: %v", err)
-	}
-	if code != 0 {
-		t.Fatalf("exit %d\n%s", code, errOut)
 	}
 	if !strings.Contains(errOut, "image pinned") || !strings.Contains(out, `"digest": "sha256:`) {
 		t.Errorf("no pin in the run:\n%s\n%s", out, errOut)

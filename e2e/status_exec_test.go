@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +117,35 @@ func TestExecGroupFolds(t *testing.T) {
 	out, _, code = runCVS(t, "exec", "--group", "--", "cat", "/etc/os-release")
 	if code != 0 || strings.Count(out, "(3)") != 1 || strings.Count(out, "PRETTY_NAME") != 1 {
 		t.Fatalf("exit %d: identical os-release must fold into one block of 3:\n%s", code, out)
+	}
+}
+
+// Issue 13: cvs talks to the lab's daemons through their Engine API (the
+// SSH user is root), or through the docker CLI when CVS_DOCKER_ACCESS=cli
+// (the tier's second pass); status shows which, and says why on the CLI.
+func TestDockerAccessShownInStatus(t *testing.T) {
+	want := "api"
+	if os.Getenv("CVS_DOCKER_ACCESS") == "cli" {
+		want = "cli"
+	}
+	out, _, code := runCVS(t, "--json", "status")
+	var doc struct {
+		Hosts []struct {
+			Host   string `json:"host"`
+			Access string `json:"docker_access"`
+			Note   string `json:"docker_access_note"`
+		} `json:"hosts"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != 0 || len(doc.Hosts) != labHosts {
+		t.Fatalf("status: exit %d, %v\n%s", code, err, out)
+	}
+	for _, h := range doc.Hosts {
+		if h.Access != want || (want == "cli") != (h.Note != "") {
+			t.Errorf("%s: docker_access %q (%q), want %s", h.Host, h.Access, h.Note, want)
+		}
+	}
+	table, _, _ := runCVS(t, "status")
+	if !strings.Contains(table, " "+want+" ") {
+		t.Errorf("the table does not show %s:\n%s", want, table)
 	}
 }

@@ -120,7 +120,7 @@ func run(t *testing.T, path string, sudo bool, script string, extraEnv ...string
 	old := RecordPath
 	RecordPath = filepath.Join(t.TempDir(), "etc-cvs", "provisioned")
 	t.Cleanup(func() { RecordPath = old })
-	return Run(ctx, localRunner{env: env}, "h1", docker.CLI{Sudo: sudo}, "cvs-test", []byte(script), "test")
+	return Run(ctx, docker.CLIEngine{CLI: docker.CLI{Sudo: sudo}, Host: localRunner{env: env}}, "h1", "cvs-test", []byte(script), "test")
 }
 
 func systemPath(dirs ...string) string {

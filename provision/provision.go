@@ -134,37 +134,45 @@ func ParseRecord(text string) (Record, bool) {
 // status is the script's. A container without sh, bash or base64 fails
 // with a message saying which is missing.
 func Command(d docker.CLI, container string, script []byte, version string) (string, error) {
-	if container == "" || strings.HasPrefix(container, "-") {
-		return "", fmt.Errorf("provision: invalid container name %q", container)
-	}
-	if len(script) > MaxScriptBytes {
-		return "", fmt.Errorf("setup script is %d bytes, over the %d-byte (16 KiB) limit of the inline channel", len(script), MaxScriptBytes)
-	}
-	b64 := base64.StdEncoding.EncodeToString(script)
-	if version == "" {
-		version = "unknown"
+	argv, err := Argv(container, script, version)
+	if err != nil {
+		return "", err
 	}
 	// -u 0: the script installs packages, whatever USER the image names.
 	// Watched: when cvs stops it (time limit, Ctrl-C, cvs killed and its
 	// SSH session gone), the script is killed in the container too, so no
 	// provisioning goes on (and records itself) after cvs gave up on it.
-	line := shell.Join("sh", "-c", outer, scriptName, decodeAndRun, b64, Hash(script), version, RecordPath)
-	return d.ExecWatched(container, docker.Root, line), nil
+	return d.ExecWatched(container, docker.Root, shell.Join(argv...)), nil
 }
 
-// Run runs script inside container on host through r and returns what it
-// printed. A failure is an *Error naming the host and carrying the tail of
+// Argv is the command that runs script in a container (see Command).
+func Argv(container string, script []byte, version string) ([]string, error) {
+	if container == "" || strings.HasPrefix(container, "-") {
+		return nil, fmt.Errorf("provision: invalid container name %q", container)
+	}
+	if len(script) > MaxScriptBytes {
+		return nil, fmt.Errorf("setup script is %d bytes, over the %d-byte (16 KiB) limit of the inline channel", len(script), MaxScriptBytes)
+	}
+	b64 := base64.StdEncoding.EncodeToString(script)
+	if version == "" {
+		version = "unknown"
+	}
+	return []string{"sh", "-c", outer, scriptName, decodeAndRun, b64, Hash(script), version, RecordPath}, nil
+}
+
+// Run runs script inside container on host through e (as root, watched:
+// see Command) and returns what it printed. A failure is an *Error naming the host and carrying the tail of
 // the script's output, stdout and stderr together in the order they came;
 // like transport's errors it keeps the host as a field, out of its text.
-func Run(ctx context.Context, r transport.Runner, host string, d docker.CLI, container string, script []byte, version string) (transport.Result, error) {
-	line, err := Command(d, container, script, version)
+func Run(ctx context.Context, e docker.Engine, host string, container string, script []byte, version string) (transport.Result, error) {
+	argv, err := Argv(container, script, version)
 	if err != nil {
 		return transport.Result{ExitCode: -1}, &Error{Host: host, Container: container, Code: -1, Err: err}
 	}
 	// stdout and stderr together in the order they came; only the tail is
 	// kept, whatever an install prints.
 	out := report.NewTailBuffer(64 << 10)
-	res, err := r.Run(ctx, transport.Command{Line: line, Stdout: out, Stderr: out, ForwardStdin: true, Name: "setup script"})
+	res, err := e.Exec(ctx, container, docker.Root, argv, docker.ExecIO{Watched: true, Stdout: out, Stderr: out, Name: "setup script"})
 	if err != nil {
 		return res, &Error{Host: host, Container: container, Code: res.ExitCode, Output: report.Tail(out.String(), tailLines), Err: err}
 	}

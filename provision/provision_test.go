@@ -183,7 +183,7 @@ func TestErrorMessages(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &fakeRunner{res: tc.res, err: tc.err}
-			_, err := Run(context.Background(), r, "h1", docker.CLI{}, "c", []byte("true"), "test")
+			_, err := Run(context.Background(), docker.CLIEngine{Host: r}, "h1", "c", []byte("true"), "test")
 			var pe *Error
 			if !errors.As(err, &pe) {
 				t.Fatalf("err = %v; want *Error", err)
@@ -211,7 +211,7 @@ func TestRunKeepsOnlyTheTail(t *testing.T) {
 		fmt.Fprintf(&out, "line %d\n", i)
 	}
 	r := &fakeRunner{res: transport.Result{Stdout: []byte(out.String()), ExitCode: 1}, err: &transport.ExitError{Host: "h", Code: 1}}
-	_, err := Run(context.Background(), r, "h", docker.CLI{}, "c", []byte("true"), "test")
+	_, err := Run(context.Background(), docker.CLIEngine{Host: r}, "h", "c", []byte("true"), "test")
 	var pe *Error
 	if !errors.As(err, &pe) {
 		t.Fatal(err)

@@ -2,10 +2,8 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -128,47 +126,33 @@ func (s *Session) obtain(ctx context.Context) (*images.Saved, error) {
 // else the layers it lacks (by chain ID), and loads it.
 func (s *Session) pushTo(ctx context.Context, c transport.Conn, h cluster.Host, saved *images.Saved) (Push, error) {
 	p := Push{Host: h.Name, Total: len(saved.LayerFiles)}
-	res, err := c.Run(ctx, transport.Command{Line: docker.Line(s.docker.ImageIDs())})
+	e := s.dockerOn(h.Name, c)
+	layers, err := e.ImageLayers(ctx)
 	if err != nil {
-		return p, fmt.Errorf("listing the host's images: %w", err)
+		return p, err
 	}
-	ids := strings.Fields(string(res.Stdout))
-	have := map[string]bool{}
-	for _, id := range ids {
-		if id == saved.ImageID {
-			p.Skipped = true
-		}
-	}
-	if p.Skipped {
+	if _, ok := layers[saved.ImageID]; ok {
 		// The content is there; make sure the name is too.
+		p.Skipped = true
 		if s.Image != saved.ImageID {
-			if _, err := c.Run(ctx, transport.Command{Line: docker.Line(s.docker.Tag(saved.ImageID, s.Image))}); err != nil {
+			if err := e.Tag(ctx, saved.ImageID, s.Image); err != nil {
 				return p, fmt.Errorf("naming the image %s: %w", s.Image, err)
 			}
 		}
 		s.log.Info("image already on the host; nothing sent", "host", h.Name)
 		return p, nil
 	}
-	if len(ids) > 0 {
-		res, err := c.Run(ctx, transport.Command{Line: docker.Line(s.docker.ImageLayers(ids...))})
-		if err != nil {
-			return p, fmt.Errorf("reading the host's layers: %w", err)
-		}
-		for _, line := range strings.Split(strings.TrimSpace(string(res.Stdout)), "\n") {
-			var diffs []string
-			if json.Unmarshal([]byte(line), &diffs) != nil {
-				continue
-			}
-			for _, ch := range images.ChainIDs(diffs) {
-				have[ch] = true
-			}
+	have := map[string]bool{}
+	for _, diffs := range layers {
+		for _, ch := range images.ChainIDs(diffs) {
+			have[ch] = true
 		}
 	}
 	send := saved.Missing(have)
 	if err := s.checkDisk(h, saved, send); err != nil {
 		return p, err
 	}
-	err = s.sendAndLoad(ctx, c, saved, send, &p)
+	err = s.sendAndLoad(ctx, e, saved, send, &p)
 	if err != nil && len(send) < len(saved.LayerFiles) {
 		// A store that cannot complete a partial tarball from its own
 		// layers (the containerd image store): send everything.
@@ -178,7 +162,7 @@ func (s *Session) pushTo(ctx context.Context, c transport.Conn, h cluster.Host, 
 			all[i] = i
 		}
 		p.Full = true
-		err = s.sendAndLoad(ctx, c, saved, all, &p)
+		err = s.sendAndLoad(ctx, e, saved, all, &p)
 	}
 	if err != nil {
 		return p, err
@@ -187,32 +171,23 @@ func (s *Session) pushTo(ctx context.Context, c transport.Conn, h cluster.Host, 
 	return p, nil
 }
 
-// sendAndLoad streams a tarball with the layers send into a private
-// folder on the host (no copy of it on this machine, none left on the
-// host), docker loads it and checks the loaded image ID.
-func (s *Session) sendAndLoad(ctx context.Context, c transport.Conn, saved *images.Saved, send []int, p *Push) error {
-	dir, err := transport.MakeTempDir(ctx, c, "cvs-push")
-	if err != nil {
-		return err
-	}
-	defer transport.RemoveTempDir(ctx, c, dir)
-	file := dir + "/image.tar"
+// sendAndLoad streams a tarball with the layers send to the host's daemon
+// (no copy of it on this machine; none left on the host) and checks the
+// loaded image ID.
+func (s *Session) sendAndLoad(ctx context.Context, e docker.Engine, saved *images.Saved, send []int, p *Push) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(saved.WriteDelta(pw, send)) }()
 	var n countingReader
 	n.r = pr
-	err = c.Upload(ctx, file, &n, 0o600)
+	err := e.Load(ctx, &n)
 	pr.CloseWithError(err)
 	p.Bytes += n.n.Load()
 	p.Layers = len(send)
 	if err != nil {
-		return fmt.Errorf("sending the image: %w", err)
+		return err
 	}
-	if _, err := c.Run(ctx, transport.Command{Line: docker.Line(s.docker.Load(file))}); err != nil {
-		return fmt.Errorf("docker load: %w", err)
-	}
-	res, err := c.Run(ctx, transport.Command{Line: docker.Line(s.docker.InspectImage(s.Image, "{{.Id}}"))})
-	if got := strings.TrimSpace(string(res.Stdout)); err != nil || got != saved.ImageID {
+	got, err := e.ImageID(ctx, s.Image)
+	if err != nil || got != saved.ImageID {
 		return fmt.Errorf("after docker load, %s is %q, not %s (%v)", s.Image, got, saved.ImageID, err)
 	}
 	return nil

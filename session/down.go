@@ -59,7 +59,9 @@ func Down(ctx context.Context, cfg *cluster.Config, force bool, opts Options) (*
 		}
 	}
 	errs := s.each(ctx, "removing", targets, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) error {
-		_, err := run(ctx, c, removeTimeout, s.docker.Remove(ids[h.Name]))
+		_, err := withTimeout(ctx, removeTimeout, func(ctx context.Context) (transport.Result, error) {
+			return s.dockerOn(h.Name, c).Remove(ctx, ids[h.Name])
+		})
 		return err
 	})
 	for i, err := range errs {

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -72,10 +73,6 @@ func Exec(ctx context.Context, cfg *cluster.Config, req ExecRequest, opts Option
 	defer s.Close()
 
 	name := shell.Join(req.Argv...)
-	line := name
-	if req.InContainer {
-		line = s.docker.ExecWatched(cfg.Container.Name, docker.ExecOptions{}, line)
-	}
 	width := 0
 	for _, h := range req.Hosts {
 		width = max(width, len(h.Name))
@@ -92,14 +89,28 @@ func Exec(ctx context.Context, cfg *cluster.Config, req ExecRequest, opts Option
 	errs := s.each(ctx, label, req.Hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, req.Timeout)
 		defer cancel()
-		cmd := transport.Command{Line: line, ForwardStdin: req.InContainer, Name: name}
+		cmd := transport.Command{Line: name, Name: name}
 		var po, pe *report.Prefix
 		if stream {
 			po = &report.Prefix{W: opts.Stdout, Host: h.Name, Width: width, Locker: &outMu}
 			pe = &report.Prefix{W: opts.Stderr, Host: h.Name, Width: width, Locker: &outMu}
 			cmd.Stdout, cmd.Stderr = po, pe
 		}
-		res, err := c.Run(ctx, cmd)
+		var res transport.Result
+		var err error
+		if req.InContainer {
+			// In the container: through the Engine API where it opens,
+			// else docker exec; watched either way.
+			if cfg.DockerAccess != cluster.DockerAccessCLI {
+				if _, _, note, _ := s.openAPI(ctx, h, c); note != "" && cfg.DockerAccess == cluster.DockerAccessAPI {
+					return fmt.Errorf("docker_access = \"api\", but the Docker API cannot be used: %s", note)
+				}
+			}
+			res, err = s.dockerOn(h.Name, c).Exec(ctx, cfg.Container.Name, docker.ExecOptions{}, req.Argv,
+				docker.ExecIO{Watched: true, Stdout: cmd.Stdout, Stderr: cmd.Stderr, Name: name})
+		} else {
+			res, err = c.Run(ctx, cmd)
+		}
 		if stream {
 			po.Flush()
 			pe.Flush()

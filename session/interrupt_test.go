@@ -23,11 +23,11 @@ var stageBoundaries = []struct {
 	{"provision", func(a []string) bool {
 		return len(a) > 4 && a[1] == "exec" && a[4] == "0" && strings.Contains(strings.Join(a, " "), "exec 3<&0")
 	}},
-	{"sshd", func(a []string) bool { return a[0] == "mktemp" && strings.Contains(a[len(a)-1], "cvs-sshd") }},
-	{"image check", func(a []string) bool {
-		return len(a) > 4 && a[1] == "container" && strings.Contains(a[4], "{{.Image}}")
+	{"sshd", func(a []string) bool {
+		return len(a) > 1 && a[1] == "exec" && strings.Contains(a[len(a)-1], "cvs-sshd.pid")
 	}},
-	{"step", func(a []string) bool { return a[0] == "mktemp" && strings.Contains(a[len(a)-1], "cvs-steps") }},
+	{"image check", func(a []string) bool { return len(a) == 4 && a[1] == "container" && a[2] == "inspect" }},
+	{"step", func(a []string) bool { return len(a) > 6 && a[1] == "exec" && a[5] == "mkdir" }},
 	{"teardown", func(a []string) bool { return len(a) > 2 && a[1] == "ps" && a[2] == "-aq" }},
 }
 

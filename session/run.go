@@ -67,10 +67,18 @@ func (st stepsStage) Run(ctx context.Context, s *Session) error {
 			users[f.Host] = f.Container.User
 		}
 	}
-	r := &suite.Runner{Fleet: s.fleet, Config: s.Config, RunID: s.RunID, Guard: s.guard, ImageUsers: users,
+	r := &suite.Runner{Fleet: s.fleet, Config: s.Config, RunID: s.RunID, Guard: s.guard, ImageUsers: users, Engine: s.dockerOn,
 		Stdout: s.opts.Stdout, Stderr: s.opts.Stderr, AfterStep: s.opts.AfterStep,
+		Watch: s.opts.StepOutput,
 		OnStep: func(step cluster.Step, hosts []cluster.Host) {
 			s.log.Info(fmt.Sprintf("step %q on %d host(s)", step.Name, len(hosts)))
+			if s.opts.OnStep != nil {
+				names := make([]string, len(hosts))
+				for i, h := range hosts {
+					names[i] = h.Name
+				}
+				s.opts.OnStep(step, names)
+			}
 		}}
 	if logs, err := history.NewLogs(s.RunID); err == nil {
 		r.Log = func(step, host string) (io.Writer, io.Writer, func()) {

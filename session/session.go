@@ -83,6 +83,11 @@ type Options struct {
 	Stdout, Stderr io.Writer
 	// AfterStep is called with a step's results on every host it ran on.
 	AfterStep func(step Step, results []StepResult)
+	// OnStep is called as a step starts on hosts (their names).
+	OnStep func(step Step, hosts []string)
+	// StepOutput, when set, gives writers that also receive a step's
+	// output on one host as it arrives, unprefixed (a live view).
+	StepOutput func(step, host string) (stdout, stderr io.Writer)
 	// Dial replaces SSH, for tests over fake hosts.
 	Dial fleet.DialFunc
 	// Resolver resolves the image's tag to a digest; nil: the registry
@@ -121,7 +126,7 @@ type Session struct {
 	launched []bool // hosts where this run launched a container
 	// engines are the hosts' Docker Engine APIs, nil where cvs uses the
 	// docker CLI (see probeHost).
-	engines []*dockerapi.Engine
+	engines map[string]*dockerapi.Engine
 
 	// What carrying out the stages produced.
 	rollback bool           // a setup stage failed: teardown rolls back
@@ -321,7 +326,7 @@ func (s *Session) probe(ctx context.Context) error {
 	errs := s.each(ctx, "probing", cfg.Hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, docker.ProbeTimeout)
 		defer cancel()
-		facts[i] = s.probeHost(ctx, i, h, c, spec)
+		facts[i] = s.probeHost(ctx, h, c, spec)
 		return nil
 	})
 	for i, err := range errs {
@@ -430,11 +435,11 @@ func newRunID() string {
 	return hex.EncodeToString(b)
 }
 
-// run runs argv on one host within timeout.
-func run(ctx context.Context, c transport.Conn, timeout time.Duration, argv []string) (transport.Result, error) {
+// withTimeout runs fn within timeout.
+func withTimeout(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) (transport.Result, error)) (transport.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return c.Run(ctx, transport.Command{Line: docker.Line(argv)})
+	return fn(ctx)
 }
 
 // ExitCode is the exit code of err (see package exitcode). An interrupt

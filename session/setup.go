@@ -86,7 +86,9 @@ func (launchStage) Run(ctx context.Context, s *Session) error {
 		switch hp.Action {
 		case lifetime.Replace:
 			s.log.Info("removing the container an earlier per_run left", "host", h.Name, "id", docker.ShortID(hp.ContainerID))
-			if res, err := run(ctx, c, removeTimeout, s.docker.Remove(target(hp, s.Config.Container.Name))); err != nil {
+			if res, err := withTimeout(ctx, removeTimeout, func(ctx context.Context) (transport.Result, error) {
+				return s.dockerOn(h.Name, c).Remove(ctx, target(hp, s.Config.Container.Name))
+			}); err != nil {
 				return res, fmt.Errorf("removing the earlier per_run container: %w", err)
 			}
 			fallthrough
@@ -103,7 +105,9 @@ func (launchStage) Run(ctx context.Context, s *Session) error {
 			s.markLaunched(i, true)
 		case lifetime.Start:
 			s.log.Info("starting the stopped container", "host", h.Name)
-			if res, err := run(ctx, c, ct.PullTimeout, s.docker.Start(target(hp, s.Config.Container.Name))); err != nil {
+			if res, err := withTimeout(ctx, ct.PullTimeout, func(ctx context.Context) (transport.Result, error) {
+				return s.dockerOn(h.Name, c).Start(ctx, target(hp, s.Config.Container.Name))
+			}); err != nil {
 				return res, fmt.Errorf("docker start: %w", err)
 			}
 		}
@@ -143,7 +147,10 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster
 			docker.LabelSetupHash: s.setupHash, lifetime.LabelConfig: runConfigLabel(ct),
 		},
 	}
-	if len(ct.Env) > 0 {
+	e := s.dockerOn(h.Name, c)
+	if len(ct.Env) > 0 && e.Access() == "api" {
+		spec.Env = ct.Env // in the request body
+	} else if len(ct.Env) > 0 {
 		dir, err := transport.MakeTempDir(ctx, c, "cvs-env")
 		if err != nil {
 			return transport.Result{}, fmt.Errorf("making a temporary folder for the container's environment: %w", err)
@@ -168,7 +175,7 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster
 		}
 	}
 	start := time.Now()
-	res, err := run(ctx, c, ct.PullTimeout, s.docker.Run(spec))
+	res, err := withTimeout(ctx, ct.PullTimeout, func(ctx context.Context) (transport.Result, error) { return e.Run(ctx, spec) })
 	var te *transport.TimeoutError
 	if errors.As(err, &te) {
 		// The docker client was killed, which cancels the pull in dockerd;
@@ -188,7 +195,7 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster
 }
 
 func (s *Session) removeAfterFailedRun(ctx context.Context, c transport.Conn, i int, h cluster.Host) {
-	if err := s.removeRunContainers(context.WithoutCancel(ctx), c); err != nil {
+	if err := s.removeRunContainers(context.WithoutCancel(ctx), h.Name, c); err != nil {
 		s.log.Warn("docker run failed and what it created could not be removed; rollback tries again", "host", h.Name, "err", err)
 		s.markLaunched(i, true)
 	}
@@ -246,7 +253,7 @@ func (st provisionStage) Run(ctx context.Context, s *Session) error {
 		ctx, cancel := context.WithTimeout(ctx, provisionTimeout)
 		defer cancel()
 		// provision's errors carry the output's tail themselves.
-		_, err := provision.Run(ctx, c, h.Name, s.docker, s.Config.Container.Name, script, s.opts.Version)
+		_, err := provision.Run(ctx, s.dockerOn(h.Name, c), h.Name, s.Config.Container.Name, script, s.opts.Version)
 		return transport.Result{}, err
 	})
 }
@@ -275,7 +282,7 @@ func (sshdStage) Run(ctx context.Context, s *Session) error {
 	err = s.perHost(ctx, "sshd", s.Config.Hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) (transport.Result, error) {
 		ctx, cancel := context.WithTimeout(ctx, sshdTimeout)
 		defer cancel()
-		out, err := sshd.Ensure(ctx, c, h.Name, s.docker, ct.Name, ct.SSHDPort, keys)
+		out, err := sshd.Ensure(ctx, s.dockerOn(h.Name, c), h.Name, ct.Name, ct.SSHDPort, keys)
 		switch {
 		case err != nil:
 		case out.AlreadyListening:
@@ -318,20 +325,20 @@ func (st imageCheckStage) Run(ctx context.Context, s *Session) error {
 	name := s.Config.Container.Name
 	ids := make([]string, len(hosts))
 	errs := s.each(ctx, "", hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
-		res, err := run(ctx, c, inspectTimeout, s.docker.InspectNamed(name, "{{.Image}} {{.Id}} {{.State.StartedAt}}"))
+		ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
+		defer cancel()
+		c2, ok, err := s.dockerOn(h.Name, c).Inspect(ctx, name)
 		if err != nil {
 			return err
 		}
-		v, ok := docker.ParseNamed(string(res.Stdout), name)
 		if !ok {
 			return fmt.Errorf("no container named %s", name)
 		}
-		f := append(strings.Fields(v), "", "")
-		if f[0] == "" || f[1] == "" {
-			return fmt.Errorf("docker inspect answered %q", v)
+		if c2.ImageID == "" || c2.ID == "" {
+			return fmt.Errorf("docker inspect answered no image or container ID")
 		}
-		ids[i] = f[0]
-		s.after[i] = containerNow{ID: f[1], ImageID: f[0], StartedAt: f[2]}
+		ids[i] = c2.ImageID
+		s.after[i] = containerNow{ID: c2.ID, ImageID: c2.ImageID, StartedAt: c2.StartedAt}
 		return nil
 	})
 	var failures []HostFailure

@@ -128,7 +128,7 @@ func (s *Session) removeLaunched(ctx context.Context, why string) *CleanupReport
 	r := &CleanupReport{}
 	errs := s.each(ctx, "", hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) error {
 		s.log.Info(why, "host", h.Name, "container", s.Config.Container.Name)
-		if err := s.removeRunContainers(ctx, c); err != nil {
+		if err := s.removeRunContainers(ctx, h.Name, c); err != nil {
 			return err
 		}
 		s.markLaunched(index[h.Name], false)
@@ -147,16 +147,18 @@ func (s *Session) removeLaunched(ctx context.Context, why string) *CleanupReport
 
 // removeRunContainers force-removes the containers carrying this run's
 // run-id label on one host: never anything cvs did not launch in this run.
-func (s *Session) removeRunContainers(ctx context.Context, c transport.Conn) error {
-	res, err := run(ctx, c, removeTimeout, s.docker.PsByLabel(lifetime.LabelRunID, s.RunID))
+func (s *Session) removeRunContainers(ctx context.Context, host string, c transport.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, removeTimeout)
+	defer cancel()
+	e := s.dockerOn(host, c)
+	ids, err := e.PsByLabel(ctx, lifetime.LabelRunID, s.RunID)
 	if err != nil {
 		return fmt.Errorf("listing this run's containers: %w", err)
 	}
-	ids := strings.Fields(string(res.Stdout))
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := run(ctx, c, removeTimeout, s.docker.Remove(ids...)); err != nil {
+	if _, err := e.Remove(ctx, ids...); err != nil {
 		return fmt.Errorf("docker rm -f %s: %w", strings.Join(ids, " "), err)
 	}
 	return nil

@@ -6,9 +6,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -19,14 +16,6 @@ import (
 	"github.com/cvs-tool/cvs/shell"
 	"github.com/cvs-tool/cvs/transport"
 )
-
-// Host is what Ensure needs of a cluster host: running commands, and
-// uploading a file over the SSH connection, so that private keys never
-// appear in a command line. transport.Conn (and *transport.Client) implement it.
-type Host interface {
-	transport.Runner
-	Upload(ctx context.Context, remotePath string, r io.Reader, mode os.FileMode) error
-}
 
 // Where the key material and sshd's files live inside a container. They
 // are cvs's own files: the image's sshd configuration and root's
@@ -82,10 +71,12 @@ var (
 // key checking), writes a dedicated sshd configuration (no passwords,
 // root by key only, no PAM), starts sshd and waits until it listens.
 //
-// The private keys travel over SFTP into a fresh 0700 folder on the host
-// and from there over docker exec's stdin; the folder is removed whatever
-// happens. Failures are an *Error saying what to do.
-func Ensure(ctx context.Context, h Host, host string, d docker.CLI, container string, port int, keys Keys) (Outcome, error) {
+// The private keys travel as the install script's standard input, never
+// in a command line: over the Engine API's stream, or with the docker CLI
+// over SFTP into a fresh 0700 folder on the host, removed whatever
+// happens, and from there on docker exec's stdin. Failures are an *Error
+// saying what to do.
+func Ensure(ctx context.Context, e docker.Engine, host string, container string, port int, keys Keys) (Outcome, error) {
 	fail := func(op, msg, output string, err error) (Outcome, error) {
 		return Outcome{}, &Error{Host: host, Container: container, Op: op, Msg: msg, Output: output, Err: err}
 	}
@@ -98,7 +89,7 @@ func Ensure(ctx context.Context, h Host, host string, d docker.CLI, container st
 		return fail("setup", fmt.Sprintf("invalid container name %q", container), "", nil)
 	}
 	checkOp := fmt.Sprintf("checking port %d", port)
-	st, err := portState(ctx, h, d, container, port)
+	st, err := portState(ctx, e, container, port)
 	if err != nil {
 		return fail(checkOp, "", "", err)
 	}
@@ -122,38 +113,19 @@ func Ensure(ctx context.Context, h Host, host string, d docker.CLI, container st
 	if err != nil {
 		return fail("setup", "", "", err)
 	}
-	dir, err := transport.MakeTempDir(ctx, h, "cvs-sshd")
+	// -u 0: sshd and its files need root, whatever USER the image names.
+	// The script (it holds the private keys) is the command's input.
+	res, err := e.Exec(ctx, container, docker.Root, []string{"sh", "-s"}, docker.ExecIO{Stdin: script, Name: "the sshd install script"})
 	if err != nil {
-		return fail("creating a temporary folder on the host", "", "", err)
-	}
-	out, err := func() (out Outcome, err error) {
-		defer func() {
-			if cerr := transport.RemoveTempDir(ctx, h, dir); cerr != nil && err == nil {
-				out, err = fail("removing "+dir+" on the host", "it holds the cluster's private keys: remove it by hand", "", cerr)
-			}
-		}()
-		file := path.Join(dir, "install.sh")
-		if err := h.Upload(ctx, file, bytes.NewReader(script), 0o600); err != nil {
-			return fail("uploading the key material", "", "", err)
-		}
-		// -u 0: sshd and its files need root, whatever USER the image names.
-		line := shell.Join(d.Exec(container, docker.ExecOptions{Interactive: true, User: "0"}, "sh", "-s")...) + " < " + shell.Quote(file)
-		res, err := h.Run(ctx, transport.Command{Line: line})
-		if err != nil {
-			return installFailed(host, container, port, res, err)
-		}
-		return Outcome{}, nil
-	}()
-	if err != nil {
-		return out, err
+		return installFailed(host, container, port, res, err)
 	}
 
-	up, err := waitListening(ctx, h, d, container, port)
+	up, err := waitListening(ctx, e, container, port)
 	if err != nil {
 		return fail(fmt.Sprintf("verifying that sshd listens on port %d", port), "", "", err)
 	}
 	if !up {
-		log, _ := h.Run(ctx, transport.Command{Line: shell.Join(d.Exec(container, docker.Root, "cat", logFile)...)})
+		log, _ := e.Exec(ctx, container, docker.Root, []string{"cat", logFile}, docker.ExecIO{})
 		return fail("starting sshd",
 			fmt.Sprintf("sshd was started but nothing listens on port %d after %s; its log (%s in the container) follows", port, verifyTimeout, logFile),
 			report.Tail(string(log.Stdout), tailLines), nil)
@@ -206,11 +178,11 @@ type portStatus struct {
 // portState reads the container's /proc/net/tcp and tcp6 and whether cvs's
 // sshd runs in it, in one docker exec as root: whatever USER the image
 // names, kill -0 on root's sshd must not fail with EPERM.
-func portState(ctx context.Context, h Host, d docker.CLI, container string, port int) (portStatus, error) {
+func portState(ctx context.Context, e docker.Engine, container string, port int) (portStatus, error) {
 	check := "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; " +
 		"p=$(cat " + pidFile + " 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && echo " + ownMarker + "; " +
 		"echo " + keysMarker + "; cd " + containerDir + " 2>/dev/null && cat authorized_keys known_hosts sshd_config 2>/dev/null; true"
-	res, err := h.Run(ctx, transport.Command{Line: shell.Join(d.Exec(container, docker.Root, "sh", "-c", check)...)})
+	res, err := e.Exec(ctx, container, docker.Root, []string{"sh", "-c", check}, docker.ExecIO{})
 	out := string(res.Stdout)
 	// The header line proves the tables were read.
 	if err != nil {
@@ -225,10 +197,10 @@ func portState(ctx context.Context, h Host, d docker.CLI, container string, port
 
 // waitListening polls until cvs's sshd runs and a socket listens on port,
 // or verifyTimeout passes.
-func waitListening(ctx context.Context, h Host, d docker.CLI, container string, port int) (bool, error) {
+func waitListening(ctx context.Context, e docker.Engine, container string, port int) (bool, error) {
 	deadline := time.Now().Add(verifyTimeout)
 	for {
-		st, err := portState(ctx, h, d, container, port)
+		st, err := portState(ctx, e, container, port)
 		up := st.listening && st.ours
 		if err != nil || up || time.Now().After(deadline) {
 			return up, err

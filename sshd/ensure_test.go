@@ -70,7 +70,7 @@ type upload struct {
 }
 
 func newFakeHost(port, listenAfter int) *fakeHost {
-	return &fakeHost{port: port, listenAfter: listenAfter, mktempOut: "/tmp/cvs-sshd.Ab12Cd34Ef\n"}
+	return &fakeHost{port: port, listenAfter: listenAfter, mktempOut: "/tmp/cvs-stdin.Ab12Cd34Ef\n"}
 }
 
 func (f *fakeHost) Run(ctx context.Context, cmd transport.Command) (transport.Result, error) {
@@ -183,7 +183,7 @@ func TestEnsureSkipsWhenListening(t *testing.T) {
 		f := newFakeHost(2224, 0)
 		f.tcp6Missing = tcp6Missing
 		f.installed = installed(2224, keysForTest(t))
-		out, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, "cvs-lab", 2224, keysForTest(t))
+		out, err := Ensure(context.Background(), docker.CLIEngine{CLI: docker.CLI{Sudo: false}, Host: f}, "h1", "cvs-lab", 2224, keysForTest(t))
 		if err != nil {
 			t.Fatalf("tcp6 missing %v: %v", tcp6Missing, err)
 		}
@@ -200,7 +200,7 @@ func TestEnsureSkipsWhenListening(t *testing.T) {
 func TestEnsureOtherPortDoesNotCount(t *testing.T) {
 	shortVerify(t)
 	f := newFakeHost(22, 0) // 22 listens, 2224 never does
-	_, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, "cvs-lab", 2224, keysForTest(t))
+	_, err := Ensure(context.Background(), docker.CLIEngine{CLI: docker.CLI{Sudo: false}, Host: f}, "h1", "cvs-lab", 2224, keysForTest(t))
 	if err == nil {
 		t.Fatal("no error though port 2224 never listened")
 	}
@@ -212,7 +212,7 @@ func TestEnsureStarts(t *testing.T) {
 	for _, sudo := range []bool{false, true} {
 		t.Run(fmt.Sprintf("sudo=%v", sudo), func(t *testing.T) {
 			f := newFakeHost(2224, 2) // listens from the third read on
-			out, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: sudo}, "cvs-lab", 2224, keys)
+			out, err := Ensure(context.Background(), docker.CLIEngine{CLI: docker.CLI{Sudo: sudo}, Host: f}, "h1", "cvs-lab", 2224, keys)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -223,14 +223,14 @@ func TestEnsureStarts(t *testing.T) {
 				t.Fatalf("%d uploads; want 1", len(f.uploads))
 			}
 			up := f.uploads[0]
-			if up.path != "/tmp/cvs-sshd.Ab12Cd34Ef/install.sh" || up.mode != 0o600 {
+			if up.path != "/tmp/cvs-stdin.Ab12Cd34Ef/stdin" || up.mode != 0o600 {
 				t.Errorf("upload to %s mode %04o; want the mktemp folder, 0600", up.path, up.mode)
 			}
 			if !bytes.Contains(up.data, keys.clientPEM) || !bytes.Contains(up.data, keys.hostPEM) {
 				t.Error("the upload lacks the private keys")
 			}
 			// precheck, mktemp, install, rm, then polls until listening.
-			if len(f.lines) != 6 || f.lines[3] != "rm -rf -- /tmp/cvs-sshd.Ab12Cd34Ef" {
+			if len(f.lines) != 6 || f.lines[3] != "rm -rf -- /tmp/cvs-stdin.Ab12Cd34Ef" {
 				t.Errorf("commands %q; want the temporary folder removed right after the install", f.lines)
 			}
 			for _, l := range f.lines {
@@ -259,7 +259,7 @@ func TestNoPrivateKeyInAnyCommandLine(t *testing.T) {
 	for name, setup := range cases {
 		f := newFakeHost(2224, 2)
 		setup(f)
-		_, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, "cvs-lab", 2224, keys)
+		_, err := Ensure(context.Background(), docker.CLIEngine{CLI: docker.CLI{Sudo: false}, Host: f}, "h1", "cvs-lab", 2224, keys)
 		for _, l := range f.lines {
 			for _, s := range secrets {
 				if strings.Contains(l, s) {
@@ -303,12 +303,12 @@ func TestEnsureFailures(t *testing.T) {
 		{
 			name:  "mktemp answers nonsense",
 			setup: func(f *fakeHost) { f.mktempOut = "/\n" },
-			want:  []string{"creating a temporary folder on the host", "not a fresh cvs-sshd.* folder"},
+			want:  []string{"creating a temporary folder on the host", "not a fresh cvs-stdin.* folder"},
 		},
 		{
 			name:       "upload fails",
 			setup:      func(f *fakeHost) { f.uploadErr = errors.New("sftp: disk full") },
-			want:       []string{"uploading the key material", "disk full"},
+			want:       []string{"uploading the command's input", "disk full"},
 			wantRemove: true,
 		},
 		{
@@ -359,14 +359,14 @@ func TestEnsureFailures(t *testing.T) {
 		{
 			name:       "temporary folder not removed",
 			setup:      func(f *fakeHost) { f.rmErr = errors.New("rm: Device or resource busy") },
-			want:       []string{"removing /tmp/cvs-sshd.Ab12Cd34Ef on the host", "remove it by hand"},
+			want:       []string{"removing /tmp/cvs-stdin.Ab12Cd34Ef on the host", "remove it by hand"},
 			wantRemove: true,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeHost(2224, 2)
 			tc.setup(f)
-			_, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, "cvs-lab", 2224, keys)
+			_, err := Ensure(context.Background(), docker.CLIEngine{CLI: docker.CLI{Sudo: false}, Host: f}, "h1", "cvs-lab", 2224, keys)
 			var se *Error
 			if !errors.As(err, &se) {
 				t.Fatalf("err = %v; want *Error", err)
@@ -383,7 +383,7 @@ func TestEnsureFailures(t *testing.T) {
 			}
 			removed := false
 			for _, l := range f.lines {
-				removed = removed || l == "rm -rf -- /tmp/cvs-sshd.Ab12Cd34Ef"
+				removed = removed || l == "rm -rf -- /tmp/cvs-stdin.Ab12Cd34Ef"
 			}
 			if removed != tc.wantRemove {
 				t.Errorf("temporary folder removed: %v; want %v (commands: %q)", removed, tc.wantRemove, f.lines)
@@ -399,11 +399,11 @@ func TestEnsureCleansUpAfterCancel(t *testing.T) {
 	f := newFakeHost(2224, -1)
 	f.onInstall = cancel
 	f.installErr = context.Canceled
-	_, err := Ensure(ctx, f, "h1", docker.CLI{Sudo: false}, "cvs-lab", 2224, keysForTest(t))
+	_, err := Ensure(ctx, docker.CLIEngine{Host: f}, "h1", "cvs-lab", 2224, keysForTest(t))
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v; want context.Canceled in the chain", err)
 	}
-	if last := f.lines[len(f.lines)-1]; last != "rm -rf -- /tmp/cvs-sshd.Ab12Cd34Ef" {
+	if last := f.lines[len(f.lines)-1]; last != "rm -rf -- /tmp/cvs-stdin.Ab12Cd34Ef" {
 		t.Errorf("last command %q; want the temporary folder removed", last)
 	}
 }
@@ -423,7 +423,7 @@ func TestEnsureRefusesBadInput(t *testing.T) {
 		{"flag-like container", "--rm", 2224, keys},
 	} {
 		f := newFakeHost(2224, 0)
-		if _, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, tc.container, tc.port, tc.keys); err == nil {
+		if _, err := Ensure(context.Background(), docker.CLIEngine{CLI: docker.CLI{Sudo: false}, Host: f}, "h1", tc.container, tc.port, tc.keys); err == nil {
 			t.Errorf("%s: no error", tc.name)
 		}
 		if len(f.lines) != 0 {
@@ -439,7 +439,7 @@ func TestEnsureGolden(t *testing.T) {
 	var b bytes.Buffer
 	for _, sudo := range []bool{false, true} {
 		f := newFakeHost(2224, 2)
-		if _, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: sudo}, "cvs-lab", 2224, keysForTest(t)); err != nil {
+		if _, err := Ensure(context.Background(), docker.CLIEngine{CLI: docker.CLI{Sudo: sudo}, Host: f}, "h1", "cvs-lab", 2224, keysForTest(t)); err != nil {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&b, "# commands, sudo=%v\n%s\n\n", sudo, strings.Join(f.lines, "\n"))
@@ -472,7 +472,7 @@ func TestInstallScript(t *testing.T) {
 func TestEnsureRefusesForeignListener(t *testing.T) {
 	f := newFakeHost(2224, 0)
 	f.foreign = true
-	_, err := Ensure(context.Background(), f, "h1", docker.CLI{Sudo: false}, "c1", 2224, keysForTest(t))
+	_, err := Ensure(context.Background(), docker.CLIEngine{CLI: docker.CLI{Sudo: false}, Host: f}, "h1", "c1", 2224, keysForTest(t))
 	if err == nil || !strings.Contains(err.Error(), "already in use") || !strings.Contains(err.Error(), "sshd_port") {
 		t.Fatalf("got %v", err)
 	}
@@ -500,7 +500,7 @@ func TestEnsureRestartsWithOtherKeys(t *testing.T) {
 		f := newFakeHost(2224, 0)
 		f.installed = inst
 		f.onInstall = func() { f.installed = installed(2224, keysForTest(t)) }
-		out, err := Ensure(context.Background(), f, "h1", docker.CLI{}, "cvs-lab", 2224, keysForTest(t))
+		out, err := Ensure(context.Background(), docker.CLIEngine{Host: f}, "h1", "cvs-lab", 2224, keysForTest(t))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

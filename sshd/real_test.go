@@ -203,7 +203,7 @@ func TestRealSSHD(t *testing.T) {
 	}
 
 	port := freePort(t)
-	out, err := Ensure(ctx, h, "h1", docker.CLI{}, "c", port, keys)
+	out, err := Ensure(ctx, docker.CLIEngine{Host: h}, "h1", "c", port, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestRealSSHD(t *testing.T) {
 		t.Errorf("ran %d commands on the host; want at least precheck, mktemp, install, rm, verify", n)
 	}
 
-	out, err = Ensure(ctx, h, "h1", docker.CLI{}, "c", port, keys)
+	out, err = Ensure(ctx, docker.CLIEngine{Host: h}, "h1", "c", port, keys)
 	if err != nil || !out.AlreadyListening {
 		t.Fatalf("second Ensure: %+v, %v; want AlreadyListening", out, err)
 	}
@@ -272,7 +272,7 @@ func TestRealSSHD(t *testing.T) {
 	// A new sshd_port: the sshd cvs started before is stopped, the new one
 	// listens, and ssh follows the new port.
 	port2 := freePort(t)
-	if out, err := Ensure(ctx, h, "h1", docker.CLI{}, "c", port2, keys); err != nil || out.AlreadyListening {
+	if out, err := Ensure(ctx, docker.CLIEngine{Host: h}, "h1", "c", port2, keys); err != nil || out.AlreadyListening {
 		t.Fatalf("Ensure on a new port: %+v, %v", out, err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -296,7 +296,7 @@ func TestRealSSHDNotInstalled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Ensure(ctx, localHost{env: c.env}, "h1", docker.CLI{}, "c", freePort(t), keys)
+	_, err = Ensure(ctx, docker.CLIEngine{Host: localHost{env: c.env}}, "h1", "c", freePort(t), keys)
 	if err == nil || !strings.Contains(err.Error(), "sshd is not installed in the image; the setup script should install openssh-server") {
 		t.Errorf("err = %v; want the not-installed message", err)
 	}

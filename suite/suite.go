@@ -4,11 +4,11 @@
 package suite
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,6 +66,20 @@ type Runner struct {
 	// Log, when set, gives the writers that store a step's whole output on
 	// one host (the run's logs), and a function that ends them.
 	Log func(step, host string) (stdout, stderr io.Writer, done func())
+	// Watch, when set, gives writers that also receive a step's output on
+	// one host, unprefixed.
+	Watch func(step, host string) (stdout, stderr io.Writer)
+	// Engine, when set, is how the runner acts on a host's Docker daemon
+	// (the Engine API, say); nil is the docker CLI over c.
+	Engine func(host string, c transport.Conn) docker.Engine
+}
+
+// engine is how the runner acts on host's Docker daemon.
+func (r *Runner) engine(host string, c transport.Conn) docker.Engine {
+	if r.Engine != nil {
+		return r.Engine(host, c)
+	}
+	return docker.CLIEngine{CLI: docker.CLI{Sudo: r.Config.Sudo}, Host: c}
 }
 
 // stageTimeout bounds putting a suite's scripts into one container, and
@@ -105,18 +119,18 @@ func (e *StageError) Error() string {
 
 // imageUser is the USER of the container's image on one host ("0" for
 // root): from the probe, or asked of the container.
-func (r *Runner) imageUser(ctx context.Context, c transport.Conn, host string) (string, error) {
+func (r *Runner) imageUser(ctx context.Context, e docker.Engine, host string) (string, error) {
 	u, known := r.ImageUsers[host]
 	if !known {
 		name := r.Config.Container.Name
-		res, err := c.Run(ctx, transport.Command{Line: shell.Join(r.docker().InspectNamed(name, "{{.Config.User}}")...)})
+		c, ok, err := e.Inspect(ctx, name)
 		if err != nil {
 			return "", fmt.Errorf("reading the image's USER: %w", err)
 		}
-		var named bool
-		if u, named = docker.ParseNamed(string(res.Stdout), name); !named {
+		if !ok {
 			return "", fmt.Errorf("reading the image's USER: no container named %s", name)
 		}
+		u = c.User
 	}
 	if u == "" {
 		return "0", nil
@@ -125,56 +139,47 @@ func (r *Runner) imageUser(ctx context.Context, c transport.Conn, host string) (
 }
 
 // stage puts every step's script (environment included, so it may hold
-// secrets) into each container: over SFTP (0600) into a private (0700)
-// folder on the host, docker cp into a fresh folder only root can write,
-// then, as root, owned by the user the step runs as and mode 0600, so no
-// other user of the container can read it. Scripts and [env] values so
+// secrets) into each container: into a fresh folder only root can write
+// (mkdir fails if anything is there already), owned by root and mode 0600,
+// then, as root, given to the user the step runs as, so no other user of
+// the container can read it. The engine carries the content (SFTP and
+// docker cp, or the API's archive upload), so scripts and [env] values
 // never appear in a command line or a process list.
 func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 	env := r.stepEnv()
-	scripts := make([][]byte, len(s.Steps))
+	files := make([]docker.File, len(s.Steps))
 	for i, st := range s.Steps {
-		scripts[i] = []byte(Script(env, st))
+		files[i] = docker.File{Name: path.Base(r.scriptPath(i)), Data: []byte(Script(env, st)), Mode: 0o600}
 	}
-	d := r.docker()
 	name := r.Config.Container.Name
 	errs := r.Fleet.Each(ctx, r.Config.Hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) (err error) {
 		ctx, cancel := context.WithTimeout(ctx, stageTimeout)
 		defer cancel()
-		if _, err := c.Run(ctx, transport.Command{Line: shell.Join(d.Exec(name, docker.Root, "mkdir", "-m", "711", r.scriptDir())...)}); err != nil {
+		e := r.engine(h.Name, c)
+		if _, err := e.Exec(ctx, name, docker.Root, []string{"mkdir", "-m", "711", r.scriptDir()}, docker.ExecIO{}); err != nil {
 			return fmt.Errorf("making %s in the container: %w", r.scriptDir(), err)
 		}
-		dir, err := transport.MakeTempDir(ctx, c, "cvs-steps")
-		if err != nil {
+		if err := e.CopyInto(ctx, name, r.scriptDir(), files); err != nil {
 			return err
 		}
-		defer func() {
-			if cerr := transport.RemoveTempDir(ctx, c, dir); cerr != nil && err == nil {
-				err = fmt.Errorf("removing %s: %w", dir, cerr)
-			}
-		}()
 		byOwner := map[string][]string{}
 		var owners []string
 		imageUser := ""
 		for _, st := range s.Steps {
 			if st.User == "" {
-				if imageUser, err = r.imageUser(ctx, c, h.Name); err != nil {
+				if imageUser, err = r.imageUser(ctx, e, h.Name); err != nil {
 					return err
 				}
 				break
 			}
 		}
-		for i, sc := range scripts {
-			file := fmt.Sprintf("%s/step%d.sh", dir, i)
-			if err := c.Upload(ctx, file, bytes.NewReader(sc), 0o600); err != nil {
-				return err
-			}
-			if _, err := c.Run(ctx, transport.Command{Line: shell.Join(d.CopyInto(file, name, r.scriptPath(i))...)}); err != nil {
-				return fmt.Errorf("docker cp into the container: %w", err)
-			}
+		for i := range files {
 			o := s.Steps[i].User
 			if o == "" {
 				o = imageUser
+			}
+			if o == "0" || o == "root" {
+				continue // root's already, mode 0600
 			}
 			if _, ok := byOwner[o]; !ok {
 				owners = append(owners, o)
@@ -183,7 +188,7 @@ func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 		}
 		for _, o := range owners {
 			argv := append([]string{"sh", "-c", `chown "$0" "$@" && chmod 600 "$@"`, o}, byOwner[o]...)
-			if _, err := c.Run(ctx, transport.Command{Line: shell.Join(d.Exec(name, docker.Root, argv...)...)}); err != nil {
+			if _, err := e.Exec(ctx, name, docker.Root, argv, docker.ExecIO{}); err != nil {
 				return fmt.Errorf("giving the step scripts to user %s in the container: %w", o, err)
 			}
 		}
@@ -209,7 +214,7 @@ func (r *Runner) unstage(ctx context.Context) {
 	r.Fleet.Each(ctx, r.Config.Hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, stageTimeout)
 		defer cancel()
-		_, err := c.Run(ctx, transport.Command{Line: shell.Join(r.docker().Exec(r.Config.Container.Name, docker.Root, "rm", "-rf", "--", r.scriptDir())...)})
+		_, err := r.engine(h.Name, c).Exec(ctx, r.Config.Container.Name, docker.Root, []string{"rm", "-rf", "--", r.scriptDir()}, docker.ExecIO{})
 		return err
 	})
 }
@@ -237,7 +242,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 		if r.OnStep != nil {
 			r.OnStep(st, hosts)
 		}
-		line := r.docker().ExecWatched(r.Config.Container.Name, docker.ExecOptions{User: st.User}, shell.Join("bash", "-eo", "pipefail", r.scriptPath(stepIndex)))
+		argv := []string{"bash", "-eo", "pipefail", r.scriptPath(stepIndex)}
 		results := make([]Result, len(hosts))
 		errs := r.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 			if r.Guard != nil {
@@ -247,7 +252,8 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 			}
 			ctx, cancel := context.WithTimeout(ctx, st.Timeout)
 			defer cancel()
-			cmd := transport.Command{Line: line, ForwardStdin: true, Name: "step " + st.Name}
+			e := r.engine(h.Name, c)
+			eio := docker.ExecIO{Watched: true, Name: "step " + st.Name}
 			var po, pe *report.Prefix
 			var outs, errs []io.Writer
 			if r.Stdout != nil {
@@ -258,6 +264,10 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 				pe = &report.Prefix{W: r.Stderr, Host: h.Name, Width: width, Locker: &outMu}
 				errs = append(errs, pe)
 			}
+			if r.Watch != nil {
+				wo, we := r.Watch(st.Name, h.Name)
+				outs, errs = append(outs, wo), append(errs, we)
+			}
 			if r.Log != nil {
 				lo, le, done := r.Log(st.Name, h.Name)
 				if done != nil {
@@ -266,12 +276,12 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 				}
 			}
 			if len(outs) > 0 {
-				cmd.Stdout = io.MultiWriter(outs...)
+				eio.Stdout = io.MultiWriter(outs...)
 			}
 			if len(errs) > 0 {
-				cmd.Stderr = io.MultiWriter(errs...)
+				eio.Stderr = io.MultiWriter(errs...)
 			}
-			res, err := c.Run(ctx, cmd)
+			res, err := e.Exec(ctx, r.Config.Container.Name, docker.ExecOptions{User: st.User}, argv, eio)
 			if po != nil {
 				po.Flush()
 			}
@@ -284,7 +294,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 				// A non-zero exit is the step's own only if its container
 				// still runs: docker exec also fails when the container
 				// or the daemon went away.
-				if why := r.containerGone(ctx, c); why != "" {
+				if why := r.containerGone(ctx, e); why != "" {
 					results[i].Infra, results[i].Error = true, why
 				}
 			}
@@ -318,23 +328,20 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 	return all, nil
 }
 
-func (r *Runner) docker() docker.CLI { return docker.CLI{Sudo: r.Config.Sudo} }
-
 // containerGone checks, after a step failed, that its container still
 // runs; it returns why not, or "".
-func (r *Runner) containerGone(ctx context.Context, c transport.Conn) string {
+func (r *Runner) containerGone(ctx context.Context, e docker.Engine) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	name := r.Config.Container.Name
-	res, err := c.Run(ctx, transport.Command{Line: shell.Join(r.docker().InspectNamed(name, "{{.State.Status}}")...)})
-	state, named := docker.ParseNamed(string(res.Stdout), name)
+	c, ok, err := e.Inspect(ctx, name)
 	switch {
 	case err != nil:
-		return "docker exec failed and the container cannot be inspected: " + report.LastLine(string(res.Stderr)+err.Error())
-	case !named:
+		return "docker exec failed and the container cannot be inspected: " + report.LastLine(err.Error())
+	case !ok:
 		return fmt.Sprintf("the container %s is gone: it was removed during the step", name)
-	case state != string(docker.StateRunning):
-		return fmt.Sprintf("the container is %s: it stopped during the step", state)
+	case c.Status != string(docker.StateRunning):
+		return fmt.Sprintf("the container is %s: it stopped during the step", c.Status)
 	}
 	return ""
 }

@@ -44,6 +44,8 @@ type app struct {
 
 	// leftBehind says what a second Ctrl-C leaves on the hosts.
 	leftBehind atomic.Value // func() string
+	// stopLive ends the live view of a run, if one is on.
+	stopLive func()
 }
 
 func (a *app) setLeftBehind(f func() string) { a.leftBehind.Store(f) }
@@ -56,7 +58,7 @@ func (a *app) leftBehindNote() string {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, stopLive: func() {}}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -300,6 +302,16 @@ func (a *app) loadCluster() (*cluster.Config, error) {
 	cfg, err := cluster.LoadWith(a.clusterPath(), cluster.LoadOptions{Site: site})
 	if err != nil {
 		return nil, exitcode.With(exitcode.Usage, err)
+	}
+	// CVS_DOCKER_ACCESS overrides the file's docker_access (to compare the
+	// two ways on one cluster, or to step around one).
+	if v := os.Getenv("CVS_DOCKER_ACCESS"); v != "" {
+		switch cluster.DockerAccess(v) {
+		case cluster.DockerAccessAuto, cluster.DockerAccessAPI, cluster.DockerAccessCLI:
+			cfg.DockerAccess = cluster.DockerAccess(v)
+		default:
+			return nil, &flagError{fmt.Errorf("CVS_DOCKER_ACCESS=%q is not one of auto, api, cli", v)}
+		}
 	}
 	return cfg, nil
 }

@@ -542,6 +542,14 @@ func (h *Host) docker(ctx context.Context, cmd transport.Command, argv []string)
 		sort.Strings(ids)
 		return ok1(strings.Join(ids, "\n"))
 	case "container":
+		if argv[1] == "inspect" && len(argv) == 3 {
+			// docker's JSON; an all-hex name may match another's ID.
+			c := h.byRef(argv[2])
+			if c == nil {
+				return h.exit(cmd, 1, "Error: No such container: "+argv[2])
+			}
+			return ok1(inspectJSON(c) + "\n")
+		}
 		if argv[1] != "inspect" || len(argv) != 5 {
 			break
 		}

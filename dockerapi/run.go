@@ -1,0 +1,153 @@
+package dockerapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/cvs-tool/cvs/docker"
+	"github.com/cvs-tool/cvs/transport"
+	units "github.com/docker/go-units"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+)
+
+// Run creates and starts the container spec describes, as `docker run -d
+// --init` does: the image is pulled first when the host lacks it (within
+// ctx: the pull timeout ends the pull in the daemon too), the environment
+// travels in the request body. A registry that wants credentials the
+// daemon does not have (the host's docker login) is pulled with the
+// host's docker CLI, which has them.
+func (e *Engine) Run(ctx context.Context, spec docker.RunSpec) (transport.Result, error) {
+	cfg, hc, err := createConfig(spec)
+	if err != nil {
+		return transport.Result{ExitCode: 125, Stderr: []byte(err.Error())}, &transport.ExitError{Host: e.host, Cmd: "docker run " + spec.Name, Code: 125, StderrTail: err.Error()}
+	}
+	if id, err := e.ImageID(ctx, spec.Image); err != nil {
+		return transport.Result{ExitCode: -1}, e.apiError(ctx, "inspecting image "+spec.Image, err)
+	} else if id == "" {
+		if res, err := e.pull(ctx, spec.Image); err != nil {
+			return res, err
+		}
+	}
+	created, err := e.c.ContainerCreate(ctx, client.ContainerCreateOptions{Name: spec.Name, Config: cfg, HostConfig: hc})
+	if err != nil {
+		return e.refused(ctx, "docker run (create) "+spec.Name, err)
+	}
+	if _, err := e.c.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		return e.refused(ctx, "docker run (start) "+spec.Name, err)
+	}
+	return transport.Result{Stdout: []byte(created.ID + "\n")}, nil
+}
+
+// pull pulls ref through the API; an authentication failure falls back to
+// the host's docker CLI (its docker login).
+func (e *Engine) pull(ctx context.Context, ref string) (transport.Result, error) {
+	resp, err := e.c.ImagePull(ctx, ref, client.ImagePullOptions{})
+	if err == nil {
+		err = resp.Wait(ctx)
+		resp.Close()
+	}
+	switch {
+	case err == nil:
+		return transport.Result{}, nil
+	case ctx.Err() != nil:
+		return transport.Result{ExitCode: -1}, e.apiError(ctx, "pulling "+ref, err)
+	case e.cli != nil && isAuth(err):
+		res, cerr := e.cli.Host.Run(ctx, transport.Command{Line: docker.Line(e.cli.Pull(ref))})
+		if cerr != nil {
+			return res, cerr
+		}
+		return transport.Result{}, nil
+	}
+	msg := "Unable to pull " + ref + ": " + err.Error()
+	return transport.Result{ExitCode: 125, Stderr: []byte(msg + "\n")}, &transport.ExitError{Host: e.host, Cmd: "docker pull " + ref, Code: 125, StderrTail: msg}
+}
+
+// isAuth reports whether a pull failed for want of credentials.
+func isAuth(err error) bool {
+	if cerrdefs.IsUnauthorized(err) || cerrdefs.IsPermissionDenied(err) {
+		return true
+	}
+	l := strings.ToLower(err.Error())
+	return strings.Contains(l, "unauthorized") || strings.Contains(l, "authentication required") || strings.Contains(l, "denied")
+}
+
+// refused is a create or start the daemon refused, as docker run reports
+// it (exit 125 with the daemon's message); a lost daemon or the context's
+// end is the host's failure.
+func (e *Engine) refused(ctx context.Context, what string, err error) (transport.Result, error) {
+	if ctx.Err() != nil || isDaemonGone(err) {
+		return transport.Result{ExitCode: -1}, e.apiError(ctx, what, err)
+	}
+	msg := "docker: Error response from daemon: " + err.Error()
+	return transport.Result{ExitCode: 125, Stderr: []byte(msg + "\n")}, &transport.ExitError{Host: e.host, Cmd: what, Code: 125, StderrTail: msg}
+}
+
+// createConfig is the API's form of what docker.CLI.Run puts on the
+// command line.
+func createConfig(s docker.RunSpec) (*container.Config, *container.HostConfig, error) {
+	env := make([]string, 0, len(s.Env))
+	for k, v := range s.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	init := true
+	cfg := &container.Config{Image: s.Image, Labels: s.Labels, Env: env, Cmd: docker.KeepAlive}
+	hc := &container.HostConfig{
+		Init: &init, NetworkMode: container.NetworkMode(s.Network), IpcMode: container.IpcMode(s.IPC), PidMode: container.PidMode(s.PID),
+		Privileged: s.Privileged, Binds: s.Volumes, CapAdd: s.CapAdd, SecurityOpt: s.SecurityOpt, GroupAdd: s.GroupAdd,
+	}
+	for _, d := range s.Devices {
+		m, err := device(d)
+		if err != nil {
+			return nil, nil, err
+		}
+		hc.Devices = append(hc.Devices, m)
+	}
+	if s.ShmSize != "" {
+		n, err := units.RAMInBytes(s.ShmSize)
+		if err != nil {
+			return nil, nil, fmt.Errorf("shm_size %q: %w", s.ShmSize, err)
+		}
+		hc.ShmSize = n
+	}
+	for _, u := range s.Ulimits {
+		l, err := units.ParseUlimit(u)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ulimit %q: %w", u, err)
+		}
+		hc.Ulimits = append(hc.Ulimits, l)
+	}
+	return cfg, hc, nil
+}
+
+// device reads a --device value: HOST[:CONTAINER][:PERMISSIONS].
+func device(v string) (container.DeviceMapping, error) {
+	parts := strings.Split(v, ":")
+	m := container.DeviceMapping{PathOnHost: parts[0], PathInContainer: parts[0], CgroupPermissions: "rwm"}
+	switch len(parts) {
+	case 1:
+	case 2:
+		if isPerms(parts[1]) {
+			m.CgroupPermissions = parts[1]
+		} else {
+			m.PathInContainer = parts[1]
+		}
+	case 3:
+		m.PathInContainer, m.CgroupPermissions = parts[1], parts[2]
+		if !isPerms(parts[2]) {
+			return m, errors.New("device " + v + ": permissions must be a combination of r, w and m")
+		}
+	default:
+		return m, errors.New("device " + v + ": too many colons")
+	}
+	return m, nil
+}
+
+func isPerms(s string) bool {
+	return s != "" && strings.Trim(s, "rwm") == ""
+}
