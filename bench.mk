@@ -2,6 +2,7 @@
 #
 #   make bench-fanout                       # N = 10, 50, 200; 5 runs each
 #   make bench-fanout BENCH_N=50 BENCH_RUNS=3 BENCH_ARGS='-ref=false'
+#   make bench-fanout BENCH_ARGS=-docker-socket=/var/tmp/cvs-lab/run/docker.sock   # status through the Engine API (lab up)
 #
 # It installs the baselines if missing (scripts/bench-deps.sh, needs root
 # and apt), builds cvs, starts loopback sshd hosts on 127.0.10.x, and
@@ -36,3 +37,15 @@ bench-image: deps
 	$(GO) build -ldflags "-X main.version=$(BENCH_CVS_VERSION)" -o bin/cvs ./cmd/cvs
 	$(GO) build -o bin/bench-image ./bench/image
 	bin/bench-image -cvs bin/cvs -out bench/IMAGE-RESULTS.md $(BENCH_IMAGE_ARGS)
+
+# One `cvs run test` on persistent containers, on the lab (8 hosts):
+# the Docker API vs the docker CLI vs exec vs pdsh vs Ansible:
+#   make bench-run
+#   make bench-run BENCH_RUN_ARGS='-hosts 3 -runs 3'
+BENCH_RUN_ARGS ?=
+
+.PHONY: bench-run
+bench-run: deps bench-deps
+	$(GO) build -ldflags "-X main.version=$(BENCH_CVS_VERSION)" -o bin/cvs ./cmd/cvs
+	$(GO) build -o bin/bench-run ./bench/run
+	bin/bench-run -cvs bin/cvs -out bench/RUN-RESULTS.md $(BENCH_RUN_ARGS)

@@ -88,26 +88,30 @@ type File struct {
 	Mode os.FileMode
 }
 
+// inspectDoc is what cvs reads of `docker container inspect` JSON.
+type inspectDoc struct {
+	ID    string `json:"Id"`
+	Name  string `json:"Name"`
+	Image string `json:"Image"`
+	State struct {
+		Status    string `json:"Status"`
+		StartedAt string `json:"StartedAt"`
+	} `json:"State"`
+	Config struct {
+		Image  string            `json:"Image"`
+		Labels map[string]string `json:"Labels"`
+		User   string            `json:"User"`
+	} `json:"Config"`
+}
+
 // ParseInspect reads `docker container inspect` JSON (one object, or a
 // list of one) as Inspected, checking that the container is the one named
 // name.
 func ParseInspect(raw []byte, name string) (Inspected, bool, error) {
-	type doc struct {
-		ID    string `json:"Id"`
-		Name  string `json:"Name"`
-		Image string `json:"Image"`
-		State struct {
-			Status    string `json:"Status"`
-			StartedAt string `json:"StartedAt"`
-		} `json:"State"`
-		Config struct {
-			User string `json:"User"`
-		} `json:"Config"`
-	}
-	var d doc
+	var d inspectDoc
 	raw = bytes.TrimSpace(raw)
 	if len(raw) > 0 && raw[0] == '[' {
-		var list []doc
+		var list []inspectDoc
 		if err := json.Unmarshal(raw, &list); err != nil || len(list) != 1 {
 			return Inspected{}, false, fmt.Errorf("docker inspect answered something unreadable: %.200q", raw)
 		}

@@ -488,20 +488,7 @@ func parseContainer(f *Facts, c section) {
 		f.Error, f.ErrorKind = "inspecting the container: "+report.LastLine(c.body), KindProbeContainer
 		return
 	}
-	var list []struct {
-		ID    string `json:"Id"`
-		Name  string `json:"Name"`
-		Image string `json:"Image"`
-		State struct {
-			Status    string `json:"Status"`
-			StartedAt string `json:"StartedAt"`
-		} `json:"State"`
-		Config struct {
-			Image  string            `json:"Image"`
-			Labels map[string]string `json:"Labels"`
-			User   string            `json:"User"`
-		} `json:"Config"`
-	}
+	var list []inspectDoc
 	if err := json.Unmarshal([]byte(c.body), &list); err != nil || len(list) != 1 {
 		f.Error, f.ErrorKind = fmt.Sprintf("docker inspect answered something unreadable: %s", report.LastLine(c.body)), KindProbeContainer
 		return

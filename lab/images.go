@@ -28,9 +28,12 @@ const recipeVersion = "1"
 
 var (
 	// hostPackages make a lab host look like a provisioned node.
+	// python3-docker (Python and the Docker SDK) is what Ansible's
+	// community.docker modules need on a managed node: the run benchmark
+	// (bench/run) compares cvs with them.
 	hostPackages = []string{
 		"openssh-server", "docker.io", "iptables", "procps", "iproute2",
-		"sudo", "ca-certificates", "pigz",
+		"sudo", "ca-certificates", "pigz", "python3-docker",
 	}
 	// aptRepoPackages go into the local apt repository, with every
 	// dependency the workload image lacks.

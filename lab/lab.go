@@ -154,6 +154,26 @@ func Open(ctx context.Context, cfg Config) (*Lab, error) {
 	return l, nil
 }
 
+// OpenAtLeast attaches to the lab that is up when it has at least n hosts,
+// else brings one of n hosts up (for the benchmarks). logf, when set, says
+// so.
+func OpenAtLeast(ctx context.Context, cfg Config, n int, logf func(format string, args ...any)) (*Lab, error) {
+	if l, err := Open(ctx, cfg); err == nil && len(l.Hosts()) >= n {
+		return l, nil
+	}
+	l, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if logf != nil {
+		logf("bringing up a lab of %d hosts", n)
+	}
+	if err := l.Up(ctx, n); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
 func (l *Lab) load() error {
 	st, err := l.readState()
 	if err != nil {

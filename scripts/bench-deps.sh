@@ -14,6 +14,7 @@ set -eu
 # pssh            parallel-ssh
 # openssh-server  sshd for the loopback hosts
 # openssh-client  ssh, used by all three baselines
-PKGS="pdsh clustershell pssh openssh-server openssh-client"
+# ansible         the Ansible baseline of make bench-run (community.docker)
+PKGS="pdsh clustershell pssh openssh-server openssh-client ansible"
 
 exec "$(dirname "$0")/apt-install.sh" bench-deps $PKGS

@@ -59,7 +59,10 @@ func TestTargets(t *testing.T) {
 		{Tool: tool{Name: "pdsh -f N", Bin: "pdsh"}, Label: "pdsh -f 50", Samples: runs(3000*ms, 50)},
 		{Tool: tool{Name: "ref", Bin: "pdsh", Ref: true}, Label: "ref", Samples: runs(100*ms, 50)},
 	}}
-	got := strings.Join(targets([]result{r}), "\n")
+	got := strings.Join(targets([]result{r}, false), "\n")
+	if api := strings.Join(targets([]result{r}, true), "\n"); !strings.Contains(api, "within 1.2× of cvs exec") {
+		t.Errorf("through the API the status target is 1.2×:\n%s", api)
+	}
 	for _, want := range []string{
 		"faster than every baseline: **met** (next best: pdsh -f 50 3.000 s)",
 		"1.67× (1.000 s vs 0.600 s): **missed**",

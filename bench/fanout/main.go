@@ -43,6 +43,10 @@ type config struct {
 	Ref     bool
 	Control bool
 	Only    map[string]bool // tool binaries to run; empty means all
+	// DockerSocket, when set, is a real Docker daemon's socket every farm
+	// host reaches (they share this machine): cvs status asks it through
+	// the Engine API over each host's SSH connection.
+	DockerSocket string
 }
 
 func main() {
@@ -62,6 +66,7 @@ func main() {
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "limit for one run of one tool")
 	fs.BoolVar(&c.Ref, "ref", true, "add reference rows: pdsh -f N with ssh pinned to curve25519 key exchange, and cvs exec of the docker CLI call that cvs status makes on each host")
 	fs.BoolVar(&c.Control, "control", true, "before measuring the first N, rotate host 1's key and check that every tool refuses it")
+	fs.StringVar(&c.DockerSocket, "docker-socket", "", "a Docker daemon's socket for cvs status through the Engine API (e.g. the lab's /var/tmp/cvs-lab/run/docker.sock); without it the farm hosts have no daemon and status falls back to the docker CLI")
 	fs.StringVar(&only, "only", "", "comma-separated binaries to run (cvs,pdsh,clush,parallel-ssh); default all")
 	flag.Parse()
 
@@ -145,7 +150,7 @@ func run(ctx context.Context, c config) error {
 // reported as skipped rather than failing the whole benchmark.
 func resolveBinaries(c config) (bins map[string]string, skipped map[string]string) {
 	bins, skipped = map[string]string{}, map[string]string{}
-	for _, t := range tools(c.Ref) {
+	for _, t := range tools(c.Ref, c.DockerSocket != "") {
 		if _, done := bins[t.Bin]; done {
 			continue
 		}
@@ -202,12 +207,12 @@ func benchN(ctx context.Context, c config, n int, bins, skipped map[string]strin
 	fmt.Fprintf(os.Stderr, "bench-fanout: N=%d: %d sshds on %s..%s port %d started in %v\n",
 		n, n, farm.Hosts[0].Addr, farm.Hosts[n-1].Addr, res.Port, res.FarmStart.Round(time.Millisecond))
 
-	s := &setup{N: n, Farm: farm, Dir: dir}
+	s := &setup{N: n, Farm: farm, Dir: dir, DockerSocket: c.DockerSocket}
 	if err := writeSetupFiles(s); err != nil {
 		return result{}, err
 	}
 
-	ts := tools(c.Ref)
+	ts := tools(c.Ref, c.DockerSocket != "")
 	res.Rows = make([]row, len(ts))
 	for i, t := range ts {
 		res.Rows[i] = row{Tool: t, Label: t.label(n)}

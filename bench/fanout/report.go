@@ -24,7 +24,10 @@ func report(ctx context.Context, c config, results []result, started time.Time, 
 	w("Columns: wall time median (min–max) over %d runs; ratio of medians to `cvs exec -- true`; client CPU (user+sys of the tool and the processes it reaped, e.g. its ssh children), median; peak RSS, the largest single process (the tool or one of its reaped children) over all runs; handshakes per run counted server-side (`Accepted publickey` lines added to the sshd logs); exit codes of the measured runs.\n\n", c.Runs)
 
 	w("## Targets\n\n")
-	for _, line := range targets(results) {
+	if c.DockerSocket != "" {
+		w("`cvs status` asks Docker through the Engine API over each host's SSH connection (`docker_socket = %q`: one real daemon, the lab's, that every loopback host reaches); the reference row `%s` is the same command through the docker CLI (`CVS_DOCKER_ACCESS=cli`; the farm hosts' CLI finds no daemon at its default socket).\n\n", c.DockerSocket, nameCVSStatusCLI)
+	}
+	for _, line := range targets(results, c.DockerSocket != "") {
 		w("- %s\n", line)
 	}
 	w("\n")
@@ -107,7 +110,13 @@ func report(ctx context.Context, c config, results []result, started time.Time, 
 }
 
 // targets checks the issue's goals against the medians.
-func targets(results []result) []string {
+func targets(results []result, api bool) []string {
+	// Through the API the status probe starts no process on the host:
+	// the issue asks 1.2× then, 1.5× through the CLI.
+	limit := 1.5
+	if api {
+		limit = 1.2
+	}
 	var out []string
 	for _, r := range results {
 		exec := findRow(r, nameCVSExec)
@@ -142,10 +151,10 @@ func targets(results []result) []string {
 		if status != nil && len(status.Samples) > 0 {
 			ratio := medianWall(status).Seconds() / ex.Seconds()
 			verdict := "met"
-			if ratio > 1.5 {
+			if ratio > limit {
 				verdict = "missed"
 			}
-			out = append(out, fmt.Sprintf("N=%d: cvs status within 1.5× of cvs exec: %.2f× (%.3f s vs %.3f s): **%s**.", r.N, ratio, medianWall(status).Seconds(), ex.Seconds(), verdict))
+			out = append(out, fmt.Sprintf("N=%d: cvs status within %.1f× of cvs exec: %.2f× (%.3f s vs %.3f s): **%s**.", r.N, limit, ratio, medianWall(status).Seconds(), ex.Seconds(), verdict))
 		}
 		for _, rw := range []*row{exec, status} {
 			if rw == nil || len(rw.Samples) == 0 {

@@ -22,6 +22,8 @@ type setup struct {
 	HostsFile    string // one address per line, for pdsh, clush, parallel-ssh
 	SSHConfig    string // ssh_config for the OpenSSH-based tools
 	SSHConfigKex string // the same, pinned to cvs's key exchange
+	// DockerSocket, when set, is the docker_socket of the cluster file.
+	DockerSocket string
 }
 
 // tool is one row of the benchmark: a command line run against a setup.
@@ -40,10 +42,12 @@ const (
 	nameCVSExec   = "cvs exec -- true"
 	nameCVSStatus = "cvs status"
 	nameCVSDocker = "cvs exec -- docker version (reference)"
+	// nameCVSStatusCLI is cvs status with the docker CLI, beside the API.
+	nameCVSStatusCLI = "cvs status, docker CLI (reference)"
 )
 
 // tools returns the rows in their base order; each repetition rotates it.
-func tools(withRef bool) []tool {
+func tools(withRef, withAPI bool) []tool {
 	pdshEnv := func(cfg string) []string {
 		// pdsh's ssh module runs "ssh $PDSH_SSH_ARGS CMD"; %u and %h are
 		// the user and host. -x -a match pdsh's own default arguments.
@@ -69,6 +73,11 @@ func tools(withRef bool) []tool {
 			return []string{"-p", strconv.Itoa(s.N), "-h", s.HostsFile, "-l", s.Farm.User, "-t", "0", "-x", "-F " + s.SSHConfig, "true"}, nil
 		}},
 	}
+	if withAPI {
+		ts = append(ts, tool{Name: nameCVSStatusCLI, Bin: "cvs", Ref: true, Cmd: func(s *setup) ([]string, []string) {
+			return []string{"--cluster", s.ClusterFile, "status"}, []string{"CVS_DOCKER_ACCESS=cli"}
+		}})
+	}
 	if withRef {
 		// cvs status runs the docker CLI on every host; on one machine
 		// those runs share the clients' CPUs. This row isolates that cost.
@@ -87,6 +96,14 @@ func tools(withRef bool) []tool {
 // label returns the row name with N filled in.
 func (t tool) label(n int) string {
 	return strings.ReplaceAll(t.Name, " N", " "+strconv.Itoa(n))
+}
+
+// socketLine is the cluster file's docker_socket line, "" for none.
+func socketLine(sock string) string {
+	if sock == "" {
+		return ""
+	}
+	return fmt.Sprintf("docker_socket = %q\n", sock)
 }
 
 // writeSetupFiles writes the cluster file, hosts file and ssh configs.
@@ -114,12 +131,12 @@ host_key_check = "strict"
 connect_timeout = "10s"
 max_parallel = 256
 hosts = [%s]
-
+%s
 [container]
 lifetime = "per_run"
 image = "debian:bookworm"
 name = "cvs-bench"
-`, s.N, f.User, f.ClientKey, port, f.KnownHosts, strings.Join(quoted, ", "))
+`, s.N, f.User, f.ClientKey, port, f.KnownHosts, strings.Join(quoted, ", "), socketLine(s.DockerSocket))
 	if err := os.WriteFile(s.ClusterFile, []byte(cluster), 0o644); err != nil {
 		return err
 	}

@@ -51,15 +51,9 @@ func (r result) median() time.Duration {
 func run(n, sizeMiB, runs int, cvs, out string) error {
 	ctx := context.Background()
 	started := time.Now()
-	l, err := lab.Open(ctx, lab.Config{})
-	if err != nil || len(l.Hosts()) < n {
-		if l, err = lab.New(lab.Config{}); err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "bringing up a lab of %d hosts\n", n)
-		if err := l.Up(ctx, n); err != nil {
-			return err
-		}
+	l, err := lab.OpenAtLeast(ctx, lab.Config{}, n, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+	if err != nil {
+		return err
 	}
 	hosts := l.Hosts()[:n]
 	big := l.Registry() + "/bench/big:1"
