@@ -75,6 +75,8 @@ type Config struct {
 	DockerAccess DockerAccess `json:"docker_access"`
 	// DockerSocket is the daemon's Unix socket on the hosts, for the API.
 	DockerSocket string `json:"docker_socket"`
+	// Engine is how cvs reaches the hosts.
+	Engine Engine `json:"engine"`
 
 	// Hosts are the expanded hosts in file order; Hosts[HeadIndex] is the
 	// head.
@@ -329,3 +331,21 @@ func (c *Config) HostNames() []string {
 	}
 	return names
 }
+
+// Engine is how cvs reaches the hosts ([engine]).
+type Engine struct {
+	Kind EngineKind `json:"kind"`
+	// Srun is the srun executable (kind "slurm"); "" is srun in $PATH.
+	Srun string `json:"srun,omitempty"`
+}
+
+// EngineKind names an engine.
+type EngineKind string
+
+const (
+	// EngineSSH: one SSH connection per host (the default).
+	EngineSSH EngineKind = "ssh"
+	// EngineSlurm: every per-host command is an srun task on that node,
+	// started by Slurm's daemons; no SSH to the nodes.
+	EngineSlurm EngineKind = "slurm"
+)

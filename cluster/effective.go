@@ -26,6 +26,7 @@ type Effective struct {
 	Sudo              bool                `toml:"sudo" json:"sudo"`
 	DockerAccess      string              `toml:"docker_access" json:"docker_access"`
 	DockerSocket      string              `toml:"docker_socket" json:"docker_socket"`
+	Engine            EffEngine           `toml:"engine" json:"engine"`
 	Hosts             []string            `toml:"hosts" json:"hosts"`
 	Env               map[string]string   `toml:"env,omitempty" json:"env,omitempty"`
 	Container         EffContainer        `toml:"container" json:"container"`
@@ -96,7 +97,7 @@ func (c *Config) Effective() Effective {
 		User: c.User, IdentityFile: c.IdentityFiles, Port: c.Port, KnownHosts: c.KnownHosts,
 		HostKeyCheck: string(c.HostKeyCheck), ConnectTimeout: dur(c.ConnectTimeout),
 		CommandTimeout: dur(c.CommandTimeout), KeepAliveInterval: dur(c.KeepAlive),
-		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, DockerAccess: string(c.DockerAccess), DockerSocket: c.DockerSocket, Env: c.Env,
+		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, DockerAccess: string(c.DockerAccess), DockerSocket: c.DockerSocket, Engine: EffEngine{Kind: string(c.Engine.Kind), Srun: c.Engine.Srun}, Env: c.Env,
 	}
 	if e.IdentityFile == nil {
 		e.IdentityFile = []string{}
@@ -209,4 +210,10 @@ func skew(d time.Duration) string {
 		return "off"
 	}
 	return dur(d)
+}
+
+// EffEngine is [engine] as the effective configuration shows it.
+type EffEngine struct {
+	Kind string `toml:"kind" json:"kind"`
+	Srun string `toml:"srun,omitempty" json:"srun,omitempty"`
 }

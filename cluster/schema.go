@@ -18,7 +18,8 @@ import (
 var (
 	topKeys = []string{"user", "identity_file", "port", "known_hosts", "host_key_check",
 		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel", "max_clock_skew",
-		"proxy_jump", "head", "sudo", "docker_access", "docker_socket", "hosts", "env", "container", "suites", "sites"}
+		"proxy_jump", "head", "sudo", "docker_access", "docker_socket", "hosts", "env", "container", "suites", "sites", "engine"}
+	engineKeys    = []string{"kind", "srun"}
 	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "distribute", "strict_attach", "name", "setup_script", "pull_timeout",
 		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
 		"security_opt", "group_add", "shm_size", "ulimits", "env"}
@@ -129,6 +130,7 @@ func (d *decoder) config(raw map[string]any) *Config {
 	c.Container = d.container(raw)
 	c.Suites = d.suites(raw)
 	c.Sites = d.sites(raw)
+	c.Engine = d.engine(raw)
 	d.applySite(c)
 	return c
 }
@@ -427,4 +429,26 @@ func (d *decoder) applySite(c *Config) {
 		names = []string{"none: add [sites.NAME] tables"}
 	}
 	d.problem(0, "site", "site %q (from --site or $CVS_SITE) is not in the cluster file; sites: %s", d.site, strings.Join(names, ", "))
+}
+
+// engine reads [engine]: how cvs reaches the hosts.
+func (d *decoder) engine(raw map[string]any) Engine {
+	e := Engine{Kind: EngineSSH}
+	m, ok := d.table(raw, "", "engine")
+	if !ok {
+		return e
+	}
+	d.checkKeys(m, "engine", engineKeys, nil)
+	if v, ok := d.str(m, "engine", "kind"); ok {
+		switch EngineKind(v) {
+		case EngineSSH, EngineSlurm:
+			e.Kind = EngineKind(v)
+		default:
+			d.fail("engine.kind", "%q is not one of \"ssh\" (the default: an SSH connection per host) or \"slurm\" (srun tasks on the nodes)", v)
+		}
+	}
+	if v, ok := d.str(m, "engine", "srun"); ok {
+		e.Srun = d.path(v)
+	}
+	return e
 }

@@ -67,7 +67,10 @@ func (s *Session) openAPI(ctx context.Context, h cluster.Host, c transport.Conn)
 		return nil, "", "sudo = true: the docker CLI runs through sudo -n", nil
 	}
 	ud, ok := c.(transport.UnixDialer)
-	if !ok {
+	switch {
+	case s.Config.Engine.Kind == cluster.EngineSlurm:
+		return nil, "", `[engine] kind = "slurm": no SSH connection to forward the daemon's socket through`, nil
+	case !ok:
 		return nil, "", "this connection cannot forward a Unix socket", nil
 	}
 	e, version, err = dockerapi.Open(ctx, ud, h.Name, s.socket())

@@ -10,7 +10,6 @@ import (
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/exitcode"
-	"github.com/cvs-tool/cvs/fleet"
 	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/shell"
 	"github.com/cvs-tool/cvs/transport"
@@ -56,19 +55,12 @@ type ExecHostResult struct {
 // host. The error carries the exit code: 1 when the command failed on some
 // host, 3 when some host could not be connected to (the others ran it).
 func Exec(ctx context.Context, cfg *cluster.Config, req ExecRequest, opts Options) (*ExecReport, error) {
-	var f *fleet.Fleet
 	s := &Session{Config: cfg, opts: opts, log: opts.logger()}
-	if opts.Dial != nil {
-		f = fleet.NewWithDial(opts.Dial, cfg.MaxParallel)
-	} else {
-		d, err := transport.NewDialer(transport.OptionsFor(cfg))
-		if err != nil {
-			return nil, exitcode.With(exitcode.Preflight, err)
-		}
-		s.dialer = d
-		f = fleet.New(d, cfg.MaxParallel)
+	f, d, err := newFleet(cfg, opts)
+	if err != nil {
+		return nil, err
 	}
-	s.fleet = f
+	s.fleet, s.dialer = f, d
 	s.docker.Sudo = cfg.Sudo
 	defer s.Close()
 

@@ -185,17 +185,11 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 	s := &Session{Config: cfg, RunID: newRunID(), opts: opts, log: opts.logger(),
 		docker: docker.CLI{Sudo: cfg.Sudo}, launched: make([]bool, len(cfg.Hosts)),
 		after: make([]containerNow, len(cfg.Hosts)), started: time.Now(), Image: cfg.Container.Image}
-	dial := opts.Dial
-	if dial == nil {
-		d, err := transport.NewDialer(transport.OptionsFor(cfg))
-		if err != nil {
-			return nil, exitcode.With(exitcode.Preflight, err)
-		}
-		s.dialer = d
-		s.fleet = fleet.New(d, cfg.MaxParallel)
-	} else {
-		s.fleet = fleet.NewWithDial(dial, cfg.MaxParallel)
+	f, d, err := newFleet(cfg, opts)
+	if err != nil {
+		return nil, err
 	}
+	s.fleet, s.dialer = f, d
 	if opts.OnOpen != nil {
 		opts.OnOpen(s)
 	}
@@ -277,6 +271,24 @@ func (s *Session) stopped(ctx context.Context, err error) error {
 		return err
 	}
 	return exitcode.With(exitcode.Stopped(ctx), fmt.Errorf("%v before anything was changed", context.Cause(ctx)))
+}
+
+// newFleet reaches the hosts per the cluster's engine: SSH connections
+// (with the dialer that makes them), srun tasks, or opts.Dial in tests.
+func newFleet(cfg *cluster.Config, opts Options) (*fleet.Fleet, *transport.Dialer, error) {
+	switch {
+	case opts.Dial != nil:
+		return fleet.NewWithDial(opts.Dial, cfg.MaxParallel), nil, nil
+	case cfg.Engine.Kind == cluster.EngineSlurm:
+		return fleet.NewWithDial(func(_ context.Context, h cluster.Host) (transport.Conn, error) {
+			return &transport.Srun{Host: h.Name, Bin: cfg.Engine.Srun}, nil
+		}, cfg.MaxParallel), nil, nil
+	}
+	d, err := transport.NewDialer(transport.OptionsFor(cfg))
+	if err != nil {
+		return nil, nil, exitcode.With(exitcode.Preflight, err)
+	}
+	return fleet.New(d, cfg.MaxParallel), d, nil
 }
 
 // Close releases the lock and closes every connection.

@@ -1,0 +1,160 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cvs-tool/cvs/report"
+	"github.com/cvs-tool/cvs/shell"
+)
+
+// Srun is a host reached through Slurm instead of SSH: every command runs
+// as one task of `srun` on that node (slurmd starts it; no SSH connection,
+// no sshd on the node needed), with the same watchdog, quoting, time limits
+// and typed errors as over SSH. Uploads are a task that writes its standard
+// input to the file. Inside an allocation the tasks are steps of it;
+// outside one, srun asks for a one-node allocation per command.
+type Srun struct {
+	// Host is the node's name as Slurm knows it.
+	Host string
+	// Bin is the srun executable ("srun" in $PATH when empty).
+	Bin string
+	// Env is added to srun's environment (SLURM_CONF, say).
+	Env []string
+}
+
+var _ Conn = (*Srun)(nil)
+
+func (s *Srun) bin() string {
+	if s.Bin != "" {
+		return s.Bin
+	}
+	return "srun"
+}
+
+// argv is srun's command line for one task on the node running sh -c
+// line: under the watchdog, unless the task reads data on its standard
+// input (the watchdog would read it too).
+func (s *Srun) argv(line string, forwardStdin, data bool) []string {
+	argv := []string{s.bin(), "--nodelist=" + s.Host, "--nodes=1", "--ntasks=1", "--quiet", "--kill-on-bad-exit=1", "sh", "-c"}
+	switch {
+	case data:
+		return append(argv, line)
+	case forwardStdin:
+		return append(argv, watchdogStdin, "cvs", line)
+	}
+	return append(argv, Watchdog, "cvs", line)
+}
+
+// Run runs cmd.Line on the node and waits, at most until ctx ends: then
+// srun's standard input is closed (the watchdog on the node kills the
+// command's process group) and srun is stopped.
+func (s *Srun) Run(ctx context.Context, cmd Command) (Result, error) {
+	return s.run(ctx, cmd, nil)
+}
+
+func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, error) {
+	start := time.Now()
+	argv := s.argv(cmd.Line, cmd.ForwardStdin, input != nil)
+	c := exec.Command(argv[0], argv[1:]...)
+	c.Env = append(os.Environ(), s.Env...)
+	stdout, stderr := report.NewTailBuffer(MaxCapture), report.NewTailBuffer(MaxCapture)
+	c.Stdout, c.Stderr = tee(stdout, cmd.Stdout), tee(stderr, cmd.Stderr)
+	stdin, err := c.StdinPipe()
+	if err != nil {
+		return Result{ExitCode: -1}, err
+	}
+	// srun in its own process group: a Ctrl-C at the terminal reaches cvs,
+	// which stops the task itself.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	result := func(code int) Result {
+		return Result{Stdout: []byte(stdout.String()), Stderr: []byte(stderr.String()), ExitCode: code, Duration: time.Since(start),
+			StdoutCut: stdout.Dropped(), StderrCut: stderr.Dropped()}
+	}
+	if err := c.Start(); err != nil {
+		return Result{ExitCode: -1}, &HostError{Host: s.Host, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("starting srun: %v (is Slurm's client installed?)", err)}
+	}
+	fed := make(chan error, 1)
+	go func() {
+		var err error
+		if input != nil {
+			_, err = io.Copy(stdin, input)
+			stdin.Close()
+		}
+		fed <- err
+	}()
+	waitc := make(chan error, 1)
+	go func() { waitc <- c.Wait() }()
+	var werr error
+	select {
+	case werr = <-waitc:
+	case <-ctx.Done():
+		stdin.Close() // the watchdog kills the process group on the node
+		select {
+		case <-waitc:
+		case <-time.After(killGrace):
+			// srun asks slurmd to signal the task; a second SIGINT within
+			// a second ends the step.
+			c.Process.Signal(os.Interrupt)
+			c.Process.Signal(os.Interrupt)
+			<-waitc
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return result(-1), &TimeoutError{Host: s.Host, Cmd: cmd.name(), After: time.Since(start)}
+		}
+		return result(-1), fmt.Errorf("command %s: %w", abbreviate(cmd.name(), 80), ctx.Err())
+	}
+	if input != nil {
+		if err := <-fed; err != nil {
+			return result(-1), fmt.Errorf("feeding %s: %w", abbreviate(cmd.name(), 80), err)
+		}
+	}
+	var ee *exec.ExitError
+	switch {
+	case werr == nil:
+		return result(0), nil
+	case errors.As(werr, &ee):
+		res := result(ee.ExitCode())
+		if srunFailed(res.Stderr) {
+			// srun itself could not place the task: the node is down,
+			// unknown, or not in the allocation.
+			return res, &HostError{Host: s.Host, Kind: KindUnreachable, Err: werr, Detail: "srun: " + report.LastLine(string(res.Stderr))}
+		}
+		return res, &ExitError{Host: s.Host, Cmd: cmd.name(), Code: res.ExitCode, StderrTail: report.Tail(string(res.Stderr), stderrTailLines)}
+	default:
+		return result(-1), &HostError{Host: s.Host, Kind: KindSSH, Err: werr, Detail: fmt.Sprintf("running srun: %v", werr)}
+	}
+}
+
+// srunFailed reports whether srun's own error (not the task's) is in
+// stderr.
+func srunFailed(stderr []byte) bool {
+	for _, l := range strings.Split(string(stderr), "\n") {
+		if strings.HasPrefix(l, "srun: error:") && !strings.Contains(l, "task 0: Exited with exit code") {
+			return true
+		}
+	}
+	return false
+}
+
+// Upload writes r to remotePath on the node with mode, through a task that
+// copies its standard input there (created with the mode, never readable
+// by others on the way).
+func (s *Srun) Upload(ctx context.Context, remotePath string, r io.Reader, mode os.FileMode) error {
+	line := fmt.Sprintf("umask 077 && cat > %s && chmod %o %s", shell.Quote(remotePath), mode.Perm(), shell.Quote(remotePath))
+	_, err := s.run(ctx, Command{Line: line, Name: "upload " + remotePath}, r)
+	return err
+}
+
+// Alive is true: every command is its own srun.
+func (s *Srun) Alive() bool { return true }
+
+// Close does nothing: no connection is held.
+func (s *Srun) Close() error { return nil }
