@@ -24,7 +24,7 @@ deps:
 test: deps test-unit fuzz test-e2e
 
 test-unit:
-	CVS_REQUIRE_SSHD=1 CVS_REQUIRE_BROWSER=1 $(GO) test -race -count=1 ./...
+	CVS_REQUIRE_SSHD=1 CVS_REQUIRE_BROWSER=1 CVS_REQUIRE_XMLLINT=1 $(GO) test -race -count=1 ./...
 
 # A short run of every fuzz test (their seed corpora, in testdata/fuzz,
 # also run in test-unit). FUZZTIME=5m for a longer hunt.

@@ -19,7 +19,8 @@ set -eu
 # procps, psmisc  ps/pgrep for checks that no lab process is left behind
 # chromium        the headless browser the tests open cvs report's HTML page in
 #                 (history, e2e), to check what a reader sees, not the source
+# libxml2-utils   xmllint, which validates cvs's JUnit XML against the JUnit schema
 PKGS="docker.io openssh-server openssh-client debootstrap apt-utils docker-registry
-iproute2 iptables procps psmisc ca-certificates tar gzip chromium"
+iproute2 iptables procps psmisc ca-certificates tar gzip chromium libxml2-utils"
 
 exec "$(dirname "$0")/apt-install.sh" lab-deps $PKGS
