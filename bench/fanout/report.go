@@ -32,7 +32,11 @@ func report(ctx context.Context, c config, results []result, started time.Time, 
 	}
 	w("\n")
 	if lines := statusGap(results); len(lines) > 0 {
-		w("Where `cvs status` spends its extra time: its probe runs the docker CLI on every host, and here every host's CLI runs on the same CPUs as the client. The reference row `cvs exec -- docker version` runs just that call (the CLI reports the daemon absent, as in the probe):\n\n")
+		if c.DockerSocket != "" {
+			w("Where `cvs status` spends its extra time: besides the probe's host script (one command over SSH, as `cvs exec` runs), each host opens a channel to the daemon's socket and makes four API requests (ping, version, container and image inspect); here every host's requests go to the same daemon, on the same CPUs as the client and the 200 sshds. For scale, the reference row `cvs exec -- docker version` starts the docker CLI on every host (it reports the daemon absent):\n\n")
+		} else {
+			w("Where `cvs status` spends its extra time: its probe runs the docker CLI on every host, and here every host's CLI runs on the same CPUs as the client. The reference row `cvs exec -- docker version` runs just that call (the CLI reports the daemon absent, as in the probe):\n\n")
+		}
 		for _, l := range lines {
 			w("- %s\n", l)
 		}
