@@ -140,7 +140,7 @@ func (l *Lab) runHost(ctx context.Context, h Host, all []Host, set imageSet, opt
 	}
 	image := set.host
 	if opt.Slurm {
-		args = append(args, l.slurmContainerArgs(l.slurmControllerHost())...)
+		args = append(args, l.slurmContainerArgs(l.slurmControllerHost(), all)...)
 		image = set.hostSlurm
 	}
 	args = append(args, image)

@@ -278,14 +278,19 @@ func (l *Lab) writeSlurmConf(ctx context.Context, hosts []Host, ctl Host) error 
 // slurmContainerArgs are the docker run options a Slurm lab adds to every
 // container (hosts and controller): the Slurm directory and names for the
 // controller and this machine.
-func (l *Lab) slurmContainerArgs(ctl Host) []string {
+func (l *Lab) slurmContainerArgs(ctl Host, hosts []Host) []string {
 	args := []string{
 		"--volume", l.paths.slurmEtc + ":" + slurmMount + ":ro",
 		"--add-host", ctl.Name + ":" + ctl.Addr.String(),
 	}
 	// srun and salloc from this machine present its hostname; let the
 	// nodes resolve it to the machine's side of the bridge.
-	if hn, err := os.Hostname(); err == nil && validHostname(hn) && hn != ctl.Name && !strings.HasPrefix(hn, "host") {
+	hn, err := os.Hostname()
+	taken := hn == ctl.Name
+	for _, h := range hosts {
+		taken = taken || hn == h.Name
+	}
+	if err == nil && validHostname(hn) && !taken {
 		args = append(args, "--add-host", hn+":"+l.Gateway().String())
 	}
 	return args
@@ -320,7 +325,7 @@ func (l *Lab) runSlurmController(ctx context.Context, ctl Host, hosts []Host, se
 		"--tmpfs", "/tmp",
 		"--dns", "127.0.0.1",
 	}
-	args = append(args, l.slurmContainerArgs(ctl)...)
+	args = append(args, l.slurmContainerArgs(ctl, hosts)...)
 	for _, h := range hosts {
 		args = append(args, "--add-host", h.Name+":"+h.Addr.String())
 	}
