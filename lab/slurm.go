@@ -586,3 +586,39 @@ func (l *Lab) slurmStatus(ctx context.Context, recorded state) *SlurmStatus {
 	}
 	return ss
 }
+
+// StopSlurmd stops host's slurmd; munged, sshd and dockerd go on. The node
+// stays idle for slurmctld until SlurmdTimeout (30 s; it is "down*, Not
+// responding" about 50 s after the stop), so a step that includes it is
+// still allocated and fails to launch there ("Task launch for StepId=...
+// failed on node host3: Communication connection failure", after about 10
+// s). StartSlurmd undoes it.
+func (l *Lab) StopSlurmd(ctx context.Context, host string) error {
+	h, err := l.slurmHost(host)
+	if err != nil {
+		return err
+	}
+	return l.slurmSvc(ctx, h, "slurmd", "stop")
+}
+
+// StartSlurmd starts host's slurmd again and returns when sinfo on this
+// machine shows the node idle (ReturnToService=2 returns a node that was
+// down for not responding as soon as its slurmd registers).
+func (l *Lab) StartSlurmd(ctx context.Context, host string) error {
+	h, err := l.slurmHost(host)
+	if err != nil {
+		return err
+	}
+	if err := l.slurmSvc(ctx, h, "slurmd", "start"); err != nil {
+		return err
+	}
+	return l.waitSlurmNodes(ctx, []Host{h}, 90*time.Second)
+}
+
+// slurmHost finds a host of a Slurm lab.
+func (l *Lab) slurmHost(host string) (Host, error) {
+	if !l.Slurm() {
+		return Host{}, fmt.Errorf("lab %s has no Slurm (cvs-lab up N --slurm)", l.cfg.Dir)
+	}
+	return l.Host(host)
+}

@@ -143,6 +143,31 @@ func TestSlurmLab(t *testing.T) {
 		}
 	})
 
+	// A node whose slurmd is gone: srun fails and names it; back in
+	// service once slurmd runs again.
+	t.Run("slurmd stopped", func(t *testing.T) {
+		last := hosts[len(hosts)-1].Name
+		if err := l.StopSlurmd(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.StartSlurmd(ctx, last) })
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		start := time.Now()
+		out, err := l.SlurmCommand(cctx, "srun", "-N3", "--chdir=/tmp", "hostname").CombinedOutput()
+		t.Logf("$ srun -N3 hostname  (slurmd stopped on %s; %s, %v)\n%s", last, time.Since(start).Round(time.Millisecond), err, out)
+		if err == nil || !strings.Contains(string(out), "failed on node "+last) {
+			t.Errorf("srun with %s's slurmd stopped: %v, want a launch failure naming it", last, err)
+		}
+		if err := l.StartSlurmd(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+		got := sortedLines(slurm(t, "srun", "-N3", "--chdir=/tmp", "hostname"))
+		if !slices.Equal(got, names) {
+			t.Errorf("after StartSlurmd: %q, want %q", got, names)
+		}
+	})
+
 	// A task runs on the host itself: docker there is the host's own
 	// daemon (what a srun backend of cvs drives).
 	t.Run("srun docker", func(t *testing.T) {

@@ -51,6 +51,9 @@ const usage = `usage: cvs-lab COMMAND [ARGS]
       dockerd-stop HOST | dockerd-start HOST
       host-pause HOST | host-unpause HOST
                             freeze the host: SSH connects, then hangs
+      slurmd-stop HOST | slurmd-start HOST
+                            (Slurm lab) stop the host's slurmd; start waits
+                            until the node is idle again
       hostkey-rotate HOST   new host keys; strict checking must then refuse
       known-hosts-refresh   rewrite known_hosts from the hosts' current keys
       retag HOST REF OTHER_REF
@@ -233,6 +236,8 @@ func fault(ctx context.Context, cfg lab.Config, args []string, stdout io.Writer)
 		"dockerd-start": l.StartDockerd,
 		"host-pause":    l.PauseHost,
 		"host-unpause":  l.UnpauseHost,
+		"slurmd-stop":   l.StopSlurmd,
+		"slurmd-start":  l.StartSlurmd,
 	}
 	if f, ok := hostFaults[kind]; ok {
 		if err := want(1, "HOST"); err != nil {
