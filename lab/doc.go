@@ -20,5 +20,11 @@
 // its host key, putting another image under a tag on one host, stopping or
 // throttling the registry) is exposed as methods on *Lab.
 //
-// The lab needs root and the packages that scripts/lab-deps.sh installs.
+// A Slurm lab (UpWith with UpOptions.Slurm, cvs-lab up N --slurm) adds munged
+// and slurmd to every host, slurmctld in a controller container on the bridge,
+// and a munged on this machine, so that srun, salloc and sbcast run from here
+// with SlurmEnv; see slurm.go.
+//
+// The lab needs root and the packages that scripts/lab-deps.sh installs (and
+// scripts/slurm-deps.sh for a Slurm lab).
 package lab

@@ -20,10 +20,12 @@ type DownOptions struct {
 	Purge bool
 }
 
-// Down removes everything the lab created: host containers, the network and
-// its bridge, the lab's dockerd and registry (by their recorded PIDs), any
-// process left in the lab's cgroups or naming its run directory, the lab's
-// cgroups, keys, cluster and known_hosts files. It keeps the caches unless
+// Down removes everything the lab created: host containers (and a Slurm
+// lab's controller container, with the munged, slurmd and slurmctld in
+// them), the network and its bridge, the lab's dockerd, registry and, for a
+// Slurm lab, this machine's munged (by their recorded PIDs), any process left
+// in the lab's cgroups or naming its run directory, the lab's cgroups, keys,
+// cluster and known_hosts files and Slurm configuration. It keeps the caches unless
 // opt.Purge. Down is idempotent: on a lab that is not up it only sweeps, and
 // it cleans up after a crashed Up or a killed daemon too.
 func (l *Lab) Down(ctx context.Context, opt DownOptions) error {
@@ -51,7 +53,7 @@ func (l *Lab) Down(ctx context.Context, opt DownOptions) error {
 	}
 	// The lab's own daemons, to wait for below.
 	var pids []int
-	for _, f := range []string{l.paths.dockerPID, l.paths.registryPID, filepath.Join(l.paths.execRoot, "containerd", "containerd.pid")} {
+	for _, f := range []string{l.paths.dockerPID, l.paths.registryPID, l.paths.mungePID, filepath.Join(l.paths.execRoot, "containerd", "containerd.pid")} {
 		if pid, _ := readPID(f); pid > 0 {
 			pids = append(pids, pid)
 		}
@@ -68,6 +70,11 @@ func (l *Lab) Down(ctx context.Context, opt DownOptions) error {
 		keep(l.timed("down: stop lab dockerd", func() error { return l.stopDaemon(ctx) }))
 	}
 	keep(l.timed("down: stop registry", func() error { return l.StopRegistry(ctx) }))
+	// A Slurm lab's munged on this machine; its slurmctld and slurmd end
+	// with their containers above.
+	if pid, _ := readPID(l.paths.mungePID); pid > 0 {
+		keep(l.timed("down: stop munged", func() error { return l.stopMachineMunge(ctx) }))
+	}
 	keep(l.sweep(ctx))
 	// Init reaps the stopped daemons (they were detached) a moment later;
 	// wait, so that ps right after Down shows none of them, not even as
@@ -82,7 +89,7 @@ func (l *Lab) Down(ctx context.Context, opt DownOptions) error {
 	keep(l.removeCgroups())
 
 	remove := []string{l.paths.run, l.paths.hosts, l.paths.keysDir, l.paths.logs,
-		l.paths.clusterFile, l.paths.knownHosts, l.paths.state}
+		l.paths.clusterFile, l.paths.knownHosts, l.paths.state, l.paths.slurm}
 	for _, r := range []string{"workload.tmp", "host.tmp"} {
 		remove = append(remove, filepath.Join(l.paths.rootfs, r))
 	}

@@ -161,8 +161,14 @@ func (d docker) exec(ctx context.Context, h Host, stdin io.Reader, argv ...strin
 // is stopped and checks the host's real state independently of cvs. The
 // result is always filled in; a non-zero exit is also returned as an
 // *ExitError, any other error means the command could not run.
+//
+// In a Slurm lab, host may also name the controller container (slurmctl),
+// which has no sshd.
 func (l *Lab) HostExec(ctx context.Context, host string, argv ...string) (ExecResult, error) {
 	h, err := l.Host(host)
+	if ctl, ok := l.SlurmController(); err != nil && ok && (host == ctl.Name || host == ctl.Addr.String() || host == ctl.Container) {
+		h, err = ctl, nil
+	}
 	if err != nil {
 		return ExecResult{ExitCode: -1}, err
 	}

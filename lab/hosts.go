@@ -91,7 +91,7 @@ func (l *Lab) ensureKeys(ctx context.Context) error {
 }
 
 // runHost creates and starts host's container.
-func (l *Lab) runHost(ctx context.Context, h Host, all []Host, set imageSet) error {
+func (l *Lab) runHost(ctx context.Context, h Host, all []Host, set imageSet, opt UpOptions) error {
 	dataDir := filepath.Join(l.paths.hosts, h.Name, "docker")
 	if err := removeTree(filepath.Join(l.paths.hosts, h.Name)); err != nil {
 		return fmt.Errorf("%s: clear its old image store: %w", h.Name, err)
@@ -138,7 +138,12 @@ func (l *Lab) runHost(ctx context.Context, h Host, all []Host, set imageSet) err
 			args = append(args, "--add-host", o.Name+":"+o.Addr.String())
 		}
 	}
-	args = append(args, set.host)
+	image := set.host
+	if opt.Slurm {
+		args = append(args, l.slurmContainerArgs(l.slurmControllerHost(), all)...)
+		image = set.hostSlurm
+	}
+	args = append(args, image)
 	if _, err := l.dk.out(ctx, args...); err != nil {
 		return fmt.Errorf("%s: start its container: %w", h.Name, err)
 	}

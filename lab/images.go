@@ -50,23 +50,27 @@ const (
 // cacheKeys are the recipe hashes of the lab's cached artifacts. Each key
 // includes the key of the base root filesystem it is built from.
 type cacheKeys struct {
-	base, apt, host, workload string
+	base, apt, host, workload, hostSlurm string
 }
 
 func (l *Lab) cacheKeys() cacheKeys {
 	base := recipeHash("base", recipeVersion, l.cfg.Suite, l.cfg.Mirror)
+	host := recipeHash(base, "host", strings.Join(hostPackages, " "), recipe("host-build.sh"),
+		recipe("cvs-lab-init"), recipe("cvs-lab-svc"), recipe("sshd-cvs-lab.conf"))
 	return cacheKeys{
-		base: base,
-		apt:  recipeHash(base, "apt", strings.Join(aptRepoPackages, " "), recipe("apt-repo-build.sh")),
-		host: recipeHash(base, "host", strings.Join(hostPackages, " "), recipe("host-build.sh"),
-			recipe("cvs-lab-init"), recipe("cvs-lab-svc"), recipe("sshd-cvs-lab.conf")),
+		base:     base,
+		apt:      recipeHash(base, "apt", strings.Join(aptRepoPackages, " "), recipe("apt-repo-build.sh")),
+		host:     host,
 		workload: recipeHash(base, "workload", recipe("workload-sources.list")),
+		hostSlurm: recipeHash(host, "host-slurm", strings.Join(slurmPackages, " "), recipe("slurm-build.sh"),
+			recipe("cvs-lab-slurm")),
 	}
 }
 
 // imageSet names the lab's images in the outer daemon and its apt repository.
 type imageSet struct {
 	host      string // cvs-lab/host:KEY
+	hostSlurm string // cvs-lab/host-slurm:KEY, built from host only for a Slurm lab
 	workload1 string // cvs-lab/workload:KEY-1
 	workload2 string // cvs-lab/workload:KEY-2
 	aptDir    string
@@ -77,6 +81,7 @@ func (l *Lab) imageSet() imageSet {
 	k := l.cacheKeys()
 	return imageSet{
 		host:      hostImageRepo + ":" + k.host,
+		hostSlurm: hostSlurmImageRepo + ":" + k.hostSlurm,
 		workload1: workloadRepo + ":" + k.workload + "-1",
 		workload2: workloadRepo + ":" + k.workload + "-2",
 		aptDir:    filepath.Join(l.paths.aptRepos, k.apt),
@@ -103,17 +108,18 @@ func recipeHash(parts ...string) string {
 
 // ensureImages builds whatever of the image set is missing from the cache,
 // logging each build with its duration, and drops cache entries of older
-// recipes.
-func (l *Lab) ensureImages(ctx context.Context) (imageSet, error) {
+// recipes. The Slurm host image is built only when slurm is set.
+func (l *Lab) ensureImages(ctx context.Context, slurm bool) (imageSet, error) {
 	set := l.imageSet()
 	hostOK := l.imageExists(ctx, set.host)
 	wlOK := l.imageExists(ctx, set.workload1) && l.imageExists(ctx, set.workload2)
 	aptOK := fileExists(filepath.Join(set.aptDir, "Packages"))
-	if hostOK && wlOK && aptOK {
+	slurmOK := !slurm || l.imageExists(ctx, set.hostSlurm)
+	if hostOK && wlOK && aptOK && slurmOK {
 		l.logf("%-34s %6s", "images: all cached", "-")
 		return set, nil
 	}
-	if !dirExists(set.baseDir) {
+	if !dirExists(set.baseDir) && !(hostOK && wlOK && aptOK) {
 		err := l.timed("image: debootstrap base rootfs", func() error { return l.buildBase(ctx, set.baseDir) })
 		if err != nil {
 			return set, err
@@ -131,6 +137,11 @@ func (l *Lab) ensureImages(ctx context.Context) (imageSet, error) {
 	}
 	if !hostOK {
 		if err := l.timed("image: host image", func() error { return l.buildHost(ctx, set) }); err != nil {
+			return set, err
+		}
+	}
+	if !slurmOK {
+		if err := l.timed("image: host image with Slurm", func() error { return l.buildHostSlurm(ctx, set) }); err != nil {
 			return set, err
 		}
 	}
@@ -365,9 +376,10 @@ func (l *Lab) buildHost(ctx context.Context, set imageSet) error {
 }
 
 // pruneCache removes images and cache directories of older recipes, so
-// recipe changes do not fill the disk.
+// recipe changes do not fill the disk. The current Slurm host image is kept
+// by a lab without Slurm too.
 func (l *Lab) pruneCache(ctx context.Context, set imageSet) {
-	keep := map[string]bool{set.host: true, set.workload1: true, set.workload2: true}
+	keep := map[string]bool{set.host: true, set.workload1: true, set.workload2: true, set.hostSlurm: true}
 	refs, err := l.dk.out(ctx, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=cvs-lab/*")
 	if err == nil {
 		for _, ref := range strings.Fields(refs) {

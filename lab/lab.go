@@ -58,6 +58,8 @@ type state struct {
 	Workload  string `json:"workload_image"`
 	Workload2 string `json:"workload2_image"`
 	Started   string `json:"started"`
+	// Slurm is set when Up brought Slurm up too.
+	Slurm *slurmState `json:"slurm,omitempty"`
 }
 
 // paths are the files and directories of a lab, all under Config.Dir.
@@ -83,6 +85,14 @@ type paths struct {
 	rootfs       string // debootstrap trees
 	aptRepos     string
 	registryData string
+	// The Slurm lab: slurm holds slurmEtc (slurm.conf and munge.key, which
+	// hosts and controller mount) and the client slurm.conf; this
+	// machine's munged keeps key, socket and seed in mungeDir.
+	slurm           string
+	slurmEtc        string
+	slurmClientConf string
+	mungeDir        string
+	mungePID        string
 }
 
 func newPaths(dir string) paths {
@@ -111,6 +121,12 @@ func newPaths(dir string) paths {
 		rootfs:       filepath.Join(cache, "rootfs"),
 		aptRepos:     filepath.Join(cache, "apt"),
 		registryData: filepath.Join(cache, "registry"),
+
+		slurm:           filepath.Join(dir, "slurm"),
+		slurmEtc:        filepath.Join(dir, "slurm", "etc"),
+		slurmClientConf: filepath.Join(dir, "slurm", "client", "slurm.conf"),
+		mungeDir:        filepath.Join(run, "munge"),
+		mungePID:        filepath.Join(run, "munged.pid"),
 	}
 }
 
@@ -263,13 +279,13 @@ func (l *Lab) WorkloadImage2() string { return l.Registry() + "/" + workloadRepo
 const AptRepoPath = "/srv/cvs-apt"
 
 // Env returns the lab's settings as NAME=value pairs, for a shell (cvs-lab
-// env) or a child process.
+// env) or a child process; a Slurm lab adds SlurmEnv.
 func (l *Lab) Env() []string {
 	addrs := make([]string, len(l.st.Hosts))
 	for i, h := range l.st.Hosts {
 		addrs[i] = h.Addr.String()
 	}
-	return []string{
+	return append([]string{
 		EnvDir + "=" + l.cfg.Dir,
 		"CVS_CLUSTER=" + l.paths.clusterFile,
 		"CVS_LAB_KNOWN_HOSTS=" + l.paths.knownHosts,
@@ -279,7 +295,7 @@ func (l *Lab) Env() []string {
 		"CVS_LAB_IMAGE2=" + l.WorkloadImage2(),
 		"CVS_LAB_HOSTS=" + strings.Join(addrs, " "),
 		"CVS_LAB_DOCKER_HOST=unix://" + l.paths.dockerSock,
-	}
+	}, l.SlurmEnv()...)
 }
 
 // hostAt returns host i (1-based) of the lab.

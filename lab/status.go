@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,6 +22,8 @@ type Status struct {
 	RegistryThrottled bool         `json:"registry_throttled"`
 	ClusterFile       string       `json:"cluster_file,omitempty"`
 	Hosts             []HostStatus `json:"hosts"`
+	// Slurm is set for a Slurm lab.
+	Slurm *SlurmStatus `json:"slurm,omitempty"`
 }
 
 // ProcStatus is one of the lab's own processes on the machine.
@@ -58,6 +61,7 @@ func (l *Lab) Status(ctx context.Context) (Status, error) {
 		return st, nil
 	}
 	st.Up = true
+	st.Slurm = l.slurmStatus(ctx, recorded)
 	if fileExists(l.paths.clusterFile) {
 		st.ClusterFile = l.paths.clusterFile
 	}
@@ -114,6 +118,23 @@ func (st Status) Print(w io.Writer) {
 	fmt.Fprintf(w, "registry:   %s at %s (pid %d)\n", reg, st.RegistryAddr, st.Registry.PID)
 	if st.ClusterFile != "" {
 		fmt.Fprintf(w, "cluster:    %s\n", st.ClusterFile)
+	}
+	if s := st.Slurm; s != nil {
+		fmt.Fprintf(w, "slurmctld:  %s at %s (container %s)\n", s.Controller.Name, s.Controller.Addr, s.ControllerState)
+		fmt.Fprintf(w, "munged:     %s (pid %d, this machine)\n", onOff(s.Munged.Running), s.Munged.PID)
+		if s.Error != "" {
+			fmt.Fprintf(w, "slurm:      %s\n", s.Error)
+		} else {
+			names := make([]string, 0, len(s.Nodes))
+			for n := range s.Nodes {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for i, n := range names {
+				names[i] = n + " " + s.Nodes[n]
+			}
+			fmt.Fprintf(w, "slurm:      %s\n", strings.Join(names, ", "))
+		}
 	}
 	if len(st.Hosts) == 0 {
 		return

@@ -2,7 +2,7 @@
 // are containers with their own IP, sshd and dockerd, a registry, and a
 // cluster file for cvs. Each subcommand is one call into package lab.
 //
-//	cvs-lab up [N]                      bring up N hosts (default 3)
+//	cvs-lab up [N] [--slurm]            bring up N hosts (default 3), with Slurm
 //	cvs-lab down [--purge]              remove the lab (--purge: caches too)
 //	cvs-lab status [--json]             show the lab's processes and hosts
 //	cvs-lab env                         print shell exports (CVS_CLUSTER=...)
@@ -31,12 +31,16 @@ import (
 
 const usage = `usage: cvs-lab COMMAND [ARGS]
 
-  up [N]                    bring up a lab of N hosts (default 3), recreating
-                            any lab already up; prints the cluster file path
+  up [N] [--slurm]          bring up a lab of N hosts (default 3), recreating
+                            any lab already up; prints the cluster file path.
+                            --slurm: munged and slurmd on every host, slurmctld
+                            in a container (slurmctl), munged on this machine;
+                            then eval "$(cvs-lab env)" and srun -N N hostname
   down [--purge]            remove everything the lab created; --purge also
                             removes the image caches
   status [--json]           show the lab daemon, registry and hosts
   env                       print shell exports: eval "$(cvs-lab env)"
+                            (a Slurm lab adds SLURM_CONF)
   ssh HOST -- CMD...        run CMD on HOST over SSH as root with the lab key
                             and strict host key checking; one CMD argument is
                             a shell command line, several are an argv
@@ -47,6 +51,9 @@ const usage = `usage: cvs-lab COMMAND [ARGS]
       dockerd-stop HOST | dockerd-start HOST
       host-pause HOST | host-unpause HOST
                             freeze the host: SSH connects, then hangs
+      slurmd-stop HOST | slurmd-start HOST
+                            (Slurm lab) stop the host's slurmd; start waits
+                            until the node is idle again
       hostkey-rotate HOST   new host keys; strict checking must then refuse
       known-hosts-refresh   rewrite known_hosts from the hosts' current keys
       retag HOST REF OTHER_REF
@@ -106,23 +113,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "up":
 		fs := newFlags("up", stderr)
-		if err := fs.Parse(args); err != nil {
+		slurm := fs.Bool("slurm", false, "add Slurm: munged and slurmd on every host, slurmctld in a container, munged here")
+		pos, err := parseInterspersed(fs, args)
+		if err != nil {
 			return err
 		}
 		n := lab.DefaultHosts
-		if fs.NArg() > 1 {
+		if len(pos) > 1 {
 			return usageError("up takes one argument, the number of hosts")
 		}
-		if fs.NArg() == 1 {
-			if n, err = strconv.Atoi(fs.Arg(0)); err != nil {
-				return usageError("up: %q is not a number of hosts", fs.Arg(0))
+		if len(pos) == 1 {
+			if n, err = strconv.Atoi(pos[0]); err != nil {
+				return usageError("up: %q is not a number of hosts", pos[0])
 			}
 		}
 		l, err := lab.New(cfg)
 		if err != nil {
 			return err
 		}
-		if err := l.Up(ctx, n); err != nil {
+		if err := l.UpWith(ctx, n, lab.UpOptions{Slurm: *slurm}); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, l.ClusterFile())
@@ -227,6 +236,8 @@ func fault(ctx context.Context, cfg lab.Config, args []string, stdout io.Writer)
 		"dockerd-start": l.StartDockerd,
 		"host-pause":    l.PauseHost,
 		"host-unpause":  l.UnpauseHost,
+		"slurmd-stop":   l.StopSlurmd,
+		"slurmd-start":  l.StartSlurmd,
 	}
 	if f, ok := hostFaults[kind]; ok {
 		if err := want(1, "HOST"); err != nil {
@@ -284,6 +295,28 @@ func hostAndCommand(cmd string, args []string) (string, []string, error) {
 		return "", nil, usageError("%s %s: no command", cmd, host)
 	}
 	return host, rest, nil
+}
+
+// parseInterspersed parses flags before and after positional arguments
+// (cvs-lab up 3 --slurm as well as cvs-lab up --slurm 3) and returns the
+// positional ones; everything after "--" is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		// Parse consumed a "--" terminator: the rest is positional.
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }
 
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {

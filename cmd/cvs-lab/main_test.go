@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
 	"os/exec"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ func TestUsageErrors(t *testing.T) {
 		{"frobnicate"},
 		{"up", "three"},
 		{"up", "1", "2"},
+		{"up", "3", "--slurm", "4"},
 		{"ssh", "host1"},
 		{"ssh", "host1", "--"},
 		{"exec"},
@@ -36,7 +38,7 @@ func TestHelp(t *testing.T) {
 	if err := run(context.Background(), []string{"help"}, &out, &errOut); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("help: %v", err)
 	}
-	for _, want := range []string{"up [N]", "down [--purge]", "fault KIND", "registry-slow", "hostkey-rotate"} {
+	for _, want := range []string{"up [N] [--slurm]", "down [--purge]", "fault KIND", "registry-slow", "hostkey-rotate"} {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("usage lacks %q", want)
 		}
@@ -82,6 +84,28 @@ func TestShQuoteRoundTrip(t *testing.T) {
 		out, err := exec.Command("sh", "-c", "printf %s "+shQuote(s)).Output()
 		if err != nil || string(out) != s {
 			t.Errorf("shQuote(%q) came back as %q, %v", s, out, err)
+		}
+	}
+}
+
+func TestParseInterspersed(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		slurm bool
+		pos   string
+	}{
+		{[]string{"3", "--slurm"}, true, "3"},
+		{[]string{"--slurm", "3"}, true, "3"},
+		{[]string{"3"}, false, "3"},
+		{[]string{}, false, ""},
+		{[]string{"--", "--slurm"}, false, "--slurm"},
+		{[]string{"3", "--", "--slurm"}, false, "3|--slurm"},
+	} {
+		fs := newFlags("up", io.Discard)
+		slurm := fs.Bool("slurm", false, "")
+		pos, err := parseInterspersed(fs, tc.args)
+		if err != nil || *slurm != tc.slurm || strings.Join(pos, "|") != tc.pos {
+			t.Errorf("%q: slurm=%v pos=%q err=%v, want slurm=%v pos=%q", tc.args, *slurm, pos, err, tc.slurm, tc.pos)
 		}
 	}
 }
