@@ -29,10 +29,10 @@ type Engine interface {
 	// none by that name (never for another container whose ID starts with
 	// name).
 	Inspect(ctx context.Context, name string) (c Inspected, ok bool, err error)
-	// CopyInto writes files into dir, an existing folder in container,
-	// owned by root with each file's mode. The content never appears in a
-	// command line.
-	CopyInto(ctx context.Context, container, dir string, files []File) error
+	// MakeDir creates dir in container, which must not exist yet, owned
+	// by root with mode, holding files (root's, with their modes). The
+	// content never appears in a command line.
+	MakeDir(ctx context.Context, container, dir string, mode os.FileMode, files []File) error
 	// PsByLabel lists the IDs of every container, running or not,
 	// labelled key=value.
 	PsByLabel(ctx context.Context, key, value string) ([]string, error)
@@ -200,10 +200,13 @@ func (e CLIEngine) Inspect(ctx context.Context, name string) (Inspected, bool, e
 	return ParseInspect(res.Stdout, name)
 }
 
-// CopyInto uploads the files over SFTP (0600) into a private (0700)
-// folder on the host, docker cp's each into the container, and removes the
-// folder.
-func (e CLIEngine) CopyInto(ctx context.Context, container, dir string, files []File) (err error) {
+// MakeDir runs mkdir -m in the container (which fails if dir exists),
+// uploads the files over SFTP (0600) into a private (0700) folder on the
+// host, docker cp's each into dir, and removes the folder.
+func (e CLIEngine) MakeDir(ctx context.Context, container, dir string, mode os.FileMode, files []File) (err error) {
+	if _, err := e.Exec(ctx, container, Root, []string{"mkdir", "-m", fmt.Sprintf("%o", mode.Perm()), dir}, ExecIO{}); err != nil {
+		return fmt.Errorf("making %s in the container: %w", dir, err)
+	}
 	tmp, err := transport.MakeTempDir(ctx, e.Host, "cvs-copy")
 	if err != nil {
 		return err

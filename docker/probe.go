@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/cvs-tool/cvs/report"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/cvs-tool/cvs/report"
+
+	"github.com/cvs-tool/cvs/shell"
 	"github.com/cvs-tool/cvs/transport"
 )
 
@@ -121,6 +123,11 @@ type ContainerFacts struct {
 	// launched it with a setup script (label cvs.setup-hash).
 	Provisioning *Provisioning `json:"provisioning,omitempty"`
 	SSHD         SSHD          `json:"sshd"`
+	// SSHDOwn: the sshd listening is the one cvs started (its pid file
+	// names a live sshd); SSHDFiles is what cvs gave it (the authorized
+	// key, known_hosts, sshd_config), read by the probe when asked.
+	SSHDOwn   bool   `json:"-"`
+	SSHDFiles string `json:"-"`
 }
 
 // Provisioning is what a container's provisioning record says.
@@ -147,6 +154,11 @@ type ProbeSpec struct {
 	Image     string // configured image reference
 	SSHDPort  int
 	Sudo      bool
+	// SSHDPidFile and SSHDDir, when set, are where cvs's own sshd keeps
+	// its pid and its key and configuration files in the container: the
+	// probe reads whether that sshd runs and what it was given, so that an
+	// attach needs no docker exec to check it.
+	SSHDPidFile, SSHDDir string
 }
 
 // Section markers of the probe's output. They start with a NUL-free
@@ -207,6 +219,13 @@ func containerScript(s ProbeSpec) string {
 	w(`  if [ -r /proc/$pid/net/tcp ]; then out=$(cat /proc/$pid/net/tcp /proc/$pid/net/tcp6 2>/dev/null); rc=0`)
 	w(`  else out=$(` + Line(d.Exec(s.Container, Root, "sh", "-c", "cat /proc/net/tcp && cat /proc/net/tcp6 2>/dev/null; true")) + ` 2>&1); rc=$?; fi`)
 	w(`  sec sshd-` + port + ` $rc; printf '%s\n' "$out"`)
+	if s.SSHDPidFile != "" && s.SSHDDir != "" {
+		// Through the container's root and its own /proc: cvs's sshd is
+		// "ours" when its pid file names a live sshd there.
+		w(`  r=/proc/$pid/root`)
+		w(`  if [ -r /proc/$pid/net/tcp ]; then own=0; p=$(cat "$r"` + shell.Quote(s.SSHDPidFile) + ` 2>/dev/null) && [ "$(cat "$r/proc/$p/comm" 2>/dev/null)" = sshd ] && own=1`)
+		w(`    sec sshd-own $own; (cd "$r"` + shell.Quote(s.SSHDDir) + ` 2>/dev/null && cat authorized_keys known_hosts sshd_config 2>/dev/null); fi`)
+	}
 	w(`  if [ -n "$labelled" ]; then`)
 	w(`    if [ -r /proc/$pid/root` + ProvisionRecord + ` ] || [ -r /proc/$pid/net/tcp ]; then out=$(cat /proc/$pid/root` + ProvisionRecord + ` 2>&1); rc=$?`)
 	w(`    else out=$(` + Line(d.Exec(s.Container, Root, "cat", ProvisionRecord)) + ` 2>&1); rc=$?; fi`)
@@ -393,6 +412,9 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 	}
 	if pr, ok := sections["provisioned"]; ok {
 		f.Container.Provisioning = parseProvisioning(pr)
+	}
+	if own, ok := sections["sshd-own"]; ok {
+		f.Container.SSHDOwn, f.Container.SSHDFiles = own.rc == 1, own.body
 	}
 	switch f.Container.State {
 	case StateRunning:

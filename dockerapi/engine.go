@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -235,17 +237,28 @@ func (e *Engine) Inspect(ctx context.Context, name string) (docker.Inspected, bo
 	return docker.ParseInspect(raw, name)
 }
 
-// CopyInto streams the files as a tar archive into dir (PUT
-// /containers/{id}/archive), owned by root.
-func (e *Engine) CopyInto(ctx context.Context, container, dir string, files []docker.File) error {
+// MakeDir creates dir and its files with one archive upload (PUT
+// /containers/{id}/archive into dir's parent), after checking that dir
+// does not exist yet (a HEAD of the same endpoint): no process starts in
+// the container.
+func (e *Engine) MakeDir(ctx context.Context, container, dir string, mode os.FileMode, files []docker.File) error {
+	if _, err := e.c.ContainerStatPath(ctx, container, client.ContainerStatPathOptions{Path: dir}); err == nil {
+		return fmt.Errorf("making %s in the container: it exists already", dir)
+	} else if !cerrdefs.IsNotFound(err) {
+		return e.apiError(ctx, "making "+dir+" in the container", err)
+	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	now := time.Now()
+	base := path.Base(dir)
+	if err := tw.WriteHeader(&tar.Header{Name: base + "/", Mode: int64(mode.Perm()), ModTime: now, Typeflag: tar.TypeDir}); err != nil {
+		return err
+	}
 	for _, f := range files {
 		if strings.Contains(f.Name, "/") {
 			return fmt.Errorf("copy into the container: %q is not a plain file name", f.Name)
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: f.Name, Mode: int64(f.Mode.Perm()), Size: int64(len(f.Data)), ModTime: now, Typeflag: tar.TypeReg}); err != nil {
+		if err := tw.WriteHeader(&tar.Header{Name: base + "/" + f.Name, Mode: int64(f.Mode.Perm()), Size: int64(len(f.Data)), ModTime: now, Typeflag: tar.TypeReg}); err != nil {
 			return err
 		}
 		if _, err := tw.Write(f.Data); err != nil {
@@ -255,9 +268,8 @@ func (e *Engine) CopyInto(ctx context.Context, container, dir string, files []do
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	// CopyUIDGID: the archive's owner (uid 0) is kept; without it Docker
-	// would give the files to the container's root anyway.
-	if _, err := e.c.CopyToContainer(ctx, container, client.CopyToContainerOptions{DestinationPath: dir, Content: &buf, CopyUIDGID: true}); err != nil {
+	// CopyUIDGID: the archive's owner (uid 0) is kept.
+	if _, err := e.c.CopyToContainer(ctx, container, client.CopyToContainerOptions{DestinationPath: path.Dir(dir), Content: &buf, CopyUIDGID: true}); err != nil {
 		return e.apiError(ctx, "copying into the container", err)
 	}
 	return nil

@@ -333,7 +333,8 @@ func (s *Session) each(ctx context.Context, label string, hosts []cluster.Host, 
 // cannot be probed is unknown, never absent.
 func (s *Session) probe(ctx context.Context) error {
 	cfg := s.Config
-	spec := docker.ProbeSpec{Container: cfg.Container.Name, Image: s.Image, SSHDPort: cfg.Container.SSHDPort, Sudo: cfg.Sudo}
+	spec := docker.ProbeSpec{Container: cfg.Container.Name, Image: s.Image, SSHDPort: cfg.Container.SSHDPort, Sudo: cfg.Sudo,
+		SSHDPidFile: sshd.PidFile, SSHDDir: sshd.ContainerDir}
 	facts := make([]Facts, len(cfg.Hosts))
 	errs := s.each(ctx, "probing", cfg.Hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, docker.ProbeTimeout)

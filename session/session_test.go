@@ -674,6 +674,23 @@ func TestAttachLeavesAMatchingSSHDAlone(t *testing.T) {
 		if strings.Contains(l, " sh -s < ") {
 			t.Errorf("attach reinstalled sshd: %s", l)
 		}
+		// The probe saw cvs's sshd with the cluster's files: no docker
+		// exec checks it again.
+		if strings.HasPrefix(l, "docker exec") && strings.Contains(l, "cvs-sshd.pid") {
+			t.Errorf("attach checked sshd again: %s", l)
+		}
+	}
+	// Files that differ from the cluster's (keys changed): checked, and
+	// the sshd restarted with the cluster's.
+	for _, h := range r.hosts {
+		h.SetSSHDFiles("stale")
+	}
+	before = len(r.hosts[0].Lines())
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(r.hosts[0].Lines()[before:], "\n"), " sh -s < ") {
+		t.Error("stale sshd files were not replaced")
 	}
 }
 

@@ -279,10 +279,19 @@ func (sshdStage) Run(ctx context.Context, s *Session) error {
 	}
 	ct := s.Config.Container
 	var skipped int
-	err = s.perHost(ctx, "sshd", s.Config.Hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) (transport.Result, error) {
+	err = s.perHost(ctx, "sshd", s.Config.Hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) (transport.Result, error) {
 		ctx, cancel := context.WithTimeout(ctx, sshdTimeout)
 		defer cancel()
-		out, err := sshd.Ensure(ctx, s.dockerOn(h.Name, c), h.Name, ct.Name, ct.SSHDPort, keys)
+		var out sshd.Outcome
+		var err error
+		if f := s.Facts[i].Container; s.Plan.Hosts[i].Action == lifetime.Attach &&
+			sshd.UpToDate(ct.SSHDPort, keys, f.SSHD == docker.SSHDListening, f.SSHDOwn, f.SSHDFiles) {
+			// The probe saw this run's container with cvs's sshd, given
+			// the cluster's keys and settings: nothing to check again.
+			out.AlreadyListening = true
+		} else {
+			out, err = sshd.Ensure(ctx, s.dockerOn(h.Name, c), h.Name, ct.Name, ct.SSHDPort, keys)
+		}
 		switch {
 		case err != nil:
 		case out.AlreadyListening:

@@ -133,6 +133,21 @@ func Ensure(ctx context.Context, e docker.Engine, host string, container string,
 	return Outcome{Restarted: restart}, nil
 }
 
+// Files are where cvs's sshd keeps its pid and its key and configuration
+// files in a container, for probes that read them from outside.
+const (
+	PidFile      = pidFile
+	ContainerDir = containerDir
+)
+
+// UpToDate reports whether an sshd a probe saw (listening on port, the one
+// cvs started, with files as it was given) is what Ensure would leave:
+// then Ensure has nothing to do and need not be called.
+func UpToDate(port int, keys Keys, listening, own bool, files string) bool {
+	// Trailing newlines are the probe's framing, not the files'.
+	return listening && own && keys.valid() && strings.TrimRight(files, "\n") == strings.TrimRight(installed(port, keys), "\n")
+}
+
 // installed is what the port check reads back of the files Ensure installs
 // (the authorized key, the peers' known_hosts line, sshd's configuration)
 // when they are the cluster's current ones.

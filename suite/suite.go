@@ -72,6 +72,29 @@ type Runner struct {
 	// Engine, when set, is how the runner acts on a host's Docker daemon
 	// (the Engine API, say); nil is the docker CLI over c.
 	Engine func(host string, c transport.Conn) docker.Engine
+
+	mu sync.Mutex
+	// imageUsers is the image's USER on each host, as staging found it.
+	imageUsers map[string]string
+	// cleaned are the hosts whose last step removed the scripts itself.
+	cleaned map[string]bool
+}
+
+// lastStepCleanup is the last step's command where it runs as root: the
+// step, then the removal of the run's scripts, so that no further docker
+// exec is needed; the step's exit status is kept.
+const lastStepCleanup = `bash -eo pipefail "$1"; rc=$?; rm -rf -- "$2"; exit $rc`
+
+// asRoot reports whether step st runs as root on host (its user, or the
+// image's USER as staging found it).
+func (r *Runner) asRoot(st cluster.Step, host string) bool {
+	u := st.User
+	if u == "" {
+		r.mu.Lock()
+		u = r.imageUsers[host]
+		r.mu.Unlock()
+	}
+	return u == "0" || u == "root"
 }
 
 // engine is how the runner acts on host's Docker daemon.
@@ -140,7 +163,8 @@ func (r *Runner) imageUser(ctx context.Context, e docker.Engine, host string) (s
 
 // stage puts every step's script (environment included, so it may hold
 // secrets) into each container: into a fresh folder only root can write
-// (mkdir fails if anything is there already), owned by root and mode 0600,
+// (it must not exist yet; its name holds the run's random ID), owned by
+// root and mode 0600,
 // then, as root, given to the user the step runs as, so no other user of
 // the container can read it. The engine carries the content (SFTP and
 // docker cp, or the API's archive upload), so scripts and [env] values
@@ -156,10 +180,7 @@ func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 		ctx, cancel := context.WithTimeout(ctx, stageTimeout)
 		defer cancel()
 		e := r.engine(h.Name, c)
-		if _, err := e.Exec(ctx, name, docker.Root, []string{"mkdir", "-m", "711", r.scriptDir()}, docker.ExecIO{}); err != nil {
-			return fmt.Errorf("making %s in the container: %w", r.scriptDir(), err)
-		}
-		if err := e.CopyInto(ctx, name, r.scriptDir(), files); err != nil {
+		if err := e.MakeDir(ctx, name, r.scriptDir(), 0o711, files); err != nil {
 			return err
 		}
 		byOwner := map[string][]string{}
@@ -173,6 +194,12 @@ func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 				break
 			}
 		}
+		r.mu.Lock()
+		if r.imageUsers == nil {
+			r.imageUsers = map[string]string{}
+		}
+		r.imageUsers[h.Name] = imageUser
+		r.mu.Unlock()
 		for i := range files {
 			o := s.Steps[i].User
 			if o == "" {
@@ -211,7 +238,15 @@ func (r *Runner) stage(ctx context.Context, s cluster.Suite) error {
 // or an interrupt.
 func (r *Runner) unstage(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
-	r.Fleet.Each(ctx, r.Config.Hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) error {
+	var hosts []cluster.Host
+	r.mu.Lock()
+	for _, h := range r.Config.Hosts {
+		if !r.cleaned[h.Name] {
+			hosts = append(hosts, h)
+		}
+	}
+	r.mu.Unlock()
+	r.Fleet.Each(ctx, hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, stageTimeout)
 		defer cancel()
 		_, err := r.engine(h.Name, c).Exec(ctx, r.Config.Container.Name, docker.Root, []string{"rm", "-rf", "--", r.scriptDir()}, docker.ExecIO{})
@@ -242,7 +277,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 		if r.OnStep != nil {
 			r.OnStep(st, hosts)
 		}
-		argv := []string{"bash", "-eo", "pipefail", r.scriptPath(stepIndex)}
+		last := stepIndex == len(s.Steps)-1
 		results := make([]Result, len(hosts))
 		errs := r.Fleet.Each(ctx, hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 			if r.Guard != nil {
@@ -281,7 +316,21 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 			if len(errs) > 0 {
 				eio.Stderr = io.MultiWriter(errs...)
 			}
+			argv := []string{"bash", "-eo", "pipefail", r.scriptPath(stepIndex)}
+			cleans := last && r.asRoot(st, h.Name)
+			if cleans {
+				argv = []string{"sh", "-c", lastStepCleanup, "cvs-step", r.scriptPath(stepIndex), r.scriptDir()}
+			}
 			res, err := e.Exec(ctx, r.Config.Container.Name, docker.ExecOptions{User: st.User}, argv, eio)
+			var xe *transport.ExitError
+			if cleans && (err == nil || errors.As(err, &xe)) {
+				r.mu.Lock()
+				if r.cleaned == nil {
+					r.cleaned = map[string]bool{}
+				}
+				r.cleaned[h.Name] = true
+				r.mu.Unlock()
+			}
 			if po != nil {
 				po.Flush()
 			}

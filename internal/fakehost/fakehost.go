@@ -154,6 +154,16 @@ func (h *Host) Container(name string) (Container, bool) {
 	return Container{}, false
 }
 
+// SetSSHDFiles replaces what every container's sshd was given, as if the
+// cluster's keys had changed since.
+func (h *Host) SetSSHDFiles(files string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.containers {
+		c.SSHDFiles = files
+	}
+}
+
 // Containers counts the containers on the host.
 func (h *Host) Containers() int {
 	h.mu.Lock()
@@ -403,6 +413,11 @@ func (h *Host) probe(script string) (transport.Result, error) {
 	}
 	if c != nil && c.State == "running" {
 		sec("sshd-2224", 0, tcpTable(c.SSHD))
+		if c.SSHD {
+			sec("sshd-own", 1, c.SSHDFiles)
+		} else {
+			sec("sshd-own", 0, "")
+		}
 		if _, labelled := c.Labels["cvs.setup-hash"]; labelled {
 			if c.Record == "" {
 				sec("provisioned", 1, "cat: /etc/cvs/provisioned: No such file or directory")
@@ -674,15 +689,30 @@ func (h *Host) exec(ctx context.Context, cmd transport.Command, argv []string, u
 	case len(inner) == 5 && inner[0] == "sh" && inner[1] == "-c" && inner[3] == "cvs":
 		// A watched command: a step (bash -eo pipefail SCRIPT) or exec.
 		words, _ := shell.Split(inner[4])
-		script := ""
-		if len(words) > 1 && words[0] == "bash" {
+		script, cleanup := "", ""
+		switch {
+		case len(words) > 1 && words[0] == "bash":
 			script = string(c.Files[words[len(words)-1]])
+		case len(words) == 6 && words[0] == "sh" && words[3] == "cvs-step":
+			// The last step as root: the step, then rm -rf of the
+			// scripts' folder ("$2").
+			script, cleanup = string(c.Files[words[4]]), words[5]
 		}
 		step := h.Step
 		unlock()
 		out, code := "", 0
 		if step != nil {
 			out, code = step(script)
+		}
+		if cleanup != "" && ctx.Err() == nil {
+			h.mu.Lock()
+			for f := range c.Meta {
+				if f == cleanup || strings.HasPrefix(f, cleanup+"/") {
+					delete(c.Files, f)
+					delete(c.Meta, f)
+				}
+			}
+			h.mu.Unlock()
 		}
 		if cmd.Stdout != nil {
 			io.WriteString(cmd.Stdout, out)
