@@ -17,6 +17,7 @@ build:
 
 deps:
 	scripts/lab-deps.sh
+	scripts/slurm-deps.sh
 
 # Every tier. The real-sshd and browser tests are required here
 # (CVS_REQUIRE_SSHD=1, CVS_REQUIRE_BROWSER=1): a missing sshd or chromium
@@ -39,9 +40,11 @@ fuzz:
 
 # The end-to-end tier runs twice: cvs talking to the lab's Docker daemons
 # through their Engine API (docker_access = "auto" picks it there), then
-# through the docker CLI (CVS_DOCKER_ACCESS=cli).
+# through the docker CLI (CVS_DOCKER_ACCESS=cli). The first pass also
+# brings up a Slurm lab and runs cvs through srun on it (CVS_E2E_SLURM=1),
+# and the Slurm lab's own test (package lab).
 test-e2e: build
-	CVS_REQUIRE_BROWSER=1 $(GO) test -tags e2e -count=1 -timeout 40m ./e2e/...
+	CVS_E2E_SLURM=1 CVS_REQUIRE_BROWSER=1 $(GO) test -p 1 -tags e2e -count=1 -timeout 40m ./e2e/... ./lab/...
 	CVS_DOCKER_ACCESS=cli CVS_REQUIRE_BROWSER=1 $(GO) test -tags e2e -count=1 -timeout 40m ./e2e/...
 
 lint:

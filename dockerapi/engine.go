@@ -268,8 +268,10 @@ func (e *Engine) MakeDir(ctx context.Context, container, dir string, mode os.Fil
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	// CopyUIDGID: the archive's owner (uid 0) is kept.
-	if _, err := e.c.CopyToContainer(ctx, container, client.CopyToContainerOptions{DestinationPath: path.Dir(dir), Content: &buf, CopyUIDGID: true}); err != nil {
+	// Without CopyUIDGID the files are root's (with it, Docker gives them
+	// to the container's USER: a non-root image's user could then read
+	// every step's script, and replace them).
+	if _, err := e.c.CopyToContainer(ctx, container, client.CopyToContainerOptions{DestinationPath: path.Dir(dir), Content: &buf}); err != nil {
 		return e.apiError(ctx, "copying into the container", err)
 	}
 	return nil

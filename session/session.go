@@ -279,6 +279,8 @@ func newFleet(cfg *cluster.Config, opts Options) (*fleet.Fleet, *transport.Diale
 	switch {
 	case opts.Dial != nil:
 		return fleet.NewWithDial(opts.Dial, cfg.MaxParallel), nil, nil
+	case cfg.Engine.Kind == cluster.EngineSlurm && os.Getenv("SLURM_JOB_ID") == "":
+		return nil, nil, exitcode.With(exitcode.Usage, fmt.Errorf(`%s: [engine] kind = "slurm" runs cvs's commands as steps of a Slurm allocation, and cvs is not in one (no SLURM_JOB_ID): run it inside one, e.g. salloc -N %d cvs ...`, cfg.File, len(cfg.Hosts)))
 	case cfg.Engine.Kind == cluster.EngineSlurm:
 		return fleet.NewWithDial(func(_ context.Context, h cluster.Host) (transport.Conn, error) {
 			return &transport.Srun{Host: h.Name, Bin: cfg.Engine.Srun}, nil

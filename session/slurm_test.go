@@ -25,6 +25,11 @@ func TestSlurmEngineRunsEachHostAsAnSrunTask(t *testing.T) {
 	}
 	r.cfg.Engine = cluster.Engine{Kind: cluster.EngineSlurm, Srun: bin}
 	r.opts.Dial = nil
+	t.Setenv("SLURM_JOB_ID", "")
+	if _, err := Exec(context.Background(), r.cfg, ExecRequest{Hosts: r.cfg.Hosts, Argv: []string{"true"}, Timeout: time.Minute}, r.opts); err == nil || !strings.Contains(err.Error(), "salloc") {
+		t.Fatalf("outside an allocation: %v", err)
+	}
+	t.Setenv("SLURM_JOB_ID", "7")
 	rep, err := Exec(context.Background(), r.cfg, ExecRequest{Hosts: r.cfg.Hosts, Argv: []string{"echo", "it's here"}, Timeout: time.Minute}, r.opts)
 	if err != nil || len(rep.Hosts) != 3 {
 		t.Fatalf("%+v %v", rep, err)

@@ -19,8 +19,8 @@ import (
 // as one task of `srun` on that node (slurmd starts it; no SSH connection,
 // no sshd on the node needed), with the same watchdog, quoting, time limits
 // and typed errors as over SSH. Uploads are a task that writes its standard
-// input to the file. Inside an allocation the tasks are steps of it;
-// outside one, srun asks for a one-node allocation per command.
+// input to the file. The tasks are steps of the allocation cvs runs in
+// (salloc, sbatch), sharing its nodes (--overlap).
 type Srun struct {
 	// Host is the node's name as Slurm knows it.
 	Host string
@@ -43,7 +43,9 @@ func (s *Srun) bin() string {
 // line: under the watchdog, unless the task reads data on its standard
 // input (the watchdog would read it too).
 func (s *Srun) argv(line string, forwardStdin, data bool) []string {
-	argv := []string{s.bin(), "--nodelist=" + s.Host, "--nodes=1", "--ntasks=1", "--quiet", "--kill-on-bad-exit=1", "sh", "-c"}
+	// --overlap: the lock's task holds its node for the whole run, and
+	// every other command of the run is a step beside it.
+	argv := []string{s.bin(), "--nodelist=" + s.Host, "--nodes=1", "--ntasks=1", "--overlap", "--quiet", "--kill-on-bad-exit=1", "sh", "-c"}
 	switch {
 	case data:
 		return append(argv, line)

@@ -18,7 +18,7 @@ node=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--nodelist=*) node=${1#--nodelist=} ;;
-	--nodes=1|--ntasks=1|--quiet|--kill-on-bad-exit=1) ;;
+	--nodes=1|--ntasks=1|--overlap|--quiet|--kill-on-bad-exit=1) ;;
 	--*) echo "srun: error: unexpected option $1" >&2; exit 2 ;;
 	*) break ;;
 	esac
