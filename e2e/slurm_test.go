@@ -60,6 +60,9 @@ func TestSlurmEngineOnTheSlurmLab(t *testing.T) {
 	text := fmt.Sprintf(`user = "root"
 hosts = ["%s"]
 
+[env]
+CVS_E2E_PEERS = %q
+
 [engine]
 kind = "slurm"
 
@@ -69,21 +72,7 @@ image = %q
 name = %q
 network = "host"
 volumes = [%q]
-%s
-[suites.install]
-[[suites.install.steps]]
-name = "install"
-run = "mkdir -p /opt/cvs && hostname > /opt/cvs/installed"
-
-[suites.test]
-[[suites.test.steps]]
-name = "read"
-run = "echo \"found $(cat /opt/cvs/installed)\""
-[[suites.test.steps]]
-name = "peers"
-on = "head"
-run = "for p in $CVS_HOSTS; do echo \"peer $p says $(ssh -o ConnectTimeout=5 $p cat /opt/cvs/installed)\"; done"
-`, strings.Join(names, `", "`), l.WorkloadImage(), name, lab.AptRepoPath+":/cvs-apt:ro", "")
+%s%s`, strings.Join(names, `", "`), strings.Join(names, " "), l.WorkloadImage(), name, lab.AptRepoPath+":/cvs-apt:ro", installSuite, testSuite)
 	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
