@@ -152,4 +152,24 @@ volumes = [%q]
 	if out, code := cvs(true, "down", "--force"); code != 0 {
 		t.Fatalf("down: exit %d\n%s", code, out)
 	}
+
+	// distribute = "push" through Slurm: the nodes hold no image; the
+	// layers go out once with sbcast (Slurm's tree), each node loads them.
+	for _, h := range names {
+		srun(h, "sh", "-c", "docker rmi -f $(docker images -q) >/dev/null 2>&1; true")
+	}
+	pushed := strings.Replace(text, "[container]\n", "[container]\ndistribute = \"push\"\n", 1)
+	if err := os.WriteFile(file, []byte(pushed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = cvs(true, "run", "install")
+	if code != 0 || !strings.Contains(out, "with sbcast") || strings.Count(out, "image loaded") != len(names) {
+		t.Fatalf("push through sbcast: exit %d\n%s", code, out)
+	}
+	if out, code := cvs(true, "run", "test"); code != 0 || !strings.Contains(out, "peer "+names[2]+" says "+names[2]) {
+		t.Fatalf("after the push: exit %d\n%s", code, out)
+	}
+	if out, code := cvs(true, "down", "--force"); code != 0 {
+		t.Fatalf("down after the push: exit %d\n%s", code, out)
+	}
 }

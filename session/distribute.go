@@ -59,8 +59,12 @@ func (st distributeStage) hosts(s *Session) []int {
 
 func (st distributeStage) Actions(s *Session) []HostAction {
 	var out []HostAction
+	how := "send the layers of " + s.Config.Container.Image + " it lacks, docker load"
+	if s.Config.Engine.Kind == cluster.EngineSlurm {
+		how = "receive the layers of " + s.Config.Container.Image + " some node lacks (sbcast, once for all), docker load"
+	}
 	for _, i := range st.hosts(s) {
-		out = append(out, HostAction{Host: s.Config.Hosts[i].Name, Action: "send the layers of " + s.Config.Container.Image + " it lacks, docker load"})
+		out = append(out, HostAction{Host: s.Config.Hosts[i].Name, Action: how})
 	}
 	return out
 }
@@ -77,6 +81,9 @@ func (st distributeStage) Run(ctx context.Context, s *Session) error {
 	hosts := make([]cluster.Host, len(idx))
 	for k, i := range idx {
 		hosts[k] = s.Config.Hosts[i]
+	}
+	if s.Config.Engine.Kind == cluster.EngineSlurm {
+		return s.pushBySbcast(ctx, st.Name(), hosts, saved)
 	}
 	pushes := make([]Push, len(hosts))
 	err = s.perHost(ctx, st.Name(), hosts, func(ctx context.Context, k int, h cluster.Host, c transport.Conn) (transport.Result, error) {

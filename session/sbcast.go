@@ -1,0 +1,156 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/cvs-tool/cvs/cluster"
+	"github.com/cvs-tool/cvs/docker"
+	"github.com/cvs-tool/cvs/images"
+	"github.com/cvs-tool/cvs/report"
+	"github.com/cvs-tool/cvs/transport"
+)
+
+// pushBySbcast distributes the image through Slurm ([engine] kind =
+// "slurm"): one tarball with every layer some node lacks is written here
+// once, sbcast copies it to node-local disk on every node of the
+// allocation through Slurm's fan-out tree (this machine sends each byte
+// once), then each node that needs it docker loads it (an srun step) and
+// the file is removed everywhere. Nodes that hold the image are only
+// tagged.
+func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluster.Host, saved *images.Saved) error {
+	pushes := make([]Push, len(hosts))
+	missing := make([][]int, len(hosts))
+	// What each node lacks.
+	err := s.perHost(ctx, stage, hosts, func(ctx context.Context, k int, h cluster.Host, c transport.Conn) (transport.Result, error) {
+		p := Push{Host: h.Name, Total: len(saved.LayerFiles)}
+		e := s.dockerOn(h.Name, c)
+		layers, err := e.ImageLayers(ctx)
+		if err != nil {
+			return transport.Result{}, err
+		}
+		if _, ok := layers[saved.ImageID]; ok {
+			p.Skipped = true
+			if s.Image != saved.ImageID {
+				if err := e.Tag(ctx, saved.ImageID, s.Image); err != nil {
+					return transport.Result{}, fmt.Errorf("naming the image %s: %w", s.Image, err)
+				}
+			}
+			pushes[k] = p
+			return transport.Result{}, nil
+		}
+		have := map[string]bool{}
+		for _, diffs := range layers {
+			for _, ch := range images.ChainIDs(diffs) {
+				have[ch] = true
+			}
+		}
+		missing[k] = saved.Missing(have)
+		pushes[k] = p
+		return transport.Result{}, s.checkDisk(h, saved, missing[k])
+	})
+	if err != nil {
+		return err
+	}
+	union := map[int]bool{}
+	var need []cluster.Host
+	var needIdx []int
+	for k := range hosts {
+		if pushes[k].Skipped {
+			continue
+		}
+		need, needIdx = append(need, hosts[k]), append(needIdx, k)
+		for _, l := range missing[k] {
+			union[l] = true
+		}
+	}
+	s.mu.Lock()
+	s.pushes = pushes
+	s.mu.Unlock()
+	if len(need) == 0 {
+		return nil
+	}
+	send := make([]int, 0, len(union))
+	for l := range union {
+		send = append(send, l)
+	}
+	sort.Ints(send)
+	local, size, err := writeDelta(saved, send)
+	if err != nil {
+		return &StageError{Stage: stage, Failures: []HostFailure{{Host: "(this machine)", Err: err}}}
+	}
+	defer os.Remove(local)
+	remote := fmt.Sprintf("/var/tmp/cvs-push-%s.tar", s.RunID)
+	s.log.Info(fmt.Sprintf("sending %d of %d layers (%d bytes) once, to every node of the allocation, with sbcast", len(send), len(saved.LayerFiles), size))
+	if err := s.sbcast(ctx, local, remote); err != nil {
+		return &StageError{Stage: stage, Failures: []HostFailure{{Host: "(this machine)", Err: err}}}
+	}
+	// Load where needed; remove the file from every node it went to.
+	err = s.perHost(ctx, stage, need, func(ctx context.Context, k int, h cluster.Host, c transport.Conn) (transport.Result, error) {
+		ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+		defer cancel()
+		e := docker.CLIEngine{CLI: s.docker, Host: c}
+		p := &pushes[needIdx[k]]
+		p.Layers, p.Bytes = len(send), size
+		if res, err := c.Run(ctx, transport.Command{Line: docker.Line(s.docker.Load(remote))}); err != nil {
+			return res, fmt.Errorf("docker load of the sbcast copy: %w", err)
+		}
+		got, err := e.ImageID(ctx, s.Image)
+		if err != nil || got != saved.ImageID {
+			return transport.Result{}, fmt.Errorf("after docker load, %s is %q, not %s (%v)", s.Image, got, saved.ImageID, err)
+		}
+		s.log.Info(fmt.Sprintf("image loaded: %d of %d layers", len(send), len(saved.LayerFiles)), "host", h.Name)
+		return transport.Result{}, nil
+	})
+	s.each(context.WithoutCancel(ctx), "", s.Config.Hosts, func(ctx context.Context, _ int, _ cluster.Host, c transport.Conn) error {
+		_, err := c.Run(ctx, transport.Command{Line: "rm -f -- " + remote})
+		return err
+	})
+	s.mu.Lock()
+	s.pushes = pushes
+	s.mu.Unlock()
+	return err
+}
+
+// writeDelta writes the tarball with the layers send to a private file
+// here; it returns its path and size.
+func writeDelta(saved *images.Saved, send []int) (string, int64, error) {
+	f, err := os.CreateTemp("", "cvs-push-*.tar")
+	if err != nil {
+		return "", 0, err
+	}
+	if err := saved.WriteDelta(f, send); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", 0, err
+	}
+	fi, err := f.Stat()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", 0, err
+	}
+	return f.Name(), fi.Size(), nil
+}
+
+// sbcast copies local to remote on every node of the allocation.
+func (s *Session) sbcast(ctx context.Context, local, remote string) error {
+	bin := "sbcast"
+	if srun := s.Config.Engine.Srun; srun != "" {
+		bin = filepath.Join(filepath.Dir(srun), "sbcast")
+	}
+	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--force", "--preserve", local, remote).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("sbcast %s to %s: %v: %s", local, remote, err, report.LastLine(strings.TrimSpace(string(out))))
+	}
+	return nil
+}
