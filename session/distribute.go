@@ -132,31 +132,9 @@ func (s *Session) obtain(ctx context.Context) (*images.Saved, error) {
 // pushTo sends saved to one host: nothing when it holds the image ID,
 // else the layers it lacks (by chain ID), and loads it.
 func (s *Session) pushTo(ctx context.Context, c transport.Conn, h cluster.Host, saved *images.Saved) (Push, error) {
-	p := Push{Host: h.Name, Total: len(saved.LayerFiles)}
 	e := s.dockerOn(h.Name, c)
-	layers, err := e.ImageLayers(ctx)
-	if err != nil {
-		return p, err
-	}
-	if _, ok := layers[saved.ImageID]; ok {
-		// The content is there; make sure the name is too.
-		p.Skipped = true
-		if s.Image != saved.ImageID {
-			if err := e.Tag(ctx, saved.ImageID, s.Image); err != nil {
-				return p, fmt.Errorf("naming the image %s: %w", s.Image, err)
-			}
-		}
-		s.log.Info("image already on the host; nothing sent", "host", h.Name)
-		return p, nil
-	}
-	have := map[string]bool{}
-	for _, diffs := range layers {
-		for _, ch := range images.ChainIDs(diffs) {
-			have[ch] = true
-		}
-	}
-	send := saved.Missing(have)
-	if err := s.checkDisk(h, saved, send); err != nil {
+	p, send, err := s.lacking(ctx, e, h, saved)
+	if err != nil || p.Skipped {
 		return p, err
 	}
 	err = s.sendAndLoad(ctx, e, saved, send, &p)
@@ -176,6 +154,36 @@ func (s *Session) pushTo(ctx context.Context, c transport.Conn, h cluster.Host, 
 	}
 	s.log.Info(fmt.Sprintf("image pushed: %d of %d layers, %d bytes", p.Layers, p.Total, p.Bytes), "host", h.Name)
 	return p, nil
+}
+
+// lacking asks host h which of saved's layers it lacks (by chain ID), and
+// checks it has room for them. A host that holds the image ID is only
+// given the name (Push.Skipped).
+func (s *Session) lacking(ctx context.Context, e docker.Engine, h cluster.Host, saved *images.Saved) (Push, []int, error) {
+	p := Push{Host: h.Name, Total: len(saved.LayerFiles)}
+	layers, err := e.ImageLayers(ctx)
+	if err != nil {
+		return p, nil, err
+	}
+	if _, ok := layers[saved.ImageID]; ok {
+		// The content is there; make sure the name is too.
+		p.Skipped = true
+		if s.Image != saved.ImageID {
+			if err := e.Tag(ctx, saved.ImageID, s.Image); err != nil {
+				return p, nil, fmt.Errorf("naming the image %s: %w", s.Image, err)
+			}
+		}
+		s.log.Info("image already on the host; nothing sent", "host", h.Name)
+		return p, nil, nil
+	}
+	have := map[string]bool{}
+	for _, diffs := range layers {
+		for _, ch := range images.ChainIDs(diffs) {
+			have[ch] = true
+		}
+	}
+	send := saved.Missing(have)
+	return p, send, s.checkDisk(h, saved, send)
 }
 
 // sendAndLoad streams a tarball with the layers send to the host's daemon

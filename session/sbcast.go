@@ -28,31 +28,9 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 	missing := make([][]int, len(hosts))
 	// What each node lacks.
 	err := s.perHost(ctx, stage, hosts, func(ctx context.Context, k int, h cluster.Host, c transport.Conn) (transport.Result, error) {
-		p := Push{Host: h.Name, Total: len(saved.LayerFiles)}
-		e := s.dockerOn(h.Name, c)
-		layers, err := e.ImageLayers(ctx)
-		if err != nil {
-			return transport.Result{}, err
-		}
-		if _, ok := layers[saved.ImageID]; ok {
-			p.Skipped = true
-			if s.Image != saved.ImageID {
-				if err := e.Tag(ctx, saved.ImageID, s.Image); err != nil {
-					return transport.Result{}, fmt.Errorf("naming the image %s: %w", s.Image, err)
-				}
-			}
-			pushes[k] = p
-			return transport.Result{}, nil
-		}
-		have := map[string]bool{}
-		for _, diffs := range layers {
-			for _, ch := range images.ChainIDs(diffs) {
-				have[ch] = true
-			}
-		}
-		missing[k] = saved.Missing(have)
-		pushes[k] = p
-		return transport.Result{}, s.checkDisk(h, saved, missing[k])
+		p, send, err := s.lacking(ctx, s.dockerOn(h.Name, c), h, saved)
+		pushes[k], missing[k] = p, send
+		return transport.Result{}, err
 	})
 	if err != nil {
 		return err
