@@ -143,10 +143,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 			sess.Close()
 			<-waitc
 		}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return result(-1), &TimeoutError{Host: c.Host.Name, Cmd: cmd.name(), After: time.Since(start)}
-		}
-		return result(-1), fmt.Errorf("command %s: %w", abbreviate(cmd.name(), 80), ctx.Err())
+		return result(-1), stopped(ctx, c.Host.Name, cmd, start)
 	}
 	res := result(0)
 	var ee *ssh.ExitError

@@ -1,11 +1,13 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"github.com/cvs-tool/cvs/report"
 	"strings"
 	"time"
+
+	"github.com/cvs-tool/cvs/report"
 )
 
 // Kind classifies why a host could not be used.
@@ -140,4 +142,13 @@ func Outcome(err error) string {
 		return err.Error()
 	}
 	return ""
+}
+
+// stopped is the error of a command that ctx ended after it started at
+// start: a *TimeoutError at a deadline, the context's error otherwise.
+func stopped(ctx context.Context, host string, cmd Command, start time.Time) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &TimeoutError{Host: host, Cmd: cmd.name(), After: time.Since(start)}
+	}
+	return fmt.Errorf("command %s: %w", abbreviate(cmd.name(), 80), ctx.Err())
 }

@@ -108,10 +108,7 @@ func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, e
 			c.Process.Signal(os.Interrupt)
 			<-waitc
 		}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return result(-1), &TimeoutError{Host: s.Host, Cmd: cmd.name(), After: time.Since(start)}
-		}
-		return result(-1), fmt.Errorf("command %s: %w", abbreviate(cmd.name(), 80), ctx.Err())
+		return result(-1), stopped(ctx, s.Host, cmd, start)
 	}
 	if input != nil {
 		if err := <-fed; err != nil {
