@@ -282,9 +282,13 @@ func newFleet(cfg *cluster.Config, opts Options) (*fleet.Fleet, *transport.Diale
 	case cfg.Engine.Kind == cluster.EngineSlurm && os.Getenv("SLURM_JOB_ID") == "":
 		return nil, nil, exitcode.With(exitcode.Usage, fmt.Errorf(`%s: [engine] kind = "slurm" runs cvs's commands as steps of a Slurm allocation, and cvs is not in one (no SLURM_JOB_ID): run it inside one, e.g. salloc -N %d cvs ...`, cfg.File, len(cfg.Hosts)))
 	case cfg.Engine.Kind == cluster.EngineSlurm:
+		// One srun for the same command on many nodes: Slurm's tree does
+		// the fan-out, so every host is worked on at once; max_parallel
+		// bounds the sruns that reach one node each (uploads).
+		g := &transport.SrunGroup{Bin: cfg.Engine.Srun, Parallel: cfg.MaxParallel}
 		return fleet.NewWithDial(func(_ context.Context, h cluster.Host) (transport.Conn, error) {
-			return &transport.Srun{Host: h.Name, Bin: cfg.Engine.Srun}, nil
-		}, cfg.MaxParallel), nil, nil
+			return g.Node(h.Name), nil
+		}, len(cfg.Hosts)), nil, nil
 	}
 	d, err := transport.NewDialer(transport.OptionsFor(cfg))
 	if err != nil {

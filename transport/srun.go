@@ -28,6 +28,10 @@ type Srun struct {
 	Bin string
 	// Env is added to srun's environment (SLURM_CONF, say).
 	Env []string
+
+	// group, when set, gathers this node's commands with the same
+	// commands on its other nodes into one srun (SrunGroup.Node).
+	group *SrunGroup
 }
 
 var _ Conn = (*Srun)(nil)
@@ -59,6 +63,9 @@ func (s *Srun) argv(line string, forwardStdin, data bool) []string {
 // srun's standard input is closed (the watchdog on the node kills the
 // command's process group) and srun is stopped.
 func (s *Srun) Run(ctx context.Context, cmd Command) (Result, error) {
+	if s.group != nil && !cmd.ForwardStdin {
+		return s.group.run(ctx, s, cmd)
+	}
 	return s.run(ctx, cmd, nil)
 }
 
@@ -147,6 +154,9 @@ func srunFailed(stderr []byte) bool {
 // copies its standard input there (created with the mode, never readable
 // by others on the way).
 func (s *Srun) Upload(ctx context.Context, remotePath string, r io.Reader, mode os.FileMode) error {
+	if s.group != nil {
+		defer s.group.slot()()
+	}
 	line := fmt.Sprintf("umask 077 && cat > %s && chmod %o %s", shell.Quote(remotePath), mode.Perm(), shell.Quote(remotePath))
 	_, err := s.run(ctx, Command{Line: line, Name: "upload " + remotePath}, r)
 	return err

@@ -1,0 +1,56 @@
+// Package fakeslurm is an srun for unit tests: a shell script that runs
+// its tasks on this machine.
+package fakeslurm
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// script is an srun that runs its tasks here: one per node of
+// --nodelist, each with SLURMD_NODENAME, ranks in the reverse order of the
+// list (Slurm's ranks follow its own node order, not the caller's), every
+// line of a task's stdout and stderr labelled with its rank as --label
+// does, stdin given to every task. A list naming "down" fails the whole
+// step, as Slurm does when a node cannot take part. The real srun is
+// tested on the Slurm lab.
+const script = `#!/bin/bash
+nodes= label=
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--nodelist=*) nodes=${1#--nodelist=} ;;
+	--label) label=1 ;;
+	--nodes=*|--ntasks=*|--ntasks-per-node=1|--overlap|--quiet|--kill-on-bad-exit=*|--input=all) ;;
+	--*) echo "srun: error: unexpected option $1" >&2; exit 2 ;;
+	*) break ;;
+	esac
+	shift
+done
+echo "$nodes" >> "$SRUN_LOG"
+case ",$nodes," in *,down,*) echo "srun: error: Unable to create step for job 7: Requested node configuration is not available" >&2; exit 1 ;; esac
+[ -n "$nodes" ] || exit 2
+[ -n "$label" ] || SLURMD_NODENAME=$nodes exec "$@"
+exec 4<&0
+rank=0
+for n in $(echo "$nodes" | tr ',' '\n' | sort -r); do
+	{ { SLURMD_NODENAME=$n "$@" <&4 2>&1 1>&3 | sed "s/^/$rank: /" >&2; } 3>&1 | sed "s/^/$rank: /"; } &
+	rank=$((rank+1))
+done
+wait
+`
+
+// Srun writes the fake srun into a temporary folder and returns its path
+// and the file where it appends each call's node list (one line per call;
+// SRUN_LOG in its environment names that file, set by Srun for this
+// test).
+func Srun(t testing.TB) (bin, calls string) {
+	t.Helper()
+	dir := t.TempDir()
+	bin, calls = filepath.Join(dir, "srun"), filepath.Join(dir, "calls")
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SRUN_LOG", calls)
+	return bin, calls
+}

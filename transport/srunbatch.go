@@ -1,0 +1,439 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cvs-tool/cvs/report"
+)
+
+// SrunGroup gathers the commands its nodes are asked to run at about the
+// same time into one srun: when every node of a fan-out runs the same
+// command line (the probe, the lock, a step, exec), the controller starts
+// one srun process with one task per node, which Slurm launches through its
+// tree of slurmd daemons, instead of one srun per node. Each caller still
+// gets its own Result and typed error, and its own output as it arrives.
+//
+// A command joins a gathering batch when its line is the same and its node
+// is not in it yet; the batch starts once no command has joined for Window
+// (or MaxWait after the first). A batch of one is a plain per-node srun, as
+// are uploads and commands that forward stdin.
+//
+// A node whose task never started in the batch (srun could not place it:
+// the node is down, not in the allocation) runs the command again on its
+// own, where srun's error for that node alone becomes its typed error; a
+// task that started and ended without its exit status is unreachable.
+//
+// Time limits: the batch is stopped (every task's stdin closed, so every
+// watchdog kills its command) once every caller's context has ended; a
+// caller whose context ends first gets its timeout at once.
+type SrunGroup struct {
+	// Bin is the srun executable ("srun" in $PATH when empty).
+	Bin string
+	// Env is added to srun's environment.
+	Env []string
+	// Window is how long a batch waits for one more command (10 ms when
+	// zero); MaxWait bounds the whole gathering (100 ms when zero).
+	Window, MaxWait time.Duration
+	// Parallel bounds the per-node sruns running at once (uploads, a
+	// batch of one, retries); 0 is no bound. A batch counts as one.
+	Parallel int
+
+	slots   chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	pending map[string]*srunBatch
+	// Batches counts the srun processes started for batches of two or
+	// more nodes (tests and benchmarks read it).
+	batches int
+}
+
+// Node returns the node's connection, whose commands the group gathers.
+func (g *SrunGroup) Node(host string) *Srun {
+	return &Srun{Host: host, Bin: g.Bin, Env: g.Env, group: g}
+}
+
+// Batches is how many srun processes ran a command on more than one node.
+func (g *SrunGroup) Batches() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.batches
+}
+
+type srunBatch struct {
+	line    string
+	members []*srunMember
+	joined  chan struct{} // a member joined: wait another Window
+}
+
+type srunMember struct {
+	node *Srun
+	cmd  Command
+	ctx  context.Context
+	done chan srunOutcome // buffered
+}
+
+type srunOutcome struct {
+	res Result
+	err error
+}
+
+func (g *SrunGroup) window() (time.Duration, time.Duration) {
+	w, m := g.Window, g.MaxWait
+	if w <= 0 {
+		w = 10 * time.Millisecond
+	}
+	if m <= 0 {
+		m = 100 * time.Millisecond
+	}
+	return w, m
+}
+
+// run is Srun.Run for a node of the group.
+func (g *SrunGroup) run(ctx context.Context, node *Srun, cmd Command) (Result, error) {
+	start := time.Now()
+	m := &srunMember{node: node, cmd: cmd, ctx: ctx, done: make(chan srunOutcome, 1)}
+	g.join(m)
+	select {
+	case o := <-m.done:
+		return o.res, o.err
+	case <-ctx.Done():
+		// The batch goes on for the others; this node's task is stopped
+		// with the batch (see SrunGroup).
+		return Result{ExitCode: -1, Duration: time.Since(start)}, stopped(ctx, node.Host, cmd, start)
+	}
+}
+
+func (g *SrunGroup) join(m *srunMember) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pending == nil {
+		g.pending = map[string]*srunBatch{}
+	}
+	b := g.pending[m.cmd.Line]
+	if b != nil {
+		for _, o := range b.members {
+			if o.node.Host == m.node.Host {
+				b = nil // the node is in this batch already: a batch of its own
+				break
+			}
+		}
+		if b == nil {
+			go g.solo(m)
+			return
+		}
+		b.members = append(b.members, m)
+		select {
+		case b.joined <- struct{}{}:
+		default:
+		}
+		return
+	}
+	b = &srunBatch{line: m.cmd.Line, members: []*srunMember{m}, joined: make(chan struct{}, 1)}
+	g.pending[m.cmd.Line] = b
+	go g.gather(b)
+}
+
+// gather waits for the batch to fill, then runs it.
+func (g *SrunGroup) gather(b *srunBatch) {
+	window, maxWait := g.window()
+	deadline := time.NewTimer(maxWait)
+	defer deadline.Stop()
+	idle := time.NewTimer(window)
+	defer idle.Stop()
+wait:
+	for {
+		select {
+		case <-b.joined:
+			idle.Reset(window)
+		case <-idle.C:
+			break wait
+		case <-deadline.C:
+			break wait
+		}
+	}
+	g.mu.Lock()
+	delete(g.pending, b.line)
+	members := b.members
+	if len(members) > 1 {
+		g.batches++
+	}
+	g.mu.Unlock()
+	if len(members) == 1 {
+		g.solo(members[0])
+		return
+	}
+	g.runBatch(members)
+}
+
+func (g *SrunGroup) solo(m *srunMember) {
+	release := g.slot()
+	defer release()
+	res, err := m.node.run(m.ctx, m.cmd, nil)
+	m.done <- srunOutcome{res, err}
+}
+
+// slot waits for room for one more per-node srun (Parallel).
+func (g *SrunGroup) slot() (release func()) {
+	g.once.Do(func() {
+		if g.Parallel > 0 {
+			g.slots = make(chan struct{}, g.Parallel)
+		}
+	})
+	if g.slots == nil {
+		return func() {}
+	}
+	g.slots <- struct{}{}
+	return func() { <-g.slots }
+}
+
+// batchContext ends when every member's context has ended.
+func batchContext(members []*srunMember) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	left := len(members)
+	stops := make([]func() bool, 0, len(members))
+	for _, m := range members {
+		stops = append(stops, context.AfterFunc(m.ctx, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if left--; left == 0 {
+				cancel()
+			}
+		}))
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+	}
+}
+
+// The lines a batch task writes around its command on stdout:
+// "<token> start <node>" first, "<token> exit <node> <status>" last.
+var labelled = regexp.MustCompile(`^ *([0-9]+): (.*)$`)
+
+// batchScript runs $2 under the watchdog $1 between the two marks.
+const batchScript = `printf '%s start %s\n' "$3" "$SLURMD_NODENAME"; sh -c "$1" cvs "$2"; ` +
+	`printf '%s exit %s %d\n' "$3" "$SLURMD_NODENAME" $?`
+
+// runBatch runs one srun with a task on every member's node and hands each
+// member its result.
+func (g *SrunGroup) runBatch(members []*srunMember) {
+	start := time.Now()
+	token := batchToken()
+	nodes := make([]string, len(members))
+	byNode := make(map[string]*srunTask, len(members))
+	tasks := make([]*srunTask, len(members))
+	for i, m := range members {
+		nodes[i] = m.node.Host
+		t := &srunTask{member: m, stdout: report.NewTailBuffer(MaxCapture), stderr: report.NewTailBuffer(MaxCapture)}
+		tasks[i], byNode[m.node.Host] = t, t
+	}
+	sort.Strings(nodes)
+	bin := members[0].node.bin()
+	argv := []string{bin, "--nodelist=" + strings.Join(nodes, ","), fmt.Sprintf("--nodes=%d", len(nodes)),
+		fmt.Sprintf("--ntasks=%d", len(nodes)), "--ntasks-per-node=1", "--overlap", "--quiet", "--kill-on-bad-exit=0",
+		"--input=all", "--label", "sh", "-c", batchScript, "cvs", Watchdog, members[0].cmd.Line, token}
+	c := exec.Command(argv[0], argv[1:]...)
+	c.Env = append(os.Environ(), members[0].node.Env...)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	demux := &srunDemux{token: token, byNode: byNode, byRank: map[int]*srunTask{}, early: map[int][]string{}}
+	outR, errR, stdin, err := pipes(c)
+	if err == nil {
+		err = c.Start()
+	}
+	if err != nil {
+		for _, m := range members {
+			m.done <- srunOutcome{Result{ExitCode: -1}, &HostError{Host: m.node.Host, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("starting srun: %v (is Slurm's client installed?)", err)}}
+		}
+		return
+	}
+	var read sync.WaitGroup
+	read.Add(2)
+	go func() { defer read.Done(); demux.stdout(outR) }()
+	go func() { defer read.Done(); demux.stderr(errR) }()
+	waitc := make(chan error, 1)
+	go func() { read.Wait(); waitc <- c.Wait() }()
+	ctx, cancel := batchContext(members)
+	defer cancel()
+	var werr error
+	select {
+	case werr = <-waitc:
+	case <-ctx.Done():
+		stdin.Close() // every task's watchdog kills its command
+		select {
+		case werr = <-waitc:
+		case <-time.After(killGrace):
+			c.Process.Signal(os.Interrupt)
+			c.Process.Signal(os.Interrupt)
+			werr = <-waitc
+		}
+	}
+	stdin.Close()
+	srunErr := report.LastLine(demux.srunOwn.String())
+	if srunErr == "" && werr != nil {
+		srunErr = werr.Error()
+	}
+	for _, t := range tasks {
+		m := t.member
+		switch {
+		case !t.started:
+			// Never started here: srun's error for this node alone (or
+			// the command, if the node is fine) is the answer.
+			go g.solo(m)
+		case !t.exited:
+			res := t.result(-1, start)
+			m.done <- srunOutcome{res, &HostError{Host: m.node.Host, Kind: KindUnreachable, Err: werr,
+				Detail: fmt.Sprintf("srun: the task on %s ended without its exit status (%s)", m.node.Host, srunErr)}}
+		case t.status != 0:
+			res := t.result(t.status, start)
+			m.done <- srunOutcome{res, &ExitError{Host: m.node.Host, Cmd: m.cmd.name(), Code: t.status, StderrTail: report.Tail(string(res.Stderr), stderrTailLines)}}
+		default:
+			m.done <- srunOutcome{t.result(0, start), nil}
+		}
+	}
+}
+
+func pipes(c *exec.Cmd) (stdout, stderr io.Reader, stdin io.WriteCloser, err error) {
+	if stdout, err = c.StdoutPipe(); err != nil {
+		return
+	}
+	if stderr, err = c.StderrPipe(); err != nil {
+		return
+	}
+	stdin, err = c.StdinPipe()
+	return
+}
+
+func batchToken() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "@@cvs-" + hex.EncodeToString(b)
+}
+
+// srunTask is one node's task of a batch.
+type srunTask struct {
+	member          *srunMember
+	stdout, stderr  *report.TailBuffer
+	started, exited bool
+	status          int
+}
+
+func (t *srunTask) result(code int, start time.Time) Result {
+	return Result{Stdout: []byte(t.stdout.String()), Stderr: []byte(t.stderr.String()), ExitCode: code,
+		Duration: time.Since(start), StdoutCut: t.stdout.Dropped(), StderrCut: t.stderr.Dropped()}
+}
+
+func (t *srunTask) write(stderr bool, text string) {
+	buf, w := t.stdout, t.member.cmd.Stdout
+	if stderr {
+		buf, w = t.stderr, t.member.cmd.Stderr
+	}
+	buf.Write([]byte(text))
+	if w != nil {
+		w.Write([]byte(text))
+	}
+}
+
+// srunDemux splits srun --label's output by task: a task's rank is tied to
+// its node by the task's start mark on stdout; stderr lines of a rank not
+// tied yet wait for it.
+type srunDemux struct {
+	token   string
+	byNode  map[string]*srunTask
+	mu      sync.Mutex
+	byRank  map[int]*srunTask
+	early   map[int][]string // stderr lines of ranks not tied yet
+	srunOwn strings.Builder  // srun's own messages
+}
+
+func (d *srunDemux) stdout(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		rank, text, ok := label(sc.Text())
+		if !ok {
+			continue
+		}
+		d.mu.Lock()
+		t := d.byRank[rank]
+		if i := strings.Index(text, d.token+" "); i >= 0 {
+			d.mark(rank, t, text[:i], strings.Fields(text[i+len(d.token)+1:]))
+		} else if t != nil {
+			t.write(false, text+"\n")
+		}
+		d.mu.Unlock()
+	}
+	io.Copy(io.Discard, r)
+}
+
+// mark handles a task's start or exit mark, after before: output that had
+// no newline at its end.
+func (d *srunDemux) mark(rank int, t *srunTask, before string, f []string) {
+	switch {
+	case len(f) == 2 && f[0] == "start":
+		t = d.byNode[f[1]]
+		if t == nil {
+			return
+		}
+		t.started = true
+		d.byRank[rank] = t
+		for _, l := range d.early[rank] {
+			t.write(true, l)
+		}
+		delete(d.early, rank)
+	case len(f) == 3 && f[0] == "exit" && t != nil:
+		if before != "" {
+			t.write(false, before)
+		}
+		if n, err := strconv.Atoi(f[2]); err == nil {
+			t.exited, t.status = true, n
+		}
+	}
+}
+
+func (d *srunDemux) stderr(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		rank, text, ok := label(sc.Text())
+		d.mu.Lock()
+		switch t := d.byRank[rank]; {
+		case !ok:
+			d.srunOwn.WriteString(sc.Text() + "\n")
+		case t != nil:
+			t.write(true, text+"\n")
+		default:
+			d.early[rank] = append(d.early[rank], text+"\n")
+		}
+		d.mu.Unlock()
+	}
+	io.Copy(io.Discard, r)
+}
+
+// label splits a line of srun --label's output into the task's rank and
+// the task's line.
+func label(line string) (int, string, bool) {
+	m := labelled.FindStringSubmatch(line)
+	if m == nil {
+		return 0, "", false
+	}
+	n, err := strconv.Atoi(m[1])
+	return n, m[2], err == nil
+}
+

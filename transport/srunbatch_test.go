@@ -1,0 +1,164 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cvs-tool/cvs/internal/fakeslurm"
+)
+
+func newFakeGroup(t *testing.T) (*SrunGroup, string) {
+	t.Helper()
+	bin, logf := fakeslurm.Srun(t)
+	return &SrunGroup{Bin: bin, Env: []string{"SRUN_LOG=" + logf}}, logf
+}
+
+// srunCalls is the node lists srun was started with, one per call.
+func srunCalls(t *testing.T, logf string) []string {
+	b, err := os.ReadFile(logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(b))
+}
+
+type nodeRun struct {
+	res    Result
+	err    error
+	stdout strings.Builder
+}
+
+// runOnAll runs line on every node at once, as a fan-out does.
+func runOnAll(ctx context.Context, g *SrunGroup, nodes []string, line string) map[string]*nodeRun {
+	out := map[string]*nodeRun{}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, n := range nodes {
+		r := &nodeRun{}
+		out[n] = r
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var w syncWriter
+			res, err := g.Node(n).Run(ctx, Command{Line: line, Stdout: &w})
+			mu.Lock()
+			r.res, r.err = res, err
+			r.stdout.WriteString(w.String())
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// The same command on three nodes is one srun; each node gets its own
+// output, exit status and typed error.
+func TestSrunGroupOneSrunForTheSameCommand(t *testing.T) {
+	g, logf := newFakeGroup(t)
+	nodes := []string{"n1", "n2", "n3"}
+	got := runOnAll(context.Background(), g, nodes,
+		`echo "out $SLURMD_NODENAME"; echo "err $SLURMD_NODENAME" >&2; printf 'no newline'; [ "$SLURMD_NODENAME" != n2 ] || exit 3`)
+	if calls := srunCalls(t, logf); len(calls) != 1 || calls[0] != "n1,n2,n3" || g.Batches() != 1 {
+		t.Fatalf("srun calls %q, batches %d: want one for n1,n2,n3", calls, g.Batches())
+	}
+	for _, n := range nodes {
+		r := got[n]
+		want := "out " + n + "\nno newline"
+		if string(r.res.Stdout) != want || r.stdout.String() != want || string(r.res.Stderr) != "err "+n+"\n" {
+			t.Errorf("%s: stdout %q (streamed %q), stderr %q", n, r.res.Stdout, r.stdout.String(), r.res.Stderr)
+		}
+		var ee *ExitError
+		switch {
+		case n == "n2" && (!errors.As(r.err, &ee) || ee.Code != 3 || ee.Host != "n2" || r.res.ExitCode != 3 || !strings.Contains(ee.StderrTail, "err n2")):
+			t.Errorf("n2: %+v %v", r.res, r.err)
+		case n != "n2" && (r.err != nil || r.res.ExitCode != 0):
+			t.Errorf("%s: %v", n, r.err)
+		}
+	}
+}
+
+// A step Slurm cannot create on every node runs again node by node: the
+// node it cannot use is unreachable, the others run the command.
+func TestSrunGroupNodeDownInABatch(t *testing.T) {
+	g, logf := newFakeGroup(t)
+	got := runOnAll(context.Background(), g, []string{"n1", "down", "n3"}, `echo "hi $SLURMD_NODENAME"`)
+	if ErrorKind(got["down"].err) != KindUnreachable || !strings.Contains(got["down"].err.Error(), "Requested node configuration") {
+		t.Errorf("down: %v (kind %s)", got["down"].err, ErrorKind(got["down"].err))
+	}
+	for _, n := range []string{"n1", "n3"} {
+		if got[n].err != nil || string(got[n].res.Stdout) != "hi "+n+"\n" {
+			t.Errorf("%s: %q %v", n, got[n].res.Stdout, got[n].err)
+		}
+	}
+	if calls := srunCalls(t, logf); len(calls) != 4 {
+		t.Errorf("srun calls %q: want the batch, then one per node", calls)
+	}
+}
+
+// At the time limit every task of the batch is killed on its node, and
+// every caller gets its timeout.
+func TestSrunGroupTimeoutKillsEveryTask(t *testing.T) {
+	g, _ := newFakeGroup(t)
+	marker := filepath.Join(t.TempDir(), "alive")
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	line := fmt.Sprintf("sleep 30; touch %s-$SLURMD_NODENAME", marker)
+	got := runOnAll(ctx, g, []string{"n1", "n2"}, line)
+	for n, r := range got {
+		var te *TimeoutError
+		if !errors.As(r.err, &te) || te.Host != n {
+			t.Errorf("%s: %v", n, r.err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	if res, _ := (&Srun{Host: "n1", Bin: g.Bin, Env: g.Env}).Run(context.Background(), Command{Line: "pgrep -fc '[s]leep 30; touch " + marker + "' || true"}); strings.TrimSpace(string(res.Stdout)) != "0" {
+		t.Errorf("tasks still run after the timeout: %q", res.Stdout)
+	}
+}
+
+// Different commands, or a node already in the batch, make batches of
+// their own.
+func TestSrunGroupKeepsCommandsApart(t *testing.T) {
+	g, logf := newFakeGroup(t)
+	var wg sync.WaitGroup
+	results := make([]string, 3)
+	for i, c := range []struct{ node, line string }{{"n1", "echo a"}, {"n2", "echo b"}, {"n1", "echo a"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := g.Node(c.node).Run(context.Background(), Command{Line: c.line})
+			results[i] = fmt.Sprintf("%s %v", strings.TrimSpace(string(res.Stdout)), err)
+		}()
+	}
+	wg.Wait()
+	if results[0] != "a <nil>" || results[1] != "b <nil>" || results[2] != "a <nil>" {
+		t.Errorf("results %q", results)
+	}
+	if calls := srunCalls(t, logf); len(calls) != 3 || g.Batches() != 0 {
+		t.Errorf("srun calls %q, batches %d: want three sruns of one node", calls, g.Batches())
+	}
+}
