@@ -12,6 +12,9 @@ type clusterParams struct {
 	KnownHosts string
 	Hosts      []Host
 	Image      string
+	// Slurm: the hosts by their Slurm node names, and [engine] kind =
+	// "slurm" (cvs reaches them through srun, inside an allocation).
+	Slurm bool
 }
 
 // renderClusterFile returns the cvs cluster file for the lab. It uses only
@@ -20,14 +23,24 @@ type clusterParams struct {
 func renderClusterFile(p clusterParams) string {
 	addrs := make([]string, len(p.Hosts))
 	for i, h := range p.Hosts {
-		addrs[i] = tomlString(h.Addr.String())
+		addrs[i] = h.Addr.String()
+		if p.Slurm {
+			addrs[i] = h.Name
+		}
 	}
 	head := ""
-	if len(p.Hosts) > 0 {
-		head = p.Hosts[0].Addr.String()
+	if len(addrs) > 0 {
+		head = addrs[0]
+	}
+	for i := range addrs {
+		addrs[i] = tomlString(addrs[i])
+	}
+	engine := ""
+	if p.Slurm {
+		engine = "\n# Every command is an srun step of the allocation cvs runs in (salloc -N ...).\n[engine]\nkind = \"slurm\"\n"
 	}
 	return fmt.Sprintf(clusterTemplate,
-		tomlString(p.Identity), tomlString(p.KnownHosts), strings.Join(addrs, ", "), tomlString(head),
+		tomlString(p.Identity), tomlString(p.KnownHosts), strings.Join(addrs, ", "), tomlString(head), engine,
 		tomlString(p.Image), tomlString(AptRepoPath+":/cvs-apt:ro"))
 }
 
@@ -42,7 +55,7 @@ connect_timeout = "10s"
 max_parallel = 64
 hosts = [%s]
 head = %s
-
+%s
 [container]
 lifetime = "persistent"
 image = %s

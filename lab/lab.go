@@ -91,6 +91,7 @@ type paths struct {
 	slurm           string
 	slurmEtc        string
 	slurmClientConf string
+	slurmCluster    string
 	mungeDir        string
 	mungePID        string
 }
@@ -125,6 +126,7 @@ func newPaths(dir string) paths {
 		slurm:           filepath.Join(dir, "slurm"),
 		slurmEtc:        filepath.Join(dir, "slurm", "etc"),
 		slurmClientConf: filepath.Join(dir, "slurm", "client", "slurm.conf"),
+		slurmCluster:    filepath.Join(dir, "slurm", "cluster.toml"),
 		mungeDir:        filepath.Join(run, "munge"),
 		mungePID:        filepath.Join(run, "munged.pid"),
 	}
@@ -250,6 +252,16 @@ func (l *Lab) Host(ref string) (Host, error) {
 
 // ClusterFile returns the path of the cluster file Up writes.
 func (l *Lab) ClusterFile() string { return l.paths.clusterFile }
+
+// SlurmClusterFile returns the cluster file that reaches a Slurm lab's
+// hosts through srun ([engine] kind = "slurm", hosts by node name); "" when
+// the lab has no Slurm.
+func (l *Lab) SlurmClusterFile() string {
+	if !l.Slurm() {
+		return ""
+	}
+	return l.paths.slurmCluster
+}
 
 // KnownHostsFile returns the path of the known_hosts file holding the hosts'
 // host keys as read at Up (or at the last RefreshKnownHosts).

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -109,8 +110,15 @@ func TestClusterFileGolden(t *testing.T) {
 
 // The cluster file must pass cvs's own strict loader: every key known.
 func TestClusterFileLoads(t *testing.T) {
+	for _, slurm := range []bool{false, true} {
+		t.Run(fmt.Sprintf("slurm=%v", slurm), func(t *testing.T) { clusterFileLoads(t, slurm) })
+	}
+}
+
+func clusterFileLoads(t *testing.T, slurm bool) {
 	dir := t.TempDir()
 	p := testClusterParams()
+	p.Slurm = slurm
 	p.Identity = filepath.Join(dir, "id_ed25519")
 	p.KnownHosts = filepath.Join(dir, "known_hosts")
 	for _, f := range []string{p.Identity, p.KnownHosts} {
@@ -122,8 +130,16 @@ func TestClusterFileLoads(t *testing.T) {
 	if err := os.WriteFile(path, []byte(renderClusterFile(p)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cluster.LoadWith(path, cluster.LoadOptions{SSHConfig: "none", Home: dir}); err != nil {
+	cfg, err := cluster.LoadWith(path, cluster.LoadOptions{SSHConfig: "none", Home: dir})
+	if err != nil {
 		t.Fatalf("cvs rejects the lab's cluster file: %v", err)
+	}
+	want, engine := p.Hosts[0].Addr.String(), cluster.EngineSSH
+	if slurm {
+		want, engine = p.Hosts[0].Name, cluster.EngineSlurm
+	}
+	if cfg.Hosts[0].Name != want || cfg.Engine.Kind != engine {
+		t.Errorf("first host %q, engine %q: want %q, %q", cfg.Hosts[0].Name, cfg.Engine.Kind, want, engine)
 	}
 }
 

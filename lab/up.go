@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -158,6 +159,18 @@ func (l *Lab) UpWith(ctx context.Context, n int, opt UpOptions) error {
 			if err := writeFileAtomic(l.paths.clusterFile, []byte(cf), 0o644); err != nil {
 				return err
 			}
+			if opt.Slurm {
+				cf := renderClusterFile(clusterParams{
+					Identity: l.paths.identity, KnownHosts: l.paths.knownHosts,
+					Hosts: hosts, Image: l.WorkloadImage(), Slurm: true,
+				})
+				if err := os.MkdirAll(filepath.Dir(l.paths.slurmCluster), 0o755); err != nil {
+					return err
+				}
+				if err := writeFileAtomic(l.paths.slurmCluster, []byte(cf), 0o644); err != nil {
+					return err
+				}
+			}
 			return l.save()
 		}},
 		{"verify: ssh to every host (strict)", func() error {
@@ -196,6 +209,7 @@ func (l *Lab) UpWith(ctx context.Context, n int, opt UpOptions) error {
 	l.logf("cluster file: %s", l.paths.clusterFile)
 	if opt.Slurm {
 		l.logf("slurm: export SLURM_CONF=%s (srun, salloc, sbcast, sinfo from this machine)", l.SlurmConfFile())
+		l.logf("slurm: cluster file through srun: %s (salloc -N %d cvs --cluster ...)", l.paths.slurmCluster, n)
 	}
 	return nil
 }
