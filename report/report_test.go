@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -98,5 +99,27 @@ func TestTailBufferKeepsTheEnd(t *testing.T) {
 	tb.Write([]byte("0123456789ABCDEF"))
 	if string(tb.Bytes()) != "6789ABCDEF" || tb.Dropped() != 19 {
 		t.Errorf("%q %d", tb.Bytes(), tb.Dropped())
+	}
+}
+
+// A command's output buffers cost what the command printed, not their
+// limit: cvs holds two per command on every host at once (500 hosts, a
+// 1 MiB limit each, were 1 GiB of allocation for `true`).
+func TestTailBufferGrowsWithWhatIsWritten(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	bufs := make([]*TailBuffer, 100)
+	for i := range bufs {
+		bufs[i] = NewTailBuffer(1 << 20)
+		bufs[i].Write([]byte("ok\n"))
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("100 buffers holding 3 bytes each allocated %d KiB", got>>10)
+	}
+	for _, b := range bufs {
+		if b.String() != "ok\n" {
+			t.Fatalf("%q", b.String())
+		}
 	}
 }

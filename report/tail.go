@@ -11,7 +11,8 @@ import (
 // safe for concurrent writers (a command's stdout and stderr together).
 type TailBuffer struct {
 	mu      sync.Mutex
-	ring    []byte
+	max     int
+	ring    []byte // grows with what is written, up to max
 	start   int // index of the oldest byte when full
 	full    bool
 	dropped int64
@@ -19,7 +20,7 @@ type TailBuffer struct {
 
 // NewTailBuffer returns a TailBuffer keeping the last max bytes.
 func NewTailBuffer(max int) *TailBuffer {
-	return &TailBuffer{ring: make([]byte, 0, max)}
+	return &TailBuffer{max: max}
 }
 
 // Write keeps the end of p; it never fails.
@@ -27,8 +28,8 @@ func (t *TailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := len(p)
-	max := cap(t.ring)
-	if max == 0 {
+	max := t.max
+	if max <= 0 {
 		t.dropped += int64(n)
 		return n, nil
 	}
