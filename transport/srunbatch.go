@@ -292,6 +292,9 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 	for _, t := range tasks {
 		m := t.member
 		switch {
+		case m.ctx.Err() != nil && !t.exited:
+			// Stopped at its time limit (or interrupted) with the batch.
+			m.done <- srunOutcome{t.result(-1, start), stopped(m.ctx, m.node.Host, m.cmd, start)}
 		case !t.started:
 			// Never started here: srun's error for this node alone (or
 			// the command, if the node is fine) is the answer.
