@@ -38,14 +38,17 @@ fuzz:
 		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) >/tmp/cvs-fuzz.log 2>&1 || { cat /tmp/cvs-fuzz.log; exit 1; }; \
 	done
 
-# The end-to-end tier runs twice: cvs talking to the lab's Docker daemons
-# through their Engine API (docker_access = "auto" picks it there), then
-# through the docker CLI (CVS_DOCKER_ACCESS=cli). The first pass also
-# brings up a Slurm lab and runs cvs through srun on it (CVS_E2E_SLURM=1),
-# and the Slurm lab's own test (package lab).
+# The end-to-end tier runs three times: cvs talking to the lab's Docker
+# daemons through their Engine API (docker_access = "auto" picks it there),
+# then through the docker CLI (CVS_DOCKER_ACCESS=cli), then through Slurm
+# (CVS_E2E_ENGINE=slurm: a Slurm lab in its own folder and subnet, every
+# cvs inside salloc, every per-host command an srun task). The first pass
+# also runs the lab's own tests (package lab, the Slurm lab's included).
+SLURM_LAB = CVS_LAB_DIR=/var/tmp/cvs-slurm-lab CVS_LAB_SUBNET=172.30.0.0/24
 test-e2e: build
-	CVS_E2E_SLURM=1 CVS_REQUIRE_BROWSER=1 $(GO) test -p 1 -tags e2e -count=1 -timeout 40m ./e2e/... ./lab/...
+	CVS_REQUIRE_BROWSER=1 $(GO) test -p 1 -tags e2e -count=1 -timeout 40m ./e2e/... ./lab/...
 	CVS_DOCKER_ACCESS=cli CVS_REQUIRE_BROWSER=1 $(GO) test -tags e2e -count=1 -timeout 40m ./e2e/...
+	CVS_E2E_ENGINE=slurm $(SLURM_LAB) CVS_REQUIRE_BROWSER=1 $(GO) test -tags e2e -count=1 -timeout 40m ./e2e/...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

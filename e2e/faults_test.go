@@ -39,7 +39,7 @@ func TestRebootedHostRepaired(t *testing.T) {
 		t.Fatalf("host2's container after the daemon restart: %+v", c)
 	}
 	out, errOut, code := runCVS(t, "--cluster", file, "run", "test")
-	if code != 5 || !strings.Contains(out+errOut, "exited on "+addrOf(t, "host2")) || !strings.Contains(out+errOut, "cvs up --repair") {
+	if code != 5 || !strings.Contains(out+errOut, "exited on "+cvsHost(t, "host2")) || !strings.Contains(out+errOut, "cvs up --repair") {
 		t.Fatalf("after the reboot: exit %d, want 5 naming host2 and the repair\n%s\n%s", code, out, errOut)
 	}
 	out, errOut, code = runCVS(t, "--cluster", file, "up", "--repair", "--yes")
@@ -66,6 +66,7 @@ func TestRebootedHostRepaired(t *testing.T) {
 // too; the next run reports them as never provisioned and runs no step;
 // `up --reprovision` recovers, and install then works.
 func TestKilledColdStartReprovisioned(t *testing.T) {
+	sshOnly(t, "it SIGKILLs the cvs process, which runs under salloc here")
 	const name = "e2e-killed"
 	removeEverywhere(t, "cvs-lab")
 	useContainer(t, name)
@@ -124,6 +125,7 @@ func TestKilledColdStartReprovisioned(t *testing.T) {
 // their step, per_run removes every container it can reach, and the exit
 // code (6) names the host where the container is left.
 func TestHostLostMidStep(t *testing.T) {
+	sshOnly(t, "a host lost mid-step is an SSH connection's keep-alives going unanswered")
 	const name = "e2e-midstep"
 	useContainer(t, name)
 	l := Lab(t)
@@ -158,7 +160,7 @@ run = "sleep 8; echo done on $(hostname)"
 	start := time.Now()
 	out, errOut, code := runCVS(t, "--cluster", file, "run", "slow")
 	l.UnpauseHost(testCtx(t, time.Minute), "host3")
-	if code != 6 || !strings.Contains(out+errOut, "LEFT BEHIND on "+addrOf(t, "host3")) {
+	if code != 6 || !strings.Contains(out+errOut, "LEFT BEHIND on "+cvsHost(t, "host3")) {
 		t.Fatalf("exit %d, want 6 naming host3\n%s\n%s", code, out, errOut)
 	}
 	for _, h := range []string{"host1", "host2"} {
@@ -201,7 +203,7 @@ func TestHungDockerDaemon(t *testing.T) {
 	start := time.Now()
 	out, errOut, code := runCVS(t, "--cluster", file, "run", "s")
 	took := time.Since(start)
-	if code != 3 || !strings.Contains(out+errOut, addrOf(t, "host2")) || !strings.Contains(out, "unknown") {
+	if code != 3 || !strings.Contains(out+errOut, cvsHost(t, "host2")) || !strings.Contains(out, "unknown") {
 		t.Fatalf("exit %d, want 3 with host2 unknown\n%s\n%s", code, out, errOut)
 	}
 	if took > 2*time.Minute {
@@ -233,7 +235,7 @@ func TestDiskFullOnOneHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	suites := "\n[suites.s]\n[[suites.s.steps]]\nname = \"hello\"\nrun = \"echo hello\"\n"
-	host3 := addrOf(t, "host3")
+	host3 := cvsHost(t, "host3")
 
 	pinned := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites, Pin: "required"})
 	out, errOut, code := runCVS(t, "--cluster", pinned, "run", "s")

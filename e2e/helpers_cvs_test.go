@@ -68,8 +68,12 @@ func writeCluster(t *testing.T, s clusterSpec) string {
 	}
 	var hosts, addrs []string
 	for _, h := range l.Hosts()[:labHosts] {
-		hosts = append(hosts, fmt.Sprintf("%q", h.Addr.String()))
+		hosts = append(hosts, fmt.Sprintf("%q", cvsHost(t, h.Name)))
 		addrs = append(addrs, h.Addr.String())
+	}
+	engine := ""
+	if viaSlurm {
+		engine = "\n[engine]\nkind = \"slurm\"\n"
 	}
 	setup := ""
 	if s.SetupScript != "" {
@@ -88,7 +92,7 @@ host_key_check = "strict"
 connect_timeout = "10s"
 max_parallel = %d
 hosts = [%s]
-
+%s
 [env]
 CVS_E2E_PEERS = %q
 
@@ -100,7 +104,7 @@ pull_timeout = %q
 network = "host"
 volumes = [%q]
 %s
-%s`, l.IdentityFile(), l.KnownHostsFile(), s.MaxParallel, strings.Join(hosts, ", "), strings.Join(addrs, " "),
+%s`, l.IdentityFile(), l.KnownHostsFile(), s.MaxParallel, strings.Join(hosts, ", "), engine, strings.Join(addrs, " "),
 		s.Lifetime, s.Image, s.Name, s.PullTimeout, lab.AptRepoPath+":/cvs-apt:ro", setup, s.Suites)
 	p := filepath.Join(t.TempDir(), "cluster.toml")
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
@@ -192,6 +196,16 @@ func hostNames(t *testing.T) []string {
 	return out
 }
 
+// cvsHost is how cluster files, and so cvs's output, name a lab host:
+// its address over SSH, its node name through Slurm.
+func cvsHost(t *testing.T, host string) string {
+	if viaSlurm {
+		return host
+	}
+	return addrOf(t, host)
+}
+
+// addrOf is a lab host's address (how the containers reach each other).
 func addrOf(t *testing.T, host string) string {
 	h, err := Lab(t).Host(host)
 	if err != nil {

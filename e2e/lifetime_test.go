@@ -102,7 +102,7 @@ func TestPersistentInstallThenTest(t *testing.T) {
 		t.Errorf("status after sshd died on host2: %+v", doc.Hosts)
 	}
 	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
-	if code != 0 || strings.Count(errOut, "setup skipped") != labHosts-1 || !strings.Contains(errOut, "sshd started on port 2224 host="+addrOf(t, "host2")) {
+	if code != 0 || strings.Count(errOut, "setup skipped") != labHosts-1 || !strings.Contains(errOut, "sshd started on port 2224 host="+cvsHost(t, "host2")) {
 		t.Fatalf("sshd restart on host2 only: exit %d\n%s\n%s", code, out, errOut)
 	}
 
@@ -139,7 +139,7 @@ func TestPersistentInstallThenTest(t *testing.T) {
 	}
 	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
 	l.StartSSHD(testCtx(t, time.Minute), "host2")
-	if code != 3 || !strings.Contains(out+errOut, addrOf(t, "host2")) {
+	if code != 3 || !strings.Contains(out+errOut, cvsHost(t, "host2")) {
 		t.Fatalf("unreachable host: exit %d, want 3 naming it\n%s\n%s", code, out, errOut)
 	}
 	assertUnchanged(t, name, before)
@@ -151,7 +151,7 @@ func TestPersistentInstallThenTest(t *testing.T) {
 		t.Fatalf("skew: exit %d, want 5\n%s\n%s", code, out, errOut)
 	}
 	id2, _ := l.ImageID(testCtx(t, time.Minute), "host3", l.WorkloadImage2())
-	for _, want := range []string{addrOf(t, "host3"), short(id2), short(before[0].Image)} {
+	for _, want := range []string{cvsHost(t, "host3"), short(id2), short(before[0].Image)} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the skew table lacks %s:\n%s", want, out)
 		}
@@ -164,7 +164,7 @@ func TestPersistentInstallThenTest(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
-	if code != 5 || !strings.Contains(out+errOut, "absent on "+addrOf(t, "host2")) || !strings.Contains(out+errOut, "partial persistence") {
+	if code != 5 || !strings.Contains(out+errOut, "absent on "+cvsHost(t, "host2")) || !strings.Contains(out+errOut, "partial persistence") {
 		t.Fatalf("partial: exit %d, want 5 naming host2\n%s\n%s", code, out, errOut)
 	}
 	now, oks := inspectAll(t, name)
@@ -271,8 +271,7 @@ run = "echo sleeping; sleep 300"
 
 	// SIGINT while the step sleeps: exit 130, containers removed, and the
 	// step's process killed inside the container before that.
-	cmd := exec.Command(cvsBin, "--cluster", file, "run", "slow")
-	cmd.Env = withoutEnv(os.Environ(), "SSH_AUTH_SOCK")
+	cmd := cvsCommand(t.Context(), t, "--cluster", file, "run", "slow")
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	if err := cmd.Start(); err != nil {
@@ -288,7 +287,7 @@ run = "echo sleeping; sleep 300"
 	if code != 5 || !strings.Contains(out+errOut, "another cvs is working on container") || !strings.Contains(out+errOut, "run slow") {
 		t.Errorf("second cvs during a run: exit %d, want 5 naming the holder\n%s\n%s", code, out, errOut)
 	}
-	cmd.Process.Signal(syscall.SIGINT)
+	cvsProcess(t, cmd).Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
 		t.Fatalf("SIGINT: %v, want exit 130\n%s\n%s", err, so.String(), se.String())
@@ -302,7 +301,7 @@ run = "echo sleeping; sleep 300"
 	}
 	foreign, _ := inspect(t, "host1", name)
 	out, errOut, code = runCVS(t, "--cluster", file, "run", "pass")
-	if code != 5 || !strings.Contains(out+errOut, addrOf(t, "host1")) || !strings.Contains(out+errOut, "did not create") {
+	if code != 5 || !strings.Contains(out+errOut, cvsHost(t, "host1")) || !strings.Contains(out+errOut, "did not create") {
 		t.Fatalf("foreign container: exit %d, want 5 naming host1\n%s\n%s", code, out, errOut)
 	}
 	if c, ok := inspect(t, "host1", name); !ok || c.ID != foreign.ID {
@@ -418,7 +417,7 @@ func TestPullTimeout(t *testing.T) {
 	}
 	for _, h := range hostNames(t) {
 		// Pinned, the hosts pull the digest the tag resolved to.
-		if !strings.Contains(errOut, addrOf(t, h)+": docker run (pulling "+strings.TrimSuffix(image, ":2")) || !strings.Contains(errOut, "did not finish within pull_timeout (5s)") {
+		if !strings.Contains(errOut, cvsHost(t, h)+": docker run (pulling "+strings.TrimSuffix(image, ":2")) || !strings.Contains(errOut, "did not finish within pull_timeout (5s)") {
 			t.Errorf("no timeout error naming %s:\n%s", h, errOut)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,6 +31,21 @@ import (
 
 // labHosts is the lab size every test in this package may rely on.
 const labHosts = 3
+
+// viaSlurm: CVS_E2E_ENGINE=slurm runs the tier through Slurm. The lab is
+// a Slurm lab (cvs-lab up --slurm), every cluster file says [engine] kind
+// = "slurm" and names the hosts by node name, and every cvs runs inside
+// salloc -N 3: the same scenarios, with every per-host command an srun
+// task. Tests of what only SSH has (host keys, a lost connection) skip.
+var viaSlurm = os.Getenv("CVS_E2E_ENGINE") == "slurm"
+
+// sshOnly skips a test that the Slurm pass cannot run, saying why.
+func sshOnly(t *testing.T, why string) {
+	t.Helper()
+	if viaSlurm {
+		t.Skip("CVS_E2E_ENGINE=slurm: " + why)
+	}
+}
 
 var (
 	theLab *lab.Lab
@@ -96,7 +112,7 @@ func testMain(m *testing.M) int {
 func setUpLab(ctx context.Context, cfg lab.Config, reuse bool) (*lab.Lab, error) {
 	if reuse {
 		l, err := lab.Open(ctx, cfg)
-		if err == nil && len(l.Hosts()) >= labHosts {
+		if err == nil && len(l.Hosts()) >= labHosts && l.Slurm() == viaSlurm {
 			fmt.Fprintf(os.Stderr, "e2e: reusing the lab in %s (%d hosts)\n", l.Dir(), len(l.Hosts()))
 			return l, nil
 		}
@@ -105,7 +121,7 @@ func setUpLab(ctx context.Context, cfg lab.Config, reuse bool) (*lab.Lab, error)
 	if err != nil {
 		return nil, err
 	}
-	return l, l.Up(ctx, labHosts)
+	return l, l.UpWith(ctx, labHosts, lab.UpOptions{Slurm: viaSlurm})
 }
 
 // buildCVS builds ./cmd/cvs into dir.
@@ -149,11 +165,8 @@ func runCVSUsage(t testing.TB, args ...string) (stdout, stderr string, exitCode 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	argv := append([]string{"--cluster", Lab(t).ClusterFile()}, args...)
-	cmd := exec.CommandContext(ctx, cvsBin, argv...)
-	// cvs must authenticate with the cluster file's identity alone, not with
-	// whatever agent the person running the tests has.
-	cmd.Env = withoutEnv(os.Environ(), "SSH_AUTH_SOCK", "CVS_CLUSTER")
+	argv := append([]string{"--cluster", labClusterFile(t)}, args...)
+	cmd := cvsCommand(ctx, t, argv...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
@@ -172,6 +185,54 @@ func runCVSUsage(t testing.TB, args ...string) (stdout, stderr string, exitCode 
 		t.Fatalf("cvs %s: %v", strings.Join(args, " "), err)
 	}
 	return so.String(), se.String(), exitCode, maxRSS
+}
+
+// labClusterFile is the lab's own cluster file (through srun in the
+// Slurm pass).
+func labClusterFile(t testing.TB) string {
+	if viaSlurm {
+		return Lab(t).SlurmClusterFile()
+	}
+	return Lab(t).ClusterFile()
+}
+
+// cvsCommand is the cvs binary with argv, as the pass runs it: directly,
+// or inside an allocation of the lab's hosts (salloc -N 3, from /tmp: srun
+// starts tasks in the caller's folder, and the nodes have /tmp).
+func cvsCommand(ctx context.Context, t testing.TB, argv ...string) *exec.Cmd {
+	var cmd *exec.Cmd
+	if viaSlurm {
+		cmd = Lab(t).SlurmCommand(ctx, "salloc", append([]string{"-N", strconv.Itoa(labHosts), "--quiet", cvsBin}, argv...)...)
+		cmd.Dir = "/tmp"
+	} else {
+		cmd = exec.CommandContext(ctx, cvsBin, argv...)
+		cmd.Env = os.Environ()
+	}
+	// cvs must authenticate with the cluster file's identity alone, not with
+	// whatever agent the person running the tests has.
+	cmd.Env = withoutEnv(cmd.Env, "SSH_AUTH_SOCK", "CVS_CLUSTER")
+	return cmd
+}
+
+// cvsProcess is the cvs process of a started cvsCommand: the command's
+// own, or salloc's child in the Slurm pass.
+func cvsProcess(t testing.TB, cmd *exec.Cmd) *os.Process {
+	t.Helper()
+	if !viaSlurm {
+		return cmd.Process
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+		for _, f := range strings.Fields(string(b)) {
+			pid, _ := strconv.Atoi(f)
+			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); exe == cvsBin {
+				p, _ := os.FindProcess(pid)
+				return p
+			}
+		}
+	}
+	t.Fatalf("salloc (pid %d) started no cvs", cmd.Process.Pid)
+	return nil
 }
 
 // clip keeps a test log readable when cvs printed a lot.

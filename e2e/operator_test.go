@@ -13,6 +13,7 @@ import (
 // Issue 12 on the lab: cvs init writes a cluster file for the lab's hosts
 // that cvs status uses as it is (host keys recorded with --yes).
 func TestInitOnTheLab(t *testing.T) {
+	sshOnly(t, "cvs init scans the hosts' SSH host keys")
 	l := Lab(t)
 	dir := t.TempDir()
 	file, kh := filepath.Join(dir, "cluster.toml"), filepath.Join(dir, "known_hosts")
@@ -52,7 +53,7 @@ if [ "$(hostname)" = host2 ]; then echo "E: ECC errors on GPU 3" >&2; exit 4; fi
 	if code != 1 {
 		t.Fatalf("exit %d, want 1 (host2 fails)\n%s", code, errOut)
 	}
-	out, _, code := runCVS(t, "logs", "--host", addrOf(t, "host2"))
+	out, _, code := runCVS(t, "logs", "--host", cvsHost(t, "host2"))
 	if code != 0 || !strings.Contains(out, "err| E: ECC errors on GPU 3") || !strings.Contains(out, "out| checking host2") || strings.Contains(out, "host1") {
 		t.Errorf("cvs logs --host host2: exit %d\n%s", code, out)
 	}
@@ -76,7 +77,7 @@ if [ "$(hostname)" = host2 ]; then echo "E: ECC errors on GPU 3" >&2; exit 4; fi
 		t.Fatalf("junit (%v):\n%s", err, data)
 	}
 	for _, c := range doc.Suites[0].Cases {
-		if strings.HasSuffix(c.Name, addrOf(t, "host2")) != (c.Failure != nil) {
+		if strings.HasSuffix(c.Name, cvsHost(t, "host2")) != (c.Failure != nil) {
 			t.Errorf("case %s: failure %v", c.Name, c.Failure)
 		}
 		if c.Failure != nil && !strings.Contains(c.Failure.Text, "ECC errors") {

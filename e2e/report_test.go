@@ -89,9 +89,9 @@ run = "echo never reached"
 
 	var hosts []string
 	for _, h := range hostNames(t) {
-		hosts = append(hosts, addrOf(t, h))
+		hosts = append(hosts, cvsHost(t, h))
 	}
-	failedHost := addrOf(t, "host2")
+	failedHost := cvsHost(t, "host2")
 	if !strings.HasPrefix(page.Title, "cvs run ") || !strings.Contains(page.Title, "check") {
 		t.Errorf("title %q", page.Title)
 	}
@@ -114,7 +114,7 @@ run = "echo never reached"
 		!strings.Contains(page.FailedOutput[0].Text, "err| E: ECC errors on GPU 3") || !strings.Contains(page.FailedOutput[0].Text, "out| checking 8 GPUs") {
 		t.Errorf("the failed step's output is not visible: %+v", page.FailedOutput)
 	}
-	if len(page.SlowestProbe) == 0 || !strings.HasPrefix(page.SlowestProbe[0], addrOf(t, "host3")+":") {
+	if len(page.SlowestProbe) == 0 || !strings.HasPrefix(page.SlowestProbe[0], cvsHost(t, "host3")+":") {
 		t.Errorf("the chart does not mark host3 as probe's slowest: %q", page.SlowestProbe)
 	}
 }

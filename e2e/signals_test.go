@@ -23,6 +23,7 @@ import (
 // persistent leaves every host's container either absent (untouched) or
 // running, provisioned with a record, and with sshd listening.
 func TestSignalsAtEveryStageBoundary(t *testing.T) {
+	sshOnly(t, "it signals the cvs process, which runs under salloc here")
 	const name = "e2e-signals"
 	useContainer(t, name)
 	suites := `

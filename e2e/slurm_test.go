@@ -18,19 +18,14 @@ import (
 	"github.com/cvs-tool/cvs/lab"
 )
 
-// Issue 14 on a real Slurm lab (cvs-lab up 3 --slurm, in its own folder
-// and subnet: CVS_SLURM_LAB_DIR, default /var/tmp/cvs-slurm-lab,
-// CVS_SLURM_LAB_SUBNET, default 172.30.0.0/24; CVS_SLURM_LAB_REUSE=1 keeps
-// it). With [engine] kind = "slurm" and cvs inside an allocation (salloc
-// -N 3), every per-host command is an srun step on its node: the
-// persistent install, the attach, the refusal of a partial set, the
-// repair and down work as over SSH. It runs when CVS_E2E_SLURM=1 (make
-// test sets it in the tier's first pass).
-func TestSlurmEngineOnTheSlurmLab(t *testing.T) {
-	if os.Getenv("CVS_E2E_SLURM") != "1" {
-		t.Skip("CVS_E2E_SLURM=1 runs it (it brings up a Slurm lab)")
+// slurmLab is the package's lab in the Slurm pass; otherwise a Slurm lab
+// of its own (CVS_SLURM_LAB_DIR, default /var/tmp/cvs-slurm-lab;
+// CVS_SLURM_LAB_SUBNET, default 172.30.0.0/24; CVS_SLURM_LAB_REUSE=1
+// keeps it).
+func slurmLab(t *testing.T, ctx context.Context) *lab.Lab {
+	if viaSlurm {
+		return Lab(t)
 	}
-	ctx := testCtx(t, 20*time.Minute)
 	cfg := lab.Config{Dir: "/var/tmp/cvs-slurm-lab", Subnet: netip.MustParsePrefix("172.30.0.0/24"), Log: os.Stderr}
 	if d := os.Getenv("CVS_SLURM_LAB_DIR"); d != "" {
 		cfg.Dir = d
@@ -51,6 +46,23 @@ func TestSlurmEngineOnTheSlurmLab(t *testing.T) {
 			t.Cleanup(func() { cleanupCtx(3*time.Minute, func(ctx context.Context) { l.Down(ctx, lab.DownOptions{}) }) })
 		}
 	}
+	return l
+}
+
+// Issue 14 on a real Slurm lab (cvs-lab up 3 --slurm, in its own folder
+// and subnet: CVS_SLURM_LAB_DIR, default /var/tmp/cvs-slurm-lab,
+// CVS_SLURM_LAB_SUBNET, default 172.30.0.0/24; CVS_SLURM_LAB_REUSE=1 keeps
+// it). With [engine] kind = "slurm" and cvs inside an allocation (salloc
+// -N 3), every per-host command is an srun step on its node: the
+// persistent install, the attach, the refusal of a partial set, the
+// repair and down work as over SSH. It runs when CVS_E2E_SLURM=1 (make
+// test sets it in the tier's first pass).
+func TestSlurmEngineOnTheSlurmLab(t *testing.T) {
+	if os.Getenv("CVS_E2E_SLURM") != "1" && !viaSlurm {
+		t.Skip("CVS_E2E_ENGINE=slurm (on the package's Slurm lab) or CVS_E2E_SLURM=1 (on its own) runs it")
+	}
+	ctx := testCtx(t, 20*time.Minute)
+	l := slurmLab(t, ctx)
 	names := []string{}
 	for _, h := range l.Hosts()[:3] {
 		names = append(names, h.Name)

@@ -53,8 +53,8 @@ func TestStatusShowsEveryHostWithDocker(t *testing.T) {
 	}
 	out, _, _ := runCVS(t, "status")
 	for _, h := range Lab(t).Hosts()[:labHosts] {
-		if !strings.Contains(out, h.Addr.String()) {
-			t.Errorf("status table does not show %s:\n%s", h.Addr, out)
+		if !strings.Contains(out, cvsHost(t, h.Name)) {
+			t.Errorf("status table does not show %s:\n%s", cvsHost(t, h.Name), out)
 		}
 	}
 }
@@ -62,6 +62,7 @@ func TestStatusShowsEveryHostWithDocker(t *testing.T) {
 // A host whose sshd is stopped is reported unreachable (exit 3) while the
 // others are still probed and shown.
 func TestStatusUnreachableHost(t *testing.T) {
+	sshOnly(t, "the host is made unreachable by stopping its sshd")
 	l := Lab(t)
 	ctx := testCtx(t, 2*time.Minute)
 	if err := l.StopSSHD(ctx, "host2"); err != nil {
@@ -73,7 +74,7 @@ func TestStatusUnreachableHost(t *testing.T) {
 		t.Fatalf("exit %d, want 3", code)
 	}
 	for _, h := range doc.Hosts {
-		down := h.Host == addrOf(t, "host2")
+		down := h.Host == cvsHost(t, "host2")
 		if down && (h.Reachable || h.ErrorKind != "connection-refused" || h.Container.State != "unknown") {
 			t.Errorf("stopped host: %+v", h)
 		}
@@ -86,6 +87,7 @@ func TestStatusUnreachableHost(t *testing.T) {
 // A host whose host key changed is refused under strict checking, naming
 // the mismatch; the others still work.
 func TestStrictRefusesChangedHostKey(t *testing.T) {
+	sshOnly(t, "host keys are SSH's")
 	l := Lab(t)
 	ctx := testCtx(t, 2*time.Minute)
 	if _, err := l.RotateHostKey(ctx, "host3"); err != nil {
@@ -125,7 +127,7 @@ func TestExecGroupFolds(t *testing.T) {
 // (the tier's second pass); status shows which, and says why on the CLI.
 func TestDockerAccessShownInStatus(t *testing.T) {
 	want := "api"
-	if os.Getenv("CVS_DOCKER_ACCESS") == "cli" {
+	if os.Getenv("CVS_DOCKER_ACCESS") == "cli" || viaSlurm {
 		want = "cli"
 	}
 	out, _, code := runCVS(t, "--json", "status")
