@@ -49,3 +49,17 @@ bench-run: deps bench-deps
 	$(GO) build -ldflags "-X main.version=$(BENCH_CVS_VERSION)" -o bin/cvs ./cmd/cvs
 	$(GO) build -o bin/bench-run ./bench/run
 	bin/bench-run -cvs bin/cvs -out bench/RUN-RESULTS.md $(BENCH_RUN_ARGS)
+
+# The scale benchmark: the controller's CPU, memory and uplink per host for
+# SSH fan-out (sshd farm), pushes over SSH (the lab) and srun + sbcast (the
+# Slurm lab), extrapolated to 1000 and 5000 hosts. Needs root (iptables
+# counts the uplink); brings the labs up to the largest -lab count.
+#   make bench-scale
+#   make bench-scale BENCH_SCALE_ARGS='-farm 100 -lab 2 -runs 1'
+BENCH_SCALE_ARGS ?=
+
+.PHONY: bench-scale
+bench-scale: deps
+	$(GO) build -ldflags "-X main.version=$(BENCH_CVS_VERSION)" -o bin/cvs ./cmd/cvs
+	$(GO) build -o bin/bench-scale ./bench/scale
+	bin/bench-scale -cvs bin/cvs -out bench/SCALE-RESULTS.md $(BENCH_SCALE_ARGS)
