@@ -175,6 +175,10 @@ ReturnToService=2
 MailProg=/bin/true
 SlurmctldTimeout=30
 SlurmdTimeout=30
+# Messages to many nodes (srun's launch, sbcast's file) go to TreeWidth
+# nodes, which forward them: 2 makes the lab's few hosts use forwarding as
+# a big cluster does (Slurm's default is 50).
+TreeWidth=2
 InactiveLimit=0
 KillWait=10
 MinJobAge=60

@@ -82,7 +82,7 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 		if err != nil || got != saved.ImageID {
 			return transport.Result{}, fmt.Errorf("after docker load, %s is %q, not %s (%v)", s.Image, got, saved.ImageID, err)
 		}
-		s.log.Info(fmt.Sprintf("image loaded: %d of %d layers", len(send), len(saved.LayerFiles)), "host", h.Name)
+		s.log.Info(fmt.Sprintf("image pushed: %d of %d layers, %d bytes (through sbcast)", len(send), len(saved.LayerFiles), size), "host", h.Name)
 		return transport.Result{}, nil
 	})
 	s.each(context.WithoutCancel(ctx), "", s.Config.Hosts, func(ctx context.Context, _ int, _ cluster.Host, c transport.Conn) error {
@@ -126,7 +126,11 @@ func (s *Session) sbcast(ctx context.Context, local, remote string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "--force", "--preserve", local, remote).CombinedOutput()
+	// --fanout=1: sbcast hands the file to one tree over all the nodes, so
+	// this machine sends it to TreeWidth nodes (slurm.conf; 50 by
+	// default) and they forward it. sbcast's default, 8 trees, sends up
+	// to 8 × TreeWidth copies from here.
+	out, err := exec.CommandContext(ctx, bin, "--fanout=1", "--force", "--preserve", local, remote).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("sbcast %s to %s: %v: %s", local, remote, err, report.LastLine(strings.TrimSpace(string(out))))
 	}

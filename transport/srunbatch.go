@@ -286,6 +286,12 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 	}
 	stdin.Close()
 	srunErr := report.LastLine(demux.srunOwn.String())
+	for _, l := range strings.Split(demux.srunOwn.String(), "\n") {
+		if launchFailed.MatchString(l) {
+			srunErr = l // the cause, not "Force Terminated"
+			break
+		}
+	}
 	if srunErr == "" && werr != nil {
 		srunErr = werr.Error()
 	}
@@ -299,9 +305,13 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 			// Never started here: srun's error for this node alone (or
 			// the command, if the node is fine) is the answer.
 			go g.solo(m)
+		case !t.exited && len(demux.failedOn) > 0:
+			// Slurm aborts the whole step when the launch fails on one
+			// node: the command was killed here, part-way.
+			m.done <- srunOutcome{t.result(-1, start), &HostError{Host: m.node.Host, Kind: KindSSH, Err: werr,
+				Detail: fmt.Sprintf("srun aborted the step, and the command was killed here part-way: the task launch failed on %s (%s)", strings.Join(demux.failedOn, ", "), srunErr)}}
 		case !t.exited:
-			res := t.result(-1, start)
-			m.done <- srunOutcome{res, &HostError{Host: m.node.Host, Kind: KindUnreachable, Err: werr,
+			m.done <- srunOutcome{t.result(-1, start), &HostError{Host: m.node.Host, Kind: KindUnreachable, Err: werr,
 				Detail: fmt.Sprintf("srun: the task on %s ended without its exit status (%s)", m.node.Host, srunErr)}}
 		case t.status != 0:
 			res := t.result(t.status, start)
@@ -363,7 +373,12 @@ type srunDemux struct {
 	byRank  map[int]*srunTask
 	early   map[int][]string // stderr lines of ranks not tied yet
 	srunOwn strings.Builder  // srun's own messages
+	// failedOn names the nodes srun could not launch a task on ("Task
+	// launch for StepId=... failed on node N: ...").
+	failedOn []string
 }
+
+var launchFailed = regexp.MustCompile(`failed on node ([^ :]+):`)
 
 func (d *srunDemux) stdout(r io.Reader) {
 	sc := bufio.NewScanner(r)
@@ -419,6 +434,9 @@ func (d *srunDemux) stderr(r io.Reader) {
 		switch t := d.byRank[rank]; {
 		case !ok:
 			d.srunOwn.WriteString(sc.Text() + "\n")
+			if m := launchFailed.FindStringSubmatch(sc.Text()); m != nil {
+				d.failedOn = append(d.failedOn, m[1])
+			}
 		case t != nil:
 			t.write(true, text+"\n")
 		default:

@@ -162,3 +162,22 @@ func TestSrunGroupKeepsCommandsApart(t *testing.T) {
 		t.Errorf("srun calls %q, batches %d: want three sruns of one node", calls, g.Batches())
 	}
 }
+
+// A node whose task cannot be launched (its slurmd gone) makes Slurm abort
+// the whole step: that node is unreachable (tried alone), and the nodes
+// whose command was killed part-way say so, naming the node that failed.
+func TestSrunGroupStepAbortedByAnotherNode(t *testing.T) {
+	g, logf := newFakeGroup(t)
+	defer func() { t.Logf("srun calls: %q", srunCalls(t, logf)) }()
+	got := runOnAll(context.Background(), g, []string{"n1", "dies", "n3"}, `echo "hi $SLURMD_NODENAME"; sleep 5; echo done`)
+	if ErrorKind(got["dies"].err) != KindUnreachable || !strings.Contains(got["dies"].err.Error(), "failed on node dies") {
+		t.Errorf("dies: %v (kind %s)", got["dies"].err, ErrorKind(got["dies"].err))
+	}
+	for _, n := range []string{"n1", "n3"} {
+		r := got[n]
+		if ErrorKind(r.err) != KindSSH || !strings.Contains(r.err.Error(), "killed here part-way") || !strings.Contains(r.err.Error(), "failed on dies") ||
+			string(r.res.Stdout) != "hi "+n+"\n" {
+			t.Errorf("%s: %q %v", n, r.res.Stdout, r.err)
+		}
+	}
+}

@@ -13,8 +13,11 @@ import (
 // list (Slurm's ranks follow its own node order, not the caller's), every
 // line of a task's stdout and stderr labelled with its rank as --label
 // does, stdin given to every task. A list naming "down" fails the whole
-// step, as Slurm does when a node cannot take part. The real srun is
-// tested on the Slurm lab.
+// step, as Slurm does when a node cannot take part; a list naming "dies"
+// starts the tasks on the other nodes, then fails the launch on "dies" and
+// aborts the step (kills the others), as Slurm does when a node's slurmd
+// is gone but the node is still allocated. The real srun is tested on the
+// Slurm lab.
 const script = `#!/bin/bash
 nodes= label=
 while [ $# -gt 0 ]; do
@@ -30,13 +33,22 @@ done
 echo "$nodes" >> "$SRUN_LOG"
 case ",$nodes," in *,down,*) echo "srun: error: Unable to create step for job 7: Requested node configuration is not available" >&2; exit 1 ;; esac
 [ -n "$nodes" ] || exit 2
+[ "$nodes" = dies ] && { echo "srun: error: Task launch for StepId=7.1 failed on node dies: Communication connection failure" >&2; exit 233; }
 [ -n "$label" ] || SLURMD_NODENAME=$nodes exec "$@"
 exec 4<&0
 rank=0
+dies=
 for n in $(echo "$nodes" | tr ',' '\n' | sort -r); do
-	{ { SLURMD_NODENAME=$n "$@" <&4 2>&1 1>&3 | sed "s/^/$rank: /" >&2; } 3>&1 | sed "s/^/$rank: /"; } &
+	[ "$n" = dies ] && { dies=1; continue; }
+	{ { SLURMD_NODENAME=$n "$@" <&4 2>&1 1>&3 | sed -u "s/^/$rank: /" >&2; } 3>&1 | sed -u "s/^/$rank: /"; } &
 	rank=$((rank+1))
 done
+if [ -n "$dies" ]; then
+	sleep 1
+	echo "srun: error: Task launch for StepId=7.0 failed on node dies: Communication connection failure" >&2
+	echo "srun: Job step aborted" >&2
+	kill -KILL -- -$$
+fi
 wait
 `
 
