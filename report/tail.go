@@ -13,7 +13,7 @@ type TailBuffer struct {
 	mu      sync.Mutex
 	max     int
 	ring    []byte // grows with what is written, up to max
-	start   int // index of the oldest byte when full
+	start   int    // index of the oldest byte when full
 	full    bool
 	dropped int64
 }

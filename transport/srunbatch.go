@@ -457,4 +457,3 @@ func label(line string) (int, string, bool) {
 	n, err := strconv.Atoi(m[1])
 	return n, m[2], err == nil
 }
-
