@@ -283,7 +283,7 @@ run = "echo sleeping; sleep 300"
 	}
 	// Meanwhile a second cvs on the same cluster is refused by the lock,
 	// naming the first, and changes nothing.
-	out, errOut, code = runCVS(t, "--cluster", file, "run", "pass")
+	out, errOut, code = runCVSBeside(t, cmd, "--cluster", file, "run", "pass")
 	if code != 5 || !strings.Contains(out+errOut, "another cvs is working on container") || !strings.Contains(out+errOut, "run slow") {
 		t.Errorf("second cvs during a run: exit %d, want 5 naming the holder\n%s\n%s", code, out, errOut)
 	}

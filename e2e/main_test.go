@@ -160,6 +160,35 @@ func runCVS(t testing.TB, args ...string) (stdout, stderr string, exitCode int) 
 // cvs process, in KiB (getrusage's ru_maxrss).
 func runCVSUsage(t testing.TB, args ...string) (stdout, stderr string, exitCode int, maxRSS int64) {
 	t.Helper()
+	return runCVSIn(t, "", args...)
+}
+
+// runCVSBeside is runCVS while first (a started cvsCommand) runs. In the
+// Slurm pass it runs in first's allocation, as an operator runs a second
+// cvs from another shell of the job (SLURM_JOB_ID set): a second salloc
+// of the same nodes would wait for the first to end.
+func runCVSBeside(t testing.TB, first *exec.Cmd, args ...string) (stdout, stderr string, exitCode int) {
+	t.Helper()
+	job := ""
+	if viaSlurm {
+		env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", cvsProcess(t, first).Pid))
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "SLURM_JOB_ID="); ok {
+				job = v
+			}
+		}
+		if job == "" {
+			t.Fatal("the first cvs has no SLURM_JOB_ID")
+		}
+	}
+	stdout, stderr, exitCode, _ = runCVSIn(t, job, args...)
+	return stdout, stderr, exitCode
+}
+
+// runCVSIn runs cvs as runCVSUsage does; in the Slurm pass, in the
+// allocation job when set (else in its own).
+func runCVSIn(t testing.TB, job string, args ...string) (stdout, stderr string, exitCode int, maxRSS int64) {
+	t.Helper()
 	if cvsBuildErr != nil {
 		t.Fatalf("cvs binary: %v", cvsBuildErr)
 	}
@@ -167,6 +196,10 @@ func runCVSUsage(t testing.TB, args ...string) (stdout, stderr string, exitCode 
 	defer cancel()
 	argv := append([]string{"--cluster", labClusterFile(t)}, args...)
 	cmd := cvsCommand(ctx, t, argv...)
+	if job != "" {
+		cmd = Lab(t).SlurmCommand(ctx, cvsBin, argv...)
+		cmd.Env, cmd.Dir = append(withoutEnv(cmd.Env, "SSH_AUTH_SOCK", "CVS_CLUSTER"), "SLURM_JOB_ID="+job), "/tmp"
+	}
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
