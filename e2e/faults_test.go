@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -66,7 +65,6 @@ func TestRebootedHostRepaired(t *testing.T) {
 // too; the next run reports them as never provisioned and runs no step;
 // `up --reprovision` recovers, and install then works.
 func TestKilledColdStartReprovisioned(t *testing.T) {
-	sshOnly(t, "it SIGKILLs the cvs process, which runs under salloc here")
 	const name = "e2e-killed"
 	removeEverywhere(t, "cvs-lab")
 	useContainer(t, name)
@@ -81,8 +79,7 @@ func TestKilledColdStartReprovisioned(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, cvsBin, "--cluster", file, "run", "install")
-	cmd.Env = withoutEnv(os.Environ(), "SSH_AUTH_SOCK", "CVS_CLUSTER")
+	cmd := cvsCommand(ctx, t, "--cluster", file, "run", "install")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -98,7 +95,7 @@ func TestKilledColdStartReprovisioned(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second)
-	cmd.Process.Signal(syscall.SIGKILL)
+	cvsProcess(t, cmd).Signal(syscall.SIGKILL)
 	cmd.Wait()
 	if seen != labHosts {
 		t.Fatalf("cvs never got to provisioning on every host (%d)", seen)

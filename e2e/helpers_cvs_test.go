@@ -205,6 +205,29 @@ func cvsHost(t *testing.T, host string) string {
 	return addrOf(t, host)
 }
 
+// cutOff makes a lab host unreachable the way the pass reaches hosts: its
+// sshd stopped over SSH; through Slurm its slurmd stopped (Slurm keeps the
+// node allocatable for about 30 s, and a step there fails to launch after
+// about 10 s). restore undoes it.
+func cutOff(t *testing.T, host string) (restore func()) {
+	t.Helper()
+	l := Lab(t)
+	stop, start := l.StopSSHD, l.StartSSHD
+	if viaSlurm {
+		stop, start = l.StopSlurmd, l.StartSlurmd
+	}
+	if err := stop(testCtx(t, time.Minute), host); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		cleanupCtx(2*time.Minute, func(ctx context.Context) {
+			if err := start(ctx, host); err != nil {
+				t.Errorf("%s: %v", host, err)
+			}
+		})
+	}
+}
+
 // addrOf is a lab host's address (how the containers reach each other).
 func addrOf(t *testing.T, host string) string {
 	h, err := Lab(t).Host(host)

@@ -134,18 +134,16 @@ func TestPersistentInstallThenTest(t *testing.T) {
 	})
 
 	// 4. one host unreachable: exit 3 before any change.
-	if err := l.StopSSHD(testCtx(t, time.Minute), "host2"); err != nil {
-		t.Fatal(err)
-	}
+	restore := cutOff(t, "host2")
 	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
-	l.StartSSHD(testCtx(t, time.Minute), "host2")
+	restore()
 	if code != 3 || !strings.Contains(out+errOut, cvsHost(t, "host2")) {
 		t.Fatalf("unreachable host: exit %d, want 3 naming it\n%s\n%s", code, out, errOut)
 	}
 	assertUnchanged(t, name, before)
 
 	// 5. skew: host3's container runs another image under the same name.
-	restore := replaceContainer(t, "host3", name, l.WorkloadImage2())
+	restore = replaceContainer(t, "host3", name, l.WorkloadImage2())
 	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
 	if code != 5 || !strings.Contains(out+errOut, "image skew") {
 		t.Fatalf("skew: exit %d, want 5\n%s\n%s", code, out, errOut)

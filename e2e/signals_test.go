@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -23,7 +22,6 @@ import (
 // persistent leaves every host's container either absent (untouched) or
 // running, provisioned with a record, and with sshd listening.
 func TestSignalsAtEveryStageBoundary(t *testing.T) {
-	sshOnly(t, "it signals the cvs process, which runs under salloc here")
 	const name = "e2e-signals"
 	useContainer(t, name)
 	suites := `
@@ -69,8 +67,7 @@ run = "echo working; sleep 8"
 // begins; it returns the exit code and stderr.
 func signalAt(t *testing.T, file, stage string, sig syscall.Signal) (int, string) {
 	t.Helper()
-	cmd := exec.Command(cvsBin, "--cluster", file, "--log-level", "debug", "run", "slow")
-	cmd.Env = withoutEnv(os.Environ(), "SSH_AUTH_SOCK", "CVS_CLUSTER")
+	cmd := cvsCommand(t.Context(), t, "--cluster", file, "--log-level", "debug", "run", "slow")
 	cmd.Stdout = io.Discard
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -91,7 +88,7 @@ func signalAt(t *testing.T, file, stage string, sig syscall.Signal) (int, string
 	for sc.Scan() {
 		all.WriteString(sc.Text() + "\n")
 		if !sent && strings.Contains(sc.Text(), marker) {
-			cmd.Process.Signal(sig)
+			cvsProcess(t, cmd).Signal(sig)
 			sent = true
 		}
 	}

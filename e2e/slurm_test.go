@@ -175,7 +175,7 @@ volumes = [%q]
 		t.Fatal(err)
 	}
 	out, code = cvs(true, "run", "install")
-	if code != 0 || !strings.Contains(out, "with sbcast") || strings.Count(out, "image loaded") != len(names) {
+	if code != 0 || !strings.Contains(out, "with sbcast") || strings.Count(out, "image pushed") != len(names) {
 		t.Fatalf("push through sbcast: exit %d\n%s", code, out)
 	}
 	if out, code := cvs(true, "run", "test"); code != 0 || !strings.Contains(out, "peer "+names[2]+" says "+names[2]) {
