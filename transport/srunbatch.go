@@ -111,9 +111,20 @@ func (g *SrunGroup) run(ctx context.Context, node *Srun, cmd Command) (Result, e
 	case o := <-m.done:
 		return o.res, o.err
 	case <-ctx.Done():
-		// The batch goes on for the others; this node's task is stopped
-		// with the batch (see SrunGroup).
-		return Result{ExitCode: -1, Duration: time.Since(start)}, stopped(ctx, node.Host, cmd, start)
+		// As over SSH, return once the command is stopped on the node (a
+		// docker run killed part-way may still create its container; the
+		// caller's cleanup must look after that): the batch is stopped
+		// when every member's context has ended, which is at once when
+		// they share it. A member alone in its time limit waits no more
+		// than the batch's grace.
+		res := Result{}
+		select {
+		case o := <-m.done:
+			res = o.res
+		case <-time.After(killGrace + time.Second):
+		}
+		res.ExitCode, res.Duration = -1, time.Since(start)
+		return res, stopped(ctx, node.Host, cmd, start)
 	}
 }
 

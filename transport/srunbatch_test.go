@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -134,7 +135,12 @@ func TestSrunGroupTimeoutKillsEveryTask(t *testing.T) {
 			t.Errorf("%s: %v", n, r.err)
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
+	// No wait: Run returns once the command is stopped on the node, as
+	// over SSH (a teardown right after must not race a command still
+	// running): srun has ended too.
+	if out, _ := exec.Command("pgrep", "-f", g.Bin).Output(); len(out) > 0 {
+		t.Errorf("srun still runs after Run returned: pids %q", out)
+	}
 	if res, _ := (&Srun{Host: "n1", Bin: g.Bin, Env: g.Env}).Run(context.Background(), Command{Line: "pgrep -fc '[s]leep 30; touch " + marker + "' || true"}); strings.TrimSpace(string(res.Stdout)) != "0" {
 		t.Errorf("tasks still run after the timeout: %q", res.Stdout)
 	}

@@ -50,6 +50,8 @@ if [ -n "$dies" ]; then
 	kill -KILL -- -$$
 fi
 wait
+# srun takes a moment to end the step after its tasks.
+sleep 0.2
 `
 
 // Srun writes the fake srun into a temporary folder and returns its path
