@@ -63,7 +63,7 @@ func (s *Srun) argv(line string, forwardStdin, data bool) []string {
 // srun's standard input is closed (the watchdog on the node kills the
 // command's process group) and srun is stopped.
 func (s *Srun) Run(ctx context.Context, cmd Command) (Result, error) {
-	if s.group != nil && !cmd.ForwardStdin {
+	if s.group != nil {
 		return s.group.run(ctx, s, cmd)
 	}
 	return s.run(ctx, cmd, nil)

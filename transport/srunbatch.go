@@ -27,10 +27,15 @@ import (
 // tree of slurmd daemons, instead of one srun per node. Each caller still
 // gets its own Result and typed error, and its own output as it arrives.
 //
-// A command joins a gathering batch when its line is the same and its node
-// is not in it yet; the batch starts once no command has joined for Window
-// (or MaxWait after the first). A batch of one is a plain per-node srun, as
-// are uploads and commands that forward stdin.
+// A command joins a gathering batch when its line and its stdin (forwarded
+// or not) are the same and its node is not in it yet; the batch starts
+// once no command has joined for Window (or MaxWait after the first). A
+// batch of one is a plain per-node srun, as are uploads. srun's stdin goes
+// to every task (--input=all): closing it is the end-of-file that stops
+// every watchdog, which is how a batch is stopped and how the cluster
+// lock, held by one batch, is released. Each node's result is handed over
+// as soon as its task exits (both its output streams end with a mark), not
+// when the batch's slowest node ends.
 //
 // A node whose task never started in the batch (srun could not place it:
 // the node is down, not in the allocation) runs the command again on its
@@ -74,7 +79,7 @@ func (g *SrunGroup) Batches() int {
 }
 
 type srunBatch struct {
-	line    string
+	key     string // batchKey
 	members []*srunMember
 	joined  chan struct{} // a member joined: wait another Window
 }
@@ -134,7 +139,8 @@ func (g *SrunGroup) join(m *srunMember) {
 	if g.pending == nil {
 		g.pending = map[string]*srunBatch{}
 	}
-	b := g.pending[m.cmd.Line]
+	key := batchKey(m.cmd)
+	b := g.pending[key]
 	if b != nil {
 		for _, o := range b.members {
 			if o.node.Host == m.node.Host {
@@ -153,10 +159,14 @@ func (g *SrunGroup) join(m *srunMember) {
 		}
 		return
 	}
-	b = &srunBatch{line: m.cmd.Line, members: []*srunMember{m}, joined: make(chan struct{}, 1)}
-	g.pending[m.cmd.Line] = b
+	b = &srunBatch{key: key, members: []*srunMember{m}, joined: make(chan struct{}, 1)}
+	g.pending[key] = b
 	go g.gather(b)
 }
+
+// batchKey: commands run together when their line and their standard
+// input (forwarded or not) are the same.
+func batchKey(c Command) string { return fmt.Sprintf("%t\x00%s", c.ForwardStdin, c.Line) }
 
 // gather waits for the batch to fill, then runs it.
 func (g *SrunGroup) gather(b *srunBatch) {
@@ -177,7 +187,7 @@ wait:
 		}
 	}
 	g.mu.Lock()
-	delete(g.pending, b.line)
+	delete(g.pending, b.key)
 	members := b.members
 	if len(members) > 1 {
 		g.batches++
@@ -238,9 +248,11 @@ func batchContext(members []*srunMember) (context.Context, context.CancelFunc) {
 // "<token> start <node>" first, "<token> exit <node> <status>" last.
 var labelled = regexp.MustCompile(`^ *([0-9]+): (.*)$`)
 
-// batchScript runs $2 under the watchdog $1 between the two marks.
-const batchScript = `printf '%s start %s\n' "$3" "$SLURMD_NODENAME"; sh -c "$1" cvs "$2"; ` +
-	`printf '%s exit %s %d\n' "$3" "$SLURMD_NODENAME" $?`
+// batchScript runs $2 under the watchdog $1 between the marks: the start
+// on stdout, the exit status on stdout and on stderr (each stream's mark
+// says that stream of the task is complete).
+const batchScript = `printf '%s start %s\n' "$3" "$SLURMD_NODENAME"; sh -c "$1" cvs "$2"; s=$?; ` +
+	`printf '%s exit %s %d\n' "$3" "$SLURMD_NODENAME" $s; printf '%s exit %s %d\n' "$3" "$SLURMD_NODENAME" $s >&2`
 
 // runBatch runs one srun with a task on every member's node and hands each
 // member its result.
@@ -256,14 +268,18 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 		tasks[i], byNode[m.node.Host] = t, t
 	}
 	sort.Strings(nodes)
+	watchdog := Watchdog
+	if members[0].cmd.ForwardStdin {
+		watchdog = watchdogStdin
+	}
 	bin := members[0].node.bin()
 	argv := []string{bin, "--nodelist=" + strings.Join(nodes, ","), fmt.Sprintf("--nodes=%d", len(nodes)),
 		fmt.Sprintf("--ntasks=%d", len(nodes)), "--ntasks-per-node=1", "--overlap", "--quiet", "--kill-on-bad-exit=0",
-		"--input=all", "--label", "sh", "-c", batchScript, "cvs", Watchdog, members[0].cmd.Line, token}
+		"--input=all", "--label", "sh", "-c", batchScript, "cvs", watchdog, members[0].cmd.Line, token}
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Env = append(os.Environ(), members[0].node.Env...)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	demux := &srunDemux{token: token, byNode: byNode, byRank: map[int]*srunTask{}, early: map[int][]string{}}
+	demux := &srunDemux{token: token, byNode: byNode, byRank: map[int]*srunTask{}, early: map[int][]string{}, start: start}
 	outR, errR, stdin, err := pipes(c)
 	if err == nil {
 		err = c.Start()
@@ -306,29 +322,29 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 	if srunErr == "" && werr != nil {
 		srunErr = werr.Error()
 	}
+	demux.mu.Lock()
+	defer demux.mu.Unlock()
 	for _, t := range tasks {
 		m := t.member
 		switch {
-		case m.ctx.Err() != nil && !t.exited:
+		case t.delivered:
+		case t.exited:
+			demux.deliver(t)
+		case m.ctx.Err() != nil:
 			// Stopped at its time limit (or interrupted) with the batch.
 			m.done <- srunOutcome{t.result(-1, start), stopped(m.ctx, m.node.Host, m.cmd, start)}
 		case !t.started:
 			// Never started here: srun's error for this node alone (or
 			// the command, if the node is fine) is the answer.
 			go g.solo(m)
-		case !t.exited && len(demux.failedOn) > 0:
+		case len(demux.failedOn) > 0:
 			// Slurm aborts the whole step when the launch fails on one
 			// node: the command was killed here, part-way.
 			m.done <- srunOutcome{t.result(-1, start), &HostError{Host: m.node.Host, Kind: KindSSH, Err: werr,
 				Detail: fmt.Sprintf("srun aborted the step, and the command was killed here part-way: the task launch failed on %s (%s)", strings.Join(demux.failedOn, ", "), srunErr)}}
-		case !t.exited:
+		default:
 			m.done <- srunOutcome{t.result(-1, start), &HostError{Host: m.node.Host, Kind: KindUnreachable, Err: werr,
 				Detail: fmt.Sprintf("srun: the task on %s ended without its exit status (%s)", m.node.Host, srunErr)}}
-		case t.status != 0:
-			res := t.result(t.status, start)
-			m.done <- srunOutcome{res, &ExitError{Host: m.node.Host, Cmd: m.cmd.name(), Code: t.status, StderrTail: report.Tail(string(res.Stderr), stderrTailLines)}}
-		default:
-			m.done <- srunOutcome{t.result(0, start), nil}
 		}
 	}
 }
@@ -356,6 +372,8 @@ type srunTask struct {
 	stdout, stderr  *report.TailBuffer
 	started, exited bool
 	status          int
+	errDone         bool // the exit mark came on stderr too
+	delivered       bool // the member has its outcome
 }
 
 func (t *srunTask) result(code int, start time.Time) Result {
@@ -384,6 +402,7 @@ type srunDemux struct {
 	byRank  map[int]*srunTask
 	early   map[int][]string // stderr lines of ranks not tied yet
 	srunOwn strings.Builder  // srun's own messages
+	start   time.Time
 	// failedOn names the nodes srun could not launch a task on ("Task
 	// launch for StepId=... failed on node N: ...").
 	failedOn []string
@@ -423,7 +442,7 @@ func (d *srunDemux) mark(rank int, t *srunTask, before string, f []string) {
 		t.started = true
 		d.byRank[rank] = t
 		for _, l := range d.early[rank] {
-			t.write(true, l)
+			d.stderrLine(t, l)
 		}
 		delete(d.early, rank)
 	case len(f) == 3 && f[0] == "exit" && t != nil:
@@ -432,6 +451,9 @@ func (d *srunDemux) mark(rank int, t *srunTask, before string, f []string) {
 		}
 		if n, err := strconv.Atoi(f[2]); err == nil {
 			t.exited, t.status = true, n
+			if t.errDone {
+				d.deliver(t)
+			}
 		}
 	}
 }
@@ -449,13 +471,48 @@ func (d *srunDemux) stderr(r io.Reader) {
 				d.failedOn = append(d.failedOn, m[1])
 			}
 		case t != nil:
-			t.write(true, text+"\n")
+			d.stderrLine(t, text)
 		default:
-			d.early[rank] = append(d.early[rank], text+"\n")
+			d.early[rank] = append(d.early[rank], text)
 		}
 		d.mu.Unlock()
 	}
 	io.Copy(io.Discard, r)
+}
+
+// stderrLine takes one line of a task's stderr: output, or its exit mark
+// after output that had no newline at its end.
+func (d *srunDemux) stderrLine(t *srunTask, text string) {
+	i := strings.Index(text, d.token+" exit ")
+	if i < 0 {
+		t.write(true, text+"\n")
+		return
+	}
+	if i > 0 {
+		t.write(true, text[:i])
+	}
+	t.errDone = true
+	if t.exited {
+		d.deliver(t)
+	}
+}
+
+// deliver hands a task that exited its outcome, as soon as both its
+// streams are complete: a node's result does not wait for the batch's
+// slowest node (nor, for the lock, for the others' release). Called with
+// d.mu held.
+func (d *srunDemux) deliver(t *srunTask) {
+	if t.delivered {
+		return
+	}
+	t.delivered = true
+	m := t.member
+	res := t.result(t.status, d.start)
+	if t.status != 0 {
+		m.done <- srunOutcome{res, &ExitError{Host: m.node.Host, Cmd: m.cmd.name(), Code: t.status, StderrTail: report.Tail(string(res.Stderr), stderrTailLines)}}
+		return
+	}
+	m.done <- srunOutcome{res, nil}
 }
 
 // label splits a line of srun --label's output into the task's rank and

@@ -187,3 +187,49 @@ func TestSrunGroupStepAbortedByAnotherNode(t *testing.T) {
 		}
 	}
 }
+
+// A node's result is handed over as soon as its task exits, not when the
+// batch's slowest node ends; commands that forward stdin (the lock, steps
+// in containers) are batched too and all stop when their context ends.
+func TestSrunGroupEarlyResultsAndForwardedStdin(t *testing.T) {
+	g, logf := newFakeGroup(t)
+	type done struct {
+		node string
+		at   time.Duration
+		out  string
+		err  error
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	results := make(chan done, 3)
+	for _, n := range []string{"n1", "n2", "n3"} {
+		go func() {
+			var w syncWriter
+			// n2 is busy (exits 75 at once); the others hold until
+			// their stdin ends, as the cluster lock does.
+			res, err := g.Node(n).Run(ctx, Command{Line: `echo "ready $SLURMD_NODENAME"; [ "$SLURMD_NODENAME" = n2 ] && exit 75; exec cat >/dev/null`, Stdout: &w, ForwardStdin: true})
+			results <- done{n, time.Since(start), string(res.Stdout), err}
+		}()
+	}
+	first := <-results
+	var ee *ExitError
+	if first.node != "n2" || !errors.As(first.err, &ee) || ee.Code != 75 || first.out != "ready n2\n" {
+		t.Fatalf("first result: %+v, want n2 exiting 75 while the others hold", first)
+	}
+	select {
+	case r := <-results:
+		t.Fatalf("%s ended while its stdin is open: %+v", r.node, r)
+	case <-time.After(500 * time.Millisecond):
+	}
+	cancel()
+	for range 2 {
+		r := <-results
+		if !errors.Is(r.err, context.Canceled) || r.out != "ready "+r.node+"\n" {
+			t.Errorf("%s after cancel: %+v", r.node, r)
+		}
+	}
+	if calls := srunCalls(t, logf); len(calls) != 1 {
+		t.Errorf("srun calls %q: want one batch", calls)
+	}
+}
