@@ -344,7 +344,7 @@ func labMethods(ctx context.Context, c config, m *meter, env []string) ([]*metho
 		{"srun fan-out", []string{"exec", "--", "true"}, false},
 		{"push through sbcast", []string{"image", "push", image}, true},
 	} {
-		mt := &method{Name: w.name, Where: "the Slurm lab: the lab's hosts plus munge and slurmd; slurmctld in its own container; cvs inside salloc"}
+		mt := &method{Name: w.name, Where: fmt.Sprintf("the Slurm lab: the lab's hosts plus munge and slurmd (TreeWidth=%d); slurmctld in its own container; cvs inside salloc", treeWidth(sl))}
 		for _, n := range c.Lab {
 			file, err := labCluster(c, sl, n, image, true)
 			if err != nil {
@@ -379,6 +379,20 @@ func labMethods(ctx context.Context, c config, m *meter, env []string) ([]*metho
 	}
 	emptyAll(sl)()
 	return out, nil
+}
+
+// treeWidth is the TreeWidth in the lab's slurm.conf (Slurm's default
+// when it says none).
+func treeWidth(l *lab.Lab) int {
+	b, _ := os.ReadFile(l.SlurmConfFile())
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "TreeWidth="); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				return n
+			}
+		}
+	}
+	return 50 // Slurm's default
 }
 
 // bigImage builds the lab's workload image plus one layer of sizeMiB random
