@@ -65,7 +65,7 @@ func report(c config, methods []*method, started time.Time) string {
 		w("\n")
 	}
 	w("## Per host, and extrapolated\n\n")
-	w("A line `fixed + per host × N` fitted (least squares) through the medians above; the extrapolation assumes the per-host cost stays what it was at the measured N (see the notes for where it does not).\n\n")
+	w("A line `fixed + per host × N` fitted (least squares) through the medians above; the extrapolation assumes the per-host cost stays what it was at the measured N. Where the medians do not grow with N (the fitted slope is zero or below), the row says so and the largest median stands for every N.\n\n")
 	w("| method | measured N | figure | fixed | per host |")
 	for _, n := range c.At {
 		w(" at %d hosts |", n)
@@ -82,7 +82,16 @@ func report(c config, methods []*method, started time.Time) string {
 		}
 		for _, m := range metrics {
 			a, b := fit(mt, m.Get)
-			w("| %s | %s | %s | %s %s | %s %s |", mt.Name, strings.Join(ns, ", "), m.Name, num(a), m.Unit, num(b), m.Unit)
+			per := num(b) + " " + m.Unit
+			if b <= 0 {
+				// Flat within the noise: no per-host cost measured; the
+				// largest median stands for every N.
+				a, b, per = 0, 0, "none measured (flat)"
+				for _, p := range mt.Points {
+					a = max(a, median(p, m.Get))
+				}
+			}
+			w("| %s | %s | %s | %s %s | %s |", mt.Name, strings.Join(ns, ", "), m.Name, num(a), m.Unit, per)
 			for _, n := range c.At {
 				w(" %s %s |", num(a+b*float64(n)), m.Unit)
 			}
