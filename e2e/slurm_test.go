@@ -55,8 +55,9 @@ func slurmLab(t *testing.T, ctx context.Context) *lab.Lab {
 // it). With [engine] kind = "slurm" and cvs inside an allocation (salloc
 // -N 3), every per-host command is an srun step on its node: the
 // persistent install, the attach, the refusal of a partial set, the
-// repair and down work as over SSH. It runs when CVS_E2E_SLURM=1 (make
-// test sets it in the tier's first pass).
+// repair and down work as over SSH. It runs in the Slurm pass
+// (CVS_E2E_ENGINE=slurm, which make test runs), or with CVS_E2E_SLURM=1 in
+// the others.
 func TestSlurmEngineOnTheSlurmLab(t *testing.T) {
 	if os.Getenv("CVS_E2E_SLURM") != "1" && !viaSlurm {
 		t.Skip("CVS_E2E_ENGINE=slurm (on the package's Slurm lab) or CVS_E2E_SLURM=1 (on its own) runs it")
