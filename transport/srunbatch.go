@@ -62,7 +62,7 @@ type SrunGroup struct {
 	mu      sync.Mutex
 	pending map[string]*srunBatch
 	// Batches counts the srun processes started for batches of two or
-	// more nodes (tests and benchmarks read it).
+	// more nodes.
 	batches int
 }
 
