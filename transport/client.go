@@ -97,6 +97,30 @@ const watchdogStdin = `exec 3<&0 </dev/null; sh -c "$1" <&3 3<&- & c=$!; ` +
 	`{ cat <&3 >/dev/null; kill -0 $c 2>/dev/null && kill -KILL 0; } >/dev/null 2>&1 & ` +
 	`wait $c`
 
+// watchdog is the wrapper a command runs under: Watchdog, or
+// watchdogStdin for a command that forwards stdin.
+func watchdog(forwardStdin bool) string {
+	if forwardStdin {
+		return watchdogStdin
+	}
+	return Watchdog
+}
+
+// captured is a command's two output streams as a Result keeps them (the
+// last MaxCapture bytes of each).
+type captured struct{ stdout, stderr *report.TailBuffer }
+
+func newCaptured() captured {
+	return captured{report.NewTailBuffer(MaxCapture), report.NewTailBuffer(MaxCapture)}
+}
+
+// result is the Result of a command that started at start and exited
+// with code.
+func (c captured) result(code int, start time.Time) Result {
+	return Result{Stdout: []byte(c.stdout.String()), Stderr: []byte(c.stderr.String()), ExitCode: code, Duration: time.Since(start),
+		StdoutCut: c.stdout.Dropped(), StderrCut: c.stderr.Dropped()}
+}
+
 // Run runs cmd.Line on the host and waits for it, at most until ctx ends;
 // then the remote command is killed and a *TimeoutError (deadline) or the
 // context's error (cancellation) is returned. A non-zero exit is an
@@ -112,18 +136,11 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	if err != nil {
 		return Result{}, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err}
 	}
-	stdout, stderr := report.NewTailBuffer(MaxCapture), report.NewTailBuffer(MaxCapture)
-	sess.Stdout = tee(stdout, cmd.Stdout)
-	sess.Stderr = tee(stderr, cmd.Stderr)
-	result := func(code int) Result {
-		return Result{Stdout: []byte(stdout.String()), Stderr: []byte(stderr.String()), ExitCode: code, Duration: time.Since(start),
-			StdoutCut: stdout.Dropped(), StderrCut: stderr.Dropped()}
-	}
-	wd := Watchdog
-	if cmd.ForwardStdin {
-		wd = watchdogStdin
-	}
-	if err := sess.Start(shell.Join("sh", "-c", wd, "cvs", cmd.Line)); err != nil {
+	out := newCaptured()
+	sess.Stdout = tee(out.stdout, cmd.Stdout)
+	sess.Stderr = tee(out.stderr, cmd.Stderr)
+	result := func(code int) Result { return out.result(code, start) }
+	if err := sess.Start(shell.Join("sh", "-c", watchdog(cmd.ForwardStdin), "cvs", cmd.Line)); err != nil {
 		return Result{}, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("starting the command: %v", err)}
 	}
 	waitc := make(chan error, 1)

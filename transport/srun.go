@@ -50,13 +50,10 @@ func (s *Srun) argv(line string, forwardStdin, data bool) []string {
 	// --overlap: the lock's task holds its node for the whole run, and
 	// every other command of the run is a step beside it.
 	argv := []string{s.bin(), "--nodelist=" + s.Host, "--nodes=1", "--ntasks=1", "--overlap", "--quiet", "--kill-on-bad-exit=1", "sh", "-c"}
-	switch {
-	case data:
+	if data {
 		return append(argv, line)
-	case forwardStdin:
-		return append(argv, watchdogStdin, "cvs", line)
 	}
-	return append(argv, Watchdog, "cvs", line)
+	return append(argv, watchdog(forwardStdin), "cvs", line)
 }
 
 // Run runs cmd.Line on the node and waits, at most until ctx ends: then
@@ -74,8 +71,8 @@ func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, e
 	argv := s.argv(cmd.Line, cmd.ForwardStdin, input != nil)
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Env = append(os.Environ(), s.Env...)
-	stdout, stderr := report.NewTailBuffer(MaxCapture), report.NewTailBuffer(MaxCapture)
-	c.Stdout, c.Stderr = tee(stdout, cmd.Stdout), tee(stderr, cmd.Stderr)
+	out := newCaptured()
+	c.Stdout, c.Stderr = tee(out.stdout, cmd.Stdout), tee(out.stderr, cmd.Stderr)
 	stdin, err := c.StdinPipe()
 	if err != nil {
 		return Result{ExitCode: -1}, err
@@ -83,10 +80,7 @@ func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, e
 	// srun in its own process group: a Ctrl-C at the terminal reaches cvs,
 	// which stops the task itself.
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	result := func(code int) Result {
-		return Result{Stdout: []byte(stdout.String()), Stderr: []byte(stderr.String()), ExitCode: code, Duration: time.Since(start),
-			StdoutCut: stdout.Dropped(), StderrCut: stderr.Dropped()}
-	}
+	result := func(code int) Result { return out.result(code, start) }
 	if err := c.Start(); err != nil {
 		return Result{ExitCode: -1}, &HostError{Host: s.Host, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("starting srun: %v (is Slurm's client installed?)", err)}
 	}

@@ -84,6 +84,16 @@ type srunBatch struct {
 	joined  chan struct{} // a member joined: wait another Window
 }
 
+// has reports whether host is a member already.
+func (b *srunBatch) has(host string) bool {
+	for _, o := range b.members {
+		if o.node.Host == host {
+			return true
+		}
+	}
+	return false
+}
+
 type srunMember struct {
 	node *Srun
 	cmd  Command
@@ -140,16 +150,9 @@ func (g *SrunGroup) join(m *srunMember) {
 		g.pending = map[string]*srunBatch{}
 	}
 	key := batchKey(m.cmd)
-	b := g.pending[key]
-	if b != nil {
-		for _, o := range b.members {
-			if o.node.Host == m.node.Host {
-				b = nil // the node is in this batch already: a batch of its own
-				break
-			}
-		}
-		if b == nil {
-			go g.solo(m)
+	if b := g.pending[key]; b != nil {
+		if b.has(m.node.Host) {
+			go g.solo(m) // the node is in this batch already: a batch of its own
 			return
 		}
 		b.members = append(b.members, m)
@@ -159,7 +162,7 @@ func (g *SrunGroup) join(m *srunMember) {
 		}
 		return
 	}
-	b = &srunBatch{key: key, members: []*srunMember{m}, joined: make(chan struct{}, 1)}
+	b := &srunBatch{key: key, members: []*srunMember{m}, joined: make(chan struct{}, 1)}
 	g.pending[key] = b
 	go g.gather(b)
 }
@@ -264,18 +267,14 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 	tasks := make([]*srunTask, len(members))
 	for i, m := range members {
 		nodes[i] = m.node.Host
-		t := &srunTask{member: m, stdout: report.NewTailBuffer(MaxCapture), stderr: report.NewTailBuffer(MaxCapture)}
+		t := &srunTask{member: m, captured: newCaptured()}
 		tasks[i], byNode[m.node.Host] = t, t
 	}
 	sort.Strings(nodes)
-	watchdog := Watchdog
-	if members[0].cmd.ForwardStdin {
-		watchdog = watchdogStdin
-	}
 	bin := members[0].node.bin()
 	argv := []string{bin, "--nodelist=" + strings.Join(nodes, ","), fmt.Sprintf("--nodes=%d", len(nodes)),
 		fmt.Sprintf("--ntasks=%d", len(nodes)), "--ntasks-per-node=1", "--overlap", "--quiet", "--kill-on-bad-exit=0",
-		"--input=all", "--label", "sh", "-c", batchScript, "cvs", watchdog, members[0].cmd.Line, token}
+		"--input=all", "--label", "sh", "-c", batchScript, "cvs", watchdog(members[0].cmd.ForwardStdin), members[0].cmd.Line, token}
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Env = append(os.Environ(), members[0].node.Env...)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -368,17 +367,12 @@ func batchToken() string {
 
 // srunTask is one node's task of a batch.
 type srunTask struct {
-	member          *srunMember
-	stdout, stderr  *report.TailBuffer
+	member *srunMember
+	captured
 	started, exited bool
 	status          int
 	errDone         bool // the exit mark came on stderr too
 	delivered       bool // the member has its outcome
-}
-
-func (t *srunTask) result(code int, start time.Time) Result {
-	return Result{Stdout: []byte(t.stdout.String()), Stderr: []byte(t.stderr.String()), ExitCode: code,
-		Duration: time.Since(start), StdoutCut: t.stdout.Dropped(), StderrCut: t.stderr.Dropped()}
 }
 
 func (t *srunTask) write(stderr bool, text string) {
