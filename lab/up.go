@@ -152,18 +152,16 @@ func (l *Lab) UpWith(ctx context.Context, n int, opt UpOptions) error {
 			if err := writeFileAtomic(l.paths.knownHosts, []byte(knownHosts(hosts, keys)), 0o644); err != nil {
 				return err
 			}
-			cf := renderClusterFile(clusterParams{
+			params := clusterParams{
 				Identity: l.paths.identity, KnownHosts: l.paths.knownHosts,
 				Hosts: hosts, Image: l.WorkloadImage(),
-			})
-			if err := writeFileAtomic(l.paths.clusterFile, []byte(cf), 0o644); err != nil {
+			}
+			if err := writeFileAtomic(l.paths.clusterFile, []byte(renderClusterFile(params)), 0o644); err != nil {
 				return err
 			}
 			if opt.Slurm {
-				cf := renderClusterFile(clusterParams{
-					Identity: l.paths.identity, KnownHosts: l.paths.knownHosts,
-					Hosts: hosts, Image: l.WorkloadImage(), Slurm: true,
-				})
+				params.Slurm = true
+				cf := renderClusterFile(params)
 				if err := os.MkdirAll(filepath.Dir(l.paths.slurmCluster), 0o755); err != nil {
 					return err
 				}
