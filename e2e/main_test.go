@@ -195,11 +195,7 @@ func runCVSIn(t testing.TB, job string, args ...string) (stdout, stderr string, 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	argv := append([]string{"--cluster", labClusterFile(t)}, args...)
-	cmd := cvsCommand(ctx, t, argv...)
-	if job != "" {
-		cmd = Lab(t).SlurmCommand(ctx, cvsBin, argv...)
-		cmd.Env, cmd.Dir = append(withoutEnv(cmd.Env, "SSH_AUTH_SOCK", "CVS_CLUSTER"), "SLURM_JOB_ID="+job), "/tmp"
-	}
+	cmd := cvsCommandIn(ctx, t, job, argv...)
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
@@ -233,11 +229,22 @@ func labClusterFile(t testing.TB) string {
 // or inside an allocation of the lab's hosts (salloc -N 3, from /tmp: srun
 // starts tasks in the caller's folder, and the nodes have /tmp).
 func cvsCommand(ctx context.Context, t testing.TB, argv ...string) *exec.Cmd {
+	return cvsCommandIn(ctx, t, "", argv...)
+}
+
+// cvsCommandIn is cvsCommand; in the Slurm pass, in the allocation job
+// when set (SLURM_JOB_ID, as from another shell of the job) rather than
+// in one of its own.
+func cvsCommandIn(ctx context.Context, t testing.TB, job string, argv ...string) *exec.Cmd {
 	var cmd *exec.Cmd
-	if viaSlurm {
+	switch {
+	case viaSlurm && job != "":
+		cmd = Lab(t).SlurmCommand(ctx, cvsBin, argv...)
+		cmd.Env, cmd.Dir = append(cmd.Env, "SLURM_JOB_ID="+job), "/tmp"
+	case viaSlurm:
 		cmd = Lab(t).SlurmCommand(ctx, "salloc", append([]string{"-N", strconv.Itoa(labHosts), "--quiet", cvsBin}, argv...)...)
 		cmd.Dir = "/tmp"
-	} else {
+	default:
 		cmd = exec.CommandContext(ctx, cvsBin, argv...)
 		cmd.Env = os.Environ()
 	}
