@@ -190,7 +190,7 @@ func (e CLIEngine) Exec(ctx context.Context, container string, o ExecOptions, ar
 
 // Inspect runs docker container inspect.
 func (e CLIEngine) Inspect(ctx context.Context, name string) (Inspected, bool, error) {
-	res, err := e.Host.Run(ctx, transport.Command{Line: Line(e.InspectContainer(name, ""))})
+	res, err := e.Host.Run(ctx, transport.Command{Line: Line(e.InspectContainer(name, "")), Rerun: true})
 	if err != nil {
 		if isNoSuch(string(res.Stderr)) {
 			return Inspected{}, false, nil
@@ -233,7 +233,7 @@ func (e CLIEngine) MakeDir(ctx context.Context, container, dir string, mode os.F
 
 // PsByLabel runs docker ps.
 func (e CLIEngine) PsByLabel(ctx context.Context, key, value string) ([]string, error) {
-	res, err := e.Host.Run(ctx, transport.Command{Line: Line(e.CLI.PsByLabel(key, value))})
+	res, err := e.Host.Run(ctx, transport.Command{Line: Line(e.CLI.PsByLabel(key, value)), Rerun: true})
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func (e CLIEngine) Run(ctx context.Context, spec RunSpec) (transport.Result, err
 
 // ImageID runs docker image inspect.
 func (e CLIEngine) ImageID(ctx context.Context, ref string) (string, error) {
-	res, err := e.Host.Run(ctx, transport.Command{Line: Line(e.InspectImage(ref, "{{.Id}}"))})
+	res, err := e.Host.Run(ctx, transport.Command{Line: Line(e.InspectImage(ref, "{{.Id}}")), Rerun: true})
 	if err != nil {
 		if isNoSuch(string(res.Stderr)) {
 			return "", nil
@@ -264,7 +264,7 @@ func (e CLIEngine) ImageID(ctx context.Context, ref string) (string, error) {
 
 // ImageLayers runs docker image ls, then docker image inspect.
 func (e CLIEngine) ImageLayers(ctx context.Context) (map[string][]string, error) {
-	res, err := e.Host.Run(ctx, transport.Command{Line: Line(e.ImageIDs())})
+	res, err := e.Host.Run(ctx, transport.Command{Line: Line(e.ImageIDs()), Rerun: true})
 	if err != nil {
 		return nil, fmt.Errorf("listing the host's images: %w", err)
 	}
@@ -273,7 +273,7 @@ func (e CLIEngine) ImageLayers(ctx context.Context) (map[string][]string, error)
 	if len(ids) == 0 {
 		return out, nil
 	}
-	res, err = e.Host.Run(ctx, transport.Command{Line: Line(e.CLI.ImageLayers(ids...))})
+	res, err = e.Host.Run(ctx, transport.Command{Line: Line(e.CLI.ImageLayers(ids...)), Rerun: true})
 	if err != nil {
 		return nil, fmt.Errorf("reading the host's layers: %w", err)
 	}

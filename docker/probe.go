@@ -310,7 +310,7 @@ func Probe(ctx context.Context, r transport.Runner, host string, s ProbeSpec) Fa
 // probe runs script and parses its output after the sections in pre.
 func probe(ctx context.Context, r transport.Runner, host string, s ProbeSpec, script, pre string) Facts {
 	start := time.Now()
-	res, err := r.Run(ctx, transport.Command{Line: script, Name: "the probe (docker version, container and image inspect)"})
+	res, err := r.Run(ctx, transport.Command{Line: script, Name: "the probe (docker version, container and image inspect)", Rerun: true})
 	end := time.Now()
 	if err != nil {
 		var ee *transport.ExitError

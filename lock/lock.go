@@ -198,7 +198,7 @@ func Acquire(ctx context.Context, f *fleet.Fleet, hosts []cluster.Host, containe
 		held.wg.Add(1)
 		go func() {
 			defer held.wg.Done()
-			res, err := c.Run(holdCtx, transport.Command{Line: shell.Join("sh", "-c", holdScript, "cvs-lock", container, owner, nonce), Stdout: out, ForwardStdin: true})
+			res, err := c.Run(holdCtx, transport.Command{Line: shell.Join("sh", "-c", holdScript, "cvs-lock", container, owner, nonce), Stdout: out, ForwardStdin: true, Rerun: true})
 			select {
 			case <-ready:
 				held.ended(h.Name, err)
@@ -222,6 +222,9 @@ func Acquire(ctx context.Context, f *fleet.Fleet, hosts []cluster.Host, containe
 		case <-ready:
 			return nil
 		case err := <-done:
+			if transport.NeverReached(err) {
+				return err // through Slurm: srun could not start it there
+			}
 			return reached{err}
 		case <-ctx.Done():
 			return reached{ctx.Err()}

@@ -3,6 +3,7 @@ package lock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -186,6 +187,23 @@ func TestLockCommandFailureIsAnError(t *testing.T) {
 	if err == nil {
 		held.Release()
 		t.Fatal("a failed lock command was taken as locked")
+	}
+}
+
+// A host whose lock command could not reach it (through Slurm there is no
+// connection before the command: srun could not start the task there) is
+// left to the probe, which reports it with the others, as over SSH; it is
+// not a lock failure.
+func TestLockCommandThatReachedNoHostIsUnreached(t *testing.T) {
+	f, hosts := stubFleet(stubConn{res: transport.Result{ExitCode: 1},
+		err: &transport.HostError{Host: "h1", Kind: transport.KindUnreachable, Detail: "srun: error: Application launch failed: Communication connection failure"}})
+	held, err := Acquire(context.Background(), f, hosts, "c", "me")
+	if err != nil {
+		t.Fatalf("Acquire: %v, want the hosts left to the probe", err)
+	}
+	defer held.Release()
+	if len(held.Unreached) != 2 || !strings.Contains(fmt.Sprint(held.Unreached["h1"]), "Communication connection failure") {
+		t.Errorf("Unreached = %v", held.Unreached)
 	}
 }
 

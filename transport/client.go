@@ -38,6 +38,15 @@ type Command struct {
 	// Name, when set, is how errors name the command (the operator's
 	// command rather than the wrapper that runs it in a container).
 	Name string
+	// Rerun says the command may be run again from its start when it was
+	// stopped part-way through no fault of its host: a read-only command
+	// (the probe, an inspect), or one whose effect ends with its process
+	// (the cluster lock). Through Slurm, a batch's step is aborted when
+	// the launch fails on one of its nodes; such a command is then run
+	// again on the others, where any other command is reported killed
+	// part-way. Its Stdout and Stderr writers see both runs; its Result
+	// holds the last one. Over SSH nothing is rerun.
+	Rerun bool
 }
 
 func (c Command) name() string {

@@ -100,6 +100,19 @@ func IsConnectError(err error) bool {
 	return errors.As(err, &he)
 }
 
+// NeverReached reports whether err means nothing ran on the host: it could
+// not be reached, refused the connection, or refused cvs's keys or host
+// key (over SSH these come from connecting; through Slurm, from srun
+// failing to start the task there). A command that failed after reaching
+// the host, or was lost part-way, is not.
+func NeverReached(err error) bool {
+	switch ErrorKind(err) {
+	case KindUnreachable, KindRefused, KindAuth, KindHostKeyUnknown, KindHostKeyMismatch, KindHostKeyRevoked:
+		return true
+	}
+	return false
+}
+
 // ErrorKind returns the Kind of a *HostError in err's chain, KindTimeout for
 // a *TimeoutError, KindExit for an *ExitError, or "".
 func ErrorKind(err error) Kind {

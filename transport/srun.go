@@ -125,12 +125,21 @@ func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, e
 		if srunFailed(res.Stderr) {
 			// srun itself could not place the task: the node is down,
 			// unknown, or not in the allocation.
-			return res, &HostError{Host: s.Host, Kind: KindUnreachable, Err: werr, Detail: "srun: " + report.LastLine(string(res.Stderr))}
+			return res, &HostError{Host: s.Host, Kind: KindUnreachable, Err: werr, Detail: srunMessage(res.Stderr)}
 		}
 		return res, &ExitError{Host: s.Host, Cmd: cmd.name(), Code: res.ExitCode, StderrTail: report.Tail(string(res.Stderr), stderrTailLines)}
 	default:
 		return result(-1), &HostError{Host: s.Host, Kind: KindSSH, Err: werr, Detail: fmt.Sprintf("running srun: %v", werr)}
 	}
+}
+
+// srunMessage is srun's last line of stderr, named as srun's.
+func srunMessage(stderr []byte) string {
+	l := report.LastLine(string(stderr))
+	if !strings.HasPrefix(l, "srun:") {
+		l = "srun: " + l
+	}
+	return l
 }
 
 // srunFailed reports whether srun's own error (not the task's) is in
@@ -149,10 +158,16 @@ func srunFailed(stderr []byte) bool {
 // by others on the way).
 func (s *Srun) Upload(ctx context.Context, remotePath string, r io.Reader, mode os.FileMode) error {
 	if s.group != nil {
+		if err := s.group.goneErr(s.Host); err != nil {
+			return err
+		}
 		defer s.group.slot()()
 	}
 	line := fmt.Sprintf("umask 077 && cat > %s && chmod %o %s", shell.Quote(remotePath), mode.Perm(), shell.Quote(remotePath))
 	_, err := s.run(ctx, Command{Line: line, Name: "upload " + remotePath}, r)
+	if s.group != nil {
+		s.group.noteGone(s.Host, err)
+	}
 	return err
 }
 

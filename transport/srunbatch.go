@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -41,6 +42,15 @@ import (
 // the node is down, not in the allocation) runs the command again on its
 // own, where srun's error for that node alone becomes its typed error; a
 // task that started and ended without its exit status is unreachable.
+// When the launch fails on a node (its slurmd is gone while the node is
+// still allocated), Slurm aborts the whole step about a launch timeout
+// later, killing the tasks of the healthy nodes: those whose command may
+// run twice (Command.Rerun) run it again in a batch of their own, the
+// others are told their command was killed part-way; and the group runs
+// every later command of that node on its own, so that it aborts no
+// other batch. A node where srun could not start a task on its own is not
+// tried again in this invocation: that error is its answer from then on,
+// as a failed SSH dial is.
 //
 // Time limits: the batch is stopped (every task's stdin closed, so every
 // watchdog kills its command) once every caller's context has ended; a
@@ -61,6 +71,14 @@ type SrunGroup struct {
 	once    sync.Once
 	mu      sync.Mutex
 	pending map[string]*srunBatch
+	// failed holds the nodes a batch's launch failed on, with srun's
+	// message: their commands are not batched any more.
+	failed map[string]string
+	// gone holds the nodes where srun could not start a task on its own,
+	// with that error: like a failed SSH dial, it is the answer for the
+	// rest of the invocation (each try costs Slurm's launch timeout, about
+	// 10 s).
+	gone map[string]error
 	// Batches counts the srun processes started for batches of two or
 	// more nodes.
 	batches int
@@ -99,7 +117,13 @@ type srunMember struct {
 	cmd  Command
 	ctx  context.Context
 	done chan srunOutcome // buffered
+	// reruns counts the batches aborted under this member (Command.Rerun).
+	reruns int
 }
+
+// maxReruns bounds how often one command is run again after aborted
+// batches; each abort also takes the failed node out of later batches.
+const maxReruns = 2
 
 type srunOutcome struct {
 	res Result
@@ -119,6 +143,9 @@ func (g *SrunGroup) window() (time.Duration, time.Duration) {
 
 // run is Srun.Run for a node of the group.
 func (g *SrunGroup) run(ctx context.Context, node *Srun, cmd Command) (Result, error) {
+	if err := g.goneErr(node.Host); err != nil {
+		return Result{ExitCode: -1}, err
+	}
 	start := time.Now()
 	m := &srunMember{node: node, cmd: cmd, ctx: ctx, done: make(chan srunOutcome, 1)}
 	g.join(m)
@@ -148,6 +175,10 @@ func (g *SrunGroup) join(m *srunMember) {
 	defer g.mu.Unlock()
 	if g.pending == nil {
 		g.pending = map[string]*srunBatch{}
+	}
+	if _, bad := g.failed[m.node.Host]; bad {
+		go g.solo(m) // its launch failed in a batch: it would abort another
+		return
 	}
 	key := batchKey(m.cmd)
 	if b := g.pending[key]; b != nil {
@@ -207,7 +238,30 @@ func (g *SrunGroup) solo(m *srunMember) {
 	release := g.slot()
 	defer release()
 	res, err := m.node.run(m.ctx, m.cmd, nil)
+	g.noteGone(m.node.Host, err)
 	m.done <- srunOutcome{res, err}
+}
+
+// noteGone remembers a node where srun could not start a task.
+func (g *SrunGroup) noteGone(host string, err error) {
+	var he *HostError
+	if !NeverReached(err) || !errors.As(err, &he) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.gone == nil {
+		g.gone = map[string]error{}
+	}
+	g.gone[host] = he
+}
+
+// goneErr is the error of a node where srun could not start a task, or
+// nil.
+func (g *SrunGroup) goneErr(host string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.gone[host]
 }
 
 // slot waits for room for one more per-node srun (Parallel).
@@ -323,6 +377,16 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 	}
 	demux.mu.Lock()
 	defer demux.mu.Unlock()
+	if len(demux.failedOn) > 0 {
+		g.mu.Lock()
+		if g.failed == nil {
+			g.failed = map[string]string{}
+		}
+		for _, n := range demux.failedOn {
+			g.failed[n] = srunErr
+		}
+		g.mu.Unlock()
+	}
 	for _, t := range tasks {
 		m := t.member
 		switch {
@@ -336,6 +400,11 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 			// Never started here: srun's error for this node alone (or
 			// the command, if the node is fine) is the answer.
 			go g.solo(m)
+		case len(demux.failedOn) > 0 && m.cmd.Rerun && m.reruns < maxReruns:
+			// Killed by the abort below, but safe to run again: in a
+			// batch without the failed nodes.
+			m.reruns++
+			g.join(m)
 		case len(demux.failedOn) > 0:
 			// Slurm aborts the whole step when the launch fails on one
 			// node: the command was killed here, part-way.

@@ -38,6 +38,12 @@ type nodeRun struct {
 
 // runOnAll runs line on every node at once, as a fan-out does.
 func runOnAll(ctx context.Context, g *SrunGroup, nodes []string, line string) map[string]*nodeRun {
+	return runCommandOnAll(ctx, g, nodes, Command{Line: line})
+}
+
+// runCommandOnAll runs cmd on every node at once, each with its own
+// Stdout.
+func runCommandOnAll(ctx context.Context, g *SrunGroup, nodes []string, cmd Command) map[string]*nodeRun {
 	out := map[string]*nodeRun{}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -48,7 +54,9 @@ func runOnAll(ctx context.Context, g *SrunGroup, nodes []string, line string) ma
 		go func() {
 			defer wg.Done()
 			var w syncWriter
-			res, err := g.Node(n).Run(ctx, Command{Line: line, Stdout: &w})
+			c := cmd
+			c.Stdout = &w
+			res, err := g.Node(n).Run(ctx, c)
 			mu.Lock()
 			r.res, r.err = res, err
 			r.stdout.WriteString(w.String())
@@ -185,6 +193,48 @@ func TestSrunGroupStepAbortedByAnotherNode(t *testing.T) {
 			string(r.res.Stdout) != "hi "+n+"\n" {
 			t.Errorf("%s: %q %v", n, r.res.Stdout, r.err)
 		}
+	}
+}
+
+// A command that may run twice (the probe, the lock) is run again on the
+// healthy nodes when another node's failed launch aborted the batch, so
+// that they get the result they would get over SSH; the node whose launch
+// failed is tried on its own, from then on, for every command of the
+// group, so that it aborts no other batch.
+func TestSrunGroupRerunsWhatMayRunTwice(t *testing.T) {
+	g, logf := newFakeGroup(t)
+	nodes := []string{"n1", "dies", "n3"}
+	got := runCommandOnAll(context.Background(), g, nodes, Command{Line: `echo "hi $SLURMD_NODENAME"; sleep 2; echo done`, Rerun: true})
+	if ErrorKind(got["dies"].err) != KindUnreachable || !strings.Contains(got["dies"].err.Error(), "failed on node dies") {
+		t.Errorf("dies: %v (kind %s)", got["dies"].err, ErrorKind(got["dies"].err))
+	}
+	for _, n := range []string{"n1", "n3"} {
+		if r := got[n]; r.err != nil || string(r.res.Stdout) != "hi "+n+"\ndone\n" {
+			t.Errorf("%s: %q %v, want its second run's output and no error", n, r.res.Stdout, r.err)
+		}
+	}
+	// Commands that must not run twice are still reported, not rerun; but
+	// the group no longer puts "dies" in a batch.
+	got = runOnAll(context.Background(), g, nodes, `echo "again $SLURMD_NODENAME"; sleep 2`)
+	for _, n := range []string{"n1", "n3"} {
+		if r := got[n]; r.err != nil || string(r.res.Stdout) != "again "+n+"\n" {
+			t.Errorf("%s, second command: %q %v", n, r.res.Stdout, r.err)
+		}
+	}
+	// As over SSH a host that could not be connected to is not dialled
+	// again, a node where srun could not start a task is not tried again
+	// in this invocation (each try costs Slurm's launch timeout).
+	if err := got["dies"].err; ErrorKind(err) != KindUnreachable || !strings.Contains(err.Error(), "failed on node dies") {
+		t.Errorf("dies, second command: %v", err)
+	}
+	calls := srunCalls(t, logf)
+	want := map[string]int{"dies,n1,n3": 1, "dies": 1, "n1,n3": 2}
+	count := map[string]int{}
+	for _, c := range calls {
+		count[c]++
+	}
+	if fmt.Sprint(count) != fmt.Sprint(want) {
+		t.Errorf("srun calls %q, want %v of each", calls, want)
 	}
 }
 
