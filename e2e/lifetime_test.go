@@ -133,12 +133,15 @@ func TestPersistentInstallThenTest(t *testing.T) {
 		l.HostDocker(testCtx(t, 2*time.Minute), h.Name, "pull", "--quiet", l.WorkloadImage())
 	})
 
-	// 4. one host unreachable: exit 3 before any change.
+	// 4. one host unreachable: exit 3 before any change, the same refusal
+	// whichever way hosts are reached (through Slurm, the lock's batch is
+	// aborted by the node's failed launch: the others' locks are taken
+	// again, and the node is left to the probe, as over SSH).
 	restore := cutOff(t, "host2")
 	out, errOut, code = runCVS(t, "--cluster", file, "run", "test")
 	restore()
-	if code != 3 || !strings.Contains(out+errOut, cvsHost(t, "host2")) {
-		t.Fatalf("unreachable host: exit %d, want 3 naming it\n%s\n%s", code, out, errOut)
+	if code != 3 || !strings.Contains(out, "preflight-failed") || !strings.Contains(errOut, "1 of 3 host(s) cannot be used ("+cvsHost(t, "host2")+"); nothing was changed") {
+		t.Fatalf("unreachable host: exit %d, want 3, preflight-failed naming it\n%s\n%s", code, out, errOut)
 	}
 	assertUnchanged(t, name, before)
 

@@ -62,7 +62,6 @@ func TestStatusShowsEveryHostWithDocker(t *testing.T) {
 // A host whose sshd (through Slurm: slurmd) is stopped is reported
 // unreachable (exit 3) while the others are still probed and shown.
 func TestStatusUnreachableHost(t *testing.T) {
-	sshOnly(t, "known defect (issue 14 note): when one node's slurmd is gone, Slurm aborts the batch's step and the healthy nodes' probe can be killed part-way, so they are reported unknown too; the test then fails depending on timing")
 	t.Cleanup(cutOff(t, "host2"))
 	kind := "connection-refused"
 	if viaSlurm {
