@@ -166,7 +166,7 @@ func (e CLIEngine) Exec(ctx context.Context, container string, o ExecOptions, ar
 		cmd.Line, cmd.ForwardStdin = e.ExecWatched(container, o, shell.Join(argv...)), true
 		return e.Host.Run(ctx, cmd)
 	case eio.Stdin != nil:
-		dir, err := transport.MakeTempDir(ctx, e.Host, "cvs-stdin")
+		dir, err := transport.MakeTempDir(ctx, e.Host, "cvs-stdin", eio.Stdin)
 		if err != nil {
 			return transport.Result{ExitCode: -1}, fmt.Errorf("creating a temporary folder on the host: %w", err)
 		}
@@ -207,7 +207,11 @@ func (e CLIEngine) MakeDir(ctx context.Context, container, dir string, mode os.F
 	if _, err := e.Exec(ctx, container, Root, []string{"mkdir", "-m", fmt.Sprintf("%o", mode.Perm()), dir}, ExecIO{}); err != nil {
 		return fmt.Errorf("making %s in the container: %w", dir, err)
 	}
-	tmp, err := transport.MakeTempDir(ctx, e.Host, "cvs-copy")
+	forWhat := [][]byte{[]byte(container), []byte(dir)}
+	for _, f := range files {
+		forWhat = append(forWhat, []byte(f.Name), f.Data)
+	}
+	tmp, err := transport.MakeTempDir(ctx, e.Host, "cvs-copy", forWhat...)
 	if err != nil {
 		return err
 	}

@@ -124,6 +124,9 @@ type Session struct {
 
 	mu       sync.Mutex
 	launched []bool // hosts where this run launched a container
+	// launchedAt is the launch stage's time, the same label on every
+	// host (so that docker run is the same line everywhere: one srun).
+	launchedAt string
 	// engines are the hosts' Docker Engine APIs, nil where cvs uses the
 	// docker CLI (see probeHost).
 	engines map[string]*dockerapi.Engine

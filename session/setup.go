@@ -143,7 +143,7 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster
 		ShmSize: ct.ShmSize, Ulimits: ct.Ulimits,
 		Labels: map[string]string{
 			lifetime.LabelManaged: "true", lifetime.LabelCluster: s.Config.File, lifetime.LabelLifetime: string(s.Plan.Lifetime),
-			lifetime.LabelVersion: s.opts.Version, lifetime.LabelLaunchedAt: time.Now().UTC().Format(time.RFC3339), lifetime.LabelRunID: s.RunID,
+			lifetime.LabelVersion: s.opts.Version, lifetime.LabelLaunchedAt: s.launchTime(), lifetime.LabelRunID: s.RunID,
 			docker.LabelSetupHash: s.setupHash, lifetime.LabelConfig: runConfigLabel(ct),
 		},
 	}
@@ -151,15 +151,6 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster
 	if len(ct.Env) > 0 && e.Access() == "api" {
 		spec.Env = ct.Env // in the request body
 	} else if len(ct.Env) > 0 {
-		dir, err := transport.MakeTempDir(ctx, c, "cvs-env")
-		if err != nil {
-			return transport.Result{}, fmt.Errorf("making a temporary folder for the container's environment: %w", err)
-		}
-		defer func() {
-			if cerr := transport.RemoveTempDir(ctx, c, dir); cerr != nil {
-				s.log.Error("could not remove the container's environment file; it holds [container.env] values: remove it by hand", "host", h.Name, "dir", dir, "err", cerr)
-			}
-		}()
 		var b bytes.Buffer
 		keys := make([]string, 0, len(ct.Env))
 		for k := range ct.Env {
@@ -169,6 +160,15 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster
 		for _, k := range keys {
 			fmt.Fprintf(&b, "%s=%s\n", k, ct.Env[k])
 		}
+		dir, err := transport.MakeTempDir(ctx, c, "cvs-env", b.Bytes())
+		if err != nil {
+			return transport.Result{}, fmt.Errorf("making a temporary folder for the container's environment: %w", err)
+		}
+		defer func() {
+			if cerr := transport.RemoveTempDir(ctx, c, dir); cerr != nil {
+				s.log.Error("could not remove the container's environment file; it holds [container.env] values: remove it by hand", "host", h.Name, "dir", dir, "err", cerr)
+			}
+		}()
 		spec.EnvFile = dir + "/env"
 		if err := c.Upload(ctx, spec.EnvFile, &b, 0o600); err != nil {
 			return transport.Result{}, err
@@ -192,6 +192,16 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster
 		return res, fmt.Errorf("docker run: %w", err)
 	}
 	return res, nil
+}
+
+// launchTime is when the launch stage began, the same on every host.
+func (s *Session) launchTime() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.launchedAt == "" {
+		s.launchedAt = time.Now().UTC().Format(time.RFC3339)
+	}
+	return s.launchedAt
 }
 
 func (s *Session) removeAfterFailedRun(ctx context.Context, c transport.Conn, i int, h cluster.Host) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -102,7 +103,7 @@ func (f *fakeHost) Run(ctx context.Context, cmd transport.Command) (transport.Re
 		}
 		out += keysMarker + "\n" + f.installed
 		return transport.Result{Stdout: []byte(out)}, nil
-	case strings.HasPrefix(l, "mktemp "):
+	case strings.Contains(l, " "+transport.TempScriptName+" "):
 		return transport.Result{Stdout: []byte(f.mktempOut)}, nil
 	case strings.Contains(l, " sh -s < "):
 		if f.onInstall != nil {
@@ -432,6 +433,8 @@ func TestEnsureRefusesBadInput(t *testing.T) {
 	}
 }
 
+var tempName = regexp.MustCompile(`(cvs-[a-z]+)\.[0-9a-f]{16}\b`)
+
 // The commands Ensure runs and the configuration files it writes are
 // pinned in testdata/ensure.golden.
 func TestEnsureGolden(t *testing.T) {
@@ -442,7 +445,9 @@ func TestEnsureGolden(t *testing.T) {
 		if _, err := Ensure(context.Background(), docker.CLIEngine{CLI: docker.CLI{Sudo: sudo}, Host: f}, "h1", "cvs-lab", 2224, keysForTest(t)); err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&b, "# commands, sudo=%v\n%s\n\n", sudo, strings.Join(f.lines, "\n"))
+		// The temporary folder's first name is unguessable: one per run.
+		lines := tempName.ReplaceAllString(strings.Join(f.lines, "\n"), "$1.NAME")
+		fmt.Fprintf(&b, "# commands, sudo=%v\n%s\n\n", sudo, lines)
 	}
 	fmt.Fprintf(&b, "# sshd_config, port 2224\n%s\n# ssh_config, port 2224\n%s", sshdConfig(2224), clientConfig(2224))
 	golden.Check(t, "ensure.golden", b.Bytes())

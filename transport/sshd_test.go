@@ -452,3 +452,54 @@ func TestRealSSHDScanHostKeys(t *testing.T) {
 	}
 	mustDial(t, dialer(t, cluster.HostKeyStrict, kh), h)
 }
+
+// A temporary folder for the same files has the same name on every host
+// (TempDirName); when that name exists (here: a second folder for the same
+// files on the same host, or anything an attacker planted there, a
+// symlink included) mktemp picks a fresh one. Every folder is private.
+func TestRealSSHDTempDirSharedNameThenFresh(t *testing.T) {
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.34."})
+	c := mustDial(t, dialer(t, cluster.HostKeyStrict, f.KnownHosts), farmHost(f, 0))
+	ctx := context.Background()
+	data := []byte("step script")
+	first, err := MakeTempDir(ctx, c, "cvs-test", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer RemoveTempDir(ctx, c, first)
+	if want := filepath.Join("/tmp", TempDirName("cvs-test", data)); first != want {
+		t.Errorf("first folder %s, want %s", first, want)
+	}
+	second, err := MakeTempDir(ctx, c, "cvs-test", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer RemoveTempDir(ctx, c, second)
+	if second == first || !strings.HasPrefix(second, "/tmp/cvs-test.") {
+		t.Errorf("second folder for the same files %s, want a fresh one beside %s", second, first)
+	}
+	// A planted symlink under the name is never written through.
+	other := TempDirName("cvs-test", []byte("other"))
+	target := t.TempDir()
+	if err := os.Symlink(target, filepath.Join("/tmp", other)); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(filepath.Join("/tmp", other))
+	third, err := MakeTempDir(ctx, c, "cvs-test", []byte("other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer RemoveTempDir(ctx, c, third)
+	if third == filepath.Join("/tmp", other) {
+		t.Errorf("the planted symlink %s was taken as the folder", third)
+	}
+	for _, d := range []string{first, second, third} {
+		st, err := os.Lstat(d)
+		if err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v, want a private folder", d, err, st)
+		}
+	}
+	if TempDirName("cvs-test", data) == TempDirName("cvs-test", []byte("step scrip"), []byte("t")) {
+		t.Error("different files gave the same name")
+	}
+}

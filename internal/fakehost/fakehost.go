@@ -110,6 +110,7 @@ type Host struct {
 	lines      []string
 	uploads    map[string]Upload
 	removed    map[string]bool
+	tempDirs   map[string]bool // made by MakeTempDir, not removed yet
 }
 
 // Upload is a file written over SFTP.
@@ -201,6 +202,7 @@ func (h *Host) init() {
 		h.containers = map[string]*Container{}
 		h.uploads = map[string]Upload{}
 		h.removed = map[string]bool{}
+		h.tempDirs = map[string]bool{}
 	}
 }
 
@@ -290,11 +292,16 @@ func (h *Host) Run(ctx context.Context, cmd transport.Command) (transport.Result
 	switch {
 	case len(argv) >= 4 && argv[0] == "sh" && argv[1] == "-c" && argv[3] == "cvs-lock":
 		return h.lock(ctx, cmd)
-	case argv[0] == "mktemp":
+	case len(argv) == 6 && argv[0] == "sh" && argv[3] == transport.TempScriptName:
+		// MakeTempDir: the name asked for, or a fresh one when it exists.
 		h.mu.Lock()
-		h.next++
-		dir := fmt.Sprintf("/tmp/%s.fake%06d", strings.TrimSuffix(argv[len(argv)-1], ".XXXXXXXXXX"), h.next)
-		h.mu.Unlock()
+		defer h.mu.Unlock()
+		dir := "/tmp/" + argv[4]
+		if h.tempDirs[dir] {
+			h.next++
+			dir = fmt.Sprintf("/tmp/%s.fake%06d", strings.TrimSuffix(argv[5], ".XXXXXXXXXX"), h.next)
+		}
+		h.tempDirs[dir] = true
 		return ok1(dir + "\n")
 	case argv[0] == "rm" && len(argv) == 4 && argv[1] == "-rf":
 		h.mu.Lock()
@@ -303,6 +310,7 @@ func (h *Host) Run(ctx context.Context, cmd transport.Command) (transport.Result
 				h.removed[p] = true
 			}
 		}
+		delete(h.tempDirs, argv[3])
 		h.mu.Unlock()
 		return ok1("")
 	case argv[0] == "docker":
