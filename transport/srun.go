@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -111,14 +112,14 @@ func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, e
 		}
 		return result(-1), stopped(ctx, s.Host, cmd, start)
 	}
-	if input != nil {
-		if err := <-fed; err != nil {
-			return result(-1), fmt.Errorf("feeding %s: %w", abbreviate(cmd.name(), 80), err)
-		}
-	}
 	var ee *exec.ExitError
 	switch {
 	case werr == nil:
+		if input != nil {
+			if err := <-fed; err != nil {
+				return result(-1), fmt.Errorf("feeding %s: %w", abbreviate(cmd.name(), 80), err)
+			}
+		}
 		return result(0), nil
 	case errors.As(werr, &ee):
 		res := result(ee.ExitCode())
@@ -157,17 +158,27 @@ func srunFailed(stderr []byte) bool {
 // copies its standard input there (created with the mode, never readable
 // by others on the way).
 func (s *Srun) Upload(ctx context.Context, remotePath string, r io.Reader, mode os.FileMode) error {
-	if s.group != nil {
-		if err := s.group.goneErr(s.Host); err != nil {
-			return err
-		}
-		defer s.group.slot()()
-	}
 	line := fmt.Sprintf("umask 077 && cat > %s && chmod %o %s", shell.Quote(remotePath), mode.Perm(), shell.Quote(remotePath))
-	_, err := s.run(ctx, Command{Line: line, Name: "upload " + remotePath}, r)
-	if s.group != nil {
-		s.group.noteGone(s.Host, err)
+	// Writing the whole file again is safe.
+	cmd := Command{Line: line, Name: "upload " + remotePath, Rerun: true}
+	if s.group == nil {
+		_, err := s.run(ctx, cmd, r)
+		return err
 	}
+	if err := s.group.goneErr(s.Host); err != nil {
+		return err
+	}
+	head, err := io.ReadAll(io.LimitReader(r, maxBatchUpload+1))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", cmd.Name, err)
+	}
+	if len(head) <= maxBatchUpload {
+		_, err := s.group.runData(ctx, s, cmd, head)
+		return err
+	}
+	defer s.group.slot()()
+	_, err = s.run(ctx, cmd, io.MultiReader(bytes.NewReader(head), r))
+	s.group.noteGone(s.Host, err)
 	return err
 }
 

@@ -2,8 +2,10 @@ package transport
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -115,10 +117,27 @@ func (b *srunBatch) has(host string) bool {
 type srunMember struct {
 	node *Srun
 	cmd  Command
+	// data, when set, is the command's standard input (an upload): every
+	// task of a batch reads it; the command runs without the watchdog.
+	data []byte
 	ctx  context.Context
 	done chan srunOutcome // buffered
 	// reruns counts the batches aborted under this member (Command.Rerun).
 	reruns int
+}
+
+// maxBatchUpload is the largest file sent to many nodes as one srun: srun
+// sends its standard input to every node itself, so the controller sends
+// one copy per node (an image goes through sbcast's tree instead).
+const maxBatchUpload = 4 << 20
+
+// input is what the member's command reads on its standard input: data,
+// or nothing (nil: the watchdog's end-of-file).
+func (m *srunMember) input() io.Reader {
+	if m.data == nil {
+		return nil
+	}
+	return bytes.NewReader(m.data)
 }
 
 // maxReruns bounds how often one command is run again after aborted
@@ -143,11 +162,17 @@ func (g *SrunGroup) window() (time.Duration, time.Duration) {
 
 // run is Srun.Run for a node of the group.
 func (g *SrunGroup) run(ctx context.Context, node *Srun, cmd Command) (Result, error) {
+	return g.runData(ctx, node, cmd, nil)
+}
+
+// runData runs cmd on the node with data on its standard input (none when
+// nil), gathered with the same command and data on other nodes.
+func (g *SrunGroup) runData(ctx context.Context, node *Srun, cmd Command, data []byte) (Result, error) {
 	if err := g.goneErr(node.Host); err != nil {
 		return Result{ExitCode: -1}, err
 	}
 	start := time.Now()
-	m := &srunMember{node: node, cmd: cmd, ctx: ctx, done: make(chan srunOutcome, 1)}
+	m := &srunMember{node: node, cmd: cmd, data: data, ctx: ctx, done: make(chan srunOutcome, 1)}
 	g.join(m)
 	select {
 	case o := <-m.done:
@@ -180,7 +205,7 @@ func (g *SrunGroup) join(m *srunMember) {
 		go g.solo(m) // its launch failed in a batch: it would abort another
 		return
 	}
-	key := batchKey(m.cmd)
+	key := batchKey(m.cmd, m.data)
 	if b := g.pending[key]; b != nil {
 		if b.has(m.node.Host) {
 			go g.solo(m) // the node is in this batch already: a batch of its own
@@ -199,8 +224,13 @@ func (g *SrunGroup) join(m *srunMember) {
 }
 
 // batchKey: commands run together when their line and their standard
-// input (forwarded or not) are the same.
-func batchKey(c Command) string { return fmt.Sprintf("%t\x00%s", c.ForwardStdin, c.Line) }
+// input (forwarded or not, or the data they read) are the same.
+func batchKey(c Command, data []byte) string {
+	if data != nil {
+		return fmt.Sprintf("data %x\x00%s", sha256.Sum256(data), c.Line)
+	}
+	return fmt.Sprintf("%t\x00%s", c.ForwardStdin, c.Line)
+}
 
 // gather waits for the batch to fill, then runs it.
 func (g *SrunGroup) gather(b *srunBatch) {
@@ -237,7 +267,7 @@ wait:
 func (g *SrunGroup) solo(m *srunMember) {
 	release := g.slot()
 	defer release()
-	res, err := m.node.run(m.ctx, m.cmd, nil)
+	res, err := m.node.run(m.ctx, m.cmd, m.input())
 	g.noteGone(m.node.Host, err)
 	m.done <- srunOutcome{res, err}
 }
@@ -311,6 +341,16 @@ var labelled = regexp.MustCompile(`^ *([0-9]+): (.*)$`)
 const batchScript = `printf '%s start %s\n' "$3" "$SLURMD_NODENAME"; sh -c "$1" cvs "$2"; s=$?; ` +
 	`printf '%s exit %s %d\n' "$3" "$SLURMD_NODENAME" $s; printf '%s exit %s %d\n' "$3" "$SLURMD_NODENAME" $s >&2`
 
+// batchRunner is the script that runs a batch's command: under the
+// watchdog, or, for a command that reads data, plainly (the watchdog
+// would read the data).
+func batchRunner(m *srunMember) string {
+	if m.data != nil {
+		return `exec sh -c "$1"`
+	}
+	return watchdog(m.cmd.ForwardStdin)
+}
+
 // runBatch runs one srun with a task on every member's node and hands each
 // member its result.
 func (g *SrunGroup) runBatch(members []*srunMember) {
@@ -328,7 +368,7 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 	bin := members[0].node.bin()
 	argv := []string{bin, "--nodelist=" + strings.Join(nodes, ","), fmt.Sprintf("--nodes=%d", len(nodes)),
 		fmt.Sprintf("--ntasks=%d", len(nodes)), "--ntasks-per-node=1", "--overlap", "--quiet", "--kill-on-bad-exit=0",
-		"--input=all", "--label", "sh", "-c", batchScript, "cvs", watchdog(members[0].cmd.ForwardStdin), members[0].cmd.Line, token}
+		"--input=all", "--label", "sh", "-c", batchScript, "cvs", batchRunner(members[0]), members[0].cmd.Line, token}
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Env = append(os.Environ(), members[0].node.Env...)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -343,6 +383,12 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 		}
 		return
 	}
+	if data := members[0].data; data != nil {
+		go func() {
+			stdin.Write(data)
+			stdin.Close()
+		}()
+	}
 	var read sync.WaitGroup
 	read.Add(2)
 	go func() { defer read.Done(); demux.stdout(outR) }()
@@ -355,7 +401,9 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 	select {
 	case werr = <-waitc:
 	case <-ctx.Done():
-		stdin.Close() // every task's watchdog kills its command
+		if members[0].data == nil {
+			stdin.Close() // every task's watchdog kills its command
+		}
 		select {
 		case werr = <-waitc:
 		case <-time.After(killGrace):

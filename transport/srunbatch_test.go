@@ -283,3 +283,50 @@ func TestSrunGroupEarlyResultsAndForwardedStdin(t *testing.T) {
 		t.Errorf("srun calls %q: want one batch", calls)
 	}
 }
+
+// The same small file to the same path on many nodes (a step's script, an
+// environment file) is one srun whose standard input every task writes to
+// the file; a node whose launch fails is sent it on its own, and says so.
+func TestSrunGroupOneUploadForTheSameFile(t *testing.T) {
+	g, logf := newFakeGroup(t)
+	dir := t.TempDir()
+	// The fake's nodes share this machine: the same path on each, as the
+	// real nodes have.
+	dst := filepath.Join(dir, "f")
+	upload := func(nodes ...string) []error {
+		errs := make([]error, len(nodes))
+		var wg sync.WaitGroup
+		for i, n := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = g.Node(n).Upload(context.Background(), dst, strings.NewReader("the same script\n"), 0o640)
+			}()
+		}
+		wg.Wait()
+		return errs
+	}
+	for i, err := range upload("n1", "n2", "n3") {
+		if err != nil {
+			t.Errorf("n%d: %v", i+1, err)
+		}
+	}
+	st, err := os.Stat(dst)
+	if err != nil || st.Mode().Perm() != 0o640 {
+		t.Fatalf("stat: %v %v", err, st)
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "the same script\n" {
+		t.Errorf("content %q", b)
+	}
+	if calls := srunCalls(t, logf); fmt.Sprint(calls) != "[n1,n2,n3]" {
+		t.Errorf("srun calls %q, want one", calls)
+	}
+	os.Remove(dst)
+	errs := upload("n1", "dies")
+	if errs[0] != nil || ErrorKind(errs[1]) != KindUnreachable || !strings.Contains(errs[1].Error(), "failed on node dies") {
+		t.Errorf("n1: %v; dies: %v, want it unreachable", errs[0], errs[1])
+	}
+	if calls := srunCalls(t, logf); fmt.Sprint(calls) != "[n1,n2,n3 dies,n1 dies]" {
+		t.Errorf("srun calls %q", calls)
+	}
+}

@@ -35,21 +35,31 @@ case ",$nodes," in *,down,*) echo "srun: error: Unable to create step for job 7:
 [ -n "$nodes" ] || exit 2
 [ "$nodes" = dies ] && { echo "srun: error: Task launch for StepId=7.1 failed on node dies: Communication connection failure" >&2; exit 233; }
 [ -n "$label" ] || SLURMD_NODENAME=$nodes exec "$@"
+# Every task reads all of srun's stdin (--input=all): tee into a fifo each
+# (from fd 4: a background job's stdin would be /dev/null).
 exec 4<&0
+fifos=$(mktemp -d)
+trap 'rm -rf "$fifos"' EXIT
 rank=0
 dies=
+pids=
 for n in $(echo "$nodes" | tr ',' '\n' | sort -r); do
 	[ "$n" = dies ] && { dies=1; continue; }
-	{ { SLURMD_NODENAME=$n "$@" <&4 2>&1 1>&3 | sed -u "s/^/$rank: /" >&2; } 3>&1 | sed -u "s/^/$rank: /"; } &
+	mkfifo "$fifos/$rank"
+	{ { SLURMD_NODENAME=$n "$@" <"$fifos/$rank" 2>&1 1>&3 | sed -u "s/^/$rank: /" >&2; } 3>&1 | sed -u "s/^/$rank: /"; } &
+	pids="$pids $!"
 	rank=$((rank+1))
 done
+tee -p "$fifos"/* <&4 >/dev/null &
+tee=$!
 if [ -n "$dies" ]; then
 	sleep 1
 	echo "srun: error: Task launch for StepId=7.0 failed on node dies: Communication connection failure" >&2
 	echo "srun: Job step aborted" >&2
 	kill -KILL -- -$$
 fi
-wait
+wait $pids
+kill $tee 2>/dev/null
 # srun takes a moment to end the step after its tasks.
 sleep 0.2
 `
