@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/cvs-tool/cvs/shell"
 	"github.com/cvs-tool/cvs/transport"
@@ -249,9 +251,32 @@ func (e CLIEngine) Remove(ctx context.Context, ids ...string) (transport.Result,
 	return e.Host.Run(ctx, transport.Command{Line: Line(e.CLI.Remove(ids...))})
 }
 
-// Run runs docker run -d; the environment comes from spec.EnvFile.
+// CreateTimeout bounds creating and starting a container whose image is
+// on the host. That is not cut short when the caller's context ends: a
+// daemon whose client is gone still creates the container, and the
+// caller's cleanup must find it when Run returns.
+const CreateTimeout = 2 * time.Minute
+
+// Run runs docker run -d; the environment comes from spec.EnvFile. When
+// the host holds the image, docker run only creates and starts, and runs
+// to its end even when ctx ends meanwhile (within CreateTimeout); Run then
+// returns ctx's error, after what docker run created exists. When it must
+// pull, docker run runs within ctx, so that the pull is stopped.
 func (e CLIEngine) Run(ctx context.Context, spec RunSpec) (transport.Result, error) {
-	return e.Host.Run(ctx, transport.Command{Line: Line(e.CLI.Run(spec))})
+	cmd := transport.Command{Line: Line(e.CLI.Run(spec))}
+	if id, err := e.ImageID(ctx, spec.Image); err != nil || id == "" {
+		return e.Host.Run(ctx, cmd)
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CreateTimeout)
+	defer cancel()
+	res, err := e.Host.Run(cctx, cmd)
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return res, &transport.TimeoutError{Cmd: "docker run " + spec.Name}
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("docker run %s: %w", spec.Name, ctx.Err())
+	}
+	return res, err
 }
 
 // ImageID runs docker image inspect.

@@ -18,7 +18,8 @@ import (
 // Run creates and starts the container spec describes, as `docker run -d
 // --init` does: the image is pulled first when the host lacks it (within
 // ctx: the pull timeout ends the pull in the daemon too), the environment
-// travels in the request body. A registry that wants credentials the
+// travels in the request body. The create is not cut short by ctx (see
+// docker.CreateTimeout); a run whose ctx ended during it is not started. A registry that wants credentials the
 // daemon does not have (the host's docker login) is pulled with the
 // host's docker CLI, which has them.
 func (e *Engine) Run(ctx context.Context, spec docker.RunSpec) (transport.Result, error) {
@@ -33,9 +34,17 @@ func (e *Engine) Run(ctx context.Context, spec docker.RunSpec) (transport.Result
 			return res, err
 		}
 	}
-	created, err := e.c.ContainerCreate(ctx, client.ContainerCreateOptions{Name: spec.Name, Config: cfg, HostConfig: hc})
+	// dockerd finishes a create whose client has gone: the create is not
+	// cut short when ctx ends (only bounded), so that once Run returns,
+	// what it created exists and the caller's cleanup finds it.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), docker.CreateTimeout)
+	created, err := e.c.ContainerCreate(cctx, client.ContainerCreateOptions{Name: spec.Name, Config: cfg, HostConfig: hc})
+	cancel()
 	if err != nil {
 		return e.refused(ctx, "docker run (create) "+spec.Name, err)
+	}
+	if ctx.Err() != nil {
+		return transport.Result{ExitCode: -1}, e.apiError(ctx, "docker run (create) "+spec.Name, ctx.Err())
 	}
 	if _, err := e.c.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		return e.refused(ctx, "docker run (start) "+spec.Name, err)
