@@ -33,10 +33,11 @@ import (
 // A command joins a gathering batch when its line and its stdin (forwarded
 // or not) are the same and its node is not in it yet; the batch starts
 // once no command has joined for Window (or MaxWait after the first). A
-// batch of one is a plain per-node srun, as are uploads. srun's stdin goes
-// to every task (--input=all): closing it is the end-of-file that stops
-// every watchdog, which is how a batch is stopped and how the cluster
-// lock, held by one batch, is released. Each node's result is handed over
+// batch of one is a plain per-node srun. srun's stdin goes to every task
+// (--input=all): closing it is the end-of-file that stops every watchdog,
+// which is how a batch is stopped and how the cluster lock, held by one
+// batch, is released. An upload of the same small file to the same path
+// is a batch too, whose stdin is the file (maxBatchUpload). Each node's result is handed over
 // as soon as its task exits (both its output streams end with a mark), not
 // when the batch's slowest node ends.
 //
