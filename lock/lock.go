@@ -198,6 +198,10 @@ func Acquire(ctx context.Context, f *fleet.Fleet, hosts []cluster.Host, containe
 		held.wg.Add(1)
 		go func() {
 			defer held.wg.Done()
+			// Rerun: through Slurm, a step aborted by another node's failed
+			// launch kills this command (which releases the flock); it is
+			// taken again. Should another cvs take it in between, the rerun
+			// answers busy and the host's lock counts as lost (ended).
 			res, err := c.Run(holdCtx, transport.Command{Line: shell.Join("sh", "-c", holdScript, "cvs-lock", container, owner, nonce), Stdout: out, ForwardStdin: true, Rerun: true})
 			select {
 			case <-ready:
