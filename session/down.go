@@ -59,6 +59,9 @@ func Down(ctx context.Context, cfg *cluster.Config, force bool, opts Options) (*
 		}
 	}
 	errs := s.each(ctx, "removing", targets, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) error {
+		if err := s.guard(h.Name); err != nil {
+			return err // another cvs may hold the host now
+		}
 		_, err := withTimeout(ctx, removeTimeout, func(ctx context.Context) (transport.Result, error) {
 			return s.dockerOn(h.Name, c).Remove(ctx, ids[h.Name])
 		})

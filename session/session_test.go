@@ -437,6 +437,28 @@ func TestDownRemovesOnlyWhatCvsLaunched(t *testing.T) {
 	}
 }
 
+// A host whose cluster lock was lost after it was taken (another cvs may
+// hold it now) keeps its container: down changes only hosts it holds.
+func TestDownLeavesAHostWhoseLockWasLost(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	for _, h := range r.hosts {
+		h.AddContainer(fakehost.Container{Name: "cvs-t", State: "running", Image: testImageID,
+			Labels: map[string]string{lifetime.LabelManaged: "true", lifetime.LabelCluster: r.cfg.File, lifetime.LabelLifetime: "per_run"}})
+	}
+	lost := r.hosts[0]
+	lost.OnProbe = func() {
+		lost.DropLock()
+		time.Sleep(100 * time.Millisecond) // the holder notices
+	}
+	rep, err := Down(context.Background(), r.cfg, false, r.opts)
+	if err == nil || lost.Containers() != 1 {
+		t.Fatalf("down removed the container of a host whose lock was lost: %+v, %v", rep, err)
+	}
+	if !strings.Contains(rep.Failed[lost.Name], "lock on this host was lost") || r.hosts[1].Containers() != 0 {
+		t.Errorf("down: %+v", rep)
+	}
+}
+
 func TestDryRunChangesNothing(t *testing.T) {
 	r := newRig(t, 2, cluster.LifetimePersistent)
 	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), true, r.opts)

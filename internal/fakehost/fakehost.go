@@ -99,6 +99,9 @@ type Host struct {
 	// Step answers a step's script (its text as uploaded): output and exit
 	// status. Nil: exit 0 with no output.
 	Step func(script string) (stdout string, code int)
+	// OnProbe, when set, is called as the probe arrives, before it is
+	// answered.
+	OnProbe func()
 	// OnCommand, when set, runs before each command is answered (to
 	// cancel a context mid-stage, say).
 	OnCommand func(argv []string)
@@ -269,6 +272,9 @@ func (h *Host) Run(ctx context.Context, cmd transport.Command) (transport.Result
 		return transport.Result{ExitCode: -1}, err
 	}
 	if strings.Contains(cmd.Line, mark) {
+		if h.OnProbe != nil {
+			h.OnProbe()
+		}
 		return h.probe(cmd.Line)
 	}
 	argv, ok := shell.Split(cmd.Line)
