@@ -264,8 +264,8 @@ const CreateTimeout = 2 * time.Minute
 // pull, docker run runs within ctx, so that the pull is stopped.
 func (e CLIEngine) Run(ctx context.Context, spec RunSpec) (transport.Result, error) {
 	cmd := transport.Command{Line: Line(e.CLI.Run(spec))}
-	if id, err := e.ImageID(ctx, spec.Image); err != nil || id == "" {
-		return e.Host.Run(ctx, cmd)
+	if id, err := e.ImageID(ctx, spec.Image); err != nil || id == "" || ctx.Err() != nil {
+		return e.Host.Run(ctx, cmd) // ended already: refused at once
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CreateTimeout)
 	defer cancel()

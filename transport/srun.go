@@ -176,7 +176,11 @@ func (s *Srun) Upload(ctx context.Context, remotePath string, r io.Reader, mode 
 		_, err := s.group.runData(ctx, s, cmd, head)
 		return err
 	}
-	defer s.group.slot()()
+	release, err := s.group.slot(ctx, s.Host, cmd)
+	if err != nil {
+		return err
+	}
+	defer release()
 	_, err = s.run(ctx, cmd, io.MultiReader(bytes.NewReader(head), r))
 	s.group.noteGone(s.Host, err)
 	return err

@@ -266,17 +266,29 @@ wait:
 }
 
 func (g *SrunGroup) solo(m *srunMember) {
-	release := g.slot()
-	defer release()
+	if !m.cmd.ForwardStdin { // held open for the run (the lock): no place
+		release, err := g.slot(m.ctx, m.node.Host, m.cmd)
+		if err != nil {
+			m.done <- srunOutcome{Result{ExitCode: -1}, err}
+			return
+		}
+		defer release()
+	}
 	res, err := m.node.run(m.ctx, m.cmd, m.input())
 	g.noteGone(m.node.Host, err)
 	m.done <- srunOutcome{res, err}
 }
 
-// noteGone remembers a node where srun could not start a task.
+// nodeUnreachable is srun's word for a node it cannot reach (its slurmd
+// gone, the node down or not in the allocation), as opposed to the
+// controller's passing trouble (a timeout creating the step).
+var nodeUnreachable = regexp.MustCompile(`Communication connection failure|failed on node|Requested node configuration is not available|Invalid node name`)
+
+// noteGone remembers a node where srun could not start a task because the
+// node cannot be reached.
 func (g *SrunGroup) noteGone(host string, err error) {
 	var he *HostError
-	if !NeverReached(err) || !errors.As(err, &he) {
+	if !NeverReached(err) || !errors.As(err, &he) || !nodeUnreachable.MatchString(he.Detail) {
 		return
 	}
 	g.mu.Lock()
@@ -295,18 +307,24 @@ func (g *SrunGroup) goneErr(host string) error {
 	return g.gone[host]
 }
 
-// slot waits for room for one more per-node srun (Parallel).
-func (g *SrunGroup) slot() (release func()) {
+// slot waits for room for one more per-node srun (Parallel), at most
+// until ctx ends: then the command was stopped before it started.
+func (g *SrunGroup) slot(ctx context.Context, host string, cmd Command) (release func(), err error) {
 	g.once.Do(func() {
 		if g.Parallel > 0 {
 			g.slots = make(chan struct{}, g.Parallel)
 		}
 	})
 	if g.slots == nil {
-		return func() {}
+		return func() {}, nil
 	}
-	g.slots <- struct{}{}
-	return func() { <-g.slots }
+	start := time.Now()
+	select {
+	case g.slots <- struct{}{}:
+		return func() { <-g.slots }, nil
+	case <-ctx.Done():
+		return nil, stopped(ctx, host, cmd, start)
+	}
 }
 
 // batchContext ends when every member's context has ended.

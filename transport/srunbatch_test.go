@@ -330,3 +330,48 @@ func TestSrunGroupOneUploadForTheSameFile(t *testing.T) {
 		t.Errorf("srun calls %q", calls)
 	}
 }
+
+// Only a node srun could not reach is remembered as gone; a controller's
+// passing trouble (a step that could not be created for a timeout) is
+// that command's error, and the node is tried again next time.
+func TestSrunGroupRemembersOnlyNodesThatCannotBeReached(t *testing.T) {
+	for _, tc := range []struct {
+		msg  string
+		gone bool
+	}{
+		{"srun: error: Application launch failed: Communication connection failure", true},
+		{"srun: error: Task launch for StepId=7.0 failed on node n1: Communication connection failure", true},
+		{"srun: error: Unable to create step for job 7: Requested node configuration is not available", true},
+		{"srun: error: Unable to create step for job 7: Socket timed out on send/recv operation", false},
+		{"srun: error: slurm_receive_msg: Zero Bytes were transmitted or received", false},
+	} {
+		g := &SrunGroup{}
+		g.noteGone("n1", &HostError{Host: "n1", Kind: KindUnreachable, Detail: tc.msg})
+		if got := g.goneErr("n1") != nil; got != tc.gone {
+			t.Errorf("%q: remembered %v, want %v", tc.msg, got, tc.gone)
+		}
+	}
+}
+
+// A command held open for the whole run (the cluster lock forwards its
+// stdin) does not take one of the Parallel places, which bound commands
+// that end; and a command waiting for a place gives up at its time limit.
+func TestSrunGroupHeldCommandsTakeNoPlace(t *testing.T) {
+	g, _ := newFakeGroup(t)
+	g.Parallel = 1
+	hold, release := context.WithCancel(context.Background())
+	held := make(chan error, 1)
+	go func() {
+		_, err := g.Node("a").Run(hold, Command{Line: "echo held; sleep 30", ForwardStdin: true})
+		held <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the held command runs
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := g.Node("b").Run(ctx, Command{Line: "echo hi"})
+	if err != nil || string(res.Stdout) != "hi\n" {
+		t.Errorf("b, beside a held command: %q %v", res.Stdout, err)
+	}
+	release()
+	<-held
+}
