@@ -85,6 +85,11 @@ type SrunGroup struct {
 	// Batches counts the srun processes started for batches of two or
 	// more nodes.
 	batches int
+	// cohort holds, for a node of a batch that has not asked for another
+	// command since, that batch's number (counted in batches): a batch
+	// gathering the next command waits for those nodes too (up to
+	// MaxWait), as results come back apart but the nodes go on together.
+	cohort map[string]uint64
 }
 
 // Node returns the node's connection, whose commands the group gathers.
@@ -102,17 +107,22 @@ func (g *SrunGroup) Batches() int {
 type srunBatch struct {
 	key     string // batchKey
 	members []*srunMember
+	nodes   map[string]bool
 	joined  chan struct{} // a member joined: wait another Window
+	// from holds the batches whose results its members had last: their
+	// other nodes are likely to ask for the same command next.
+	from map[uint64]bool
 }
 
 // has reports whether host is a member already.
-func (b *srunBatch) has(host string) bool {
-	for _, o := range b.members {
-		if o.node.Host == host {
-			return true
-		}
+func (b *srunBatch) has(host string) bool { return b.nodes[host] }
+
+func (b *srunBatch) add(m *srunMember, from uint64) {
+	b.members = append(b.members, m)
+	b.nodes[m.node.Host] = true
+	if from != 0 {
+		b.from[from] = true
 	}
-	return false
 }
 
 type srunMember struct {
@@ -202,6 +212,8 @@ func (g *SrunGroup) join(m *srunMember) {
 	if g.pending == nil {
 		g.pending = map[string]*srunBatch{}
 	}
+	from := g.cohort[m.node.Host]
+	delete(g.cohort, m.node.Host)
 	if _, bad := g.failed[m.node.Host]; bad {
 		go g.solo(m) // its launch failed in a batch: it would abort another
 		return
@@ -212,14 +224,15 @@ func (g *SrunGroup) join(m *srunMember) {
 			go g.solo(m) // the node is in this batch already: a batch of its own
 			return
 		}
-		b.members = append(b.members, m)
+		b.add(m, from)
 		select {
 		case b.joined <- struct{}{}:
 		default:
 		}
 		return
 	}
-	b := &srunBatch{key: key, members: []*srunMember{m}, joined: make(chan struct{}, 1)}
+	b := &srunBatch{key: key, nodes: map[string]bool{}, from: map[uint64]bool{}, joined: make(chan struct{}, 1)}
+	b.add(m, from)
 	g.pending[key] = b
 	go g.gather(b)
 }
@@ -246,6 +259,10 @@ wait:
 		case <-b.joined:
 			idle.Reset(window)
 		case <-idle.C:
+			if g.expecting(b) {
+				idle.Reset(window)
+				continue
+			}
 			break wait
 		case <-deadline.C:
 			break wait
@@ -256,6 +273,12 @@ wait:
 	members := b.members
 	if len(members) > 1 {
 		g.batches++
+		if g.cohort == nil {
+			g.cohort = map[string]uint64{}
+		}
+		for _, m := range members {
+			g.cohort[m.node.Host] = uint64(g.batches)
+		}
 	}
 	g.mu.Unlock()
 	if len(members) == 1 {
@@ -263,6 +286,20 @@ wait:
 		return
 	}
 	g.runBatch(members)
+}
+
+// expecting reports whether a node of a batch b's members came from has
+// not asked for its next command yet (it may still be running that
+// batch's command).
+func (g *SrunGroup) expecting(b *srunBatch) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for node, from := range g.cohort {
+		if b.from[from] && !b.has(node) {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *SrunGroup) solo(m *srunMember) {

@@ -375,3 +375,36 @@ func TestSrunGroupHeldCommandsTakeNoPlace(t *testing.T) {
 	release()
 	<-held
 }
+
+// Nodes whose results of one batch come back apart (each gets its own as
+// soon as its task ends) still run their next command as one batch: a
+// gathering batch waits, up to MaxWait, for the other nodes of the batch
+// its members came from.
+func TestSrunGroupKeepsABatchTogetherAcrossCommands(t *testing.T) {
+	g, logf := newFakeGroup(t)
+	nodes := []string{"n1", "n2", "n3"}
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			// n2 and n3 end 30 and 60 ms after n1: more than Window.
+			if _, err := g.Node(n).Run(ctx, Command{Line: `case $SLURMD_NODENAME in n2) sleep 0.03;; n3) sleep 0.06;; esac`}); err != nil {
+				errs[i] = err
+				return
+			}
+			_, errs[i] = g.Node(n).Run(ctx, Command{Line: "echo next"})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("%s: %v", nodes[i], err)
+		}
+	}
+	if calls := srunCalls(t, logf); fmt.Sprint(calls) != "[n1,n2,n3 n1,n2,n3]" {
+		t.Errorf("srun calls %q, want two batches", calls)
+	}
+}
