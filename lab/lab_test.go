@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -228,5 +229,31 @@ func TestProcHelpers(t *testing.T) {
 	}
 	if pid, err := readPID(filepath.Join(t.TempDir(), "none.pid")); pid != 0 || err != nil {
 		t.Errorf("readPID of a missing file = %d, %v", pid, err)
+	}
+}
+
+// A lab owns the processes started with its folder on their command line
+// (not another lab's whose folder merely starts with the same name) and
+// those in its cgroups; not others.
+func TestOwnsOnlyItsProcesses(t *testing.T) {
+	l := newTestLab(t, Config{Dir: "/var/tmp/cvs-owns-lab"})
+	mine := exec.Command("sh", "-c", "sleep 30", "/var/tmp/cvs-owns-lab/run/x")
+	other := exec.Command("sh", "-c", "sleep 30", "/var/tmp/cvs-owns-lab2/run/x")
+	for _, c := range []*exec.Cmd{mine, other} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { c.Process.Kill(); c.Wait() }()
+	}
+	if !l.Owns(mine.Process.Pid) {
+		t.Error("a process with the lab's folder on its command line is not owned")
+	}
+	if l.Owns(other.Process.Pid) || l.Owns(os.Getpid()) {
+		t.Error("another lab's process (or the test's) is owned")
+	}
+	if !cgroupOwned("9:pids:/"+l.cgroupParent()+"/0123abc\n", l.cgroupParent()) ||
+		!cgroupOwned("0::/"+l.cgroupParent()+"-host1/x\n", l.cgroupParent()) ||
+		cgroupOwned("9:pids:/"+l.cgroupParent()+"0/x\n", l.cgroupParent()) {
+		t.Error("cgroup ownership")
 	}
 }

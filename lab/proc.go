@@ -285,3 +285,28 @@ func unescapeMount(s string) string {
 	}
 	return b.String()
 }
+
+// Owns reports whether process pid is this lab's: in one of its cgroups
+// (its daemons' containers and theirs), or started with the lab's folder
+// on its command line (what the lab runs on this machine, its munged say).
+// Another lab's processes on the same machine are not.
+func (l *Lab) Owns(pid int) bool {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil &&
+		strings.Contains(strings.ReplaceAll(string(b), "\x00", " ")+" ", l.cfg.Dir+"/") {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	return err == nil && cgroupOwned(string(b), l.cgroupParent())
+}
+
+// cgroupOwned reports whether a /proc/PID/cgroup text puts the process in
+// a cgroup under parent (or parent-HOST).
+func cgroupOwned(text, parent string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) == 3 && (strings.HasPrefix(f[2], "/"+parent+"/") || strings.HasPrefix(f[2], "/"+parent+"-")) {
+			return true
+		}
+	}
+	return false
+}

@@ -238,11 +238,11 @@ func TestSlurmLab(t *testing.T) {
 	})
 }
 
-// slurmProcs lists the machine's processes whose program is munged,
-// slurmd, slurmstepd or slurmctld (the lab's hosts and controller are
-// containers on this kernel, so theirs are here too), by PID with their
-// command lines.
-func slurmProcs() map[string]string {
+// slurmProcs lists the lab's processes whose program is munged, slurmd,
+// slurmstepd or slurmctld (the lab's hosts and controller are containers
+// on this kernel, so theirs are here too; another lab's are not), by PID
+// with their command lines.
+func slurmProcs(l *lab.Lab) map[string]string {
 	procs := map[string]string{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -254,9 +254,12 @@ func slurmProcs() map[string]string {
 			continue
 		}
 		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		pid, _ := strconv.Atoi(e.Name())
 		switch filepath.Base(argv[0]) {
 		case "munged", "slurmd", "slurmstepd", "slurmctld":
-			procs[e.Name()] = strings.Join(argv, " ")
+			if l.Owns(pid) { // not another lab's on this machine
+				procs[e.Name()] = strings.Join(argv, " ")
+			}
 		}
 	}
 	return procs
@@ -271,8 +274,11 @@ func checkSlurmLabDown(t *testing.T, l *lab.Lab) {
 	if err != nil {
 		t.Errorf("status before down: %v", err)
 	}
-	before := slurmProcs()
-	t.Logf("before down: %d munged/slurmd/slurmctld processes on the machine", len(before))
+	before := slurmProcs(l)
+	t.Logf("before down: %d munged/slurmd/slurmctld processes of the lab", len(before))
+	if len(before) == 0 {
+		t.Error("no munged/slurmd/slurmctld process of the lab found before down: the check below would prove nothing")
+	}
 	if err := l.Down(ctx, lab.DownOptions{}); err != nil {
 		t.Errorf("down: %v", err)
 		return
@@ -280,7 +286,7 @@ func checkSlurmLabDown(t *testing.T, l *lab.Lab) {
 	if st.Slurm == nil || !st.Slurm.Munged.Running {
 		t.Errorf("status of the Slurm lab before down: %+v, want its munged running", st.Slurm)
 	}
-	after := slurmProcs()
+	after := slurmProcs(l)
 	for pid, cmd := range before {
 		if after[pid] == cmd {
 			t.Errorf("after down, pid %s still runs: %s", pid, cmd)
