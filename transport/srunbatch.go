@@ -37,9 +37,9 @@ import (
 // (--input=all): closing it is the end-of-file that stops every watchdog,
 // which is how a batch is stopped and how the cluster lock, held by one
 // batch, is released. An upload of the same small file to the same path
-// is a batch too, whose stdin is the file (maxBatchUpload). Each node's result is handed over
-// as soon as its task exits (both its output streams end with a mark), not
-// when the batch's slowest node ends.
+// is a batch too, whose stdin is the file (maxBatchUpload). Each node's
+// result is handed over as soon as its task exits (both its output
+// streams end with a mark), not when the batch's slowest node ends.
 //
 // A node whose task never started in the batch (srun could not place it:
 // the node is down, not in the allocation) runs the command again on its
@@ -74,9 +74,9 @@ type SrunGroup struct {
 	once    sync.Once
 	mu      sync.Mutex
 	pending map[string]*srunBatch
-	// failed holds the nodes a batch's launch failed on, with srun's
-	// message: their commands are not batched any more.
-	failed map[string]string
+	// failed holds the nodes a batch's launch failed on: their commands
+	// are not batched any more.
+	failed map[string]bool
 	// gone holds the nodes where srun could not start a task on its own,
 	// with that error: like a failed SSH dial, it is the answer for the
 	// rest of the invocation (each try costs Slurm's launch timeout, about
@@ -214,7 +214,7 @@ func (g *SrunGroup) join(m *srunMember) {
 	}
 	from := g.cohort[m.node.Host]
 	delete(g.cohort, m.node.Host)
-	if _, bad := g.failed[m.node.Host]; bad {
+	if g.failed[m.node.Host] {
 		go g.solo(m) // its launch failed in a batch: it would abort another
 		return
 	}
@@ -484,10 +484,10 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 	if len(demux.failedOn) > 0 {
 		g.mu.Lock()
 		if g.failed == nil {
-			g.failed = map[string]string{}
+			g.failed = map[string]bool{}
 		}
 		for _, n := range demux.failedOn {
-			g.failed[n] = srunErr
+			g.failed[n] = true
 		}
 		g.mu.Unlock()
 	}
