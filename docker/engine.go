@@ -190,9 +190,15 @@ func (e CLIEngine) Exec(ctx context.Context, container string, o ExecOptions, ar
 	return e.Host.Run(ctx, cmd)
 }
 
+// read runs a docker command that only reads: safe to run twice
+// (transport.Command.Rerun).
+func (e CLIEngine) read(ctx context.Context, argv []string) (transport.Result, error) {
+	return e.Host.Run(ctx, transport.Command{Line: Line(argv), Rerun: true})
+}
+
 // Inspect runs docker container inspect.
 func (e CLIEngine) Inspect(ctx context.Context, name string) (Inspected, bool, error) {
-	res, err := e.Host.Run(ctx, transport.Command{Line: Line(e.InspectContainer(name, "")), Rerun: true})
+	res, err := e.read(ctx, e.InspectContainer(name, ""))
 	if err != nil {
 		if isNoSuch(string(res.Stderr)) {
 			return Inspected{}, false, nil
@@ -239,7 +245,7 @@ func (e CLIEngine) MakeDir(ctx context.Context, container, dir string, mode os.F
 
 // PsByLabel runs docker ps.
 func (e CLIEngine) PsByLabel(ctx context.Context, key, value string) ([]string, error) {
-	res, err := e.Host.Run(ctx, transport.Command{Line: Line(e.CLI.PsByLabel(key, value)), Rerun: true})
+	res, err := e.read(ctx, e.CLI.PsByLabel(key, value))
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +287,7 @@ func (e CLIEngine) Run(ctx context.Context, spec RunSpec) (transport.Result, err
 
 // ImageID runs docker image inspect.
 func (e CLIEngine) ImageID(ctx context.Context, ref string) (string, error) {
-	res, err := e.Host.Run(ctx, transport.Command{Line: Line(e.InspectImage(ref, "{{.Id}}")), Rerun: true})
+	res, err := e.read(ctx, e.InspectImage(ref, "{{.Id}}"))
 	if err != nil {
 		if isNoSuch(string(res.Stderr)) {
 			return "", nil
@@ -293,7 +299,7 @@ func (e CLIEngine) ImageID(ctx context.Context, ref string) (string, error) {
 
 // ImageLayers runs docker image ls, then docker image inspect.
 func (e CLIEngine) ImageLayers(ctx context.Context) (map[string][]string, error) {
-	res, err := e.Host.Run(ctx, transport.Command{Line: Line(e.ImageIDs()), Rerun: true})
+	res, err := e.read(ctx, e.ImageIDs())
 	if err != nil {
 		return nil, fmt.Errorf("listing the host's images: %w", err)
 	}
@@ -302,7 +308,7 @@ func (e CLIEngine) ImageLayers(ctx context.Context) (map[string][]string, error)
 	if len(ids) == 0 {
 		return out, nil
 	}
-	res, err = e.Host.Run(ctx, transport.Command{Line: Line(e.CLI.ImageLayers(ids...)), Rerun: true})
+	res, err = e.read(ctx, e.CLI.ImageLayers(ids...))
 	if err != nil {
 		return nil, fmt.Errorf("reading the host's layers: %w", err)
 	}

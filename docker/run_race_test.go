@@ -71,3 +71,47 @@ func TestCLIRunInterruptedDuringCreateWaitsForIt(t *testing.T) {
 		t.Errorf("Run returned (%v) while dockerd was still creating the container", err)
 	}
 }
+
+// recorder answers every command with success and keeps them.
+type recorder struct {
+	mu   sync.Mutex
+	cmds []transport.Command
+}
+
+func (r *recorder) Run(_ context.Context, cmd transport.Command) (transport.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cmds = append(r.cmds, cmd)
+	return transport.Result{Stdout: []byte("sha256:" + strings.Repeat("b", 64) + "\n")}, nil
+}
+
+// The docker commands that only read may be run twice (through Slurm,
+// after another node's failed launch aborted them); those that change the
+// host never are.
+func TestOnlyReadingCommandsMayRunTwice(t *testing.T) {
+	ctx := context.Background()
+	reads := &recorder{}
+	e := CLIEngine{Host: reads}
+	e.Inspect(ctx, "c")
+	e.PsByLabel(ctx, "k", "v")
+	e.ImageID(ctx, "img:1")
+	e.ImageLayers(ctx)
+	writes := &recorder{}
+	w := CLIEngine{Host: writes}
+	w.Remove(ctx, "c")
+	w.Start(ctx, "c")
+	w.Tag(ctx, "a", "b")
+	if len(reads.cmds) < 4 || len(writes.cmds) != 3 {
+		t.Fatalf("ran %d reads, %d writes", len(reads.cmds), len(writes.cmds))
+	}
+	for _, c := range reads.cmds {
+		if !c.Rerun {
+			t.Errorf("%s: a read, not marked Rerun", c.Line)
+		}
+	}
+	for _, c := range writes.cmds {
+		if c.Rerun {
+			t.Errorf("%s: changes the host, marked Rerun", c.Line)
+		}
+	}
+}

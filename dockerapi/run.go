@@ -19,9 +19,9 @@ import (
 // --init` does: the image is pulled first when the host lacks it (within
 // ctx: the pull timeout ends the pull in the daemon too), the environment
 // travels in the request body. The create is not cut short by ctx (see
-// docker.CreateTimeout); a run whose ctx ended during it is not started. A registry that wants credentials the
-// daemon does not have (the host's docker login) is pulled with the
-// host's docker CLI, which has them.
+// docker.CreateTimeout); a run whose ctx ended during it is not started.
+// A registry that wants credentials the daemon does not have (the host's
+// docker login) is pulled with the host's docker CLI, which has them.
 func (e *Engine) Run(ctx context.Context, spec docker.RunSpec) (transport.Result, error) {
 	cfg, hc, err := createConfig(spec)
 	if err != nil {
