@@ -27,6 +27,7 @@ type clusterSpec struct {
 	Pin         string // [container] pin; default "prefer"
 	MaxParallel int    // default 64
 	Suites      string // TOML text of [suites.*] tables
+	TopLevel    string // TOML lines of top-level keys (lock_dir = ...)
 }
 
 // Suites the scenarios share.
@@ -91,6 +92,7 @@ known_hosts = %q
 host_key_check = "strict"
 connect_timeout = "10s"
 max_parallel = %d
+%s
 hosts = [%s]
 %s
 [env]
@@ -104,7 +106,7 @@ pull_timeout = %q
 network = "host"
 volumes = [%q]
 %s
-%s`, l.IdentityFile(), l.KnownHostsFile(), s.MaxParallel, strings.Join(hosts, ", "), engine, strings.Join(addrs, " "),
+%s`, l.IdentityFile(), l.KnownHostsFile(), s.MaxParallel, s.TopLevel, strings.Join(hosts, ", "), engine, strings.Join(addrs, " "),
 		s.Lifetime, s.Image, s.Name, s.PullTimeout, lab.AptRepoPath+":/cvs-apt:ro", setup, s.Suites)
 	p := filepath.Join(t.TempDir(), "cluster.toml")
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {

@@ -88,7 +88,7 @@ func (l *Lab) Down(ctx context.Context, opt DownOptions) error {
 	}
 	keep(l.removeCgroups())
 
-	remove := []string{l.paths.run, l.paths.hosts, l.paths.keysDir, l.paths.logs,
+	remove := []string{l.paths.run, l.paths.hosts, l.paths.shared, l.paths.keysDir, l.paths.logs,
 		l.paths.clusterFile, l.paths.knownHosts, l.paths.state, l.paths.slurm}
 	for _, r := range []string{"workload.tmp", "host.tmp"} {
 		remove = append(remove, filepath.Join(l.paths.rootfs, r))

@@ -117,6 +117,43 @@ func (l *Lab) UnpauseHost(ctx context.Context, host string) error {
 	return nil
 }
 
+// sshDrop is the rule pair CutSSHLink inserts into a host's own network
+// namespace: the host's SSH traffic, both ways, is dropped without a reply.
+var sshDrop = [][]string{
+	{"INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP"},
+	{"OUTPUT", "-p", "tcp", "--sport", "22", "-j", "DROP"},
+}
+
+// CutSSHLink silently drops host's SSH traffic both ways (iptables in the
+// host's network namespace): connections open to it hang, nothing is
+// refused or reset, sshd and its sessions go on, as when a switch or a
+// cable between the controller and the host fails. RestoreSSHLink undoes
+// it. Other traffic (Docker, Slurm, the lab's docker exec) is untouched.
+func (l *Lab) CutSSHLink(ctx context.Context, host string) error {
+	for _, r := range sshDrop {
+		if _, err := l.HostExec(ctx, host, append([]string{"iptables", "-w", "-I"}, r...)...); err != nil {
+			return fmt.Errorf("%s: drop SSH traffic: %w", host, err)
+		}
+	}
+	return nil
+}
+
+// RestoreSSHLink removes the rules CutSSHLink inserted (each as often as it
+// is there; a no-op on a host whose link is whole).
+func (l *Lab) RestoreSSHLink(ctx context.Context, host string) error {
+	for _, r := range sshDrop {
+		for {
+			if _, err := l.HostExec(ctx, host, append([]string{"iptables", "-w", "-C"}, r...)...); err != nil {
+				break // not there (or no iptables: nothing was cut)
+			}
+			if _, err := l.HostExec(ctx, host, append([]string{"iptables", "-w", "-D"}, r...)...); err != nil {
+				return fmt.Errorf("%s: restore SSH traffic: %w", host, err)
+			}
+		}
+	}
+	return nil
+}
+
 // FillDockerRoot gives host's inner dockerd a new, empty Docker root on a
 // tmpfs of sizeMiB (its images and containers stay on the real root,
 // hidden), as on a node whose /var/lib/docker is nearly full: a pull or

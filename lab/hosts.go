@@ -99,6 +99,9 @@ func (l *Lab) runHost(ctx context.Context, h Host, all []Host, set imageSet, opt
 	if err := os.MkdirAll(dataDir, 0o711); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(l.paths.shared, 0o755); err != nil {
+		return err
+	}
 	args := []string{
 		"run", "--detach",
 		"--name", h.Container,
@@ -125,6 +128,7 @@ func (l *Lab) runHost(ctx context.Context, h Host, all []Host, set imageSet, opt
 		// cannot stack on the host container's own overlay.
 		"--volume", dataDir + ":/var/lib/docker",
 		"--volume", set.aptDir + ":" + AptRepoPath + ":ro",
+		"--volume", l.paths.shared + ":" + SharedPath,
 		"--volume", l.paths.authorized + ":/root/.ssh/authorized_keys:ro",
 		// Docker's embedded DNS forwards names it does not know to this
 		// server, from the daemon's side: the machine's loopback, where

@@ -80,6 +80,7 @@ type paths struct {
 	registryConf string
 	logs         string
 	hosts        string // per-host inner /var/lib/docker
+	shared       string // one folder every host mounts at SharedPath
 	cache        string // kept across Down, removed by Down with Purge
 	dataRoot     string // outer daemon's data root: the imported lab images
 	rootfs       string // debootstrap trees
@@ -117,6 +118,7 @@ func newPaths(dir string) paths {
 		registryConf: filepath.Join(run, "registry.yml"),
 		logs:         filepath.Join(dir, "logs"),
 		hosts:        filepath.Join(dir, "hosts"),
+		shared:       filepath.Join(dir, "shared"),
 		cache:        cache,
 		dataRoot:     filepath.Join(cache, "docker"),
 		rootfs:       filepath.Join(cache, "rootfs"),
@@ -289,6 +291,12 @@ func (l *Lab) WorkloadImage2() string { return l.Registry() + "/" + workloadRepo
 // a workload container started with -v AptRepoPath:/cvs-apt:ro can
 // apt-get install openssh-server without internet.
 const AptRepoPath = "/srv/cvs-apt"
+
+// SharedPath is where every host mounts one folder of this machine
+// (read-write, the lab's shared/): the lab's stand-in for the NFS mount of
+// a real cluster (home folders, a shared image store), so that a test can
+// make hosts share what real sites share.
+const SharedPath = "/srv/cvs-shared"
 
 // Env returns the lab's settings as NAME=value pairs, for a shell (cvs-lab
 // env) or a child process; a Slurm lab adds SlurmEnv.
