@@ -75,6 +75,9 @@ type Config struct {
 	DockerAccess DockerAccess `json:"docker_access"`
 	// DockerSocket is the daemon's Unix socket on the hosts, for the API.
 	DockerSocket string `json:"docker_socket"`
+	// LockDir is the folder of the cluster lock on each host; empty is
+	// the default (a host-local folder of the SSH user, see package lock).
+	LockDir string `json:"lock_dir,omitempty"`
 	// Engine is how cvs reaches the hosts.
 	Engine Engine `json:"engine"`
 

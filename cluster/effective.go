@@ -26,6 +26,7 @@ type Effective struct {
 	Sudo              bool                `toml:"sudo" json:"sudo"`
 	DockerAccess      string              `toml:"docker_access" json:"docker_access"`
 	DockerSocket      string              `toml:"docker_socket" json:"docker_socket"`
+	LockDir           string              `toml:"lock_dir,omitempty" json:"lock_dir,omitempty"`
 	Engine            EffEngine           `toml:"engine" json:"engine"`
 	Hosts             []string            `toml:"hosts" json:"hosts"`
 	Env               map[string]string   `toml:"env,omitempty" json:"env,omitempty"`
@@ -97,7 +98,7 @@ func (c *Config) Effective() Effective {
 		User: c.User, IdentityFile: c.IdentityFiles, Port: c.Port, KnownHosts: c.KnownHosts,
 		HostKeyCheck: string(c.HostKeyCheck), ConnectTimeout: dur(c.ConnectTimeout),
 		CommandTimeout: dur(c.CommandTimeout), KeepAliveInterval: dur(c.KeepAlive),
-		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, DockerAccess: string(c.DockerAccess), DockerSocket: c.DockerSocket, Engine: EffEngine{Kind: string(c.Engine.Kind), Srun: c.Engine.Srun}, Env: c.Env,
+		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, DockerAccess: string(c.DockerAccess), DockerSocket: c.DockerSocket, LockDir: c.LockDir, Engine: EffEngine{Kind: string(c.Engine.Kind), Srun: c.Engine.Srun}, Env: c.Env,
 	}
 	if e.IdentityFile == nil {
 		e.IdentityFile = []string{}

@@ -18,7 +18,7 @@ import (
 var (
 	topKeys = []string{"user", "identity_file", "port", "known_hosts", "host_key_check",
 		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel", "max_clock_skew",
-		"proxy_jump", "head", "sudo", "docker_access", "docker_socket", "hosts", "env", "container", "suites", "sites", "engine"}
+		"proxy_jump", "head", "sudo", "docker_access", "docker_socket", "lock_dir", "hosts", "env", "container", "suites", "sites", "engine"}
 	engineKeys    = []string{"kind", "srun"}
 	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "distribute", "strict_attach", "name", "setup_script", "pull_timeout",
 		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
@@ -115,6 +115,14 @@ func (d *decoder) config(raw map[string]any) *Config {
 			d.fail("docker_socket", "%q is not an absolute path on the hosts (the daemon's Unix socket, e.g. /run/user/1000/docker.sock for a rootless daemon)", v)
 		}
 		c.DockerSocket = v
+	}
+	if v, ok := d.str(raw, "", "lock_dir"); ok {
+		if !strings.HasPrefix(v, "/") && !strings.HasPrefix(v, "~/") {
+			d.fail("lock_dir", "%q is not an absolute path on the hosts (or ~/ for the SSH user's home there); leave it out for the default, a host-local folder", v)
+		} else if strings.ContainsAny(v, "\n\x00") {
+			d.fail("lock_dir", "%q holds a newline or NUL byte", v)
+		}
+		c.LockDir = v
 	}
 	if v, ok := d.str(raw, "", "docker_access"); ok {
 		switch DockerAccess(v) {

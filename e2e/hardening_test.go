@@ -161,7 +161,8 @@ func TestSSHDRestartedWhenClusterKeysChange(t *testing.T) {
 
 // Issue 9 item 1 on a real host: links planted where the lock used to live
 // (/tmp/cvs-NAME.lock and .owner) are neither written through nor block
-// cvs; the lock lives in the SSH user's private folder.
+// cvs; the lock lives in the SSH user's private, host-local folder
+// (/run/cvs/locks for root, issue 20).
 func TestPlantedLockSymlinksOnAHost(t *testing.T) {
 	const name = "e2e-planted"
 	useContainer(t, name)
@@ -182,12 +183,12 @@ ln -sfn /root/victim /tmp/cvs-` + name + `.lock.owner && ln -sfn /etc/cron.d/cvs
 	if out, errOut, code := runCVS(t, "--cluster", file, "run", "s"); code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
-	res, err := l.HostExec(ctx, "host1", "sh", "-c", `cat /root/victim; echo; test -e /etc/cron.d/cvs-planted && echo CREATED; stat -c '%a %U' /root/.cache/cvs/locks; ls /root/.cache/cvs/locks`)
+	res, err := l.HostExec(ctx, "host1", "sh", "-c", `cat /root/victim; echo; test -e /etc/cron.d/cvs-planted && echo CREATED; stat -c '%a %U' /run/cvs /run/cvs/locks; ls /run/cvs/locks`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := res.Stdout
-	if !strings.HasPrefix(got, "precious\n") || strings.Contains(got, "CREATED") || !strings.Contains(got, "700 root") || !strings.Contains(got, name+".lock") {
+	if !strings.HasPrefix(got, "precious\n") || strings.Contains(got, "CREATED") || strings.Count(got, "700 root") != 2 || !strings.Contains(got, name+".lock") {
 		t.Errorf("after the run:\n%s", got)
 	}
 }

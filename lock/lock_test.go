@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,37 +86,137 @@ func TestLockOnRealSSHD(t *testing.T) {
 	second.Release()
 }
 
-// A local user of a host plants symlinks where the lock used to live,
-// /tmp/cvs-NAME.lock(.owner): cvs must neither write through them nor
-// create their targets.
+// A local user of a host plants symlinks in a lock folder it can write to
+// (a configured lock_dir shared by several users): cvs must neither write
+// through them nor create their targets, and says what to remove.
 func TestPlantedSymlinksAreNotWrittenThrough(t *testing.T) {
 	farm := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.43."})
 	name := "locktest-planted"
-	cleanLock(t, name)
-	dir := t.TempDir()
-	victim := dir + "/victim"
+	dir := sharedDir(t)
+	victim := t.TempDir() + "/victim"
 	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	missing := dir + "/cron.d-x"
-	for link, target := range map[string]string{"/tmp/cvs-" + name + ".lock.owner": victim, "/tmp/cvs-" + name + ".lock": missing} {
-		os.Remove(link)
-		if err := os.Symlink(target, link); err != nil {
+	missing := t.TempDir() + "/cron.d-x"
+	for _, c := range []struct{ link, target string }{
+		{dir + "/" + name + ".lock.owner.0", victim},
+		{dir + "/" + name + "-2.lock", missing},
+	} {
+		if err := os.Symlink(c.target, c.link); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { os.Remove(link) })
 	}
 	f, hosts := farmFleet(t, farm)
-	held, err := Acquire(context.Background(), f, hosts, name, "alice")
-	if err != nil {
-		t.Fatal(err)
+	for _, n := range []string{name, name + "-2"} {
+		held, err := Acquire(context.Background(), f, hosts, n, "alice", InDir(dir))
+		if err == nil {
+			held.Release()
+			t.Errorf("%s: the lock was taken through a planted symlink", n)
+		} else if !strings.Contains(err.Error(), "symlink") {
+			t.Errorf("%s: err = %v, want one naming the symlink", n, err)
+		}
 	}
-	defer held.Release()
 	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
 		t.Errorf("the victim file was written through a planted symlink: %q", b)
 	}
 	if _, err := os.Lstat(missing); err == nil {
 		t.Error("a planted symlink's missing target was created")
+	}
+}
+
+// sharedDir is a lock_dir as an admin makes it for several users: owned by
+// root, mode 1777.
+func sharedDir(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "locks")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o1777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Dir(dir), 0o755)
+	return dir
+}
+
+// Issue 20: a lock_dir shared by several SSH users (an admin's 1777
+// folder) keeps their runs apart: the lock file another user created is
+// used as it is (opened read-only: no O_CREAT on another user's file in a
+// sticky folder, which fs.protected_regular forbids), and a busy lock
+// names the newest owner record, the holder's.
+func TestLockDirSharedByUsers(t *testing.T) {
+	farm := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.47."})
+	name := "locktest-users"
+	dir := sharedDir(t)
+	lockFile := dir + "/" + name + ".lock"
+	other := dir + "/" + name + ".lock.owner.65534"
+	for _, p := range []string{lockFile, other} {
+		if err := os.WriteFile(p, []byte("bob@ops (an earlier run)\nnonce 00\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(other, old, old)
+	if b, _ := os.ReadFile("/proc/sys/fs/protected_regular"); strings.TrimSpace(string(b)) == "0" {
+		t.Log("fs.protected_regular is 0 here: the O_CREAT part is not exercised")
+	}
+	f1, hosts := farmFleet(t, farm)
+	f2, _ := farmFleet(t, farm)
+	first, err := Acquire(context.Background(), f1, hosts, name, "alice@ops pid 1", InDir(dir))
+	if err != nil {
+		t.Fatalf("taking a lock whose file another user created: %v", err)
+	}
+	defer first.Release()
+	_, err = Acquire(context.Background(), f2, hosts, name, "carol@ops pid 2", InDir(dir))
+	var be *BusyError
+	if !errors.As(err, &be) || be.Holders[hosts[0].Name] != "alice@ops pid 1" {
+		t.Fatalf("second holder: %v", err)
+	}
+}
+
+// Issue 20, the shared home: hosts whose lock folder is one folder (an NFS
+// home, here two loopback hosts of one machine) find the lock this run
+// took on another host. That is named as a shared folder (exit 3), not as
+// another cvs holding the lock with this run's own description.
+func TestSharedLockFolderIsNamed(t *testing.T) {
+	farm := sshdfarm.StartT(t, sshdfarm.Options{N: 3, Subnet: "127.0.48."})
+	name := "locktest-shared"
+	dir := filepath.Join(t.TempDir(), "locks")
+	f, hosts := farmFleet(t, farm)
+	held, err := Acquire(context.Background(), f, hosts, name, "alice@ops pid 1", InDir(dir))
+	if err == nil {
+		held.Release()
+		t.Fatal("three hosts sharing one lock folder all took the lock")
+	}
+	var se *SharedDirError
+	if !errors.As(err, &se) || len(se.Hosts) != 2 || se.Dir != dir {
+		t.Fatalf("err = %#v (%v), want a SharedDirError naming 2 hosts and %s", err, err, dir)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "share the lock folder "+dir) || strings.Contains(msg, "another cvs") {
+		t.Errorf("message: %s", msg)
+	}
+}
+
+// The default folder is private to the SSH user and local: a configured
+// one owned by another user is refused, naming it.
+func TestLockDirOwnedByAnotherUserIsRefused(t *testing.T) {
+	farm := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.49."})
+	dir := filepath.Join(t.TempDir(), "locks")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(dir, 65534, 65534)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	f, hosts := farmFleet(t, farm)
+	held, err := Acquire(context.Background(), f, hosts, "locktest-owner", "alice", InDir(dir))
+	if err == nil {
+		held.Release()
+		t.Fatal("a lock folder owned by another user was used")
+	}
+	if !strings.Contains(err.Error(), dir+" is owned by uid 65534") {
+		t.Errorf("err = %v", err)
 	}
 }
 
@@ -223,12 +325,15 @@ func TestLateBusyAnswerDoesNotRace(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 }
 
-// cleanLock removes the test's lock files from this machine's lock folder
-// (the loopback hosts share it) when the test ends.
+// cleanLock removes the test's lock files from this machine's default lock
+// folder (the loopback hosts share it) when the test ends.
 func cleanLock(t *testing.T, name string) {
-	home, _ := os.UserHomeDir()
-	p := filepath.Join(home, Dir, name+".lock")
-	t.Cleanup(func() { os.Remove(p); os.Remove(p + ".owner") })
+	dir := "/run/cvs/locks"
+	if os.Getuid() != 0 {
+		dir = fmt.Sprintf("/var/tmp/cvs-%d/locks", os.Getuid())
+	}
+	p := filepath.Join(dir, name+".lock")
+	t.Cleanup(func() { os.Remove(p); os.Remove(fmt.Sprintf("%s.owner.%d", p, os.Getuid())) })
 }
 
 // Released on purpose is not lost.
@@ -242,5 +347,140 @@ func TestReleaseIsNotLoss(t *testing.T) {
 	var none *Held
 	if none.Lost("h1") != nil {
 		t.Error("nil Held reported lost")
+	}
+}
+
+// freezer is a TCP proxy to one address that can stop forwarding without
+// closing anything: the stand-in for a cut link (a failed switch), where
+// neither end learns that the other is gone.
+type freezer struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	cond   *sync.Cond
+	frozen bool
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fz := &freezer{ln: ln}
+	fz.cond = sync.NewCond(&fz.mu)
+	t.Cleanup(func() { ln.Close(); fz.set(false) })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go fz.pipe(c, s)
+			go fz.pipe(s, c)
+		}
+	}()
+	return fz
+}
+
+func (fz *freezer) set(frozen bool) {
+	fz.mu.Lock()
+	fz.frozen = frozen
+	fz.mu.Unlock()
+	fz.cond.Broadcast()
+}
+
+func (fz *freezer) wait() {
+	fz.mu.Lock()
+	for fz.frozen {
+		fz.cond.Wait()
+	}
+	fz.mu.Unlock()
+}
+
+// pipe copies from src to dst while not frozen; an end that closes is
+// passed on only while not frozen.
+func (fz *freezer) pipe(src, dst net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		fz.wait()
+		n, err := src.Read(buf)
+		fz.wait()
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+// Issue 20: the link to a host is cut while cvs holds the lock there, and
+// then cvs dies. sshd on the host cannot learn it (nothing reaches it), so
+// only the heartbeat can end the holder: cvs counts the host's lock as
+// lost once its answers stop (LostAfter), and the host lets the lock go
+// once the beats stop (Silence), so the next run is not refused.
+func TestHolderReleasesWhenTheHeartbeatStops(t *testing.T) {
+	oldBeat, oldSilence, oldLost := Heartbeat, Silence, LostAfter
+	Heartbeat, Silence, LostAfter = 200*time.Millisecond, 2*time.Second, 1200*time.Millisecond
+	t.Cleanup(func() { Heartbeat, Silence, LostAfter = oldBeat, oldSilence, oldLost })
+	farm := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.46."})
+	name := "locktest-heartbeat"
+	dir := filepath.Join(t.TempDir(), "locks")
+	fz := newFreezer(t, farm.Hosts[0].HostPort())
+	proxyPort := fz.ln.Addr().(*net.TCPAddr).Port
+
+	d, err := transport.NewDialer(transport.Options{HostKeyCheck: cluster.HostKeyOff, ConnectTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	cut := fleet.New(d, 8)
+	viaProxy := []cluster.Host{{Name: "h1", Addr: "127.0.0.1", Port: proxyPort, User: farm.User, IdentityFiles: []string{farm.ClientKey}}}
+	held, err := Acquire(context.Background(), cut, viaProxy, name, "alice@ops pid 1", InDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cleanups run last first: the connection is closed before Release
+	// waits for the holding command, which a frozen link would never end.
+	t.Cleanup(held.Release)
+	t.Cleanup(cut.Close)
+	// Beats flow: the lock is held past Silence, and not lost.
+	time.Sleep(Silence + 500*time.Millisecond)
+	if err := held.Lost("h1"); err != nil {
+		t.Fatalf("lost while the heartbeat flowed: %v", err)
+	}
+	direct, hosts := farmFleet(t, farm)
+	if again, err := Acquire(context.Background(), direct, hosts, name, "bob", InDir(dir)); err == nil {
+		again.Release()
+		t.Fatal("a second cvs took the lock while the first one's heartbeat flowed")
+	}
+
+	fz.set(true) // the link is cut
+	lostBy := time.Now().Add(LostAfter + 2*time.Second)
+	for held.Lost("h1") == nil && time.Now().Before(lostBy) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := held.Lost("h1"); err == nil || !strings.Contains(err.Error(), "heartbeat") {
+		t.Fatalf("Lost after the link was cut = %v, want a lost lock naming the heartbeat", err)
+	}
+	cut.Close() // cvs dies; its end of the link is closed, unseen by the host
+	deadline := time.Now().Add(Silence + 5*time.Second)
+	for {
+		next, err := Acquire(context.Background(), direct, hosts, name, "bob", InDir(dir))
+		if err == nil {
+			next.Release()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lock is still held %s after the link was cut: %v", Silence+5*time.Second, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -231,7 +231,7 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 // hashes the setup script: everything open does before deciding.
 func (s *Session) prepare(ctx context.Context, oo openOptions) error {
 	if oo.lock {
-		held, err := lock.Acquire(ctx, s.fleet, s.Config.Hosts, s.Config.Container.Name, lockOwner())
+		held, err := lock.Acquire(ctx, s.fleet, s.Config.Hosts, s.Config.Container.Name, lockOwner(), lock.InDir(s.Config.LockDir))
 		if err != nil {
 			var be *lock.BusyError
 			if errors.As(err, &be) {

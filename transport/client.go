@@ -47,6 +47,14 @@ type Command struct {
 	// part-way. Its Stdout and Stderr writers see both runs; its Result
 	// holds the last one. Over SSH nothing is rerun.
 	Rerun bool
+	// Heartbeat, when set, makes the command's standard input a heartbeat:
+	// a newline every Heartbeat while the command runs, then end-of-file
+	// when its context ends. The command reads the beats itself (it runs
+	// without the watchdog, which would take them) and must end at
+	// end-of-file. It is for the cluster lock's holder, which releases the
+	// lock once the beats stop: a controller that died behind a cut link
+	// is otherwise noticed by sshd only when TCP gives up, hours later.
+	Heartbeat time.Duration
 }
 
 func (c Command) name() string {
@@ -115,6 +123,59 @@ func watchdog(forwardStdin bool) string {
 	return Watchdog
 }
 
+// runsAs is the command line that runs cmd on a host: under its watchdog,
+// or, for a command that reads heartbeats, plainly (the watchdog would
+// read them too).
+func runsAs(cmd Command) string {
+	if cmd.Heartbeat > 0 {
+		return shell.Join("sh", "-c", cmd.Line)
+	}
+	return shell.Join("sh", "-c", watchdog(cmd.ForwardStdin), "cvs", cmd.Line)
+}
+
+// beatingStdin is a command's stdin that carries heartbeats: Close may come
+// from another goroutine than the beats (the x/crypto/ssh channel does not
+// allow a Write and a Close at once), and no beat is written after it.
+type beatingStdin struct {
+	mu     sync.Mutex
+	w      io.WriteCloser
+	closed bool
+}
+
+func (b *beatingStdin) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	return b.w.Close()
+}
+
+// beat writes a newline every interval until stop is closed, stdin is
+// closed, or a write fails (the session or srun is gone).
+func (b *beatingStdin) beat(interval time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			b.mu.Lock()
+			var err error
+			if !b.closed {
+				_, err = b.w.Write([]byte{'\n'})
+			}
+			done := b.closed || err != nil
+			b.mu.Unlock()
+			if done {
+				return
+			}
+		}
+	}
+}
+
 // captured is a command's two output streams as a Result keeps them (the
 // last MaxCapture bytes of each).
 type captured struct{ stdout, stderr *report.TailBuffer }
@@ -141,19 +202,25 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 		return Result{}, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("opening a session: %v (connection lost?)", err)}
 	}
 	defer sess.Close()
-	stdin, err := sess.StdinPipe()
+	pipe, err := sess.StdinPipe()
 	if err != nil {
 		return Result{}, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err}
 	}
+	stdin := &beatingStdin{w: pipe}
 	out := newCaptured()
 	sess.Stdout = tee(out.stdout, cmd.Stdout)
 	sess.Stderr = tee(out.stderr, cmd.Stderr)
 	result := func(code int) Result { return out.result(code, start) }
-	if err := sess.Start(shell.Join("sh", "-c", watchdog(cmd.ForwardStdin), "cvs", cmd.Line)); err != nil {
+	if err := sess.Start(runsAs(cmd)); err != nil {
 		return Result{}, &HostError{Host: c.Host.Name, Kind: KindSSH, Err: err, Detail: fmt.Sprintf("starting the command: %v", err)}
 	}
 	waitc := make(chan error, 1)
 	go func() { waitc <- sess.Wait() }()
+	if cmd.Heartbeat > 0 {
+		stop := make(chan struct{})
+		defer close(stop)
+		go stdin.beat(cmd.Heartbeat, stop)
+	}
 
 	var werr error
 	select {

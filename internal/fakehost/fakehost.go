@@ -338,10 +338,15 @@ func (h *Host) exit(cmd transport.Command, code int, stderr string) (transport.R
 }
 
 // lock holds the cluster lock until the command's context ends, or
-// DropLock ends it as a dropped connection would.
+// DropLock ends it as a dropped connection would; it answers every
+// heartbeat, as the real holder does.
 func (h *Host) lock(ctx context.Context, cmd transport.Command) (transport.Result, error) {
 	argv, _ := shell.Split(cmd.Line)
-	line := "cvs-lock-acquired " + argv[len(argv)-1] + "\n"
+	// sh -c SCRIPT cvs-lock CONTAINER OWNER NONCE DIR SILENCE
+	if len(argv) != 9 {
+		return h.exit(cmd, 2, "fakehost: the lock command's arguments changed: "+cmd.Line)
+	}
+	line := "cvs-lock-acquired " + argv[6] + "\n"
 	if cmd.Stdout != nil {
 		io.WriteString(cmd.Stdout, line)
 	}
@@ -351,11 +356,21 @@ func (h *Host) lock(ctx context.Context, cmd transport.Command) (transport.Resul
 	}
 	drop := h.lockDrop
 	h.mu.Unlock()
-	select {
-	case <-ctx.Done():
-		return transport.Result{Stdout: []byte(line)}, nil
-	case <-drop:
-		return transport.Result{ExitCode: -1}, &transport.HostError{Host: h.Name, Kind: transport.KindSSH, Detail: "connection lost"}
+	var beats <-chan time.Time
+	if cmd.Heartbeat > 0 && cmd.Stdout != nil {
+		t := time.NewTicker(cmd.Heartbeat)
+		defer t.Stop()
+		beats = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return transport.Result{Stdout: []byte(line)}, nil
+		case <-drop:
+			return transport.Result{ExitCode: -1}, &transport.HostError{Host: h.Name, Kind: transport.KindSSH, Detail: "connection lost"}
+		case <-beats:
+			io.WriteString(cmd.Stdout, "cvs-lock-beat\n")
+		}
 	}
 }
 
