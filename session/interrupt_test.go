@@ -10,6 +10,7 @@ import (
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/transport"
 )
 
 // stageBoundaries names the first command of each stage of a cold start,
@@ -105,5 +106,44 @@ func TestFailureOutputNotDoubled(t *testing.T) {
 	_, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
 	if err == nil || strings.Count(err.Error(), "no space left on device") != 1 {
 		t.Fatalf("the failure should name the cause once:\n%v", err)
+	}
+}
+
+// Issue 20 item 12: what a second Ctrl-C leaves includes the temporary
+// folders on the hosts (a cvs-env one holds [container.env] values), each
+// named with the hosts holding it.
+func TestLeftBehindNamesTempFolders(t *testing.T) {
+	r := newRig(t, 3, cluster.LifetimePerRun)
+	r.cfg.Container.Env = map[string]string{"API_KEY": "k3y"}
+	var arrived sync.WaitGroup
+	arrived.Add(len(r.hosts))
+	var once sync.Once
+	var left string
+	r.opts.OnOpen = func(s *Session) {
+		for _, h := range r.hosts {
+			h.OnCommand = func(argv []string) {
+				if len(argv) > 1 && argv[0] == "docker" && argv[1] == "run" {
+					// Every host holds its folder while docker run runs.
+					arrived.Done()
+					arrived.Wait()
+					once.Do(func() { left = s.LeftBehind() })
+				}
+			}
+		}
+	}
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	dir := "/tmp/" + transport.TempDirName("cvs-env", []byte("API_KEY=k3y\n"))
+	if !strings.Contains(left, dir+" on 10.9.0.1, 10.9.0.2, 10.9.0.3") {
+		t.Errorf("LeftBehind during docker run = %q, want it to name %s on every host", left, dir)
+	}
+	for _, d := range transport.TempDirsLeft() {
+		if strings.HasPrefix(d.Hosts[0], "10.9.0.") {
+			t.Errorf("after the run, %s is still counted on %v", d.Dir, d.Hosts)
+		}
+	}
+	if strings.Contains(left, "k3y") {
+		t.Errorf("LeftBehind shows a [container.env] value: %q", left)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -412,18 +413,52 @@ func (s *Session) launchedHosts() []cluster.Host {
 }
 
 // LeftBehind says what an immediate exit would leave on the hosts: the
-// containers this run launched and has not removed. Safe to call from a
-// signal handler's goroutine.
+// containers this run launched and has not removed, and the temporary
+// folders it made there and has not removed (one may hold the
+// [container.env] values). Safe to call from a signal handler's goroutine.
 func (s *Session) LeftBehind() string {
+	var notes []string
 	var names []string
 	for _, h := range s.launchedHosts() {
 		names = append(names, h.Name)
 	}
-	if len(names) == 0 {
+	if len(names) > 0 {
+		notes = append(notes, fmt.Sprintf("container %q launched by this run is LEFT on %s (remove with `cvs down` or docker rm -f there)",
+			s.Config.Container.Name, strings.Join(names, ", ")))
+	}
+	if dirs := s.tempDirsLeft(); len(dirs) > 0 {
+		notes = append(notes, fmt.Sprintf("temporary folders are LEFT (they may hold [container.env] values or a step's input): %s; remove them with rm -rf there",
+			strings.Join(dirs, "; ")))
+	}
+	if len(notes) == 0 {
 		return "no container had been launched yet; commands started on the hosts may still be running"
 	}
-	return fmt.Sprintf("container %q launched by this run is LEFT on %s (remove with `cvs down` or docker rm -f there)",
-		s.Config.Container.Name, strings.Join(names, ", "))
+	return strings.Join(notes, "; ")
+}
+
+// tempDirsLeft names the temporary folders this process made on the
+// session's hosts and has not removed, "DIR on HOSTS" each, the hosts in
+// the cluster file's order.
+func (s *Session) tempDirsLeft() []string {
+	index := map[string]int{}
+	for i, h := range s.Config.Hosts {
+		index[h.Name] = i
+	}
+	var out []string
+	for _, t := range transport.TempDirsLeft() {
+		var hosts []string
+		for _, h := range t.Hosts {
+			if _, ok := index[h]; ok {
+				hosts = append(hosts, h)
+			}
+		}
+		if len(hosts) == 0 {
+			continue
+		}
+		sort.Slice(hosts, func(i, j int) bool { return index[hosts[i]] < index[hosts[j]] })
+		out = append(out, t.Dir+" on "+report.HostList(hosts))
+	}
+	return out
 }
 
 // sshdKeys returns the cluster's in-container sshd key pair, created on

@@ -9,7 +9,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cvs-tool/cvs/shell"
@@ -63,6 +65,7 @@ func MakeTempDir(ctx context.Context, r Runner, prefix string, forWhat ...[]byte
 	if !path.IsAbs(dir) || path.Clean(dir) != dir || !strings.HasPrefix(path.Base(dir), prefix+".") || strings.ContainsAny(dir, "\n") {
 		return "", fmt.Errorf("mktemp answered %q, not a fresh %s.* folder", dir, prefix)
 	}
+	made.add(hostName(r), dir)
 	return dir, nil
 }
 
@@ -72,5 +75,79 @@ func RemoveTempDir(ctx context.Context, r Runner, dir string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tempDirCleanup)
 	defer cancel()
 	_, err := r.Run(ctx, Command{Line: shell.Join("rm", "-rf", "--", dir)})
+	if err == nil {
+		made.remove(hostName(r), dir)
+	}
 	return err
+}
+
+// Named is a Runner that knows the name of the host it reaches.
+type Named interface {
+	HostName() string
+}
+
+func hostName(r Runner) string {
+	if n, ok := r.(Named); ok {
+		return n.HostName()
+	}
+	return "?"
+}
+
+// TempDirLeft is a temporary folder still on hosts.
+type TempDirLeft struct {
+	Dir   string
+	Hosts []string // in the order the folders were made
+}
+
+// TempDirsLeft returns the folders MakeTempDir made in this process that
+// RemoveTempDir has not removed, by path, each with the hosts holding it:
+// what exiting now would leave behind. Safe to call from any goroutine (a
+// signal handler's).
+func TempDirsLeft() []TempDirLeft {
+	made.mu.Lock()
+	defer made.mu.Unlock()
+	byDir := map[string]*TempDirLeft{}
+	var out []*TempDirLeft
+	for _, k := range made.order {
+		t := byDir[k.dir]
+		if t == nil {
+			t = &TempDirLeft{Dir: k.dir}
+			byDir[k.dir] = t
+			out = append(out, t)
+		}
+		t.Hosts = append(t.Hosts, k.host)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Dir < out[j].Dir })
+	res := make([]TempDirLeft, len(out))
+	for i, t := range out {
+		res[i] = *t
+	}
+	return res
+}
+
+type hostDir struct{ host, dir string }
+
+// made is this process's temporary folders on the hosts.
+var made tempDirSet
+
+type tempDirSet struct {
+	mu    sync.Mutex
+	order []hostDir
+}
+
+func (s *tempDirSet) add(host, dir string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.order = append(s.order, hostDir{host, dir})
+}
+
+func (s *tempDirSet) remove(host, dir string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, k := range s.order {
+		if k == (hostDir{host, dir}) {
+			s.order = append(s.order[:i], s.order[i+1:]...)
+			return
+		}
+	}
 }

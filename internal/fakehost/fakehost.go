@@ -129,6 +129,9 @@ func New(name, ref, imageID string) *Host {
 
 var _ transport.Conn = (*Host)(nil)
 
+// HostName is h.Name (transport.Named).
+func (h *Host) HostName() string { return h.Name }
+
 // AddContainer puts a container on the host (as an earlier run left it).
 func (h *Host) AddContainer(c Container) {
 	h.mu.Lock()
