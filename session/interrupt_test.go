@@ -3,10 +3,14 @@ package session
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/charmbracelet/log"
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/exitcode"
@@ -145,5 +149,39 @@ func TestLeftBehindNamesTempFolders(t *testing.T) {
 	}
 	if strings.Contains(left, "k3y") {
 		t.Errorf("LeftBehind shows a [container.env] value: %q", left)
+	}
+}
+
+// Issue 20 item 12: the next run that holds the cluster lock removes, in
+// its probe (no extra round trip), the temporary folders an earlier cvs
+// left on a host once they have been untouched for StaleTempAge; a fresh
+// one may be another cvs's (another container's run) and stays. cvs
+// status changes nothing, leftovers included.
+func TestNextRunRemovesStaleTempFolders(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	stale, fresh := "/tmp/cvs-env.0123456789abcdef", "/tmp/cvs-stdin.fedcba9876543210"
+	r.hosts[1].AddTempDir(stale, time.Now().Add(-transport.StaleTempAge-time.Minute))
+	r.hosts[1].AddTempDir(fresh, time.Now().Add(-transport.StaleTempAge+5*time.Minute))
+	if _, err := Status(context.Background(), r.cfg, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.hosts[1].TempDirs(); len(got) != 2 {
+		t.Fatalf("status changed the temporary folders: %v", got)
+	}
+	var logs strings.Builder
+	r.opts.Log = log.New(&logs)
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.hosts[1].TempDirs(); len(got) != 1 || got[0] != fresh {
+		t.Errorf("after the run: %v, want only %s", got, fresh)
+	}
+	if !regexp.MustCompile(`removed .*host=10\.9\.0\.2.*` + regexp.QuoteMeta(stale)).MatchString(logs.String()) {
+		t.Errorf("the log does not say what was removed where:\n%s", logs.String())
+	}
+	for _, l := range r.hosts[1].Lines() {
+		if strings.Contains(l, "rm -rf") && strings.Contains(l, stale) && !strings.Contains(l, "@@cvs-probe@@") {
+			t.Errorf("the stale folder cost a command of its own: %s", l)
+		}
 	}
 }

@@ -344,7 +344,7 @@ func (s *Session) each(ctx context.Context, label string, hosts []cluster.Host, 
 func (s *Session) probe(ctx context.Context) error {
 	cfg := s.Config
 	spec := docker.ProbeSpec{Container: cfg.Container.Name, Image: s.Image, SSHDPort: cfg.Container.SSHDPort, Sudo: cfg.Sudo,
-		SSHDPidFile: sshd.PidFile, SSHDDir: sshd.ContainerDir}
+		SSHDPidFile: sshd.PidFile, SSHDDir: sshd.ContainerDir, SweepTemp: s.lock != nil}
 	facts := make([]Facts, len(cfg.Hosts))
 	errs := s.each(ctx, "probing", cfg.Hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, docker.ProbeTimeout)
@@ -358,6 +358,12 @@ func (s *Session) probe(ctx context.Context) error {
 		}
 	}
 	s.Facts = facts
+	for _, fc := range facts {
+		if len(fc.HostFacts.TempRemoved) > 0 {
+			s.log.Warn(fmt.Sprintf("removed temporary folders an earlier cvs left (killed, or stopped by a second Ctrl-C; untouched for %s)", transport.StaleTempAge),
+				"host", fc.Host, "dirs", strings.Join(fc.HostFacts.TempRemoved, " "))
+		}
+	}
 	// One warning per kind of problem, not one per host: at 200 hosts
 	// without Docker the log would drown the table.
 	var kinds []transport.Kind
@@ -427,8 +433,8 @@ func (s *Session) LeftBehind() string {
 			s.Config.Container.Name, strings.Join(names, ", ")))
 	}
 	if dirs := s.tempDirsLeft(); len(dirs) > 0 {
-		notes = append(notes, fmt.Sprintf("temporary folders are LEFT (they may hold [container.env] values or a step's input): %s; remove them with rm -rf there",
-			strings.Join(dirs, "; ")))
+		notes = append(notes, fmt.Sprintf("temporary folders are LEFT (they may hold [container.env] values or a step's input): %s; the next cvs run, up, down or image push on a host removes them once untouched for %s; remove them sooner with rm -rf there",
+			strings.Join(dirs, "; "), transport.StaleTempAge))
 	}
 	if len(notes) == 0 {
 		return "no container had been launched yet; commands started on the hosts may still be running"
