@@ -106,6 +106,9 @@ type HostFacts struct {
 	// DockerHost is DOCKER_HOST in the SSH session's environment on the
 	// host ("" when unset): a rootless daemon's socket, say.
 	DockerHost string `json:"docker_host,omitempty"`
+	// TempRemoved are the temporary folders an earlier cvs left that the
+	// probe removed (ProbeSpec.SweepTemp).
+	TempRemoved []string `json:"-"`
 }
 
 // ContainerFacts describe the configured container on a host.
@@ -159,6 +162,10 @@ type ProbeSpec struct {
 	// probe reads whether that sshd runs and what it was given, so that an
 	// attach needs no docker exec to check it.
 	SSHDPidFile, SSHDDir string
+	// SweepTemp: also remove the temporary folders an earlier cvs left on
+	// the host (transport.SweepTempScript), in the same round trip. Only a
+	// run that may change the host asks: status changes nothing.
+	SweepTemp bool
 }
 
 // Section markers of the probe's output. They start with a NUL-free
@@ -201,6 +208,9 @@ func hostScript(s ProbeSpec) string {
 	w(`printf 'disk %s\n' "$(df -Pk /var/lib/docker 2>/dev/null | awk 'NR==2 {print $4}')"`)
 	w(`printf 'docker-host %s\n' "${DOCKER_HOST:-}"`)
 	w(`sec host-tcp 0; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null`)
+	if s.SweepTemp {
+		w(`sec temp-removed 0; ` + transport.SweepTempScript())
+	}
 	return b.String()
 }
 
@@ -374,6 +384,13 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 	}
 	if t, ok := sections["host-tcp"]; ok {
 		f.HostFacts.PortListening = Listening(t.body, s.SSHDPort)
+	}
+	if t, ok := sections["temp-removed"]; ok {
+		for _, l := range strings.Split(t.body, "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				f.HostFacts.TempRemoved = append(f.HostFacts.TempRemoved, l)
+			}
+		}
 	}
 	if _, ok := sections[string(KindDockerMissing)]; ok {
 		f.Error, f.ErrorKind = "docker is not installed (no docker command on the host's PATH)", KindDockerMissing

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"time"
 
@@ -34,21 +35,50 @@ type ScanResult struct {
 }
 
 // ScanHosts asks every host of cfg for its SSH host keys (no login, as
-// ssh-keyscan) and compares them with cfg's known_hosts file.
+// ssh-keyscan) and compares them with cfg's known_hosts file. A host behind
+// proxy_jump bastions is asked through them, as the cluster's connections
+// will reach it; the bastions must be in known_hosts already (checked
+// strictly, whatever host_key_check says): a key got through a bastion
+// nobody checked proves nothing.
 func ScanHosts(ctx context.Context, cfg *cluster.Config) []ScanResult {
 	var cb ssh.HostKeyCallback
 	if c, err := knownhosts.New(cfg.KnownHosts); err == nil {
 		cb = c
 	}
+	timeout := cfg.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	opts := transport.OptionsFor(cfg)
+	opts.HostKeyCheck, opts.ConnectTimeout, opts.KeepAlive = cluster.HostKeyStrict, timeout, 0
+	var d *transport.Dialer
+	var dialerErr error
+	for _, h := range cfg.Hosts {
+		if h.ProxyJump != "" || len(h.Jumps) > 0 {
+			d, dialerErr = transport.NewDialer(opts)
+			break
+		}
+	}
+	if d != nil {
+		defer d.Close()
+	}
 	out := make([]ScanResult, len(cfg.Hosts))
 	fanout.Run(ctx, len(cfg.Hosts), cfg.MaxParallel, func(ctx context.Context, i int) error {
 		h := cfg.Hosts[i]
 		out[i].Host = h.Name
-		timeout := cfg.ConnectTimeout
-		if timeout <= 0 {
-			timeout = 10 * time.Second
+		var keys []ssh.PublicKey
+		var err error
+		switch {
+		case h.ProxyJump == "" && len(h.Jumps) == 0:
+			keys, err = transport.ScanHostKeys(ctx, h.Addr, h.Port, timeout)
+		case dialerErr != nil:
+			err = fmt.Errorf("behind proxy_jump %s, whose keys must be known first: %w", h.ProxyJump, dialerErr)
+		default:
+			keys, err = d.ScanHostKeys(ctx, h)
+			if transport.ErrorKind(err) == transport.KindHostKeyUnknown {
+				err = fmt.Errorf("%w; init records no key got through a bastion it cannot check (accept-new does not apply here): record the bastion's key first, then run cvs init again", err)
+			}
 		}
-		keys, err := transport.ScanHostKeys(ctx, h.Addr, h.Port, timeout)
 		if err != nil {
 			out[i].Error = err.Error()
 			return nil

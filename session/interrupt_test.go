@@ -3,13 +3,18 @@ package session
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/charmbracelet/log"
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/transport"
 )
 
 // stageBoundaries names the first command of each stage of a cold start,
@@ -105,5 +110,78 @@ func TestFailureOutputNotDoubled(t *testing.T) {
 	_, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
 	if err == nil || strings.Count(err.Error(), "no space left on device") != 1 {
 		t.Fatalf("the failure should name the cause once:\n%v", err)
+	}
+}
+
+// Issue 20 item 12: what a second Ctrl-C leaves includes the temporary
+// folders on the hosts (a cvs-env one holds [container.env] values), each
+// named with the hosts holding it.
+func TestLeftBehindNamesTempFolders(t *testing.T) {
+	r := newRig(t, 3, cluster.LifetimePerRun)
+	r.cfg.Container.Env = map[string]string{"API_KEY": "k3y"}
+	var arrived sync.WaitGroup
+	arrived.Add(len(r.hosts))
+	var once sync.Once
+	var left string
+	r.opts.OnOpen = func(s *Session) {
+		for _, h := range r.hosts {
+			h.OnCommand = func(argv []string) {
+				if len(argv) > 1 && argv[0] == "docker" && argv[1] == "run" {
+					// Every host holds its folder while docker run runs.
+					arrived.Done()
+					arrived.Wait()
+					once.Do(func() { left = s.LeftBehind() })
+				}
+			}
+		}
+	}
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	dir := "/tmp/" + transport.TempDirName("cvs-env", []byte("API_KEY=k3y\n"))
+	if !strings.Contains(left, dir+" on 10.9.0.1, 10.9.0.2, 10.9.0.3") {
+		t.Errorf("LeftBehind during docker run = %q, want it to name %s on every host", left, dir)
+	}
+	for _, d := range transport.TempDirsLeft() {
+		if strings.HasPrefix(d.Hosts[0], "10.9.0.") {
+			t.Errorf("after the run, %s is still counted on %v", d.Dir, d.Hosts)
+		}
+	}
+	if strings.Contains(left, "k3y") {
+		t.Errorf("LeftBehind shows a [container.env] value: %q", left)
+	}
+}
+
+// Issue 20 item 12: the next run that holds the cluster lock removes, in
+// its probe (no extra round trip), the temporary folders an earlier cvs
+// left on a host once they have been untouched for StaleTempAge; a fresh
+// one may be another cvs's (another container's run) and stays. cvs
+// status changes nothing, leftovers included.
+func TestNextRunRemovesStaleTempFolders(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	stale, fresh := "/tmp/cvs-env.0123456789abcdef", "/tmp/cvs-stdin.fedcba9876543210"
+	r.hosts[1].AddTempDir(stale, time.Now().Add(-transport.StaleTempAge-time.Minute))
+	r.hosts[1].AddTempDir(fresh, time.Now().Add(-transport.StaleTempAge+5*time.Minute))
+	if _, err := Status(context.Background(), r.cfg, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.hosts[1].TempDirs(); len(got) != 2 {
+		t.Fatalf("status changed the temporary folders: %v", got)
+	}
+	var logs strings.Builder
+	r.opts.Log = log.New(&logs)
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.hosts[1].TempDirs(); len(got) != 1 || got[0] != fresh {
+		t.Errorf("after the run: %v, want only %s", got, fresh)
+	}
+	if !regexp.MustCompile(`removed .*host=10\.9\.0\.2.*` + regexp.QuoteMeta(stale)).MatchString(logs.String()) {
+		t.Errorf("the log does not say what was removed where:\n%s", logs.String())
+	}
+	for _, l := range r.hosts[1].Lines() {
+		if strings.Contains(l, "rm -rf") && strings.Contains(l, stale) && !strings.Contains(l, "@@cvs-probe@@") {
+			t.Errorf("the stale folder cost a command of its own: %s", l)
+		}
 	}
 }

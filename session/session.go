@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -343,7 +344,7 @@ func (s *Session) each(ctx context.Context, label string, hosts []cluster.Host, 
 func (s *Session) probe(ctx context.Context) error {
 	cfg := s.Config
 	spec := docker.ProbeSpec{Container: cfg.Container.Name, Image: s.Image, SSHDPort: cfg.Container.SSHDPort, Sudo: cfg.Sudo,
-		SSHDPidFile: sshd.PidFile, SSHDDir: sshd.ContainerDir}
+		SSHDPidFile: sshd.PidFile, SSHDDir: sshd.ContainerDir, SweepTemp: s.lock != nil}
 	facts := make([]Facts, len(cfg.Hosts))
 	errs := s.each(ctx, "probing", cfg.Hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) error {
 		ctx, cancel := context.WithTimeout(ctx, docker.ProbeTimeout)
@@ -357,6 +358,12 @@ func (s *Session) probe(ctx context.Context) error {
 		}
 	}
 	s.Facts = facts
+	for _, fc := range facts {
+		if len(fc.HostFacts.TempRemoved) > 0 {
+			s.log.Warn(fmt.Sprintf("removed temporary folders an earlier cvs left (killed, or stopped by a second Ctrl-C; untouched for %s)", transport.StaleTempAge),
+				"host", fc.Host, "dirs", strings.Join(fc.HostFacts.TempRemoved, " "))
+		}
+	}
 	// One warning per kind of problem, not one per host: at 200 hosts
 	// without Docker the log would drown the table.
 	var kinds []transport.Kind
@@ -412,18 +419,52 @@ func (s *Session) launchedHosts() []cluster.Host {
 }
 
 // LeftBehind says what an immediate exit would leave on the hosts: the
-// containers this run launched and has not removed. Safe to call from a
-// signal handler's goroutine.
+// containers this run launched and has not removed, and the temporary
+// folders it made there and has not removed (one may hold the
+// [container.env] values). Safe to call from a signal handler's goroutine.
 func (s *Session) LeftBehind() string {
+	var notes []string
 	var names []string
 	for _, h := range s.launchedHosts() {
 		names = append(names, h.Name)
 	}
-	if len(names) == 0 {
+	if len(names) > 0 {
+		notes = append(notes, fmt.Sprintf("container %q launched by this run is LEFT on %s (remove with `cvs down` or docker rm -f there)",
+			s.Config.Container.Name, strings.Join(names, ", ")))
+	}
+	if dirs := s.tempDirsLeft(); len(dirs) > 0 {
+		notes = append(notes, fmt.Sprintf("temporary folders are LEFT (they may hold [container.env] values or a step's input): %s; the next cvs run, up, down or image push on a host removes them once untouched for %s; remove them sooner with rm -rf there",
+			strings.Join(dirs, "; "), transport.StaleTempAge))
+	}
+	if len(notes) == 0 {
 		return "no container had been launched yet; commands started on the hosts may still be running"
 	}
-	return fmt.Sprintf("container %q launched by this run is LEFT on %s (remove with `cvs down` or docker rm -f there)",
-		s.Config.Container.Name, strings.Join(names, ", "))
+	return strings.Join(notes, "; ")
+}
+
+// tempDirsLeft names the temporary folders this process made on the
+// session's hosts and has not removed, "DIR on HOSTS" each, the hosts in
+// the cluster file's order.
+func (s *Session) tempDirsLeft() []string {
+	index := map[string]int{}
+	for i, h := range s.Config.Hosts {
+		index[h.Name] = i
+	}
+	var out []string
+	for _, t := range transport.TempDirsLeft() {
+		var hosts []string
+		for _, h := range t.Hosts {
+			if _, ok := index[h]; ok {
+				hosts = append(hosts, h)
+			}
+		}
+		if len(hosts) == 0 {
+			continue
+		}
+		sort.Slice(hosts, func(i, j int) bool { return index[hosts[i]] < index[hosts[j]] })
+		out = append(out, t.Dir+" on "+report.HostList(hosts))
+	}
+	return out
 }
 
 // sshdKeys returns the cluster's in-container sshd key pair, created on

@@ -1061,6 +1061,9 @@ func TestRepair(t *testing.T) {
 		t.Errorf("the running container was touched: %+v", c0)
 	}
 	for _, l := range r.hosts[0].Lines()[n0:] {
+		if strings.Contains(l, "@@cvs-probe@@") {
+			continue // the probe's sweep names cvs-setup folders; it runs no setup
+		}
 		if strings.Contains(l, "docker run") || strings.Contains(l, "docker start") || strings.Contains(l, "docker rm") || strings.Contains(l, "cvs-setup") {
 			t.Errorf("host1 got %s", l)
 		}

@@ -338,6 +338,9 @@ type Conn interface {
 
 var _ Conn = (*Client)(nil)
 
+// HostName is the name of the host c reaches.
+func (c *Client) HostName() string { return c.Host.Name }
+
 // UnixDialer is a connection that can open a stream to a Unix socket on
 // its host. *Client does, through OpenSSH's direct-streamlocal channel
 // (sshd opens the socket as the SSH user); fakes of unit tests do not.

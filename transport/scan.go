@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/cvs-tool/cvs/cluster"
 )
 
 // errGotKey ends a key scan's handshake once the host showed its key.
@@ -23,6 +25,32 @@ var errGotKey = errors.New("host key received")
 // authentication, nothing trusted. A type the host does not have is
 // skipped; an unreachable host is a *HostError.
 func ScanHostKeys(ctx context.Context, host string, port int, timeout time.Duration) ([]ssh.PublicKey, error) {
+	return scanHostKeys(ctx, host, port, timeout, func(ctx context.Context, addr string) (net.Conn, error) {
+		var nd net.Dialer
+		return nd.DialContext(ctx, "tcp", addr)
+	})
+}
+
+// ScanHostKeys asks h for its host keys as the package's ScanHostKeys
+// does, through h's proxy_jump bastions when it has some: the keys are
+// those of the machine h's connections will reach, which may not be what
+// answers at h's address from here. The bastions are dialled and checked
+// as Dial does (a bastion known_hosts does not list is an error naming it
+// under strict checking); h itself is only asked, never trusted.
+func (d *Dialer) ScanHostKeys(ctx context.Context, h cluster.Host) ([]ssh.PublicKey, error) {
+	if h.ProxyJump == "" && len(h.Jumps) == 0 {
+		return ScanHostKeys(ctx, h.Addr, h.Port, d.opts.ConnectTimeout)
+	}
+	via, err := d.via(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return scanHostKeys(ctx, h.Addr, h.Port, d.opts.ConnectTimeout, func(ctx context.Context, addr string) (net.Conn, error) {
+		return via.DialContext(ctx, "tcp", addr)
+	})
+}
+
+func scanHostKeys(ctx context.Context, host string, port int, timeout time.Duration, dial func(context.Context, string) (net.Conn, error)) ([]ssh.PublicKey, error) {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	var keys []ssh.PublicKey
 	var lastErr error
@@ -34,14 +62,18 @@ func ScanHostKeys(ctx context.Context, host string, port int, timeout time.Durat
 				return errGotKey
 			}}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
-		var nd net.Dialer
-		conn, err := nd.DialContext(cctx, "tcp", addr)
-		cancel()
+		conn, err := dial(cctx, addr)
 		if err != nil {
+			cancel()
 			return nil, classifyDial(host, addr, err, timeout)
 		}
+		// A connection through a bastion has no deadlines: closing it
+		// when the time is up ends the handshake as a deadline would.
 		conn.SetDeadline(time.Now().Add(timeout))
+		stop := context.AfterFunc(cctx, func() { conn.Close() })
 		_, _, _, err = ssh.NewClientConn(conn, addr, cfg)
+		stop()
+		cancel()
 		conn.Close()
 		if got != nil {
 			keys = append(keys, got)

@@ -37,6 +37,9 @@ type Srun struct {
 
 var _ Conn = (*Srun)(nil)
 
+// HostName is the node's name.
+func (s *Srun) HostName() string { return s.Host }
+
 func (s *Srun) bin() string {
 	if s.Bin != "" {
 		return s.Bin

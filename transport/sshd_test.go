@@ -462,30 +462,30 @@ func TestRealSSHDTempDirSharedNameThenFresh(t *testing.T) {
 	c := mustDial(t, dialer(t, cluster.HostKeyStrict, f.KnownHosts), farmHost(f, 0))
 	ctx := context.Background()
 	data := []byte("step script")
-	first, err := MakeTempDir(ctx, c, "cvs-test", data)
+	first, err := MakeTempDir(ctx, c, "cvs-copy", data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer RemoveTempDir(ctx, c, first)
-	if want := filepath.Join("/tmp", TempDirName("cvs-test", data)); first != want {
+	if want := filepath.Join("/tmp", TempDirName("cvs-copy", data)); first != want {
 		t.Errorf("first folder %s, want %s", first, want)
 	}
-	second, err := MakeTempDir(ctx, c, "cvs-test", data)
+	second, err := MakeTempDir(ctx, c, "cvs-copy", data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer RemoveTempDir(ctx, c, second)
-	if second == first || !strings.HasPrefix(second, "/tmp/cvs-test.") {
+	if second == first || !strings.HasPrefix(second, "/tmp/cvs-copy.") {
 		t.Errorf("second folder for the same files %s, want a fresh one beside %s", second, first)
 	}
 	// A planted symlink under the name is never written through.
-	other := TempDirName("cvs-test", []byte("other"))
+	other := TempDirName("cvs-copy", []byte("other"))
 	target := t.TempDir()
 	if err := os.Symlink(target, filepath.Join("/tmp", other)); err != nil {
 		t.Fatal(err)
 	}
 	defer os.Remove(filepath.Join("/tmp", other))
-	third, err := MakeTempDir(ctx, c, "cvs-test", []byte("other"))
+	third, err := MakeTempDir(ctx, c, "cvs-copy", []byte("other"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -499,7 +499,73 @@ func TestRealSSHDTempDirSharedNameThenFresh(t *testing.T) {
 			t.Errorf("%s: %v %v, want a private folder", d, err, st)
 		}
 	}
-	if TempDirName("cvs-test", data) == TempDirName("cvs-test", []byte("step scrip"), []byte("t")) {
+	if TempDirName("cvs-copy", data) == TempDirName("cvs-copy", []byte("step scrip"), []byte("t")) {
 		t.Error("different files gave the same name")
+	}
+}
+
+// Issue 20 item 12: the sweep a run's probe carries removes, on a real
+// host, exactly the cvs temporary folders its SSH user owns in which
+// nothing changed for the age given: not a fresh one (another run's), not
+// an old folder with a file being written, not another user's, not a
+// symlink, not another program's folder.
+func TestRealSSHDSweepTempRemovesOnlyStaleOwnFolders(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("another user's folder needs chown (root)")
+	}
+	f := sshdfarm.StartT(t, sshdfarm.Options{N: 1, Subnet: "127.0.39."})
+	c := mustDial(t, dialer(t, cluster.HostKeyStrict, f.KnownHosts), farmHost(f, 0))
+	tmp := t.TempDir()
+	old := time.Now().Add(-2 * time.Hour)
+	mk := func(name string, age time.Time, file string) string {
+		d := filepath.Join(tmp, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if file != "" {
+			os.WriteFile(filepath.Join(d, file), []byte("API_KEY=k3y\n"), 0o600)
+			os.Chtimes(filepath.Join(d, file), age, age)
+		}
+		os.Chtimes(d, age, age)
+		return d
+	}
+	stale := mk("cvs-env.0123456789abcdef", old, "env")
+	mk("cvs-stdin.XyZ0123456", time.Now(), "stdin")
+	writing := mk("cvs-push.0123456789abcdef", old, "image.tar")
+	os.Chtimes(filepath.Join(writing, "image.tar"), time.Now(), time.Now())
+	os.Chtimes(writing, old, old)
+	foreign := mk("cvs-copy.0123456789abcdef", old, "")
+	if err := os.Chown(foreign, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	target := mk("elsewhere", old, "keep")
+	if err := os.Symlink(target, filepath.Join(tmp, "cvs-setup.AbCdEfGh")); err != nil {
+		t.Fatal(err)
+	}
+	mk("cvs-envy.0123456789abcdef", old, "")
+	mk("other.0123456789abcdef", old, "")
+
+	res, err := c.Run(context.Background(), Command{Line: shell.Join("sh", "-c", sweepTempScript(time.Hour, shell.Quote(tmp+"/")))})
+	if err != nil {
+		t.Fatalf("sweep: %v (%s)", err, res.Stderr)
+	}
+	if got := strings.TrimSpace(string(res.Stdout)); got != stale {
+		t.Errorf("sweep printed %q, want only %s", got, stale)
+	}
+	left, _ := os.ReadDir(tmp)
+	var names []string
+	for _, e := range left {
+		names = append(names, e.Name())
+	}
+	want := "cvs-copy.0123456789abcdef cvs-envy.0123456789abcdef cvs-push.0123456789abcdef cvs-setup.AbCdEfGh cvs-stdin.XyZ0123456 elsewhere other.0123456789abcdef"
+	if strings.Join(names, " ") != want {
+		t.Errorf("left %v, want %s", names, want)
+	}
+	if _, err := os.Stat(filepath.Join(target, "keep")); err != nil {
+		t.Errorf("the symlink's target lost its file: %v", err)
+	}
+	// The script as the probe carries it parses and runs.
+	if _, err := c.Run(context.Background(), Command{Line: shell.Join("sh", "-n", "-c", SweepTempScript())}); err != nil {
+		t.Errorf("SweepTempScript: %v", err)
 	}
 }

@@ -23,9 +23,10 @@ func (a *app) initCommand() *cobra.Command {
 		Short: "Write a cluster file for your hosts and record their SSH host keys",
 		Long: `init writes a commented cluster file for the hosts given (names, addresses
 or ranges in Slurm's hostlist syntax, comma-separated), asks every host for its
-SSH host keys (as ssh-keyscan: no login), shows their fingerprints, and adds
-the ones known_hosts does not list yet to it after you confirm (--yes for
-scripts; required without a terminal). A key that differs from the one
+SSH host keys (as ssh-keyscan: no login; a host behind a proxy_jump bastion
+through that bastion, which known_hosts must already list), shows their
+fingerprints, and adds the ones known_hosts does not list yet to it after
+you confirm (--yes for scripts; required without a terminal). A key that differs from the one
 known_hosts lists is shown as a MISMATCH and never written. It never
 overwrites an existing file without --force.`,
 		Args: noArgs,

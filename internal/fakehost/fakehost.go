@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,7 +114,7 @@ type Host struct {
 	lines      []string
 	uploads    map[string]Upload
 	removed    map[string]bool
-	tempDirs   map[string]bool // made by MakeTempDir, not removed yet
+	tempDirs   map[string]time.Time // made by MakeTempDir (when), not removed yet
 }
 
 // Upload is a file written over SFTP.
@@ -128,6 +129,30 @@ func New(name, ref, imageID string) *Host {
 }
 
 var _ transport.Conn = (*Host)(nil)
+
+// AddTempDir puts a temporary folder on the host, last changed at
+// changed (as an earlier cvs left it).
+func (h *Host) AddTempDir(dir string, changed time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.init()
+	h.tempDirs[dir] = changed
+}
+
+// TempDirs lists the temporary folders on the host, sorted.
+func (h *Host) TempDirs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for d := range h.tempDirs {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// HostName is h.Name (transport.Named).
+func (h *Host) HostName() string { return h.Name }
 
 // AddContainer puts a container on the host (as an earlier run left it).
 func (h *Host) AddContainer(c Container) {
@@ -205,7 +230,7 @@ func (h *Host) init() {
 		h.containers = map[string]*Container{}
 		h.uploads = map[string]Upload{}
 		h.removed = map[string]bool{}
-		h.tempDirs = map[string]bool{}
+		h.tempDirs = map[string]time.Time{}
 	}
 }
 
@@ -303,11 +328,11 @@ func (h *Host) Run(ctx context.Context, cmd transport.Command) (transport.Result
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		dir := "/tmp/" + argv[4]
-		if h.tempDirs[dir] {
+		if _, ok := h.tempDirs[dir]; ok {
 			h.next++
 			dir = fmt.Sprintf("/tmp/%s.fake%06d", strings.TrimSuffix(argv[5], ".XXXXXXXXXX"), h.next)
 		}
-		h.tempDirs[dir] = true
+		h.tempDirs[dir] = time.Now()
 		return ok1(dir + "\n")
 	case argv[0] == "rm" && len(argv) == 4 && argv[1] == "-rf":
 		h.mu.Lock()
@@ -393,6 +418,8 @@ func (h *Host) version() string {
 
 const mark = "@@cvs-probe@@ "
 
+var sweepRE = regexp.MustCompile(`sec temp-removed 0; .*find "\$d" -mmin -([0-9]+) `)
+
 // probe answers docker.ProbeScript from the state: the container named in
 // the script's inspect, the image of its image inspect.
 func (h *Host) probe(script string) (transport.Result, error) {
@@ -426,6 +453,19 @@ func (h *Host) probe(script string) (transport.Result, error) {
 	}
 	sec("host", 0, fmt.Sprintf("machine-id %s\ntime %d\ndisk %d", mid, time.Now().Add(h.ClockOffset).Unix(), disk))
 	sec("host-tcp", 0, tcpTable(h.PortBusy))
+	if m := sweepRE.FindStringSubmatch(script); m != nil {
+		// transport.SweepTempScript: the folders untouched for its -mmin.
+		mins, _ := strconv.Atoi(m[1])
+		var gone []string
+		for d, changed := range h.tempDirs {
+			if time.Since(changed) >= time.Duration(mins)*time.Minute {
+				gone = append(gone, d)
+				delete(h.tempDirs, d)
+			}
+		}
+		sort.Strings(gone)
+		sec("temp-removed", 0, strings.Join(gone, "\n"))
+	}
 	sec("version", 0, h.version())
 	c := h.byName(name)
 	if c == nil {

@@ -74,6 +74,12 @@ type Options struct {
 	// is created if missing. Default: a new temporary directory, removed
 	// by Stop.
 	Dir string
+	// HostsFile, when set, is the /etc/hosts the sshds resolve names
+	// with: each runs in its own mount namespace (unshare -m) where this
+	// file is bind-mounted over /etc/hosts. A bastion then reaches a name
+	// at another address than the test does, as a bastion in front of a
+	// private network does. Needs root and util-linux's unshare.
+	HostsFile string
 }
 
 // Farm is a set of running sshd hosts. Its methods may be called from
@@ -471,7 +477,13 @@ func sshdConfig(h *Host, hostKeys []string, authorizedKeys string, extra, extraD
 // LogFile (-E) and a goroutine that reaps it.
 func (f *Farm) spawn(i int) (*proc, error) {
 	h := f.Hosts[i]
-	cmd := exec.Command(f.sshd, "-D", "-E", h.LogFile, "-f", filepath.Join(h.dir, "sshd_config"))
+	argv := []string{f.sshd, "-D", "-E", h.LogFile, "-f", filepath.Join(h.dir, "sshd_config")}
+	if f.opts.HostsFile != "" {
+		// unshare and sh exec in turn, so the PID stays the sshd's.
+		argv = append([]string{"unshare", "-m", "--propagation", "private", "sh", "-c",
+			`mount --bind "$0" /etc/hosts && exec "$@"`, f.opts.HostsFile}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start sshd for %s: %w", h.HostPort(), err)
