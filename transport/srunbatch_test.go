@@ -408,3 +408,25 @@ func TestSrunGroupKeepsABatchTogetherAcrossCommands(t *testing.T) {
 		t.Errorf("srun calls %q, want two batches", calls)
 	}
 }
+
+// srun carries a task's output in messages of at most 1 KiB and prints
+// each as a line: a line longer than that arrives cut in pieces. The
+// pieces are put together again, the exit marks are found wherever the
+// cut falls, and the output is the command's own (no newline added).
+func TestSrunGroupOutputCutInMessages(t *testing.T) {
+	for _, n := range []int{1000, 1020, 1023, 1024, 1030, 2048, 3000} {
+		for _, end := range []string{"", `\n`} {
+			t.Run(fmt.Sprintf("%d%s", n, end), func(t *testing.T) {
+				g, _ := newFakeGroup(t)
+				line := fmt.Sprintf(`head -c %d /dev/zero | tr '\0' x; printf '%s'; head -c %d /dev/zero | tr '\0' y >&2`, n, end, n)
+				got := runOnAll(context.Background(), g, []string{"n1", "n2"}, line)
+				want := strings.Repeat("x", n) + strings.ReplaceAll(end, `\n`, "\n")
+				for node, r := range got {
+					if r.err != nil || string(r.res.Stdout) != want || r.stdout.String() != want || string(r.res.Stderr) != strings.Repeat("y", n) {
+						t.Errorf("%s: err %v, stdout %d bytes (streamed %d), stderr %d bytes; want %d, %d", node, r.err, len(r.res.Stdout), r.stdout.Len(), len(r.res.Stderr), len(want), n)
+					}
+				}
+			})
+		}
+	}
+}

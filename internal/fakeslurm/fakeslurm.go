@@ -12,12 +12,12 @@ import (
 // --nodelist, each with SLURMD_NODENAME, ranks in the reverse order of the
 // list (Slurm's ranks follow its own node order, not the caller's), every
 // line of a task's stdout and stderr labelled with its rank as --label
-// does, stdin given to every task. A list naming "down" fails the whole
-// step, as Slurm does when a node cannot take part; a list naming "dies"
-// starts the tasks on the other nodes, then fails the launch on "dies" and
-// aborts the step (kills the others), as Slurm does when a node's slurmd
-// is gone but the node is still allocated. The real srun is tested on the
-// Slurm lab.
+// does (cut every 1024 bytes, as srun's messages are), stdin given to
+// every task. A list naming "down" fails the whole step, as Slurm does
+// when a node cannot take part; a list naming "dies" starts the tasks on
+// the other nodes, then fails the launch on "dies" and aborts the step
+// (kills the others), as Slurm does when a node's slurmd is gone but the
+// node is still allocated. The real srun is tested on the Slurm lab.
 const script = `#!/bin/bash
 nodes= label=
 while [ $# -gt 0 ]; do
@@ -35,6 +35,11 @@ case ",$nodes," in *,down,*) echo "srun: error: Unable to create step for job 7:
 [ -n "$nodes" ] || exit 2
 [ "$nodes" = dies ] && { echo "srun: error: Task launch for StepId=7.1 failed on node dies: Communication connection failure" >&2; exit 233; }
 [ -n "$label" ] || SLURMD_NODENAME=$nodes exec "$@"
+# label prefixes each line with the rank, as --label does, after cutting
+# it every 1024 bytes: slurmstepd sends a task's output in messages of at
+# most 1 KiB (a longer line is cut, and a line of exactly 1 KiB is followed
+# by an empty one), and srun prints each message's piece as a line.
+label() { LC_ALL=C sed -u -E "s/.{1024}/&\n/g; s/\n/\n$1: /g; s/^/$1: /"; }
 # Every task reads all of srun's stdin (--input=all): tee into a fifo each
 # (from fd 4: a background job's stdin would be /dev/null).
 exec 4<&0
@@ -46,7 +51,7 @@ pids=
 for n in $(echo "$nodes" | tr ',' '\n' | sort -r); do
 	[ "$n" = dies ] && { dies=1; continue; }
 	mkfifo "$fifos/$rank"
-	{ { SLURMD_NODENAME=$n "$@" <"$fifos/$rank" 2>&1 1>&3 | sed -u "s/^/$rank: /" >&2; } 3>&1 | sed -u "s/^/$rank: /"; } &
+	{ { SLURMD_NODENAME=$n "$@" <"$fifos/$rank" 2>&1 1>&3 | label $rank >&2; } 3>&1 | label $rank; } &
 	pids="$pids $!"
 	rank=$((rank+1))
 done
