@@ -50,12 +50,22 @@ func (s *Srun) bin() string {
 func (s *Srun) argv(line string, forwardStdin, data bool) []string {
 	// --overlap: the lock's task holds its node for the whole run, and
 	// every other command of the run is a step beside it.
-	argv := []string{s.bin(), "--nodelist=" + s.Host, "--nodes=1", "--ntasks=1", "--overlap", "--quiet", "--kill-on-bad-exit=1", "sh", "-c"}
+	argv := []string{s.bin(), "--nodelist=" + s.Host, "--nodes=1", "--ntasks=1", "--overlap", "--quiet", "--kill-on-bad-exit=1", "--export=NONE", "/bin/sh", "-c"}
 	if data {
-		return append(argv, line)
+		return append(argv, nodeEnv+line)
 	}
-	return append(argv, watchdog(forwardStdin), "cvs", line)
+	return append(argv, nodeEnv+watchdog(forwardStdin), "cvs", line)
 }
+
+// nodeEnv begins every task's script. srun gives a task the whole
+// environment of cvs by default (--export=ALL): an operator's DOCKER_HOST
+// or DOCKER_CONFIG would redirect every node's docker, and CI secrets
+// would reach every node. cvs passes none of it (--export=NONE, or only a
+// batch's token), and the task takes the node's own, as sshd gives it: a
+// PATH, and the user's name and home folder from the node's user
+// database.
+const nodeEnv = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; USER=$(id -un); LOGNAME=$USER; ` +
+	`HOME=$(getent passwd "$USER" | cut -d: -f6); export PATH USER LOGNAME HOME; `
 
 // Run runs cmd.Line on the node and waits, at most until ctx ends: then
 // srun's standard input is closed (the watchdog on the node kills the

@@ -391,14 +391,19 @@ func batchContext(members []*srunMember) (context.Context, context.CancelFunc) {
 // "<token> start <node>" first, "<token> exit <node> <status>" last.
 var labelled = regexp.MustCompile(`^ *([0-9]+): (.*)$`)
 
-// batchScript runs $2 under the watchdog $1 between the marks: the start
-// on stdout, the exit status on stdout and on stderr (each stream's mark
-// says that stream of the task is complete). Each exit mark is a line of
-// its own: the newline before it ends the command's last line, or is an
-// empty line after it; the demultiplexer does not count it as the
-// command's (taskStream).
-const batchScript = `printf '%s start %s\n' "$3" "$SLURMD_NODENAME"; sh -c "$1" cvs "$2"; s=$?; ` +
-	`printf '\n%s exit %s %d\n' "$3" "$SLURMD_NODENAME" $s; printf '\n%s exit %s %d\n' "$3" "$SLURMD_NODENAME" $s >&2`
+// batchScript runs $2 under the watchdog $1 between the marks, which
+// carry the batch's token ($CVS_BATCH_TOKEN, taken out of the
+// command's environment): the start on stdout, the exit status on stdout
+// and on stderr (each stream's mark says that stream of the task is
+// complete). Each exit mark is a line of its own: the newline before it
+// ends the command's last line, or is an empty line after it; the
+// demultiplexer does not count it as the command's (taskStream).
+const batchScript = `t=$` + tokenVar + `; unset ` + tokenVar + `; printf '%s start %s\n' "$t" "$SLURMD_NODENAME"; sh -c "$1" cvs "$2"; s=$?; ` +
+	`printf '\n%s exit %s %d\n' "$t" "$SLURMD_NODENAME" $s; printf '\n%s exit %s %d\n' "$t" "$SLURMD_NODENAME" $s >&2`
+
+// tokenVar is the environment variable that brings a batch's token to its
+// tasks.
+const tokenVar = "CVS_BATCH_TOKEN"
 
 // batchRunner is the script that runs a batch's command: under the
 // watchdog, or, for a command that reads data, plainly (the watchdog
@@ -424,9 +429,14 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 	bin := members[0].node.bin()
 	argv := []string{bin, "--nodelist=" + strings.Join(nodes, ","), fmt.Sprintf("--nodes=%d", len(nodes)),
 		fmt.Sprintf("--ntasks=%d", len(nodes)), "--ntasks-per-node=1", "--overlap", "--quiet", "--kill-on-bad-exit=0",
-		"--input=all", "--label", "sh", "-c", batchScript, "cvs", batchRunner(members[0]), members[0].cmd.Line, token}
+		"--input=all", "--label", "--export=" + tokenVar, "/bin/sh", "-c", nodeEnv + batchScript, "cvs", batchRunner(members[0]), members[0].cmd.Line}
 	c := exec.Command(argv[0], argv[1:]...)
-	c.Env = append(os.Environ(), members[0].node.Env...)
+	// The token in srun's environment, which srun gives the tasks (with
+	// the SLURM_* variables, and nothing else of ours): not in a command
+	// line, which anyone on a node may read (a step in a pid = "host"
+	// container could print a mark), while a process's environment only
+	// its user may.
+	c.Env = append(append(os.Environ(), members[0].node.Env...), tokenVar+"="+token)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	outR, errR, stdin, err := pipes(c)
 	if err == nil {

@@ -430,3 +430,48 @@ func TestSrunGroupOutputCutInMessages(t *testing.T) {
 		}
 	}
 }
+
+// The controller's environment stays here: srun gives the tasks none of
+// it (an operator's DOCKER_HOST would redirect every node's docker), only
+// a clean one of the node's own (PATH, HOME).
+func TestSrunGroupTasksGetNoControllerEnvironment(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+	g, _ := newFakeGroup(t)
+	line := `env; echo "home=$HOME"; command -v sh`
+	check := func(how, node, out string) {
+		if strings.Contains(out, "DOCKER_HOST") || strings.Contains(out, "SRUN_LOG") || strings.Contains(out, "CVS_BATCH_TOKEN") {
+			t.Errorf("%s %s: the controller's environment reached the task:\n%s", how, node, out)
+		}
+		if !strings.Contains(out, "\nPATH=/") || strings.Contains(out, "home=\n") || !strings.Contains(out, "/sh\n") {
+			t.Errorf("%s %s: no PATH or HOME of its own:\n%s", how, node, out)
+		}
+	}
+	for n, r := range runOnAll(context.Background(), g, []string{"n1", "n2"}, line) {
+		if r.err != nil {
+			t.Fatalf("%s: %v", n, r.err)
+		}
+		check("batch", n, "\n"+string(r.res.Stdout))
+	}
+	res, err := g.Node("n3").Run(context.Background(), Command{Line: line})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("alone", "n3", "\n"+string(res.Stdout))
+}
+
+// The batch's token (whoever prints it can fake an exit status) is in
+// no process's command line, which anyone on the node may read in /proc:
+// not srun's, not the task's.
+func TestSrunGroupTokenNotInAnyCommandLine(t *testing.T) {
+	g, _ := newFakeGroup(t)
+	// Every ancestor's command line, up to this test.
+	line := `p=$$; while [ "$p" -gt 1 ]; do tr '\0' ' ' </proc/$p/cmdline; echo; p=$(cut -d' ' -f4 /proc/$p/stat); done`
+	for n, r := range runOnAll(context.Background(), g, []string{"n1", "n2"}, line) {
+		if r.err != nil || !strings.Contains(string(r.res.Stdout), "--nodelist=n1,n2") {
+			t.Fatalf("%s: %v: no srun among its ancestors:\n%s", n, r.err, r.res.Stdout)
+		}
+		if strings.Contains(string(r.res.Stdout), "@@cvs-") {
+			t.Errorf("%s: the token is in a command line:\n%s", n, r.res.Stdout)
+		}
+	}
+}
