@@ -79,7 +79,7 @@ func (s *Srun) Run(ctx context.Context, cmd Command) (Result, error) {
 
 func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, error) {
 	start := time.Now()
-	argv := s.argv(cmd.Line, cmd.ForwardStdin, input != nil)
+	argv := s.argv(cmd.Line, forwardsStdin(cmd), input != nil)
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Env = append(os.Environ(), s.Env...)
 	out := newCaptured()
@@ -104,6 +104,11 @@ func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, e
 		}
 		fed <- err
 	}()
+	if cmd.Heartbeat > 0 && input == nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go writeBeats(stdin, cmd.Heartbeat, stop)
+	}
 	waitc := make(chan error, 1)
 	go func() { waitc <- c.Wait() }()
 	var werr error
@@ -141,6 +146,27 @@ func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, e
 		return res, &ExitError{Host: s.Host, Cmd: cmd.name(), Code: res.ExitCode, StderrTail: report.Tail(string(res.Stderr), stderrTailLines)}
 	default:
 		return result(-1), &HostError{Host: s.Host, Kind: KindSSH, Err: werr, Detail: fmt.Sprintf("running srun: %v", werr)}
+	}
+}
+
+// forwardsStdin reports whether the command reads the standard input cvs
+// holds open (ForwardStdin, or the Heartbeat written to it).
+func forwardsStdin(c Command) bool { return c.ForwardStdin || c.Heartbeat > 0 }
+
+// writeBeats writes a newline to w every d (Command.Heartbeat) until stop
+// is closed or a write fails (w was closed: the command's end).
+func writeBeats(w io.Writer, d time.Duration, stop <-chan struct{}) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			if _, err := w.Write([]byte{'\n'}); err != nil {
+				return
+			}
+		}
 	}
 }
 

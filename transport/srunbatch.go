@@ -31,12 +31,12 @@ import (
 // gets its own Result and typed error, and its own output as it arrives.
 //
 // A command joins a gathering batch when its line and its stdin (forwarded
-// or not) are the same and its node is not in it yet; the batch starts
+// or not, its Heartbeat) are the same and its node is not in it yet; the batch starts
 // once no command has joined for Window (or MaxWait after the first). A
 // batch of one is a plain per-node srun. srun's stdin goes to every task
 // (--input=all): closing it is the end-of-file that stops every watchdog,
 // which is how a batch is stopped and how the cluster lock, held by one
-// batch, is released. An upload of the same small file to the same path
+// batch, is released; a Heartbeat is written there once, for every task. An upload of the same small file to the same path
 // is a batch too, whose stdin is the file (maxBatchUpload). Each node's
 // result is handed over as soon as its task exits (both its output
 // streams end with a mark), not when the batch's slowest node ends.
@@ -238,12 +238,13 @@ func (g *SrunGroup) join(m *srunMember) {
 }
 
 // batchKey: commands run together when their line and their standard
-// input (forwarded or not, or the data they read) are the same.
+// input (forwarded or not, its heartbeat, or the data they read) are the
+// same.
 func batchKey(c Command, data []byte) string {
 	if data != nil {
 		return fmt.Sprintf("data %x\x00%s", sha256.Sum256(data), c.Line)
 	}
-	return fmt.Sprintf("%t\x00%s", c.ForwardStdin, c.Line)
+	return fmt.Sprintf("%t\x00%s\x00%s", forwardsStdin(c), c.Heartbeat, c.Line)
 }
 
 // gather waits for the batch to fill, then runs it.
@@ -303,7 +304,7 @@ func (g *SrunGroup) expecting(b *srunBatch) bool {
 }
 
 func (g *SrunGroup) solo(m *srunMember) {
-	if !m.cmd.ForwardStdin { // held open for the run (the lock): no place
+	if !forwardsStdin(m.cmd) { // held open for the run (the lock): no place
 		release, err := g.slot(m.ctx, m.node.Host, m.cmd)
 		if err != nil {
 			m.done <- srunOutcome{Result{ExitCode: -1}, err}
@@ -412,7 +413,7 @@ func batchRunner(m *srunMember) string {
 	if m.data != nil {
 		return `exec sh -c "$1"`
 	}
-	return watchdog(m.cmd.ForwardStdin)
+	return watchdog(forwardsStdin(m.cmd))
 }
 
 // runBatch runs one srun with a task on every member's node and hands each
@@ -453,6 +454,11 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 			stdin.Write(data)
 			stdin.Close()
 		}()
+	} else if hb := members[0].cmd.Heartbeat; hb > 0 {
+		// Once, to srun's stdin: srun gives it to every task.
+		stop := make(chan struct{})
+		defer close(stop)
+		go writeBeats(stdin, hb, stop)
 	}
 	var read sync.WaitGroup
 	read.Add(2)

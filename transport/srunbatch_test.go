@@ -475,3 +475,31 @@ func TestSrunGroupTokenNotInAnyCommandLine(t *testing.T) {
 		}
 	}
 }
+
+// A command with a Heartbeat reads a newline every Heartbeat on its
+// standard input, through one srun or a batch (srun's stdin, which every
+// task reads); stdin still ends with its context.
+func TestSrunHeartbeatReachesTheTask(t *testing.T) {
+	// Three beats, then wait for the end of stdin: the context's.
+	line := `n=0; while [ $n -lt 3 ] && read -r l; do n=$((n+1)); done; echo "beats $n"; cat >/dev/null; echo closed`
+	cmd := Command{Line: line, Heartbeat: 50 * time.Millisecond}
+	check := func(how string, res Result, err error) {
+		t.Helper()
+		if string(res.Stdout) != "beats 3\n" && string(res.Stdout) != "beats 3\nclosed\n" || ErrorKind(err) != KindTimeout && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: %q %v", how, res.Stdout, err)
+		}
+	}
+	g, _ := newFakeGroup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for n, r := range runCommandOnAll(ctx, g, []string{"n1", "n2"}, cmd) {
+		check("batch "+n, r.res, r.err)
+	}
+	if g.Batches() != 1 {
+		t.Errorf("%d batches, want 1", g.Batches())
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	res, err := newFakeSrun(t, "node01").Run(ctx, cmd)
+	check("alone", res, err)
+}
