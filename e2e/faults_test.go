@@ -176,24 +176,55 @@ run = "sleep 8; echo done on $(hostname)"
 // Issue 11, fault catalogue: one host's Docker daemon hangs (SIGSTOP).
 // The probe gives up within its time limit, the host is unknown (never
 // absent), the run refuses before any change, and cvs leaves no SSH
-// session or docker client behind on that host.
+// session, srun task (slurmstepd) or docker client behind on that host.
+// Once resumed, the daemon answers again. Every command of the test's own
+// has its own time limit, and the daemon is resumed with a fresh one
+// (issue 20: on a fresh machine the test's docker inspect once hung there
+// until the test timed out).
 func TestHungDockerDaemon(t *testing.T) {
 	const name = "e2e-hung"
 	useContainer(t, name)
 	l := Lab(t)
-	ctx := testCtx(t, 5*time.Minute)
 	count := func() string {
-		res, _ := l.HostExec(ctx, "host2", "sh", "-c", "echo $(pgrep -c -f 'sshd: root' || true) $(pgrep -c -x docker || true)")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		res, err := l.HostExec(ctx, "host2", "sh", "-c", "echo $(pgrep -c -f 'sshd: root' || true) $(pgrep -c -x docker || true) $(pgrep -c -x slurmstepd || true)")
+		if err != nil {
+			t.Fatalf("counting host2's sessions and docker clients: %v", err)
+		}
 		return strings.TrimSpace(res.Stdout)
 	}
+	// resume lets host2's dockerd go on, and waits for it to answer.
+	resume := func() {
+		cleanupCtx(time.Minute, func(ctx context.Context) {
+			if _, err := l.HostExec(ctx, "host2", "sh", "-c", "kill -CONT $(pidof dockerd)"); err != nil {
+				t.Errorf("resuming host2's dockerd: %v", err)
+				return
+			}
+			for ctx.Err() == nil {
+				try, cancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := l.HostDocker(try, "host2", "version", "--format", "{{.Server.Version}}")
+				cancel()
+				if err == nil {
+					return
+				}
+				time.Sleep(time.Second)
+			}
+			ps, _ := l.HostExec(context.Background(), "host2", "ps", "-eo", "pid,ppid,stat,etime,args")
+			t.Errorf("host2's dockerd did not answer within a minute of SIGCONT; its processes:\n%s", ps.Stdout)
+		})
+	}
 	before := count()
-	if _, err := l.HostExec(ctx, "host2", "sh", "-c", "kill -STOP $(pidof dockerd)"); err != nil {
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := l.HostExec(stopCtx, "host2", "sh", "-c", "kill -STOP $(pidof dockerd)"); err != nil {
 		t.Fatal(err)
 	}
+	resumed := false
 	t.Cleanup(func() {
-		cleanupCtx(time.Minute, func(ctx context.Context) {
-			l.HostExec(ctx, "host2", "sh", "-c", "kill -CONT $(pidof dockerd)")
-		})
+		if !resumed {
+			resume()
+		}
 	})
 	suites := "\n[suites.s]\n[[suites.s.steps]]\nname = \"noop\"\nrun = \"true\"\n"
 	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites})
@@ -208,9 +239,10 @@ func TestHungDockerDaemon(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 	if after := count(); after != before {
-		t.Errorf("host2 sshd sessions and docker clients: %q before, %q after", before, after)
+		t.Errorf("host2 sshd sessions, docker clients and srun tasks: %q before, %q after", before, after)
 	}
-	l.HostExec(ctx, "host2", "sh", "-c", "kill -CONT $(pidof dockerd)")
+	resumed = true
+	resume()
 	assertNoneLeft(t, name, "after the refusal")
 }
 

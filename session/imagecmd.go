@@ -72,6 +72,7 @@ func PushImage(ctx context.Context, cfg *cluster.Config, ref string, opts Option
 	if err != nil {
 		err = exitcode.With(exitcode.Partial, err)
 	}
+	err = s.withLeftovers(err)
 	s.record(ExitCode(ctx, err), err)
 	rep.Record = s.RecordDir
 	return rep, err

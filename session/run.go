@@ -190,8 +190,13 @@ func changesAnything(p Plan) bool {
 }
 
 // outcome is the exit code of a run whose plan proceeded, given the first
-// stage error.
+// stage error: 6 when something was left on the hosts.
 func (s *Session) outcome(ctx context.Context, err error) error {
+	return s.withLeftovers(s.stagesOutcome(ctx, err))
+}
+
+// stagesOutcome is outcome, from the stages' results alone.
+func (s *Session) stagesOutcome(ctx context.Context, err error) error {
 	var se *StageError
 	var sue *suite.StageError
 	switch {

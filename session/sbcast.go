@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/images"
 	"github.com/cvs-tool/cvs/report"
+	"github.com/cvs-tool/cvs/shell"
 	"github.com/cvs-tool/cvs/transport"
 )
 
@@ -65,6 +67,9 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 	defer os.Remove(local)
 	remote := fmt.Sprintf("/var/tmp/cvs-push-%s.tar", s.RunID)
 	s.log.Info(fmt.Sprintf("sending %d of %d layers (%d bytes) once, to every node of the allocation, with sbcast", len(send), len(saved.LayerFiles), size))
+	// Removed from every node it may have reached, also when sbcast fails
+	// or is stopped part-way.
+	defer s.removeSbcastCopy(ctx, remote)
 	if err := s.sbcast(ctx, local, remote); err != nil {
 		return &StageError{Stage: stage, Failures: []HostFailure{{Host: "(this machine)", Err: err}}}
 	}
@@ -85,14 +90,59 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 		s.log.Info(fmt.Sprintf("image pushed: %d of %d layers, %d bytes (through sbcast)", len(send), len(saved.LayerFiles), size), "host", h.Name)
 		return transport.Result{}, nil
 	})
-	s.each(context.WithoutCancel(ctx), "", s.Config.Hosts, func(ctx context.Context, _ int, _ cluster.Host, c transport.Conn) error {
-		_, err := c.Run(ctx, transport.Command{Line: "rm -f -- " + remote})
-		return err
-	})
 	s.mu.Lock()
 	s.pushes = pushes
 	s.mu.Unlock()
 	return err
+}
+
+// sbcastCleanupTimeout bounds the removal of the sbcast copy from the
+// nodes.
+const sbcastCleanupTimeout = time.Minute
+
+// removeSbcastCopy removes remote from every node sbcast may have written
+// it to: the allocation's nodes (sbcast sends it to all of them, also to
+// those not in hosts) and the hosts, within sbcastCleanupTimeout, even
+// after ctx ended. A node where that fails is named in the run's outcome
+// (exit 6).
+func (s *Session) removeSbcastCopy(ctx context.Context, remote string) {
+	nodes := sbcastNodes(s.Config.Hosts, os.Getenv("SLURM_JOB_NODELIST"))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sbcastCleanupTimeout)
+	defer cancel()
+	errs := s.each(ctx, "", nodes, func(ctx context.Context, _ int, _ cluster.Host, c transport.Conn) error {
+		// Removing it again is harmless.
+		_, err := c.Run(ctx, transport.Command{Line: shell.Join("rm", "-f", "--", remote), Rerun: true})
+		return err
+	})
+	var left []string
+	for i, err := range errs {
+		if err != nil {
+			left = append(left, nodes[i].Name)
+			s.log.Error("could not remove the image's sbcast copy", "host", nodes[i].Name, "file", remote, "err", err)
+		}
+	}
+	if len(left) > 0 {
+		s.leftBehind(fmt.Sprintf("the image's sbcast copy %s is LEFT on %s (remove it there: rm -f %s)", remote, strings.Join(left, ", "), remote))
+	}
+}
+
+// sbcastNodes is every node an sbcast may reach: the hosts, then the other
+// nodes of the allocation (nodelist, in Slurm's hostlist syntax; a list
+// that cannot be read adds none).
+func sbcastNodes(hosts []cluster.Host, nodelist string) []cluster.Host {
+	out := append([]cluster.Host(nil), hosts...)
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		seen[h.Name] = true
+	}
+	names, _ := cluster.ExpandHostList(nodelist)
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, cluster.Host{Name: n})
+		}
+	}
+	return out
 }
 
 // writeDelta writes the tarball with the layers send to a private file

@@ -141,6 +141,10 @@ type Session struct {
 	started  time.Time      // when the session opened
 	command  string         // run, up, down: for the record
 	suite    string
+
+	// leftovers says what else this run left on the hosts (leftBehind):
+	// the run ends with exit 6.
+	leftovers []string
 	// RecordDir is the folder of this run's record, once written.
 	RecordDir string
 	// Image is what the hosts launch: the configured reference, or
@@ -465,6 +469,29 @@ func (s *Session) tempDirsLeft() []string {
 		out = append(out, t.Dir+" on "+report.HostList(hosts))
 	}
 	return out
+}
+
+// leftBehind records something this run could not remove from the
+// hosts, as the operator should read it.
+func (s *Session) leftBehind(what string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.leftovers = append(s.leftovers, what)
+}
+
+// withLeftovers is err with what this run left on the hosts, whose exit
+// code is then 6; err itself when nothing was left.
+func (s *Session) withLeftovers(err error) error {
+	s.mu.Lock()
+	left := strings.Join(s.leftovers, "\n")
+	s.mu.Unlock()
+	switch {
+	case left == "":
+		return err
+	case err == nil:
+		return exitcode.With(exitcode.Cleanup, errors.New(left))
+	}
+	return exitcode.With(exitcode.Cleanup, fmt.Errorf("%w\n%s", err, left))
 }
 
 // sshdKeys returns the cluster's in-container sshd key pair, created on

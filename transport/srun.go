@@ -53,12 +53,22 @@ func (s *Srun) bin() string {
 func (s *Srun) argv(line string, forwardStdin, data bool) []string {
 	// --overlap: the lock's task holds its node for the whole run, and
 	// every other command of the run is a step beside it.
-	argv := []string{s.bin(), "--nodelist=" + s.Host, "--nodes=1", "--ntasks=1", "--overlap", "--quiet", "--kill-on-bad-exit=1", "sh", "-c"}
+	argv := []string{s.bin(), "--nodelist=" + s.Host, "--nodes=1", "--ntasks=1", "--overlap", "--quiet", "--kill-on-bad-exit=1", "--export=NONE", "/bin/sh", "-c"}
 	if data {
-		return append(argv, line)
+		return append(argv, nodeEnv+line)
 	}
-	return append(argv, watchdog(forwardStdin), "cvs", line)
+	return append(argv, nodeEnv+watchdog(forwardStdin), "cvs", line)
 }
+
+// nodeEnv begins every task's script. srun gives a task the whole
+// environment of cvs by default (--export=ALL): an operator's DOCKER_HOST
+// or DOCKER_CONFIG would redirect every node's docker, and CI secrets
+// would reach every node. cvs passes none of it (--export=NONE, or only a
+// batch's token), and the task takes the node's own, as sshd gives it: a
+// PATH, and the user's name and home folder from the node's user
+// database.
+const nodeEnv = `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin; USER=$(id -un); LOGNAME=$USER; ` +
+	`HOME=$(getent passwd "$USER" | cut -d: -f6); export PATH USER LOGNAME HOME; `
 
 // Run runs cmd.Line on the node and waits, at most until ctx ends: then
 // srun's standard input is closed (the watchdog on the node kills the
@@ -72,7 +82,7 @@ func (s *Srun) Run(ctx context.Context, cmd Command) (Result, error) {
 
 func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, error) {
 	start := time.Now()
-	argv := s.argv(cmd.Line, cmd.ForwardStdin, input != nil)
+	argv := s.argv(cmd.Line, forwardsStdin(cmd), input != nil)
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Env = append(os.Environ(), s.Env...)
 	out := newCaptured()
@@ -97,6 +107,11 @@ func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, e
 		}
 		fed <- err
 	}()
+	if cmd.Heartbeat > 0 && input == nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go writeBeats(stdin, cmd.Heartbeat, stop)
+	}
 	waitc := make(chan error, 1)
 	go func() { waitc <- c.Wait() }()
 	var werr error
@@ -134,6 +149,27 @@ func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, e
 		return res, &ExitError{Host: s.Host, Cmd: cmd.name(), Code: res.ExitCode, StderrTail: report.Tail(string(res.Stderr), stderrTailLines)}
 	default:
 		return result(-1), &HostError{Host: s.Host, Kind: KindSSH, Err: werr, Detail: fmt.Sprintf("running srun: %v", werr)}
+	}
+}
+
+// forwardsStdin reports whether the command reads the standard input cvs
+// holds open (ForwardStdin, or the Heartbeat written to it).
+func forwardsStdin(c Command) bool { return c.ForwardStdin || c.Heartbeat > 0 }
+
+// writeBeats writes a newline to w every d (Command.Heartbeat) until stop
+// is closed or a write fails (w was closed: the command's end).
+func writeBeats(w io.Writer, d time.Duration, stop <-chan struct{}) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			if _, err := w.Write([]byte{'\n'}); err != nil {
+				return
+			}
+		}
 	}
 }
 

@@ -11,14 +11,16 @@ import (
 )
 
 // fakeSrun is an srun that runs its task here: it checks the options cvs
-// passes and execs the command after them. The real one is tested on the
-// Slurm lab.
+// passes and execs the command after them, with no environment
+// (--export=NONE: srun gives the task none of its own, and finds the
+// command by its absolute path only). The real one is tested on the Slurm
+// lab.
 const fakeSrun = `#!/bin/sh
 node=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--nodelist=*) node=${1#--nodelist=} ;;
-	--nodes=1|--ntasks=1|--overlap|--quiet|--kill-on-bad-exit=1) ;;
+	--nodes=1|--ntasks=1|--overlap|--quiet|--kill-on-bad-exit=1|--export=NONE) ;;
 	--*) echo "srun: error: unexpected option $1" >&2; exit 2 ;;
 	*) break ;;
 	esac
@@ -26,7 +28,8 @@ while [ $# -gt 0 ]; do
 done
 [ "$node" = down ] && { echo "srun: error: Unable to create step for job 7: Requested node configuration is not available" >&2; exit 1; }
 [ -n "$node" ] || { echo "srun: error: no node" >&2; exit 2; }
-exec "$@"
+case $1 in /*) ;; *) echo "slurmstepd: error: execve(): $1: No such file or directory" >&2; exit 2 ;; esac
+exec env -i SLURMD_NODENAME="$node" "$@"
 `
 
 func newFakeSrun(t *testing.T, node string) *Srun {
@@ -87,5 +90,16 @@ func TestSrunUpload(t *testing.T) {
 	fi, _ := os.Stat(dst)
 	if err != nil || string(b) != "secret\n" || fi.Mode().Perm() != 0o600 {
 		t.Errorf("%q %v %v", b, err, fi.Mode())
+	}
+}
+
+// A task gets none of the controller's environment (see
+// TestSrunGroupTasksGetNoControllerEnvironment).
+func TestSrunTaskGetsNoControllerEnvironment(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+	res, err := newFakeSrun(t, "node01").Run(context.Background(), Command{Line: `env; echo "home=$HOME"`})
+	out := "\n" + string(res.Stdout)
+	if err != nil || strings.Contains(out, "DOCKER_HOST") || !strings.Contains(out, "\nPATH=/") || strings.Contains(out, "home=\n") {
+		t.Errorf("%v:\n%s", err, out)
 	}
 }

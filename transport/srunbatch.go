@@ -31,12 +31,12 @@ import (
 // gets its own Result and typed error, and its own output as it arrives.
 //
 // A command joins a gathering batch when its line and its stdin (forwarded
-// or not) are the same and its node is not in it yet; the batch starts
+// or not, its Heartbeat) are the same and its node is not in it yet; the batch starts
 // once no command has joined for Window (or MaxWait after the first). A
 // batch of one is a plain per-node srun. srun's stdin goes to every task
 // (--input=all): closing it is the end-of-file that stops every watchdog,
 // which is how a batch is stopped and how the cluster lock, held by one
-// batch, is released. An upload of the same small file to the same path
+// batch, is released; a Heartbeat is written there once, for every task. An upload of the same small file to the same path
 // is a batch too, whose stdin is the file (maxBatchUpload). Each node's
 // result is handed over as soon as its task exits (both its output
 // streams end with a mark), not when the batch's slowest node ends.
@@ -238,12 +238,13 @@ func (g *SrunGroup) join(m *srunMember) {
 }
 
 // batchKey: commands run together when their line and their standard
-// input (forwarded or not, or the data they read) are the same.
+// input (forwarded or not, its heartbeat, or the data they read) are the
+// same.
 func batchKey(c Command, data []byte) string {
 	if data != nil {
 		return fmt.Sprintf("data %x\x00%s", sha256.Sum256(data), c.Line)
 	}
-	return fmt.Sprintf("%t\x00%s", c.ForwardStdin, c.Line)
+	return fmt.Sprintf("%t\x00%s\x00%s", forwardsStdin(c), c.Heartbeat, c.Line)
 }
 
 // gather waits for the batch to fill, then runs it.
@@ -303,7 +304,7 @@ func (g *SrunGroup) expecting(b *srunBatch) bool {
 }
 
 func (g *SrunGroup) solo(m *srunMember) {
-	if !m.cmd.ForwardStdin { // held open for the run (the lock): no place
+	if !forwardsStdin(m.cmd) { // held open for the run (the lock): no place
 		release, err := g.slot(m.ctx, m.node.Host, m.cmd)
 		if err != nil {
 			m.done <- srunOutcome{Result{ExitCode: -1}, err}
@@ -391,11 +392,19 @@ func batchContext(members []*srunMember) (context.Context, context.CancelFunc) {
 // "<token> start <node>" first, "<token> exit <node> <status>" last.
 var labelled = regexp.MustCompile(`^ *([0-9]+): (.*)$`)
 
-// batchScript runs $2 under the watchdog $1 between the marks: the start
-// on stdout, the exit status on stdout and on stderr (each stream's mark
-// says that stream of the task is complete).
-const batchScript = `printf '%s start %s\n' "$3" "$SLURMD_NODENAME"; sh -c "$1" cvs "$2"; s=$?; ` +
-	`printf '%s exit %s %d\n' "$3" "$SLURMD_NODENAME" $s; printf '%s exit %s %d\n' "$3" "$SLURMD_NODENAME" $s >&2`
+// batchScript runs $2 under the watchdog $1 between the marks, which
+// carry the batch's token ($CVS_BATCH_TOKEN, taken out of the
+// command's environment): the start on stdout, the exit status on stdout
+// and on stderr (each stream's mark says that stream of the task is
+// complete). Each exit mark is a line of its own: the newline before it
+// ends the command's last line, or is an empty line after it; the
+// demultiplexer does not count it as the command's (taskStream).
+const batchScript = `t=$` + tokenVar + `; unset ` + tokenVar + `; printf '%s start %s\n' "$t" "$SLURMD_NODENAME"; sh -c "$1" cvs "$2"; s=$?; ` +
+	`printf '\n%s exit %s %d\n' "$t" "$SLURMD_NODENAME" $s; printf '\n%s exit %s %d\n' "$t" "$SLURMD_NODENAME" $s >&2`
+
+// tokenVar is the environment variable that brings a batch's token to its
+// tasks.
+const tokenVar = "CVS_BATCH_TOKEN"
 
 // batchRunner is the script that runs a batch's command: under the
 // watchdog, or, for a command that reads data, plainly (the watchdog
@@ -404,7 +413,7 @@ func batchRunner(m *srunMember) string {
 	if m.data != nil {
 		return `exec sh -c "$1"`
 	}
-	return watchdog(m.cmd.ForwardStdin)
+	return watchdog(forwardsStdin(m.cmd))
 }
 
 // runBatch runs one srun with a task on every member's node and hands each
@@ -412,23 +421,24 @@ func batchRunner(m *srunMember) string {
 func (g *SrunGroup) runBatch(members []*srunMember) {
 	start := time.Now()
 	token := batchToken()
+	demux, tasks := newSrunDemux(token, members, start)
 	nodes := make([]string, len(members))
-	byNode := make(map[string]*srunTask, len(members))
-	tasks := make([]*srunTask, len(members))
 	for i, m := range members {
 		nodes[i] = m.node.Host
-		t := &srunTask{member: m, captured: newCaptured()}
-		tasks[i], byNode[m.node.Host] = t, t
 	}
 	sort.Strings(nodes)
 	bin := members[0].node.bin()
 	argv := []string{bin, "--nodelist=" + strings.Join(nodes, ","), fmt.Sprintf("--nodes=%d", len(nodes)),
 		fmt.Sprintf("--ntasks=%d", len(nodes)), "--ntasks-per-node=1", "--overlap", "--quiet", "--kill-on-bad-exit=0",
-		"--input=all", "--label", "sh", "-c", batchScript, "cvs", batchRunner(members[0]), members[0].cmd.Line, token}
+		"--input=all", "--label", "--export=" + tokenVar, "/bin/sh", "-c", nodeEnv + batchScript, "cvs", batchRunner(members[0]), members[0].cmd.Line}
 	c := exec.Command(argv[0], argv[1:]...)
-	c.Env = append(os.Environ(), members[0].node.Env...)
+	// The token in srun's environment, which srun gives the tasks (with
+	// the SLURM_* variables, and nothing else of ours): not in a command
+	// line, which anyone on a node may read (a step in a pid = "host"
+	// container could print a mark), while a process's environment only
+	// its user may.
+	c.Env = append(append(os.Environ(), members[0].node.Env...), tokenVar+"="+token)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	demux := &srunDemux{token: token, byNode: byNode, byRank: map[int]*srunTask{}, early: map[int][]string{}, start: start}
 	outR, errR, stdin, err := pipes(c)
 	if err == nil {
 		err = c.Start()
@@ -444,6 +454,11 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 			stdin.Write(data)
 			stdin.Close()
 		}()
+	} else if hb := members[0].cmd.Heartbeat; hb > 0 {
+		// Once, to srun's stdin: srun gives it to every task.
+		stop := make(chan struct{})
+		defer close(stop)
+		go writeBeats(stdin, hb, stop)
 	}
 	var read sync.WaitGroup
 	read.Add(2)
@@ -493,6 +508,9 @@ func (g *SrunGroup) runBatch(members []*srunMember) {
 	}
 	for _, t := range tasks {
 		m := t.member
+		if !t.delivered {
+			t.stop()
+		}
 		switch {
 		case t.delivered:
 		case t.exited:
@@ -546,16 +564,79 @@ type srunTask struct {
 	status          int
 	errDone         bool // the exit mark came on stderr too
 	delivered       bool // the member has its outcome
+	// out and err follow the task's two streams as srun cuts them.
+	out, err taskStream
 }
 
-func (t *srunTask) write(stderr bool, text string) {
-	buf, w := t.stdout, t.member.cmd.Stdout
-	if stderr {
-		buf, w = t.stderr, t.member.cmd.Stderr
+// srunMsgMax is the most output of one task srun carries in a message
+// (slurmstepd's MAX_MSG_LEN): a longer line arrives cut in pieces of
+// exactly this size, each printed by --label as a line of its own.
+const srunMsgMax = 1024
+
+// streamHold is how long a line's newline is held back from the
+// command's Stdout or Stderr writer: it may be the one the batch script
+// prints before its exit mark (then it is not the command's), and that
+// mark comes right after the line when it is.
+const streamHold = 100 * time.Millisecond
+
+// taskStream is one output stream of a task: a line from srun is a piece
+// of the task's line when it is srunMsgMax long (cont), else the end of
+// one. The newline that ends a line is given to the Result and the
+// command's writer only when another line follows: the last one, before
+// the exit mark, is the batch script's (the writer gets it after
+// streamHold anyway, so that a line shows as soon as it came).
+type taskStream struct {
+	buf  *report.TailBuffer
+	w    io.Writer
+	cont bool // the last piece was cut: the next one goes on its line
+	nl   bool // buf's newline held back
+	wnl  bool // w's newline held back
+	tick *time.Timer
+}
+
+// piece takes one line srun printed for the stream. Called with mu held.
+func (s *taskStream) piece(mu *sync.Mutex, text string) {
+	if s.nl {
+		s.buf.Write([]byte{'\n'})
+		s.nl = false
 	}
-	buf.Write([]byte(text))
-	if w != nil {
-		w.Write([]byte(text))
+	s.buf.Write([]byte(text))
+	if s.w != nil {
+		out := text
+		if s.wnl {
+			s.tick.Stop()
+			s.wnl, out = false, "\n"+text
+		}
+		s.w.Write([]byte(out))
+	}
+	if s.cont = len(text) == srunMsgMax; s.cont {
+		return
+	}
+	s.nl = true
+	if s.w == nil {
+		return
+	}
+	s.wnl = true
+	if s.tick != nil {
+		s.tick.Reset(streamHold)
+		return
+	}
+	s.tick = time.AfterFunc(streamHold, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if s.wnl {
+			s.w.Write([]byte{'\n'})
+			s.wnl = false
+		}
+	})
+}
+
+// end takes the stream's exit mark: the newline held back is the batch
+// script's. Called with mu held.
+func (s *taskStream) end() {
+	s.nl, s.wnl = false, false
+	if s.tick != nil {
+		s.tick.Stop()
 	}
 }
 
@@ -577,57 +658,99 @@ type srunDemux struct {
 
 var launchFailed = regexp.MustCompile(`failed on node ([^ :]+):`)
 
+// newSrunDemux returns the demultiplexer of a batch whose marks carry
+// token, and the members' tasks in their order.
+func newSrunDemux(token string, members []*srunMember, start time.Time) (*srunDemux, []*srunTask) {
+	d := &srunDemux{token: token, byNode: map[string]*srunTask{}, byRank: map[int]*srunTask{}, early: map[int][]string{}, start: start}
+	tasks := make([]*srunTask, len(members))
+	for i, m := range members {
+		t := &srunTask{member: m, captured: newCaptured()}
+		t.out, t.err = taskStream{buf: t.stdout, w: m.cmd.Stdout}, taskStream{buf: t.stderr, w: m.cmd.Stderr}
+		tasks[i], d.byNode[m.node.Host] = t, t
+	}
+	return d, tasks
+}
+
+// srunLines splits srun's output at each newline; unlike bufio.ScanLines
+// it keeps a carriage return before it, which is the task's.
+func srunLines(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}
+
 func (d *srunDemux) stdout(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	sc.Split(srunLines)
 	for sc.Scan() {
 		rank, text, ok := label(sc.Text())
 		if !ok {
 			continue
 		}
 		d.mu.Lock()
-		t := d.byRank[rank]
-		if i := strings.Index(text, d.token+" "); i >= 0 {
-			d.mark(rank, t, text[:i], strings.Fields(text[i+len(d.token)+1:]))
-		} else if t != nil {
-			t.write(false, text+"\n")
-		}
+		d.stdoutLine(rank, text)
 		d.mu.Unlock()
 	}
 	io.Copy(io.Discard, r)
 }
 
-// mark handles a task's start or exit mark, after before: output that had
-// no newline at its end.
-func (d *srunDemux) mark(rank int, t *srunTask, before string, f []string) {
-	switch {
-	case len(f) == 2 && f[0] == "start":
-		t = d.byNode[f[1]]
-		if t == nil {
+// mark returns the fields of a task's mark, or nil: a mark is a line of
+// its own (the batch script prints a newline before it) that starts with
+// the batch's token.
+func (d *srunDemux) mark(s *taskStream, text string) []string {
+	if (s != nil && s.cont) || !strings.HasPrefix(text, d.token+" ") {
+		return nil
+	}
+	return strings.Fields(text[len(d.token)+1:])
+}
+
+// stdoutLine takes one line of a task's stdout: its start mark, output,
+// or its exit mark. Called with d.mu held.
+func (d *srunDemux) stdoutLine(rank int, text string) {
+	t := d.byRank[rank]
+	if t == nil {
+		f := d.mark(nil, text)
+		if len(f) != 2 || f[0] != "start" || d.byNode[f[1]] == nil || d.byNode[f[1]].started {
 			return
 		}
+		t = d.byNode[f[1]]
 		t.started = true
 		d.byRank[rank] = t
 		for _, l := range d.early[rank] {
 			d.stderrLine(t, l)
 		}
 		delete(d.early, rank)
-	case len(f) == 3 && f[0] == "exit" && t != nil:
-		if before != "" {
-			t.write(false, before)
-		}
-		if n, err := strconv.Atoi(f[2]); err == nil {
-			t.exited, t.status = true, n
-			if t.errDone {
-				d.deliver(t)
-			}
-		}
+		return
+	}
+	if t.exited {
+		return
+	}
+	f := d.mark(&t.out, text)
+	if f == nil || len(f) != 3 || f[0] != "exit" {
+		t.out.piece(&d.mu, text)
+		return
+	}
+	n, err := strconv.Atoi(f[2])
+	if err != nil {
+		t.out.piece(&d.mu, text)
+		return
+	}
+	t.out.end()
+	t.exited, t.status = true, n
+	if t.errDone {
+		d.deliver(t)
 	}
 }
 
 func (d *srunDemux) stderr(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	sc.Split(srunLines)
 	for sc.Scan() {
 		rank, text, ok := label(sc.Text())
 		d.mu.Lock()
@@ -647,20 +770,34 @@ func (d *srunDemux) stderr(r io.Reader) {
 	io.Copy(io.Discard, r)
 }
 
-// stderrLine takes one line of a task's stderr: output, or its exit mark
-// after output that had no newline at its end.
+// stderrLine takes one line of a task's stderr: output, or its exit mark.
+// Called with d.mu held.
 func (d *srunDemux) stderrLine(t *srunTask, text string) {
-	i := strings.Index(text, d.token+" exit ")
-	if i < 0 {
-		t.write(true, text+"\n")
+	if t.errDone {
 		return
 	}
-	if i > 0 {
-		t.write(true, text[:i])
+	if f := d.mark(&t.err, text); len(f) != 3 || f[0] != "exit" {
+		t.err.piece(&d.mu, text)
+		return
 	}
+	t.err.end()
 	t.errDone = true
 	if t.exited {
 		d.deliver(t)
+	}
+}
+
+// stop ends the streams of a task that gave no exit mark: the newlines
+// held back are the command's after all. Called with d.mu held.
+func (t *srunTask) stop() {
+	for _, s := range []*taskStream{&t.out, &t.err} {
+		if s.nl {
+			s.buf.Write([]byte{'\n'})
+		}
+		if s.wnl {
+			s.w.Write([]byte{'\n'})
+		}
+		s.end()
 	}
 }
 

@@ -408,3 +408,98 @@ func TestSrunGroupKeepsABatchTogetherAcrossCommands(t *testing.T) {
 		t.Errorf("srun calls %q, want two batches", calls)
 	}
 }
+
+// srun carries a task's output in messages of at most 1 KiB and prints
+// each as a line: a line longer than that arrives cut in pieces. The
+// pieces are put together again, the exit marks are found wherever the
+// cut falls, and the output is the command's own (no newline added).
+func TestSrunGroupOutputCutInMessages(t *testing.T) {
+	for _, n := range []int{1000, 1020, 1023, 1024, 1030, 2048, 3000} {
+		for _, end := range []string{"", `\n`} {
+			t.Run(fmt.Sprintf("%d%s", n, end), func(t *testing.T) {
+				g, _ := newFakeGroup(t)
+				line := fmt.Sprintf(`head -c %d /dev/zero | tr '\0' x; printf '%s'; head -c %d /dev/zero | tr '\0' y >&2`, n, end, n)
+				got := runOnAll(context.Background(), g, []string{"n1", "n2"}, line)
+				want := strings.Repeat("x", n) + strings.ReplaceAll(end, `\n`, "\n")
+				for node, r := range got {
+					if r.err != nil || string(r.res.Stdout) != want || r.stdout.String() != want || string(r.res.Stderr) != strings.Repeat("y", n) {
+						t.Errorf("%s: err %v, stdout %d bytes (streamed %d), stderr %d bytes; want %d, %d", node, r.err, len(r.res.Stdout), r.stdout.Len(), len(r.res.Stderr), len(want), n)
+					}
+				}
+			})
+		}
+	}
+}
+
+// The controller's environment stays here: srun gives the tasks none of
+// it (an operator's DOCKER_HOST would redirect every node's docker), only
+// a clean one of the node's own (PATH, HOME).
+func TestSrunGroupTasksGetNoControllerEnvironment(t *testing.T) {
+	t.Setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+	g, _ := newFakeGroup(t)
+	line := `env; echo "home=$HOME"; command -v sh`
+	check := func(how, node, out string) {
+		if strings.Contains(out, "DOCKER_HOST") || strings.Contains(out, "SRUN_LOG") || strings.Contains(out, "CVS_BATCH_TOKEN") {
+			t.Errorf("%s %s: the controller's environment reached the task:\n%s", how, node, out)
+		}
+		if !strings.Contains(out, "\nPATH=/") || strings.Contains(out, "home=\n") || !strings.Contains(out, "/sh\n") {
+			t.Errorf("%s %s: no PATH or HOME of its own:\n%s", how, node, out)
+		}
+	}
+	for n, r := range runOnAll(context.Background(), g, []string{"n1", "n2"}, line) {
+		if r.err != nil {
+			t.Fatalf("%s: %v", n, r.err)
+		}
+		check("batch", n, "\n"+string(r.res.Stdout))
+	}
+	res, err := g.Node("n3").Run(context.Background(), Command{Line: line})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("alone", "n3", "\n"+string(res.Stdout))
+}
+
+// The batch's token (whoever prints it can fake an exit status) is in
+// no process's command line, which anyone on the node may read in /proc:
+// not srun's, not the task's.
+func TestSrunGroupTokenNotInAnyCommandLine(t *testing.T) {
+	g, _ := newFakeGroup(t)
+	// Every ancestor's command line, up to this test.
+	line := `p=$$; while [ "$p" -gt 1 ]; do tr '\0' ' ' </proc/$p/cmdline; echo; p=$(cut -d' ' -f4 /proc/$p/stat); done`
+	for n, r := range runOnAll(context.Background(), g, []string{"n1", "n2"}, line) {
+		if r.err != nil || !strings.Contains(string(r.res.Stdout), "--nodelist=n1,n2") {
+			t.Fatalf("%s: %v: no srun among its ancestors:\n%s", n, r.err, r.res.Stdout)
+		}
+		if strings.Contains(string(r.res.Stdout), "@@cvs-") {
+			t.Errorf("%s: the token is in a command line:\n%s", n, r.res.Stdout)
+		}
+	}
+}
+
+// A command with a Heartbeat reads a newline every Heartbeat on its
+// standard input, through one srun or a batch (srun's stdin, which every
+// task reads); stdin still ends with its context.
+func TestSrunHeartbeatReachesTheTask(t *testing.T) {
+	// Three beats, then wait for the end of stdin: the context's.
+	line := `n=0; while [ $n -lt 3 ] && read -r l; do n=$((n+1)); done; echo "beats $n"; cat >/dev/null; echo closed`
+	cmd := Command{Line: line, Heartbeat: 50 * time.Millisecond}
+	check := func(how string, res Result, err error) {
+		t.Helper()
+		if string(res.Stdout) != "beats 3\n" && string(res.Stdout) != "beats 3\nclosed\n" || ErrorKind(err) != KindTimeout && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: %q %v", how, res.Stdout, err)
+		}
+	}
+	g, _ := newFakeGroup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for n, r := range runCommandOnAll(ctx, g, []string{"n1", "n2"}, cmd) {
+		check("batch "+n, r.res, r.err)
+	}
+	if g.Batches() != 1 {
+		t.Errorf("%d batches, want 1", g.Batches())
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	res, err := newFakeSrun(t, "node01").Run(ctx, cmd)
+	check("alone", res, err)
+}

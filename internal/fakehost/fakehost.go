@@ -94,6 +94,9 @@ type Host struct {
 
 	// Faults: the named operation exits non-zero with this stderr.
 	FailRun, FailRm, FailProvision, FailSSHD, FailCopy string
+	// FailRemoveFile: rm -f -- PATH (a file cvs put on the host) exits
+	// non-zero with this stderr.
+	FailRemoveFile string
 	// FailRunAfterCreate: docker run creates the container, then fails to
 	// start it (exit 125 with this stderr), leaving it "created".
 	FailRunAfterCreate string
@@ -342,6 +345,14 @@ func (h *Host) Run(ctx context.Context, cmd transport.Command) (transport.Result
 			}
 		}
 		delete(h.tempDirs, argv[3])
+		h.mu.Unlock()
+		return ok1("")
+	case argv[0] == "rm" && len(argv) == 4 && argv[1] == "-f" && argv[2] == "--":
+		if h.FailRemoveFile != "" {
+			return h.exit(cmd, 1, h.FailRemoveFile)
+		}
+		h.mu.Lock()
+		h.removed[argv[3]] = true
 		h.mu.Unlock()
 		return ok1("")
 	case argv[0] == "docker":

@@ -12,18 +12,20 @@ import (
 // --nodelist, each with SLURMD_NODENAME, ranks in the reverse order of the
 // list (Slurm's ranks follow its own node order, not the caller's), every
 // line of a task's stdout and stderr labelled with its rank as --label
-// does, stdin given to every task. A list naming "down" fails the whole
-// step, as Slurm does when a node cannot take part; a list naming "dies"
-// starts the tasks on the other nodes, then fails the launch on "dies" and
-// aborts the step (kills the others), as Slurm does when a node's slurmd
-// is gone but the node is still allocated. The real srun is tested on the
-// Slurm lab.
+// does (cut every 1024 bytes, as srun's messages are), stdin given to
+// every task. A list naming "down" fails the whole step, as Slurm does
+// when a node cannot take part; a list naming "dies" starts the tasks on
+// the other nodes, then fails the launch on "dies" and aborts the step
+// (kills the others), as Slurm does when a node's slurmd is gone but the
+// node is still allocated. --export is honoured as srun does. The real
+// srun is tested on the Slurm lab.
 const script = `#!/bin/bash
-nodes= label=
+nodes= label= export=ALL
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--nodelist=*) nodes=${1#--nodelist=} ;;
 	--label) label=1 ;;
+	--export=*) export=${1#--export=} ;;
 	--nodes=*|--ntasks=*|--ntasks-per-node=1|--overlap|--quiet|--kill-on-bad-exit=*|--input=all) ;;
 	--*) echo "srun: error: unexpected option $1" >&2; exit 2 ;;
 	*) break ;;
@@ -34,7 +36,25 @@ echo "$nodes" >> "$SRUN_LOG"
 case ",$nodes," in *,down,*) echo "srun: error: Unable to create step for job 7: Requested node configuration is not available" >&2; exit 1 ;; esac
 [ -n "$nodes" ] || exit 2
 [ "$nodes" = dies ] && { echo "srun: error: Task launch for StepId=7.1 failed on node dies: Communication connection failure" >&2; exit 233; }
-[ -n "$label" ] || SLURMD_NODENAME=$nodes exec "$@"
+# task runs a task on node $1 with the environment --export gives it:
+# this one's (ALL), or none of it but the variables named (and SLURM_*),
+# the command then found by its absolute path only.
+task() {
+	local n=$1 keep=() name
+	shift
+	[ "$export" = ALL ] && SLURMD_NODENAME=$n exec "$@"
+	case $1 in /*) ;; *) echo "slurmstepd-$n: error: execve(): $1: No such file or directory" >&2; exit 2 ;; esac
+	if [ "$export" != NONE ]; then
+		for name in ${export//,/ } $(compgen -e SLURM_); do [ -n "${!name+x}" ] && keep+=("$name=${!name}"); done
+	fi
+	exec env -i "${keep[@]}" SLURMD_NODENAME="$n" PWD="$PWD" TMPDIR=/tmp "$@"
+}
+[ -n "$label" ] || task "$nodes" "$@"
+# label prefixes each line with the rank, as --label does, after cutting
+# it every 1024 bytes: slurmstepd sends a task's output in messages of at
+# most 1 KiB (a longer line is cut, and a line of exactly 1 KiB is followed
+# by an empty one), and srun prints each message's piece as a line.
+label() { LC_ALL=C sed -u -E "s/.{1024}/&\n/g; s/\n/\n$1: /g; s/^/$1: /"; }
 # Every task reads all of srun's stdin (--input=all): tee into a fifo each
 # (from fd 4: a background job's stdin would be /dev/null).
 exec 4<&0
@@ -46,7 +66,7 @@ pids=
 for n in $(echo "$nodes" | tr ',' '\n' | sort -r); do
 	[ "$n" = dies ] && { dies=1; continue; }
 	mkfifo "$fifos/$rank"
-	{ { SLURMD_NODENAME=$n "$@" <"$fifos/$rank" 2>&1 1>&3 | sed -u "s/^/$rank: /" >&2; } 3>&1 | sed -u "s/^/$rank: /"; } &
+	{ { task "$n" "$@" <"$fifos/$rank" 2>&1 1>&3 | label $rank >&2; } 3>&1 | label $rank; } &
 	pids="$pids $!"
 	rank=$((rank+1))
 done
