@@ -35,12 +35,6 @@ type Command struct {
 	// stop a command, so that a `docker exec -i ... sh -c Watchdog` inside
 	// can stop the command in the container too.
 	ForwardStdin bool
-	// Heartbeat, when non-zero, forwards stdin (as ForwardStdin) and the
-	// transport writes one byte '\n' to the command's standard input
-	// every Heartbeat until the command ends or its context ends (then
-	// stdin is closed as today). The cluster lock's holder uses it to
-	// release the lock when the controller goes silent.
-	Heartbeat time.Duration
 	// Name, when set, is how errors name the command (the operator's
 	// command rather than the wrapper that runs it in a container).
 	Name string

@@ -48,8 +48,8 @@ func (s *Srun) bin() string {
 }
 
 // argv is srun's command line for one task on the node running sh -c
-// line: under the watchdog, unless the task reads data on its standard
-// input (the watchdog would read it too).
+// line: under the watchdog, unless the task reads data or heartbeats on
+// its standard input (the watchdog would read them too).
 func (s *Srun) argv(line string, forwardStdin, data bool) []string {
 	// --overlap: the lock's task holds its node for the whole run, and
 	// every other command of the run is a step beside it.
@@ -82,7 +82,9 @@ func (s *Srun) Run(ctx context.Context, cmd Command) (Result, error) {
 
 func (s *Srun) run(ctx context.Context, cmd Command, input io.Reader) (Result, error) {
 	start := time.Now()
-	argv := s.argv(cmd.Line, forwardsStdin(cmd), input != nil)
+	// A command that reads heartbeats runs without the watchdog too: it
+	// would take some of them.
+	argv := s.argv(cmd.Line, forwardsStdin(cmd), input != nil || cmd.Heartbeat > 0)
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Env = append(os.Environ(), s.Env...)
 	out := newCaptured()

@@ -407,10 +407,10 @@ const batchScript = `t=$` + tokenVar + `; unset ` + tokenVar + `; printf '%s sta
 const tokenVar = "CVS_BATCH_TOKEN"
 
 // batchRunner is the script that runs a batch's command: under the
-// watchdog, or, for a command that reads data, plainly (the watchdog
-// would read the data).
+// watchdog, or, for a command that reads data or heartbeats, plainly (the
+// watchdog would read them too).
 func batchRunner(m *srunMember) string {
-	if m.data != nil {
+	if m.data != nil || m.cmd.Heartbeat > 0 {
 		return `exec sh -c "$1"`
 	}
 	return watchdog(forwardsStdin(m.cmd))
