@@ -8,6 +8,10 @@
 // The errors keep the shapes the rest of cvs reads: a command that exits
 // non-zero is a *transport.ExitError, a time limit a *transport.TimeoutError,
 // an unusable daemon a *transport.HostError of kind docker-unavailable.
+//
+// Every request ends with its context and has a deadline of its own (see
+// callTimeout): a daemon that stops answering fails its host, it does not
+// hang the run.
 package dockerapi
 
 import (
@@ -37,6 +41,18 @@ import (
 // openTimeout bounds opening the socket and the first API call.
 const openTimeout = 10 * time.Second
 
+// callTimeout bounds one short request to the daemon (an inspect, a list,
+// creating an exec, its exit status once its output is over): a daemon
+// that has not answered by then has stopped answering. Starting and
+// removing a container get slowFactor times as long. Long requests keep
+// their own limits: a pull or a load the caller's, a step's output the
+// step's time limit, a create docker.CreateTimeout.
+const callTimeout = 30 * time.Second
+
+// slowFactor is how many short requests' time starting and force-removing
+// a container may take (mounts, networks, killing its processes).
+const slowFactor = 4
+
 // Engine is one host's Docker daemon through its API.
 type Engine struct {
 	host   string
@@ -45,6 +61,11 @@ type Engine struct {
 	// cli is the host's docker CLI, for what the daemon cannot do alone
 	// (pulling with the host's docker login).
 	cli *docker.CLIEngine
+	// limit bounds each short request (callTimeout).
+	limit time.Duration
+	// stuck is the request the daemon was found not answering; the
+	// host's later requests fail at once with it.
+	stuck atomic.Pointer[stuckCall]
 }
 
 // WithCLI gives the engine the host's docker CLI for pulls that need the
@@ -75,7 +96,7 @@ func Open(ctx context.Context, d transport.UnixDialer, host, socket string) (*En
 	if err != nil {
 		return nil, "", err
 	}
-	e := &Engine{host: host, socket: socket, c: c}
+	e := &Engine{host: host, socket: socket, c: c, limit: callTimeout}
 	v, err := c.ServerVersion(ctx, client.ServerVersionOptions{})
 	if err != nil {
 		c.Close()
@@ -101,6 +122,34 @@ func (e *Engine) Close() error { return e.c.Close() }
 // Socket is the daemon socket the engine talks to.
 func (e *Engine) Socket() string { return e.socket }
 
+// stuckCall is a request the daemon did not answer within its limit.
+type stuckCall struct {
+	what  string
+	limit time.Duration
+}
+
+// within runs call, the request named what, within ctx and at most limit.
+// When the limit, not ctx, ended it, the error is the host's failure
+// (docker-unavailable) saying what did not answer; from then on the
+// host's requests fail at once with that reason, so that a run whose
+// daemon hung ends (and releases its lock) instead of waiting out each
+// request's limit in turn.
+func (e *Engine) within(ctx context.Context, limit time.Duration, what string, call func(ctx context.Context) error) error {
+	if s := e.stuck.Load(); s != nil {
+		return &transport.HostError{Host: e.host, Kind: docker.KindDockerUnavailable, Err: context.DeadlineExceeded,
+			Detail: fmt.Sprintf("%s not sent: the Docker daemon stopped answering (%s) within %s", what, s.what, s.limit)}
+	}
+	cctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	err := call(cctx)
+	if err == nil || ctx.Err() != nil || !errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		return err
+	}
+	e.stuck.CompareAndSwap(nil, &stuckCall{what: what, limit: limit})
+	return &transport.HostError{Host: e.host, Kind: docker.KindDockerUnavailable, Err: err,
+		Detail: fmt.Sprintf("the Docker daemon stopped answering (%s) within %s", what, limit)}
+}
+
 // hostError is an API failure as cvs reports a host's: the daemon or the
 // socket could not be used.
 func (e *Engine) hostError(what string, err error) error {
@@ -114,7 +163,11 @@ func (e *Engine) hostError(what string, err error) error {
 // InspectContainer returns docker's JSON for the container named name
 // (nil when there is none), as `docker container inspect` prints it.
 func (e *Engine) InspectContainer(ctx context.Context, name string) (json.RawMessage, error) {
-	res, err := e.c.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	var res client.ContainerInspectResult
+	err := e.within(ctx, e.limit, "ContainerInspect "+name, func(ctx context.Context) (err error) {
+		res, err = e.c.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+		return err
+	})
 	if cerrdefs.IsNotFound(err) {
 		return nil, nil
 	}
@@ -126,7 +179,11 @@ func (e *Engine) InspectContainer(ctx context.Context, name string) (json.RawMes
 
 // ImageID returns the local ID of image ref, "" when the host lacks it.
 func (e *Engine) ImageID(ctx context.Context, ref string) (string, error) {
-	res, err := e.c.ImageInspect(ctx, ref)
+	var res client.ImageInspectResult
+	err := e.within(ctx, e.limit, "ImageInspect "+ref, func(ctx context.Context) (err error) {
+		res, err = e.c.ImageInspect(ctx, ref)
+		return err
+	})
 	if cerrdefs.IsNotFound(err) {
 		return "", nil
 	}
@@ -156,13 +213,23 @@ func (e *Engine) Exec(ctx context.Context, container string, o docker.ExecOption
 		argv = []string{"sh", "-c", transport.Watchdog, "cvs", shell.Join(argv...)}
 	}
 	attachStdin := eio.Watched || eio.Stdin != nil
-	cr, err := e.c.ExecCreate(ctx, container, client.ExecCreateOptions{
-		User: o.User, AttachStdin: attachStdin, AttachStdout: true, AttachStderr: true, Cmd: argv,
+	var cr client.ExecCreateResult
+	err := e.within(ctx, e.limit, "ExecCreate for "+name, func(ctx context.Context) (err error) {
+		cr, err = e.c.ExecCreate(ctx, container, client.ExecCreateOptions{
+			User: o.User, AttachStdin: attachStdin, AttachStdout: true, AttachStderr: true, Cmd: argv,
+		})
+		return err
 	})
 	if err != nil {
 		return transport.Result{ExitCode: -1}, e.execError(ctx, name, start, err)
 	}
-	att, err := e.c.ExecAttach(ctx, cr.ID, client.ExecAttachOptions{})
+	// Only the attach's answer is bounded: the stream it opens lasts as
+	// long as the command, within ctx.
+	var att client.ExecAttachResult
+	err = e.within(ctx, e.limit, "ExecStart for "+name, func(ctx context.Context) (err error) {
+		att, err = e.c.ExecAttach(ctx, cr.ID, client.ExecAttachOptions{})
+		return err
+	})
 	if err != nil {
 		return transport.Result{ExitCode: -1}, e.execError(ctx, name, start, err)
 	}
@@ -211,8 +278,17 @@ func (e *Engine) Exec(ctx context.Context, container string, o docker.ExecOption
 	if err != nil {
 		return result(-1), &transport.HostError{Host: e.host, Kind: transport.KindSSH, Err: err, Detail: fmt.Sprintf("reading the output of %s: %v (connection lost?)", name, err)}
 	}
-	ins, err := e.c.ExecInspect(context.WithoutCancel(ctx), cr.ID, client.ExecInspectOptions{})
+	// The output is over; a daemon that does not give the exit status
+	// now has stopped answering.
+	var ins client.ExecInspectResult
+	err = e.within(ctx, e.limit, "ExecInspect after the output of "+name, func(ctx context.Context) (err error) {
+		ins, err = e.c.ExecInspect(ctx, cr.ID, client.ExecInspectOptions{})
+		return err
+	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return result(-1), e.execError(ctx, name, start, err)
+		}
 		return result(-1), e.hostError("reading the exit status of "+name, err)
 	}
 	res := result(ins.ExitCode)
@@ -242,7 +318,11 @@ func (e *Engine) Inspect(ctx context.Context, name string) (docker.Inspected, bo
 // does not exist yet (a HEAD of the same endpoint): no process starts in
 // the container.
 func (e *Engine) MakeDir(ctx context.Context, container, dir string, mode os.FileMode, files []docker.File) error {
-	if _, err := e.c.ContainerStatPath(ctx, container, client.ContainerStatPathOptions{Path: dir}); err == nil {
+	err := e.within(ctx, e.limit, "ContainerStatPath "+dir, func(ctx context.Context) error {
+		_, err := e.c.ContainerStatPath(ctx, container, client.ContainerStatPathOptions{Path: dir})
+		return err
+	})
+	if err == nil {
 		return fmt.Errorf("making %s in the container: it exists already", dir)
 	} else if !cerrdefs.IsNotFound(err) {
 		return e.apiError(ctx, "making "+dir+" in the container", err)
@@ -271,7 +351,10 @@ func (e *Engine) MakeDir(ctx context.Context, container, dir string, mode os.Fil
 	// Without CopyUIDGID the files are root's (with it, Docker gives them
 	// to the container's USER: a non-root image's user could then read
 	// every step's script, and replace them).
-	if _, err := e.c.CopyToContainer(ctx, container, client.CopyToContainerOptions{DestinationPath: path.Dir(dir), Content: &buf}); err != nil {
+	if err := e.within(ctx, e.limit, "CopyToContainer "+dir, func(ctx context.Context) error {
+		_, err := e.c.CopyToContainer(ctx, container, client.CopyToContainerOptions{DestinationPath: path.Dir(dir), Content: &buf})
+		return err
+	}); err != nil {
 		return e.apiError(ctx, "copying into the container", err)
 	}
 	return nil
@@ -279,7 +362,11 @@ func (e *Engine) MakeDir(ctx context.Context, container, dir string, mode os.Fil
 
 // PsByLabel lists the containers labelled key=value.
 func (e *Engine) PsByLabel(ctx context.Context, key, value string) ([]string, error) {
-	res, err := e.c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", key+"="+value)})
+	var res client.ContainerListResult
+	err := e.within(ctx, e.limit, "ContainerList", func(ctx context.Context) (err error) {
+		res, err = e.c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", key+"="+value)})
+		return err
+	})
 	if err != nil {
 		return nil, e.apiError(ctx, "listing containers", err)
 	}
@@ -294,9 +381,12 @@ func (e *Engine) PsByLabel(ctx context.Context, key, value string) ([]string, er
 func (e *Engine) Remove(ctx context.Context, ids ...string) (transport.Result, error) {
 	var failed []string
 	for _, id := range ids {
-		_, err := e.c.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+		err := e.within(ctx, slowFactor*e.limit, "ContainerRemove "+docker.ShortID(id), func(ctx context.Context) error {
+			_, err := e.c.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+			return err
+		})
 		if err != nil && !cerrdefs.IsNotFound(err) {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || isDaemonGone(err) {
 				return transport.Result{ExitCode: -1}, e.apiError(ctx, "removing "+docker.ShortID(id), err)
 			}
 			failed = append(failed, err.Error())
@@ -311,7 +401,10 @@ func (e *Engine) Remove(ctx context.Context, ids ...string) (transport.Result, e
 
 // Start starts a stopped container.
 func (e *Engine) Start(ctx context.Context, id string) (transport.Result, error) {
-	if _, err := e.c.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+	if err := e.within(ctx, slowFactor*e.limit, "ContainerStart "+docker.ShortID(id), func(ctx context.Context) error {
+		_, err := e.c.ContainerStart(ctx, id, client.ContainerStartOptions{})
+		return err
+	}); err != nil {
 		if ctx.Err() == nil && !isDaemonGone(err) {
 			return transport.Result{ExitCode: 1, Stderr: []byte(err.Error())}, &transport.ExitError{Host: e.host, Cmd: "docker start " + docker.ShortID(id), Code: 1, StderrTail: err.Error()}
 		}
@@ -333,9 +426,10 @@ func (e *Engine) apiError(ctx context.Context, what string, err error) error {
 }
 
 // isDaemonGone reports whether err is the connection to the daemon
-// failing rather than the daemon refusing.
+// failing, or the daemon not answering, rather than the daemon refusing.
 func isDaemonGone(err error) bool {
-	return client.IsErrConnectionFailed(err) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
+	var he *transport.HostError
+	return client.IsErrConnectionFailed(err) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &he)
 }
 
 var _ docker.Engine = (*Engine)(nil)

@@ -12,13 +12,21 @@ import (
 
 // ImageLayers lists every image with its layers' diff IDs.
 func (e *Engine) ImageLayers(ctx context.Context) (map[string][]string, error) {
-	list, err := e.c.ImageList(ctx, client.ImageListOptions{All: true})
+	var list client.ImageListResult
+	err := e.within(ctx, e.limit, "ImageList", func(ctx context.Context) (err error) {
+		list, err = e.c.ImageList(ctx, client.ImageListOptions{All: true})
+		return err
+	})
 	if err != nil {
 		return nil, e.apiError(ctx, "listing the host's images", err)
 	}
 	out := make(map[string][]string, len(list.Items))
 	for _, im := range list.Items {
-		ins, err := e.c.ImageInspect(ctx, im.ID)
+		var ins client.ImageInspectResult
+		err := e.within(ctx, e.limit, "ImageInspect "+im.ID, func(ctx context.Context) (err error) {
+			ins, err = e.c.ImageInspect(ctx, im.ID)
+			return err
+		})
 		if err != nil {
 			return nil, e.apiError(ctx, "reading the host's layers", err)
 		}
@@ -33,7 +41,10 @@ func (e *Engine) ImageLayers(ctx context.Context) (map[string][]string, error) {
 
 // Tag names the image src also dst.
 func (e *Engine) Tag(ctx context.Context, src, dst string) error {
-	if _, err := e.c.ImageTag(ctx, client.ImageTagOptions{Source: src, Target: dst}); err != nil {
+	if err := e.within(ctx, e.limit, "ImageTag "+dst, func(ctx context.Context) error {
+		_, err := e.c.ImageTag(ctx, client.ImageTagOptions{Source: src, Target: dst})
+		return err
+	}); err != nil {
 		return e.apiError(ctx, "naming the image "+dst, err)
 	}
 	return nil

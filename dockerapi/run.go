@@ -37,16 +37,21 @@ func (e *Engine) Run(ctx context.Context, spec docker.RunSpec) (transport.Result
 	// dockerd finishes a create whose client has gone: the create is not
 	// cut short when ctx ends (only bounded), so that once Run returns,
 	// what it created exists and the caller's cleanup finds it.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), docker.CreateTimeout)
-	created, err := e.c.ContainerCreate(cctx, client.ContainerCreateOptions{Name: spec.Name, Config: cfg, HostConfig: hc})
-	cancel()
+	var created client.ContainerCreateResult
+	err = e.within(context.WithoutCancel(ctx), docker.CreateTimeout, "ContainerCreate "+spec.Name, func(cctx context.Context) (err error) {
+		created, err = e.c.ContainerCreate(cctx, client.ContainerCreateOptions{Name: spec.Name, Config: cfg, HostConfig: hc})
+		return err
+	})
 	if err != nil {
 		return e.refused(ctx, "docker run (create) "+spec.Name, err)
 	}
 	if ctx.Err() != nil {
 		return transport.Result{ExitCode: -1}, e.apiError(ctx, "docker run (create) "+spec.Name, ctx.Err())
 	}
-	if _, err := e.c.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+	if err := e.within(ctx, slowFactor*e.limit, "ContainerStart "+spec.Name, func(ctx context.Context) error {
+		_, err := e.c.ContainerStart(ctx, created.ID, client.ContainerStartOptions{})
+		return err
+	}); err != nil {
 		return e.refused(ctx, "docker run (start) "+spec.Name, err)
 	}
 	return transport.Result{Stdout: []byte(created.ID + "\n")}, nil

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"os"
 	"strings"
@@ -244,6 +245,89 @@ func TestHungDockerDaemon(t *testing.T) {
 	resumed = true
 	resume()
 	assertNoneLeft(t, name, "after the refusal")
+}
+
+// Issue 20, item 6: one host's Docker daemon stops answering (SIGSTOP)
+// once its step's output has reached cvs over the Engine API. That host
+// fails by name within a bound (the step's time limit, then one request's
+// limit: the host's later requests are not sent), the others finish the
+// step, and cvs ends, releasing the cluster lock: once the daemon is back,
+// the next cvs is not refused. In the lab the request left unanswered is
+// the step's output stream, then the next one; a daemon that stops between
+// the end of the output and the exit status (ExecInspect) is
+// TestExecEndsWhenTheDaemonStopsAnsweringAfterTheOutput in dockerapi.
+func TestDaemonHungAfterAStepsOutput(t *testing.T) {
+	if os.Getenv("CVS_DOCKER_ACCESS") == "cli" || viaSlurm {
+		t.Skip("the Engine API's request deadlines; through the docker CLI each docker command has its caller's time limit")
+	}
+	const name = "e2e-hungafter"
+	useContainer(t, name)
+	l := Lab(t)
+	ctx := testCtx(t, 10*time.Minute)
+	t.Cleanup(func() {
+		cleanupCtx(time.Minute, func(ctx context.Context) {
+			l.HostExec(ctx, "host2", "sh", "-c", "kill -CONT $(pidof dockerd)")
+		})
+	})
+	suites := `
+[suites.s]
+[[suites.s.steps]]
+name = "work"
+timeout = "20s"
+run = "echo started on $(hostname); sleep 5; echo done on $(hostname)"
+`
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites})
+	cmd := cvsCommand(ctx, t, "--cluster", file, "run", "s")
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	var frozen time.Time
+	for sc := bufio.NewScanner(stdout); sc.Scan(); {
+		out.WriteString(sc.Text() + "\n")
+		if frozen.IsZero() && strings.Contains(sc.Text(), "started on host2") {
+			if _, err := l.HostExec(ctx, "host2", "sh", "-c", "kill -STOP $(pidof dockerd)"); err != nil {
+				t.Fatal(err)
+			}
+			frozen = time.Now()
+		}
+	}
+	cmd.Wait()
+	took, code := time.Since(frozen), cmd.ProcessState.ExitCode()
+	t.Logf("$ cvs --cluster %s run s (exit %d, %s after the freeze)\n%s%s", file, code, took.Round(time.Second), out.String(), errOut.String())
+	if frozen.IsZero() {
+		t.Fatalf("host2's step never printed (exit %d)", code)
+	}
+	host2 := cvsHost(t, "host2")
+	if code == 0 || !strings.Contains(out.String()+errOut.String(), host2) || !strings.Contains(out.String()+errOut.String(), "stopped answering") {
+		t.Errorf("exit %d, want host2 failed, its daemon named as not answering", code)
+	}
+	for _, h := range []string{"host1", "host3"} {
+		if !strings.Contains(out.String(), "done on "+h) {
+			t.Errorf("%s did not finish its step", h)
+		}
+	}
+	if took > 2*time.Minute {
+		t.Errorf("cvs ended %s after host2's daemon stopped answering", took)
+	}
+	if _, err := l.HostExec(ctx, "host2", "sh", "-c", "kill -CONT $(pidof dockerd)"); err != nil {
+		t.Fatal(err)
+	}
+	// per_run left host2's container (its daemon could not remove it):
+	// down removes it; neither it nor the next run finds the lock held.
+	for _, args := range [][]string{{"down"}, {"run", "s"}} {
+		o, e, c := runCVS(t, append([]string{"--cluster", file}, args...)...)
+		if c != 0 || strings.Contains(o+e, "held by") {
+			t.Fatalf("cvs %s after the hung run: exit %d\n%s\n%s", args[0], c, o, e)
+		}
+	}
+	assertNoneLeft(t, name, "after the next run")
 }
 
 // Issue 11, fault catalogue: the disk under one host's Docker root is
