@@ -303,6 +303,12 @@ func (a *app) loadCluster() (*cluster.Config, error) {
 	if err != nil {
 		return nil, exitcode.With(exitcode.Usage, err)
 	}
+	for _, w := range cfg.Warnings {
+		if a.log == nil {
+			break // shell completion: no logger, and nothing to warn on
+		}
+		a.log.Warn(w)
+	}
 	// CVS_DOCKER_ACCESS overrides the file's docker_access (to compare the
 	// two ways on one cluster, or to step around one).
 	if v := os.Getenv("CVS_DOCKER_ACCESS"); v != "" {
