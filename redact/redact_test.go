@@ -8,13 +8,13 @@ import (
 func TestString(t *testing.T) {
 	m := New([]string{"hunter22", "abcdef", "defghi", "ab", "", "s3cr3t-long", "s3cr3t"})
 	for in, want := range map[string]string{
-		"no secret here":                  "no secret here",
-		"pw=hunter22!":                    "pw=***!",
-		"hunter22hunter22":                "***",
-		"x abcdefghi y":                   "x *** y", // overlapping secrets: neither half survives
-		"abcdef defghi":                   "*** ***",
-		"ab is too short to mask":         "ab is too short to mask",
-		"s3cr3t-long and s3cr3t":          "*** and ***",
+		"no secret here":                   "no secret here",
+		"pw=hunter22!":                     "pw=***!",
+		"hunter22hunter22":                 "***",
+		"x abcdefghi y":                    "x *** y", // overlapping secrets: neither half survives
+		"abcdef defghi":                    "*** ***",
+		"ab is too short to mask":          "ab is too short to mask",
+		"s3cr3t-long and s3cr3t":           "*** and ***",
 		"line1 hunter22\nline2 abcdef\n\n": "line1 ***\nline2 ***\n\n",
 	} {
 		if got := m.String(in); got != want {
