@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"io"
 	"slices"
+	"strings"
 )
 
 // Mask stands for a secret value.
@@ -96,6 +97,27 @@ func (m *Masker) String(s string) string {
 		return s
 	}
 	return string(m.mask([]byte(s)))
+}
+
+// Truncated is String for the end of a longer text: a start of s that is
+// the end of a secret whose beginning was cut away is masked too.
+func (m *Masker) Truncated(s string) string {
+	if m == nil {
+		return s
+	}
+	cut := 0
+	for _, sec := range m.secrets {
+		for k := len(sec) - 1; k > cut; k-- {
+			if strings.HasPrefix(s, string(sec[len(sec)-k:])) {
+				cut = k
+				break
+			}
+		}
+	}
+	if cut == 0 {
+		return m.String(s)
+	}
+	return Mask + m.String(s[cut:])
 }
 
 // Writer masks what is written to it on its way to another writer. A

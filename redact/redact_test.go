@@ -82,3 +82,17 @@ func TestNilMaskerWriter(t *testing.T) {
 		t.Errorf("got %q", b.String())
 	}
 }
+
+func TestTruncated(t *testing.T) {
+	m := New([]string{"hunter22", "abcdef"})
+	for in, want := range map[string]string{
+		"ter22 and then abcdef": "*** and then ***",
+		"22":                    "***",
+		"plain":                 "plain",
+		"hunter22 x":            "*** x",
+	} {
+		if got := m.Truncated(in); got != want {
+			t.Errorf("Truncated(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
