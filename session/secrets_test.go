@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cvs-tool/cvs/cluster"
 )
@@ -155,4 +156,26 @@ run = "echo $REGISTRY_TOKEN"
 	}
 	b, _ := json.Marshal(rec)
 	check("the failed setup's record", string(b), false)
+}
+
+// cvs exec in the containers (whose environment holds [container.env])
+// masks the secrets as a step's output does.
+func TestExecMasksSecrets(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	for _, h := range r.hosts {
+		r.persistentContainer(h, "running")
+		h.Step = func(string) (string, int) { return "TOKEN=s3cret\n", 0 }
+	}
+	var stdout, stderr syncBuffer
+	r.opts.Stdout, r.opts.Stderr = &stdout, &stderr
+	rep, err := Exec(context.Background(), r.cfg, ExecRequest{Argv: []string{"env"}, Hosts: r.cfg.Hosts, Timeout: time.Minute, InContainer: true}, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := json.Marshal(rep)
+	for where, got := range map[string]string{"the terminal": stdout.String() + stderr.String(), "--json": string(doc)} {
+		if strings.Contains(got, "s3cret") || !strings.Contains(got, "TOKEN=***") {
+			t.Errorf("%s:\n%s", where, got)
+		}
+	}
 }
