@@ -95,6 +95,18 @@ type Config struct {
 	// selected (--site, $CVS_SITE), "" for none.
 	Sites []Site `json:"sites,omitempty"`
 	Site  string `json:"site,omitempty"`
+
+	// Secrets are the values a run masks wherever it prints step output:
+	// every env value read from the environment or a file, and literal
+	// values of keys whose name looks secret (SecretName). Never printed.
+	Secrets []string `json:"-"`
+	// Warnings are what the loader found worth saying about a file it
+	// accepted (a secret file others can read).
+	Warnings []string `json:"-"`
+	// envFrom says where each env value read from the environment or a
+	// file came from, by key path ("container.env.TOKEN"): "$NAME" or
+	// "file PATH", what the effective configuration shows instead.
+	envFrom map[string]string
 }
 
 // Head returns the head host.

@@ -182,9 +182,8 @@ func (d *decoder) env(m map[string]any, prefix, key string) map[string]string {
 			d.fail(path, "%q is not a valid environment variable name", k)
 			continue
 		}
-		s, isStr := val.(string)
-		if !isStr {
-			d.fail(path, "must be a string, not %s (quote numbers: \"1\")", tomlType(val))
+		s, secret, ok := d.envValue(path, val)
+		if !ok {
 			continue
 		}
 		if strings.ContainsAny(s, "\n\r\x00") {
@@ -193,7 +192,13 @@ func (d *decoder) env(m map[string]any, prefix, key string) map[string]string {
 			d.fail(path, "must be a single line (no newline or NUL characters)")
 			continue
 		}
-		out[k] = d.expand(s)
+		if !secret {
+			s = d.expand(s)
+		}
+		if secret || SecretName(k) {
+			d.secrets = append(d.secrets, s)
+		}
+		out[k] = s
 	}
 	return out
 }

@@ -98,7 +98,7 @@ func (c *Config) Effective() Effective {
 		User: c.User, IdentityFile: c.IdentityFiles, Port: c.Port, KnownHosts: c.KnownHosts,
 		HostKeyCheck: string(c.HostKeyCheck), ConnectTimeout: dur(c.ConnectTimeout),
 		CommandTimeout: dur(c.CommandTimeout), KeepAliveInterval: dur(c.KeepAlive),
-		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, DockerAccess: string(c.DockerAccess), DockerSocket: c.DockerSocket, LockDir: c.LockDir, Engine: EffEngine{Kind: string(c.Engine.Kind), Srun: c.Engine.Srun}, Env: c.Env,
+		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, DockerAccess: string(c.DockerAccess), DockerSocket: c.DockerSocket, LockDir: c.LockDir, Engine: EffEngine{Kind: string(c.Engine.Kind), Srun: c.Engine.Srun}, Env: c.shownEnv("env", c.Env),
 	}
 	if e.IdentityFile == nil {
 		e.IdentityFile = []string{}
@@ -116,7 +116,7 @@ func (c *Config) Effective() Effective {
 		PullTimeout: dur(ct.PullTimeout), SSHDPort: ct.SSHDPort, Network: ct.Network, IPC: ct.IPC,
 		PID: ct.PID, Privileged: ct.Privileged, Devices: ct.Devices, Volumes: ct.Volumes,
 		CapAdd: ct.CapAdd, SecurityOpt: ct.SecurityOpt, GroupAdd: ct.GroupAdd, ShmSize: ct.ShmSize,
-		Ulimits: ct.Ulimits, Env: ct.Env,
+		Ulimits: ct.Ulimits, Env: c.shownEnv("container.env", ct.Env),
 	}
 	if len(c.Sites) > 0 {
 		e.Sites = map[string]EffSite{}
@@ -134,8 +134,9 @@ func (c *Config) Effective() Effective {
 		for _, s := range c.Suites {
 			es := EffSuite{Description: s.Description, User: s.User}
 			var steps []EffStep
-			for _, st := range s.Steps {
-				step := EffStep{Name: st.Name, Run: st.Run, On: string(st.On), Timeout: dur(st.Timeout), Env: st.Env}
+			for i, st := range s.Steps {
+				step := EffStep{Name: st.Name, Run: st.Run, On: string(st.On), Timeout: dur(st.Timeout),
+					Env: c.shownEnv("suites."+s.Name+".steps."+strconv.Itoa(i)+".env", st.Env)}
 				if st.User != s.User {
 					step.User = st.User
 				}

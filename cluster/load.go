@@ -83,12 +83,17 @@ type decoder struct {
 	problems []Problem
 	site     string // LoadOptions.Site
 	getenv   func(string) string
+	lookup   func(string) (string, bool) // os.LookupEnv unless Getenv is set
+
+	secrets  []string          // Config.Secrets
+	warnings []string          // Config.Warnings
+	envFrom  map[string]string // Config.envFrom
 }
 
 func newDecoder(abs string, opts LoadOptions) (*decoder, error) {
 	d := &decoder{file: abs, dir: filepath.Dir(abs), home: opts.Home, user: opts.CurrentUser, site: opts.Site, getenv: opts.Getenv}
 	if d.getenv == nil {
-		d.getenv = os.Getenv
+		d.getenv, d.lookup = os.Getenv, os.LookupEnv
 	}
 	if d.home == "" {
 		d.home, _ = os.UserHomeDir()

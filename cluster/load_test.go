@@ -102,6 +102,11 @@ func TestExampleShowsEveryKey(t *testing.T) {
 	check("suites.install", suiteKeys)
 	check("suites.test.steps.1", stepKeys)
 	check("sites.eu.image.rewrite.0", rewriteKeys)
+	for _, form := range []string{`{ env = "`, `{ file = "`} {
+		if !strings.Contains(string(text), form) {
+			t.Errorf("examples/cluster.toml does not show an env value written %s...", form)
+		}
+	}
 }
 
 // Site rewrite rules (issue 10): exact and regular-expression matches, the

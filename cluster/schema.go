@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -140,6 +141,8 @@ func (d *decoder) config(raw map[string]any) *Config {
 	c.Sites = d.sites(raw)
 	c.Engine = d.engine(raw)
 	d.applySite(c)
+	slices.Sort(d.secrets)
+	c.Secrets, c.Warnings, c.envFrom = slices.Compact(d.secrets), d.warnings, d.envFrom
 	return c
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/redact"
 	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/shell"
 	"github.com/cvs-tool/cvs/transport"
@@ -55,7 +56,7 @@ type ExecHostResult struct {
 // host. The error carries the exit code: 1 when the command failed on some
 // host, 3 when some host could not be connected to (the others ran it).
 func Exec(ctx context.Context, cfg *cluster.Config, req ExecRequest, opts Options) (*ExecReport, error) {
-	s := &Session{Config: cfg, opts: opts, log: opts.logger()}
+	s := &Session{Config: cfg, opts: opts, log: opts.logger(), mask: redact.New(cfg.Secrets)}
 	f, d, err := newFleet(cfg, opts)
 	if err != nil {
 		return nil, err
@@ -83,10 +84,14 @@ func Exec(ctx context.Context, cfg *cluster.Config, req ExecRequest, opts Option
 		defer cancel()
 		cmd := transport.Command{Line: name, Name: name}
 		var po, pe *report.Prefix
+		var mo, me *redact.Writer
 		if stream {
 			po = &report.Prefix{W: opts.Stdout, Host: h.Name, Width: width, Locker: &outMu}
 			pe = &report.Prefix{W: opts.Stderr, Host: h.Name, Width: width, Locker: &outMu}
-			cmd.Stdout, cmd.Stderr = po, pe
+			// The container's environment holds [container.env]: `cvs
+			// exec env` shows its secrets masked, as a step's output.
+			mo, me = s.mask.Writer(po), s.mask.Writer(pe)
+			cmd.Stdout, cmd.Stderr = mo, me
 		}
 		var res transport.Result
 		var err error
@@ -104,11 +109,13 @@ func Exec(ctx context.Context, cfg *cluster.Config, req ExecRequest, opts Option
 			res, err = c.Run(ctx, cmd)
 		}
 		if stream {
+			mo.Flush()
+			me.Flush()
 			po.Flush()
 			pe.Flush()
 		}
-		results[i] = ExecHostResult{Host: h.Name, ExitCode: res.ExitCode, Stdout: string(res.Stdout),
-			Stderr: string(res.Stderr), DurationMS: res.Duration.Milliseconds()}
+		results[i] = ExecHostResult{Host: h.Name, ExitCode: res.ExitCode, Stdout: s.mask.String(string(res.Stdout)),
+			Stderr: s.mask.String(string(res.Stderr)), DurationMS: res.Duration.Milliseconds()}
 		return err
 	})
 	code := exitcode.OK
@@ -118,7 +125,7 @@ func Exec(ctx context.Context, cfg *cluster.Config, req ExecRequest, opts Option
 		if err == nil {
 			continue
 		}
-		r.Error, r.ErrorKind = err.Error(), transport.ErrorKind(err)
+		r.Error, r.ErrorKind = s.mask.String(err.Error()), transport.ErrorKind(err)
 		var ee *transport.ExitError
 		switch {
 		case transport.IsConnectError(err) && r.DurationMS == 0:

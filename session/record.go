@@ -47,7 +47,7 @@ func (s *Session) saveRecord(code int, err error, final bool) error {
 		r.End = time.Time{}
 	}
 	if err != nil {
-		r.Error = err.Error()
+		r.Error = s.mask.String(err.Error())
 	}
 	for i, hp := range s.Plan.Hosts {
 		hr := history.HostRecord{Host: hp.Host, Action: string(hp.Action), ContainerID: hp.ContainerID, ImageID: hp.ImageID}

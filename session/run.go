@@ -11,6 +11,7 @@ import (
 	"github.com/cvs-tool/cvs/exitcode"
 	"github.com/cvs-tool/cvs/history"
 	"github.com/cvs-tool/cvs/lifetime"
+	"github.com/cvs-tool/cvs/redact"
 	"github.com/cvs-tool/cvs/suite"
 )
 
@@ -128,12 +129,13 @@ func Up(ctx context.Context, cfg *cluster.Config, o UpOptions, opts Options) (*R
 		reprovision: o.Reprovision, repair: o.Repair, command: "up"}, o.DryRun, opts)
 }
 
-func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo openOptions, dryRun bool, opts Options) (*RunReport, error) {
+func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo openOptions, dryRun bool, opts Options) (_ *RunReport, err error) {
 	s, err := open(ctx, cfg, oo, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
+	defer func() { err = maskError(s.mask, err) }()
 	stages := Stages(st)
 	rep := &RunReport{DryRun: dryRun, Image: cfg.Container.ConfiguredImage, Site: cfg.Site, EffectiveImage: cfg.Container.Image,
 		LaunchedImage: s.Image, Digest: s.Digest,
@@ -162,7 +164,7 @@ func carryOut(ctx context.Context, cfg *cluster.Config, st *cluster.Suite, oo op
 	var se *StageError
 	var sue *suite.StageError
 	if errors.As(err, &se) || errors.As(err, &sue) {
-		rep.Setup = err.Error()
+		rep.Setup = s.mask.String(err.Error())
 	}
 	if s.results != nil {
 		rep.Steps = s.results
@@ -242,3 +244,24 @@ func (s *Session) stagesOutcome(ctx context.Context, err error) error {
 
 // Summary writes the table of step results: step, host, exit, duration.
 func Summary(w io.Writer, results []StepResult) { suite.Summary(w, results) }
+
+// maskedError is an error whose message shows no secret; the error it
+// stands for is still there for errors.As (its exit code, its type).
+type maskedError struct {
+	err error
+	msg string
+}
+
+func (e *maskedError) Error() string { return e.msg }
+func (e *maskedError) Unwrap() error { return e.err }
+
+// maskError returns err with the secrets of m masked in its message.
+func maskError(m *redact.Masker, err error) error {
+	if err == nil {
+		return nil
+	}
+	if msg := m.String(err.Error()); msg != err.Error() {
+		return &maskedError{err: err, msg: msg}
+	}
+	return err
+}

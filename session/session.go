@@ -34,6 +34,7 @@ import (
 	"github.com/cvs-tool/cvs/lifetime"
 	"github.com/cvs-tool/cvs/lock"
 	"github.com/cvs-tool/cvs/provision"
+	"github.com/cvs-tool/cvs/redact"
 	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/sshd"
 	"github.com/cvs-tool/cvs/suite"
@@ -116,8 +117,11 @@ type Session struct {
 	// that rollback and teardown remove exactly those.
 	RunID string
 
-	opts   Options
-	log    *log.Logger
+	opts Options
+	log  *log.Logger
+	// mask hides the cluster file's secrets in what the session reports
+	// (errors, the record); the suite runner masks step output itself.
+	mask   *redact.Masker
 	docker docker.CLI
 	fleet  *fleet.Fleet
 	dialer *transport.Dialer
@@ -192,7 +196,8 @@ type openOptions struct {
 func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options) (*Session, error) {
 	s := &Session{Config: cfg, RunID: newRunID(), opts: opts, log: opts.logger(),
 		docker: docker.CLI{Sudo: cfg.Sudo}, launched: make([]bool, len(cfg.Hosts)),
-		after: make([]containerNow, len(cfg.Hosts)), started: time.Now(), Image: cfg.Container.Image}
+		after: make([]containerNow, len(cfg.Hosts)), started: time.Now(), Image: cfg.Container.Image,
+		mask: redact.New(cfg.Secrets)}
 	f, d, err := newFleet(cfg, opts)
 	if err != nil {
 		return nil, err

@@ -91,6 +91,11 @@ on = "head"
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rigOf(cfg)
+}
+
+// rigOf is a rig of fake hosts for a loaded cluster file.
+func rigOf(cfg *cluster.Config) *rig {
 	// No registry here: TestPinning gives itself one.
 	cfg.Container.Pin = cluster.PinOff
 	r := &rig{cfg: cfg}

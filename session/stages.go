@@ -106,7 +106,7 @@ func (s *Session) apply(ctx context.Context, stages []Stage, reports []StageRepo
 		reports[i].Duration = time.Since(start).Milliseconds()
 		reports[i].Status = StageOK
 		if err != nil {
-			reports[i].Status, reports[i].Error = StageFailed, err.Error()
+			reports[i].Status, reports[i].Error = StageFailed, s.mask.String(err.Error())
 			if first == nil {
 				first = err
 				s.firstErr = err

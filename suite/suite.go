@@ -18,6 +18,7 @@ import (
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/fleet"
+	"github.com/cvs-tool/cvs/redact"
 	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/shell"
 	"github.com/cvs-tool/cvs/transport"
@@ -265,6 +266,10 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 	defer r.unstage(ctx)
 	var all []Result
 	var outMu sync.Mutex
+	// Every path a step's output takes starts here, masked: the
+	// terminal, the live view, the logs, and the results the record and
+	// the reports are made of.
+	mask := redact.New(r.Config.Secrets)
 	width := 0
 	for _, h := range r.Config.Hosts {
 		width = max(width, len(h.Name))
@@ -310,11 +315,14 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 					outs, errs = append(outs, lo), append(errs, le)
 				}
 			}
+			var mo, me *redact.Writer
 			if len(outs) > 0 {
-				eio.Stdout = io.MultiWriter(outs...)
+				mo = mask.Writer(io.MultiWriter(outs...))
+				eio.Stdout = mo
 			}
 			if len(errs) > 0 {
-				eio.Stderr = io.MultiWriter(errs...)
+				me = mask.Writer(io.MultiWriter(errs...))
+				eio.Stderr = me
 			}
 			argv := []string{"bash", "-eo", "pipefail", r.scriptPath(stepIndex)}
 			cleans := last && r.asRoot(st, h.Name)
@@ -331,13 +339,19 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 				r.cleaned[h.Name] = true
 				r.mu.Unlock()
 			}
+			if mo != nil {
+				mo.Flush()
+			}
+			if me != nil {
+				me.Flush()
+			}
 			if po != nil {
 				po.Flush()
 			}
 			if pe != nil {
 				pe.Flush()
 			}
-			results[i] = Result{ExitCode: res.ExitCode, Duration: res.Duration, Stdout: string(res.Stdout), Stderr: string(res.Stderr)}
+			results[i] = Result{ExitCode: res.ExitCode, Duration: res.Duration, Stdout: maskTail(mask, string(res.Stdout)), Stderr: maskTail(mask, string(res.Stderr))}
 			var ee *transport.ExitError
 			if errors.As(err, &ee) {
 				// A non-zero exit is the step's own only if its container
@@ -364,6 +378,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 			default:
 				res.ExitCode, res.Error, res.Infra = -1, err.Error(), !errors.Is(err, context.Canceled)
 			}
+			res.Error = mask.String(res.Error)
 			failed = failed || res.Failed()
 		}
 		all = append(all, results...)
@@ -375,6 +390,16 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 		}
 	}
 	return all, nil
+}
+
+// maskTail masks a step's kept output (report.TailBuffer's String): when
+// its start was cut away, the kept part may begin with the end of a
+// secret, which is masked too.
+func maskTail(m *redact.Masker, s string) string {
+	if head, kept, ok := strings.Cut(s, "\n"); ok && strings.HasPrefix(head, "[cvs: ") && strings.Contains(head, " bytes of output cut;") {
+		return head + "\n" + m.Truncated(kept)
+	}
+	return m.String(s)
 }
 
 // containerGone checks, after a step failed, that its container still

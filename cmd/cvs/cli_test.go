@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/charmbracelet/log"
 	"github.com/cvs-tool/cvs/history"
 	"github.com/cvs-tool/cvs/internal/sshdfarm"
+	"github.com/cvs-tool/cvs/redact"
 	"github.com/cvs-tool/cvs/session"
 )
 
@@ -233,6 +235,7 @@ API_TOKEN = "tok-s3cret"
 image = "x:1"
 [container.env]
 DB_PASS = "hunter2"
+FROM_ENV = { env = "CVS_CLI_TEST_SECRET" }
 [suites.s]
 [[suites.s.steps]]
 name = "one"
@@ -243,6 +246,7 @@ STEP_KEY = "k3y"
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	t.Setenv("CVS_CLI_TEST_SECRET", "from-env-s3cret")
 	for _, args := range [][]string{{"validate"}, {"--json", "validate"}, {"--json", "list"}} {
 		out, errOut, code := cvs(t, append([]string{"--cluster", p}, args...)...)
 		if code != 0 {
@@ -262,6 +266,24 @@ STEP_KEY = "k3y"
 		if !strings.Contains(out, secret) {
 			t.Errorf("--show-secrets does not print %q:\n%s", secret, out)
 		}
+	}
+	// Issue 21 item 11: a value from the environment or a file is never
+	// printed, not even with --show-secrets: its source is.
+	if strings.Contains(out, "from-env-s3cret") || !strings.Contains(out, "<from $CVS_CLI_TEST_SECRET>") {
+		t.Errorf("--show-secrets and a value from the environment:\n%s", out)
+	}
+}
+
+// Issue 21 item 11: log lines (host failures quote stderr) never show a
+// secret of the loaded cluster file.
+func TestLogLinesMaskSecrets(t *testing.T) {
+	var errb bytes.Buffer
+	a := &app{stderr: &errb}
+	a.mask.Store(redact.New([]string{"hunter22"}))
+	a.log = log.NewWithOptions(logWriter{a}, log.Options{})
+	a.log.Warn("docker run failed", "host", "n1", "err", "bad env line PW=hunter22")
+	if strings.Contains(errb.String(), "hunter22") || !strings.Contains(errb.String(), "PW=***") {
+		t.Errorf("log line: %s", errb.String())
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/exitcode"
+	"github.com/cvs-tool/cvs/redact"
 	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/session"
 )
@@ -38,6 +39,9 @@ type app struct {
 	site           string
 
 	log *log.Logger
+	// mask hides the loaded cluster file's secrets in log lines (step
+	// output and errors are masked where they are made).
+	mask atomic.Pointer[redact.Masker]
 
 	// active is the progress line being drawn, if any.
 	active atomic.Value // *report.Progress
@@ -275,6 +279,20 @@ func (a *app) setupLogging() error {
 type logWriter struct{ a *app }
 
 func (w logWriter) Write(b []byte) (n int, err error) {
+	if m := w.a.mask.Load(); m != nil {
+		// One log line per write: masked whole, and reported as written
+		// whole.
+		if masked := m.String(string(b)); masked != string(b) {
+			if _, err := w.write([]byte(masked)); err != nil {
+				return 0, err
+			}
+			return len(b), nil
+		}
+	}
+	return w.write(b)
+}
+
+func (w logWriter) write(b []byte) (n int, err error) {
 	p, ok := w.a.active.Load().(*report.Progress)
 	if !ok {
 		return w.a.stderr.Write(b)
@@ -302,6 +320,13 @@ func (a *app) loadCluster() (*cluster.Config, error) {
 	cfg, err := cluster.LoadWith(a.clusterPath(), cluster.LoadOptions{Site: site})
 	if err != nil {
 		return nil, exitcode.With(exitcode.Usage, err)
+	}
+	a.mask.Store(redact.New(cfg.Secrets))
+	for _, w := range cfg.Warnings {
+		if a.log == nil {
+			break // shell completion: no logger, and nothing to warn on
+		}
+		a.log.Warn(w)
 	}
 	// CVS_DOCKER_ACCESS overrides the file's docker_access (to compare the
 	// two ways on one cluster, or to step around one).
