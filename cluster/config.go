@@ -352,6 +352,10 @@ type Engine struct {
 	Kind EngineKind `json:"kind"`
 	// Srun is the srun executable (kind "slurm"); "" is srun in $PATH.
 	Srun string `json:"srun,omitempty"`
+	// CleartextSecrets accepts that, through Slurm, secret env values
+	// cross the cluster network in clear (srun's I/O is not encrypted);
+	// without it a Slurm cluster file with secrets does not load.
+	CleartextSecrets bool `json:"cleartext_secrets,omitempty"`
 }
 
 // EngineKind names an engine.

@@ -197,6 +197,7 @@ func (d *decoder) env(m map[string]any, prefix, key string) map[string]string {
 		}
 		if secret || SecretName(k) {
 			d.secrets = append(d.secrets, s)
+			d.secretKeys = append(d.secretKeys, path)
 		}
 		out[k] = s
 	}

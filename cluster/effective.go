@@ -98,7 +98,7 @@ func (c *Config) Effective() Effective {
 		User: c.User, IdentityFile: c.IdentityFiles, Port: c.Port, KnownHosts: c.KnownHosts,
 		HostKeyCheck: string(c.HostKeyCheck), ConnectTimeout: dur(c.ConnectTimeout),
 		CommandTimeout: dur(c.CommandTimeout), KeepAliveInterval: dur(c.KeepAlive),
-		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, DockerAccess: string(c.DockerAccess), DockerSocket: c.DockerSocket, LockDir: c.LockDir, Engine: EffEngine{Kind: string(c.Engine.Kind), Srun: c.Engine.Srun}, Env: c.shownEnv("env", c.Env),
+		MaxParallel: c.MaxParallel, MaxClockSkew: skew(c.MaxClockSkew), ProxyJump: c.ProxyJump, Sudo: c.Sudo, DockerAccess: string(c.DockerAccess), DockerSocket: c.DockerSocket, LockDir: c.LockDir, Engine: EffEngine{Kind: string(c.Engine.Kind), Srun: c.Engine.Srun, CleartextSecrets: c.Engine.CleartextSecrets}, Env: c.shownEnv("env", c.Env),
 	}
 	if e.IdentityFile == nil {
 		e.IdentityFile = []string{}
@@ -218,4 +218,6 @@ func skew(d time.Duration) string {
 type EffEngine struct {
 	Kind string `toml:"kind" json:"kind"`
 	Srun string `toml:"srun,omitempty" json:"srun,omitempty"`
+	// CleartextSecrets: see Engine.
+	CleartextSecrets bool `toml:"cleartext_secrets,omitempty" json:"cleartext_secrets,omitempty"`
 }

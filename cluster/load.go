@@ -88,6 +88,9 @@ type decoder struct {
 	secrets  []string          // Config.Secrets
 	warnings []string          // Config.Warnings
 	envFrom  map[string]string // Config.envFrom
+	// secretKeys are the key paths of the secret env values, in file
+	// order of reading (the Slurm engine refuses them unless accepted).
+	secretKeys []string
 }
 
 func newDecoder(abs string, opts LoadOptions) (*decoder, error) {

@@ -20,7 +20,7 @@ var (
 	topKeys = []string{"user", "identity_file", "port", "known_hosts", "host_key_check",
 		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel", "max_clock_skew",
 		"proxy_jump", "head", "sudo", "docker_access", "docker_socket", "lock_dir", "hosts", "env", "container", "suites", "sites", "engine"}
-	engineKeys    = []string{"kind", "srun"}
+	engineKeys    = []string{"kind", "srun", "cleartext_secrets"}
 	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "distribute", "strict_attach", "name", "setup_script", "pull_timeout",
 		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
 		"security_opt", "group_add", "shm_size", "ulimits", "env"}
@@ -140,6 +140,12 @@ func (d *decoder) config(raw map[string]any) *Config {
 	c.Suites = d.suites(raw)
 	c.Sites = d.sites(raw)
 	c.Engine = d.engine(raw)
+	if c.Engine.Kind == EngineSlurm && !c.Engine.CleartextSecrets {
+		for _, k := range d.secretKeys {
+			d.fail(k, "is a secret, and with [engine] kind = \"slurm\" it would cross the cluster network in clear (srun's input and output are not encrypted, unlike SSH): "+
+				"use kind = \"ssh\", or set [engine] cleartext_secrets = true to accept that")
+		}
+	}
 	d.applySite(c)
 	slices.Sort(d.secrets)
 	c.Secrets, c.Warnings, c.envFrom = slices.Compact(d.secrets), d.warnings, d.envFrom
@@ -460,6 +466,9 @@ func (d *decoder) engine(raw map[string]any) Engine {
 	}
 	if v, ok := d.str(m, "engine", "srun"); ok {
 		e.Srun = d.path(v)
+	}
+	if v, ok := d.boolean(m, "engine", "cleartext_secrets"); ok {
+		e.CleartextSecrets = v
 	}
 	return e
 }

@@ -144,3 +144,37 @@ func TestSecretName(t *testing.T) {
 		}
 	}
 }
+
+// Issue 20 item 10: through Slurm, secrets would cross the cluster network
+// in clear (srun's I/O is not encrypted). A Slurm cluster file with a
+// secret value does not load, naming the key and what to do, unless
+// [engine] cleartext_secrets = true accepts it.
+func TestSlurmRefusesSecretsUnlessAccepted(t *testing.T) {
+	base := `hosts = ["n1", "n2"]
+[env]
+PLAIN = "visible"
+[container]
+image = "x:1"
+[container.env]
+API_TOKEN = "s3cret-value"
+[engine]
+kind = "slurm"
+`
+	_, err := load(t, base)
+	if err == nil || !strings.Contains(err.Error(), "container.env.API_TOKEN") || !strings.Contains(err.Error(), "cleartext_secrets = true") {
+		t.Fatalf("a Slurm cluster file with a secret loaded: %v", err)
+	}
+	if strings.Contains(err.Error(), "s3cret-value") || strings.Contains(err.Error(), "PLAIN") {
+		t.Errorf("the refusal shows a value or a key that is not secret: %v", err)
+	}
+	cfg, err := load(t, base+"cleartext_secrets = true\n")
+	if err != nil || !cfg.Engine.CleartextSecrets {
+		t.Fatalf("accepted: %v", err)
+	}
+	if _, err := load(t, strings.Replace(base, `kind = "slurm"`, `kind = "ssh"`, 1)); err != nil {
+		t.Errorf("over SSH the same file must load: %v", err)
+	}
+	if _, err := load(t, strings.Replace(base, "API_TOKEN", "SETTING", 1)); err != nil {
+		t.Errorf("a Slurm file without secrets must load: %v", err)
+	}
+}

@@ -28,6 +28,8 @@ type clusterSpec struct {
 	MaxParallel int    // default 64
 	Suites      string // TOML text of [suites.*] tables
 	TopLevel    string // TOML lines of top-level keys (lock_dir = ...)
+	// CleartextSecrets accepts secrets through Slurm (the Slurm pass).
+	CleartextSecrets bool
 }
 
 // Suites the scenarios share.
@@ -75,6 +77,9 @@ func writeCluster(t *testing.T, s clusterSpec) string {
 	engine := ""
 	if viaSlurm {
 		engine = "\n[engine]\nkind = \"slurm\"\n"
+		if s.CleartextSecrets {
+			engine += "cleartext_secrets = true\n"
+		}
 	}
 	setup := ""
 	if s.SetupScript != "" {

@@ -44,7 +44,15 @@ printf '%%s' "$DB_PASSWORD" >&2; echo >&2
 if [ "$(hostname)" = host2 ]; then exit 4; fi
 """
 `, secretFile)
-	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites})
+	if viaSlurm {
+		// Issue 20 item 10: through Slurm the secrets would cross the
+		// cluster network in clear; refused unless accepted.
+		refused := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites})
+		if _, errOut, code := runCVS(t, "--cluster", refused, "run", "leak", "--plain"); code != 2 || !strings.Contains(errOut, "cleartext_secrets = true") {
+			t.Fatalf("a Slurm cluster file with secrets: exit %d, want 2 asking for cleartext_secrets\n%s", code, clip(errOut))
+		}
+	}
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: suites, CleartextSecrets: true})
 	check := func(where, got string) {
 		t.Helper()
 		for _, s := range secrets {
