@@ -2,7 +2,6 @@ package history
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cvs-tool/cvs/report"
 )
 
 // MaxLogBytes bounds what one run stores of its steps' output; past it,
@@ -95,39 +96,22 @@ func (w *logFile) line(tag string, text []byte) {
 	w.f.Write(rec)
 }
 
-// stream cuts one output stream into lines (at most 64 KiB each).
+// stream cuts one output stream into lines (at most report.MaxLine bytes
+// each).
 type stream struct {
-	w   *logFile
-	tag string
-	buf []byte
+	w     *logFile
+	tag   string
+	lines report.Lines
 }
 
 func (s *stream) Write(b []byte) (int, error) {
-	n := len(b)
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			s.buf = append(s.buf, b...)
-			if len(s.buf) >= 64<<10 {
-				s.w.line(s.tag, s.buf)
-				s.buf = s.buf[:0]
-			}
-			break
-		}
-		s.buf = append(s.buf, b[:i]...)
-		s.w.line(s.tag, s.buf)
-		s.buf = s.buf[:0]
-		b = b[i+1:]
-	}
-	return n, nil
+	s.lines.Write(b, s.line)
+	return len(b), nil
 }
 
-func (s *stream) flush() {
-	if len(s.buf) > 0 {
-		s.w.line(s.tag, s.buf)
-		s.buf = nil
-	}
-}
+func (s *stream) line(text []byte) { s.w.line(s.tag, text) }
+
+func (s *stream) flush() { s.lines.Flush(s.line) }
 
 // LogFile is one stored log.
 type LogFile struct {

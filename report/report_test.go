@@ -62,8 +62,8 @@ func TestPrefixBoundsAPartialLine(t *testing.T) {
 	const total = 8 << 20
 	for written := 0; written < total; written += len(chunk) {
 		p.Write(chunk)
-		if len(p.buf) > MaxLine {
-			t.Fatalf("the writer holds %d bytes of a line, more than %d", len(p.buf), MaxLine)
+		if len(p.lines.buf) > MaxLine {
+			t.Fatalf("the writer holds %d bytes of a line, more than %d", len(p.lines.buf), MaxLine)
 		}
 	}
 	p.Flush()
