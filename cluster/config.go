@@ -95,6 +95,10 @@ type Config struct {
 	// selected (--site, $CVS_SITE), "" for none.
 	Sites []Site `json:"sites,omitempty"`
 	Site  string `json:"site,omitempty"`
+	// Warnings are what the file says that is valid but most likely not
+	// meant (a selected site whose rules leave the image as it is); the
+	// CLI logs them.
+	Warnings []string `json:"-"`
 }
 
 // Head returns the head host.

@@ -368,8 +368,27 @@ replace = "172.29.0.1:5000/$1"
 	if code != 0 || !strings.Contains(out, "# site lab: image registry.example:5000/w:1 → 172.29.0.1:5000/w:1") || !strings.Contains(out, `image = "registry.example:5000/w:1"`) {
 		t.Errorf("validate --site: exit %d\n%s", code, out)
 	}
+	// A site whose rules match nothing is named in a warning (issue 21
+	// item 8); validate still succeeds.
+	os.WriteFile(p, []byte(`hosts = ["a"]
+[container]
+image = "docker.io/w:1"
+[sites.lab]
+[[sites.lab.image.rewrite]]
+match = 're:registry\.example:5000/(.*)'
+replace = "172.29.0.1:5000/$1"
+[sites.eu]
+`), 0o600)
+	_, errOut, code := cvs(t, "--cluster", p, "--site", "lab", "validate")
+	if code != 0 || !strings.Contains(errOut, `site "lab"`) || !strings.Contains(errOut, "match nothing") {
+		t.Errorf("validate --site with rules matching nothing: exit %d, no warning naming the site:\n%s", code, errOut)
+	}
+	_, errOut, code = cvs(t, "--cluster", p, "--site", "mars", "validate")
+	if code != 2 || !strings.Contains(errOut, `site "mars"`) || !strings.Contains(errOut, "eu, lab") {
+		t.Errorf("--site mars: exit %d\n%s", code, errOut)
+	}
 	t.Setenv("CVS_SITE", "mars")
-	_, errOut, code := cvs(t, "--cluster", p, "validate")
+	_, errOut, code = cvs(t, "--cluster", p, "validate")
 	if code != 2 || !strings.Contains(errOut, `site "mars"`) {
 		t.Errorf("unknown site from $CVS_SITE: exit %d\n%s", code, errOut)
 	}

@@ -303,6 +303,9 @@ func (a *app) loadCluster() (*cluster.Config, error) {
 	if err != nil {
 		return nil, exitcode.With(exitcode.Usage, err)
 	}
+	for _, w := range cfg.Warnings {
+		a.log.Warn(w)
+	}
 	// CVS_DOCKER_ACCESS overrides the file's docker_access (to compare the
 	// two ways on one cluster, or to step around one).
 	if v := os.Getenv("CVS_DOCKER_ACCESS"); v != "" {
