@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/docker"
@@ -65,12 +66,15 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 	defer os.Remove(local)
 	remote := fmt.Sprintf("/var/tmp/cvs-push-%s.tar", s.RunID)
 	s.log.Info(fmt.Sprintf("sending %d of %d layers (%d bytes) once, to every node of the allocation, with sbcast", len(send), len(saved.LayerFiles), size))
-	if err := s.sbcast(ctx, local, remote); err != nil {
+	// sbcast sends the file once from here; each node loads its own copy.
+	limit := pushLimit(size, 1)
+	s.logPushLimit(limit, size, 1)
+	if err := s.sbcast(ctx, local, remote, limit); err != nil {
 		return &StageError{Stage: stage, Failures: []HostFailure{{Host: "(this machine)", Err: err}}}
 	}
 	// Load where needed; remove the file from every node it went to.
 	err = s.perHost(ctx, stage, need, func(ctx context.Context, k int, h cluster.Host, c transport.Conn) (transport.Result, error) {
-		ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+		ctx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
 		e := docker.CLIEngine{CLI: s.docker, Host: c}
 		p := &pushes[needIdx[k]]
@@ -118,13 +122,14 @@ func writeDelta(saved *images.Saved, send []int) (string, int64, error) {
 	return f.Name(), fi.Size(), nil
 }
 
-// sbcast copies local to remote on every node of the allocation.
-func (s *Session) sbcast(ctx context.Context, local, remote string) error {
+// sbcast copies local to remote on every node of the allocation, within
+// limit.
+func (s *Session) sbcast(ctx context.Context, local, remote string, limit time.Duration) error {
 	bin := "sbcast"
 	if srun := s.Config.Engine.Srun; srun != "" {
 		bin = filepath.Join(filepath.Dir(srun), "sbcast")
 	}
-	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	// --fanout=1: sbcast hands the whole node list to one node, which
 	// forwards the file through Slurm's tree, so this machine sends it

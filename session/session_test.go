@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/xml"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/charmbracelet/log"
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/exitcode"
@@ -902,9 +904,16 @@ func TestPushSendsOnlyMissingLayers(t *testing.T) {
 	r.hosts[3].Layers = map[string][]string{baseID.String(): diffs(base)}
 	r.hosts[3].NoPartialLoad = true
 
+	var logs syncBuffer
+	r.opts.Log = log.New(&logs)
 	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The push's time limit is said, with what it was computed from
+	// (issue 21 item 5).
+	if !strings.Contains(logs.String(), "push time limit") {
+		t.Errorf("the log does not say the push's time limit:\n%s", logs.String())
 	}
 	p := rep.Pushes
 	if len(p) != 4 || p[0].Layers != 3 || p[1].Layers != 1 || !p[2].Skipped || p[2].Bytes != 0 || !p[3].Full || p[3].Layers != 3 {
@@ -1238,5 +1247,49 @@ func TestPushRefusesAFullDisk(t *testing.T) {
 	}
 	if len(r.hosts[1].Uploads()) != 0 {
 		t.Error("layers were sent to the full host")
+	}
+}
+
+// syncBuffer is a bytes.Buffer that several goroutines may write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A push's time limit scales with the bytes each host is sent and how
+// many hosts share this machine's link (issue 21 item 5): the 61 GB image
+// to 64 hosts over one 10 GbE link needs about 52 minutes, more than the
+// fixed 30 minutes there was.
+func TestPushLimit(t *testing.T) {
+	const gb = 1_000_000_000
+	for _, c := range []struct {
+		bytes    int64
+		parallel int
+		atLeast  time.Duration
+		atMost   time.Duration
+	}{
+		{0, 1, pushFloor, pushFloor},
+		{1 << 20, 64, pushFloor, pushFloor + time.Minute},
+		// 61 GB × 64 over 10 GbE (1.25 GB/s) is 52 min; a 1 GbE link
+		// (~110 MB/s) about 10 h.
+		{61 * gb, 64, 10 * time.Hour, 12 * time.Hour},
+		{61 * gb, 1, 15 * time.Minute, time.Hour},
+	} {
+		got := pushLimit(c.bytes, c.parallel)
+		if got < c.atLeast || got > c.atMost {
+			t.Errorf("pushLimit(%d, %d) = %s, want between %s and %s", c.bytes, c.parallel, got, c.atLeast, c.atMost)
+		}
 	}
 }
