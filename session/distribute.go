@@ -146,11 +146,9 @@ func (s *Session) obtain(ctx context.Context) (*images.Saved, error) {
 	if cache == nil {
 		cache = &images.Cache{Dir: images.DefaultImageCacheDir()}
 	}
-	e, saved, err := cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{})
-	if err != nil {
-		return nil, err
-	}
-	release, err := cache.Use(e)
+	// The entry stays held until the session closes, after every load:
+	// an image prune meanwhile leaves it.
+	_, saved, release, err := cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{})
 	if err != nil {
 		return nil, err
 	}

@@ -59,11 +59,11 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 		send = append(send, l)
 	}
 	sort.Ints(send)
-	local, size, err := writeDelta(saved, send)
+	local, size, done, err := writeDelta(saved, send)
 	if err != nil {
 		return &StageError{Stage: stage, Failures: []HostFailure{{Host: "(this machine)", Err: err}}}
 	}
-	defer os.Remove(local)
+	defer done()
 	remote := fmt.Sprintf("/var/tmp/cvs-push-%s.tar", s.RunID)
 	s.log.Info(fmt.Sprintf("sending %d of %d layers (%d bytes) once, to every node of the allocation, with sbcast", len(send), len(saved.LayerFiles), size))
 	// sbcast sends the file once from here; each node loads its own copy.
@@ -100,26 +100,28 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 }
 
 // writeDelta writes the tarball with the layers send to a private file
-// here; it returns its path and size.
-func writeDelta(saved *images.Saved, send []int) (string, int64, error) {
-	f, err := os.CreateTemp("", "cvs-push-*.tar")
+// here; it returns its path and size, and done, which removes it. Until
+// then the file is locked, so that cvs image prune leaves it; a killed run
+// leaves it unlocked, and prune reclaims it.
+func writeDelta(saved *images.Saved, send []int) (path string, size int64, done func(), err error) {
+	f, err := images.NewPartial("", images.PushTempPattern)
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
+	}
+	done = func() {
+		os.Remove(f.Name())
+		f.Close()
 	}
 	if err := saved.WriteDelta(f, send); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return "", 0, err
+		done()
+		return "", 0, nil, err
 	}
 	fi, err := f.Stat()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
-		os.Remove(f.Name())
-		return "", 0, err
+		done()
+		return "", 0, nil, err
 	}
-	return f.Name(), fi.Size(), nil
+	return f.Name(), fi.Size(), done, nil
 }
 
 // sbcast copies local to remote on every node of the allocation, within

@@ -458,3 +458,28 @@ func TestCompletion(t *testing.T) {
 		t.Errorf("hosts:\n%s", out)
 	}
 }
+
+// image ls shows the partial files a killed run left, with their size;
+// image prune reclaims them (issue 21 item 7).
+func TestImageLsAndPrunePartialFiles(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Setenv("TMPDIR", t.TempDir())
+	dir := filepath.Join(cache, "cvs", "images")
+	os.MkdirAll(dir, 0o700)
+	p := filepath.Join(dir, ".obtain.1.tar")
+	os.WriteFile(p, make([]byte, 3<<20), 0o600)
+	old := time.Now().Add(-3 * time.Hour)
+	os.Chtimes(p, old, old)
+	out, _, code := cvs(t, "image", "ls")
+	if code != 0 || !strings.Contains(out, "(partial)") || !strings.Contains(out, p) || !strings.Contains(out, "3.0 MiB") {
+		t.Errorf("image ls: exit %d\n%s", code, out)
+	}
+	out, _, code = cvs(t, "image", "prune", "--keep", "0")
+	if code != 0 || !strings.Contains(out, "1 partial file(s) removed") || !strings.Contains(out, "3.0 MiB freed") {
+		t.Errorf("image prune: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(p); err == nil {
+		t.Error("the partial file survives prune")
+	}
+}
