@@ -47,14 +47,18 @@ func safeName(s string) string {
 	}, s)
 }
 
+// File is the log file of one step on one host.
+func (l *Logs) File(step, host string) string {
+	return filepath.Join(l.dir, safeName(step), safeName(host)+".log")
+}
+
 // Open returns the writers of one step on one host (stdout, stderr) and a
 // function that ends the log.
 func (l *Logs) Open(step, host string) (stdout, stderr io.Writer, done func(), err error) {
-	d := filepath.Join(l.dir, safeName(step))
-	if err := os.MkdirAll(d, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(l.File(step, host)), 0o700); err != nil {
 		return nil, nil, nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(d, safeName(host)+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(l.File(step, host), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -149,4 +153,23 @@ func LogFiles(id, step, host string) ([]LogFile, error) {
 		return out[i].Host < out[j].Host
 	})
 	return out, nil
+}
+
+// LogText is the text of a stored log: its lines without their time
+// stamps and streams, stdout and stderr interleaved as they came.
+func LogText(file string) (string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.Grow(len(data))
+	for line := range strings.Lines(string(data)) {
+		// "2026-12-01T09:00:00.123Z out| text"
+		if _, text, ok := strings.Cut(line, "| "); ok {
+			line = text
+		}
+		b.WriteString(line)
+	}
+	return b.String(), nil
 }

@@ -123,3 +123,25 @@ func TestTailBufferGrowsWithWhatIsWritten(t *testing.T) {
 		}
 	}
 }
+
+func TestKeepTail(t *testing.T) {
+	for _, c := range []struct {
+		in        string
+		lines, by int
+		want      string
+		cut       int64
+	}{
+		{"", 20, 4096, "", 0},
+		{"a\nb\n", 20, 4096, "a\nb\n", 0},
+		{"a\nb\nc\n", 2, 4096, "b\nc\n", 2},
+		{"a\nb\nc", 2, 4096, "b\nc", 2},
+		{"aaaa\nbbbb\ncc\n", 20, 8, "bbbb\ncc\n", 5},
+		{"aaaa\nbbbb\ncc\n", 20, 7, "cc\n", 10},     // cut at a line start
+		{strings.Repeat("x", 10), 20, 4, "xxxx", 6}, // one long line: its end
+	} {
+		got, cut := KeepTail([]byte(c.in), c.lines, c.by)
+		if got != c.want || cut != c.cut {
+			t.Errorf("KeepTail(%q, %d, %d) = %q, %d; want %q, %d", c.in, c.lines, c.by, got, cut, c.want, c.cut)
+		}
+	}
+}

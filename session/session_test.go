@@ -1293,3 +1293,29 @@ func TestPushLimit(t *testing.T) {
 		}
 	}
 }
+
+// A step's result keeps the end of its output; the whole of it is read
+// back from the run's logs when wanted (--group), not kept in memory
+// (issue 21 item 10).
+func TestStepOutputReadBackFromLogs(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	var out strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&out, "line %d\n", i)
+	}
+	for _, h := range r.hosts {
+		h.Step = func(string) (string, int) { return out.String(), 0 }
+	}
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if err != nil || len(rep.Steps) == 0 {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	for _, st := range rep.Steps {
+		if strings.Count(st.Stdout, "\n") != 20 || !strings.HasPrefix(st.Stdout, "line 80\n") || st.StdoutCut == 0 || st.Log == "" {
+			t.Errorf("%s on %s keeps %q (cut %d, log %q)", st.Step, st.Host, st.Stdout, st.StdoutCut, st.Log)
+		}
+		if whole := StepOutput(st); whole != out.String() {
+			t.Errorf("%s on %s read back %d bytes, not the %d it printed", st.Step, st.Host, len(whole), out.Len())
+		}
+	}
+}
