@@ -490,6 +490,7 @@ var (
 	reTime     = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`)
 	reRunID    = regexp.MustCompile(`"cvs\.run-id": "[0-9a-f]{16}"`)
 	reRecord   = regexp.MustCompile(`"record": "[^"]*"`)
+	reLog      = regexp.MustCompile(`"log": "[^"]*"`)
 	reSkew     = regexp.MustCompile(`"clock_skew_s": [-0-9.e+]+`)
 )
 
@@ -506,6 +507,7 @@ func checkJSON(t *testing.T, name string, doc any) {
 	s = reTime.ReplaceAllString(s, "TIME")
 	s = reRunID.ReplaceAllString(s, `"cvs.run-id": "RUNID"`)
 	s = reRecord.ReplaceAllString(s, `"record": "RECORD"`)
+	s = reLog.ReplaceAllString(s, `"log": "LOG"`)
 	s = reSkew.ReplaceAllString(s, `"clock_skew_s": 0`)
 	golden.Check(t, name, []byte(s+"\n"))
 }
