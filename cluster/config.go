@@ -101,7 +101,8 @@ type Config struct {
 	// values of keys whose name looks secret (SecretName). Never printed.
 	Secrets []string `json:"-"`
 	// Warnings are what the loader found worth saying about a file it
-	// accepted (a secret file others can read).
+	// accepted: a secret file others can read, a selected site whose
+	// rules leave the image as it is. The CLI logs them.
 	Warnings []string `json:"-"`
 	// envFrom says where each env value read from the environment or a
 	// file came from, by key path ("container.env.TOKEN"): "$NAME" or

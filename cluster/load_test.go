@@ -149,6 +149,16 @@ replace = "mirror/$1"
 		if cfg.Container.Image != want || cfg.Container.ConfiguredImage != "registry.example:5000/gpu/validation:2026.11" || cfg.Site != site {
 			t.Errorf("site %q: image %q (configured %q)", site, cfg.Container.Image, cfg.Container.ConfiguredImage)
 		}
+		// A site whose rules leave the image as it is says so (issue 21
+		// item 8): the operator meant it to change.
+		warned := strings.Join(cfg.Warnings, "\n")
+		if site == "nomatch" {
+			if !strings.Contains(warned, `site "nomatch"`) || !strings.Contains(warned, "registry.example:5000/gpu/validation:2026.11") {
+				t.Errorf("site nomatch: no warning that its rules match nothing: %q", cfg.Warnings)
+			}
+		} else if warned != "" {
+			t.Errorf("site %q: warnings %q", site, cfg.Warnings)
+		}
 	}
 	b, _ := os.ReadFile(p)
 	if string(b) != text {

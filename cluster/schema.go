@@ -439,7 +439,12 @@ func (d *decoder) applySite(c *Config) {
 				return
 			}
 			c.Container.Image = out
+			return
 		}
+		// Selecting a site means the image should change there; a rule
+		// that misses (a typo, a registry renamed) would otherwise run the
+		// unreachable reference without a word.
+		d.warnings = append(d.warnings, fmt.Sprintf("site %q: its %d image rewrite rule(s) match nothing; the image stays %s", s.Name, len(s.Rewrites), c.Container.Image))
 		return
 	}
 	if len(names) == 0 {

@@ -188,6 +188,8 @@ func TestPushWithoutRegistry(t *testing.T) {
 	l := Lab(t)
 	ctx := testCtx(t, 10*time.Minute)
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	// image ls lists the partial files of $TMPDIR too: only this test's.
+	t.Setenv("TMPDIR", t.TempDir())
 	t.Cleanup(func() { cleanupCtx(2*time.Minute, func(ctx context.Context) { l.StartRegistry(ctx) }) })
 	derived := l.Registry() + "/cvs-e2e/derived:1"
 	// The derived image, built once on host1 and published while the

@@ -2,7 +2,6 @@ package history
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cvs-tool/cvs/report"
 )
 
 // MaxLogBytes bounds what one run stores of its steps' output; past it,
@@ -46,14 +47,18 @@ func safeName(s string) string {
 	}, s)
 }
 
+// File is the log file of one step on one host.
+func (l *Logs) File(step, host string) string {
+	return filepath.Join(l.dir, safeName(step), safeName(host)+".log")
+}
+
 // Open returns the writers of one step on one host (stdout, stderr) and a
 // function that ends the log.
 func (l *Logs) Open(step, host string) (stdout, stderr io.Writer, done func(), err error) {
-	d := filepath.Join(l.dir, safeName(step))
-	if err := os.MkdirAll(d, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(l.File(step, host)), 0o700); err != nil {
 		return nil, nil, nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(d, safeName(host)+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(l.File(step, host), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -95,39 +100,22 @@ func (w *logFile) line(tag string, text []byte) {
 	w.f.Write(rec)
 }
 
-// stream cuts one output stream into lines (at most 64 KiB each).
+// stream cuts one output stream into lines (at most report.MaxLine bytes
+// each).
 type stream struct {
-	w   *logFile
-	tag string
-	buf []byte
+	w     *logFile
+	tag   string
+	lines report.Lines
 }
 
 func (s *stream) Write(b []byte) (int, error) {
-	n := len(b)
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			s.buf = append(s.buf, b...)
-			if len(s.buf) >= 64<<10 {
-				s.w.line(s.tag, s.buf)
-				s.buf = s.buf[:0]
-			}
-			break
-		}
-		s.buf = append(s.buf, b[:i]...)
-		s.w.line(s.tag, s.buf)
-		s.buf = s.buf[:0]
-		b = b[i+1:]
-	}
-	return n, nil
+	s.lines.Write(b, s.line)
+	return len(b), nil
 }
 
-func (s *stream) flush() {
-	if len(s.buf) > 0 {
-		s.w.line(s.tag, s.buf)
-		s.buf = nil
-	}
-}
+func (s *stream) line(text []byte) { s.w.line(s.tag, text) }
+
+func (s *stream) flush() { s.lines.Flush(s.line) }
 
 // LogFile is one stored log.
 type LogFile struct {
@@ -165,4 +153,23 @@ func LogFiles(id, step, host string) ([]LogFile, error) {
 		return out[i].Host < out[j].Host
 	})
 	return out, nil
+}
+
+// LogText is the text of a stored log: its lines without their time
+// stamps and streams, stdout and stderr interleaved as they came.
+func LogText(file string) (string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.Grow(len(data))
+	for line := range strings.Lines(string(data)) {
+		// "2026-12-01T09:00:00.123Z out| text"
+		if _, text, ok := strings.Cut(line, "| "); ok {
+			line = text
+		}
+		b.WriteString(line)
+	}
+	return b.String(), nil
 }

@@ -25,6 +25,86 @@ import (
 // records where it came from and when it was last used.
 type Cache struct {
 	Dir string
+	// TempDir is where a run writes the tarball it sends with sbcast
+	// (PushTempPattern); "": os.TempDir(). Prune reclaims the ones left.
+	TempDir string
+}
+
+// Partial files: a tarball being fetched or saved into the cache, and the
+// tarball a Slurm push writes to send with sbcast. A kill (or a second
+// Ctrl-C) leaves them behind; Partials lists them and Prune reclaims them.
+const (
+	obtainPattern = ".obtain.*.tar"
+	savePattern   = ".save.*.tar"
+	// PushTempPattern names the tarball a push writes in TempDir.
+	PushTempPattern = "cvs-push-*.tar"
+)
+
+// partialAge is how long a partial file stays untouched before Prune may
+// take it, besides not being locked. The lock alone is not enough: docker
+// save -o writes its own temporary file and renames it onto ours, so the
+// file we locked is not the one on disk for a moment. A writer that
+// writes does not leave its file untouched for an hour (a fetch or a save
+// writes as bytes arrive), and a file sbcast reads stays locked by its run.
+// An hour also matches the sweep of cvs's temporary folders on the hosts.
+const partialAge = time.Hour
+
+// NewPartial creates a partial file in dir (os.CreateTemp's pattern) and
+// holds a lock on it until it is closed, so that Prune leaves it alone
+// while it is written or read.
+func NewPartial(dir, pattern string) (*os.File, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
+}
+
+func (c *Cache) tempDir() string {
+	if c.TempDir != "" {
+		return c.TempDir
+	}
+	return os.TempDir()
+}
+
+// Partials returns the partial files of the cache and of its TempDir
+// (Partial set, Size their size so far, Created and LastUsed their last
+// write), oldest first.
+func (c *Cache) Partials() ([]Entry, error) {
+	var paths []string
+	for _, g := range []string{filepath.Join(c.Dir, obtainPattern), filepath.Join(c.Dir, savePattern), filepath.Join(c.tempDir(), PushTempPattern)} {
+		m, err := filepath.Glob(g)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, m...)
+	}
+	var out []Entry
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		out = append(out, Entry{File: p, Size: fi.Size(), Created: fi.ModTime().UTC(), LastUsed: fi.ModTime().UTC(), Partial: true})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].LastUsed.Before(out[j].LastUsed) })
+	return out, nil
+}
+
+// PruneReport is what Prune did.
+type PruneReport struct {
+	// Removed are the images removed.
+	Removed []Entry `json:"removed"`
+	// InUse are images the limits selected but a running cvs holds; they
+	// were left.
+	InUse []Entry `json:"in_use"`
+	// Partials are the partial files reclaimed (see Partials).
+	Partials []Entry `json:"partials"`
 }
 
 // DefaultImageCacheDir is $XDG_CACHE_HOME/cvs/images (~/.cache/cvs/images).
@@ -41,6 +121,9 @@ type Entry struct {
 	Size     int64     `json:"size"`
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"lastused"`
+	// Partial: not an image but a partial file (see Cache.Partials); File
+	// and Size say which and how big.
+	Partial bool `json:"partial,omitempty"`
 }
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
@@ -106,20 +189,37 @@ func (c *Cache) Find(id string) (Entry, error) {
 	return Entry{}, fmt.Errorf("%q names %d cached images; give more digits:\n  %s", id, len(found), strings.Join(names, "\n  "))
 }
 
-// Use marks e used now and takes a shared lock on it, so that prune leaves
-// it alone while a run uses it; release lets it go.
-func (c *Cache) Use(e Entry) (release func(), err error) {
-	f, err := os.Open(e.File + ".json")
-	if err != nil {
-		return nil, err
+// errGone: the entry was removed before its lock was taken.
+var errGone = errors.New("the cache entry was removed")
+
+// hold takes a shared lock on the entry whose tarball is file (a lock on
+// its sidecar), which Prune respects; closing the returned file lets it
+// go. With create, the sidecar is made when absent (an entry being
+// added). A prune that removed the entry between the open and the lock
+// is noticed: errGone, or with create a fresh sidecar.
+func (c *Cache) hold(file string, create bool) (*os.File, error) {
+	flags := os.O_RDONLY
+	if create {
+		flags = os.O_RDWR | os.O_CREATE
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+	for {
+		f, err := os.OpenFile(file+".json", flags, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+			f.Close()
+			return nil, err
+		}
+		var held, now syscall.Stat_t
+		if syscall.Fstat(int(f.Fd()), &held) == nil && syscall.Stat(file+".json", &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
+			return f, nil
+		}
 		f.Close()
-		return nil, err
+		if !create {
+			return nil, errGone
+		}
 	}
-	e.LastUsed = time.Now().UTC()
-	c.writeSidecar(e)
-	return func() { f.Close() }, nil
 }
 
 func (c *Cache) writeSidecar(e Entry) error {
@@ -142,13 +242,15 @@ func (c *Cache) writeSidecar(e Entry) error {
 
 // Prune removes the entries last used before cutoff (zero: none by age),
 // beyond the keep most recently used (keep < 0: no limit), except those a
-// running cvs uses. It returns what it removed.
-func (c *Cache) Prune(cutoff time.Time, keep int) ([]Entry, error) {
+// running cvs holds (from obtaining them to loading them), which it lists
+// as in use. It also reclaims the partial files nobody writes: not locked
+// by their writer and untouched for partialAge.
+func (c *Cache) Prune(cutoff time.Time, keep int) (PruneReport, error) {
+	var rep PruneReport
 	all, err := c.List()
 	if err != nil {
-		return nil, err
+		return rep, err
 	}
-	var removed []Entry
 	for i, e := range all {
 		old := !cutoff.IsZero() && e.LastUsed.Before(cutoff)
 		over := keep >= 0 && i >= keep
@@ -161,14 +263,32 @@ func (c *Cache) Prune(cutoff time.Time, keep int) ([]Entry, error) {
 		}
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
 			f.Close()
-			continue // in use
+			rep.InUse = append(rep.InUse, e)
+			continue
 		}
 		os.Remove(e.File)
 		os.Remove(e.File + ".json")
 		f.Close()
-		removed = append(removed, e)
+		rep.Removed = append(rep.Removed, e)
 	}
-	return removed, nil
+	partials, err := c.Partials()
+	if err != nil {
+		return rep, err
+	}
+	for _, e := range partials {
+		if time.Since(e.LastUsed) < partialAge {
+			continue
+		}
+		f, err := os.Open(e.File)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil && os.Remove(e.File) == nil {
+			rep.Partials = append(rep.Partials, e)
+		}
+		f.Close()
+	}
+	return rep, nil
 }
 
 // ObtainOptions say where an image may come from.
@@ -184,23 +304,42 @@ type ObtainOptions struct {
 // (by digest when given, else the newest entry of the reference), else
 // from its registry, else from this machine's Docker daemon. When none has
 // it, the error names every place tried.
-func (c *Cache) Obtain(ctx context.Context, ref, digest string, o ObtainOptions) (Entry, *Saved, error) {
+//
+// The entry comes held (its lastused set to now): Prune leaves it until
+// release is called, which the caller does once the hosts loaded it.
+func (c *Cache) Obtain(ctx context.Context, ref, digest string, o ObtainOptions) (e Entry, s *Saved, release func(), err error) {
+	var held *os.File
+	e, s, held, err = c.obtain(ctx, ref, digest, o)
+	if err != nil {
+		return Entry{}, nil, nil, err
+	}
+	return e, s, func() { held.Close() }, nil
+}
+
+func (c *Cache) obtain(ctx context.Context, ref, digest string, o ObtainOptions) (Entry, *Saved, *os.File, error) {
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
-		return Entry{}, nil, err
+		return Entry{}, nil, nil, err
 	}
 	var tried []string
 	for _, e := range c.entries() {
 		if (digest != "" && e.Digest == digest) || (digest == "" && e.Ref == ref) {
-			if s, err := ReadSaved(e.File); err == nil {
-				return e, s, nil
+			held, err := c.hold(e.File, false)
+			if err != nil {
+				continue // pruned meanwhile
 			}
+			if s, err := ReadSaved(e.File); err == nil {
+				e.LastUsed = time.Now().UTC()
+				c.writeSidecar(e)
+				return e, s, held, nil
+			}
+			held.Close()
 		}
 	}
 	tried = append(tried, "the cache "+c.Dir+": not there")
 
 	parsed, err := name.ParseReference(ref)
 	if err != nil {
-		return Entry{}, nil, err
+		return Entry{}, nil, nil, err
 	}
 	target := parsed
 	if digest != "" {
@@ -216,11 +355,11 @@ func (c *Cache) Obtain(ctx context.Context, ref, digest string, o ObtainOptions)
 	}
 	img, err := remote.Image(target, opts...)
 	if err == nil {
-		tmp, terr := os.CreateTemp(c.Dir, ".obtain.*.tar")
+		tmp, terr := NewPartial(c.Dir, obtainPattern)
 		if terr != nil {
-			return Entry{}, nil, terr
+			return Entry{}, nil, nil, terr
 		}
-		tmp.Close()
+		defer tmp.Close()
 		defer os.Remove(tmp.Name())
 		tag, _ := name.NewTag(parsed.Context().Name() + ":" + tagOf(parsed))
 		if err = tarball.WriteToFile(tmp.Name(), tag, img); err == nil {
@@ -234,18 +373,18 @@ func (c *Cache) Obtain(ctx context.Context, ref, digest string, o ObtainOptions)
 	if save == nil {
 		save = dockerSave
 	}
-	tmp, err := os.CreateTemp(c.Dir, ".save.*.tar")
+	tmp, err := NewPartial(c.Dir, savePattern)
 	if err != nil {
-		return Entry{}, nil, err
+		return Entry{}, nil, nil, err
 	}
-	tmp.Close()
+	defer tmp.Close()
 	defer os.Remove(tmp.Name())
 	if err := save(ctx, ref, tmp.Name()); err == nil {
 		return c.add(tmp.Name(), ref, digest)
 	} else {
 		tried = append(tried, "this machine's Docker daemon (docker save): "+err.Error())
 	}
-	return Entry{}, nil, fmt.Errorf("image %s could not be obtained; tried:\n  %s", ref, strings.Join(tried, "\n  "))
+	return Entry{}, nil, nil, fmt.Errorf("image %s could not be obtained; tried:\n  %s", ref, strings.Join(tried, "\n  "))
 }
 
 // tagOf is the tag of ref, or a tag made from its digest.
@@ -261,11 +400,13 @@ func (c *Cache) entries() []Entry {
 	return all
 }
 
-// add moves a fresh tarball into the cache under its content name.
-func (c *Cache) add(tmp, ref, digest string) (Entry, *Saved, error) {
+// add moves a fresh tarball into the cache under its content name and
+// returns the entry held (see hold): its sidecar is made and locked before
+// the tarball appears, so no prune sees the entry unheld.
+func (c *Cache) add(tmp, ref, digest string) (Entry, *Saved, *os.File, error) {
 	s, err := ReadSaved(tmp)
 	if err != nil {
-		return Entry{}, nil, err
+		return Entry{}, nil, nil, err
 	}
 	parsed, _ := name.ParseReference(ref)
 	repo := ref
@@ -273,16 +414,22 @@ func (c *Cache) add(tmp, ref, digest string) (Entry, *Saved, error) {
 		repo = parsed.Context().RepositoryStr()
 	}
 	final := c.file(repo, s.ImageID)
-	if err := os.Rename(tmp, final); err != nil {
-		return Entry{}, nil, err
-	}
-	s.Path = final
 	now := time.Now().UTC()
 	e := Entry{File: final, Ref: ref, ImageID: s.ImageID, Digest: digest, Size: s.Size, Created: now, LastUsed: now}
-	if err := c.writeSidecar(e); err != nil {
-		return Entry{}, nil, err
+	held, err := c.hold(final, true)
+	if err != nil {
+		return Entry{}, nil, nil, err
 	}
-	return e, s, nil
+	if err := c.writeSidecar(e); err != nil {
+		held.Close()
+		return Entry{}, nil, nil, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		held.Close()
+		return Entry{}, nil, nil, err
+	}
+	s.Path = final
+	return e, s, held, nil
 }
 
 func dockerSave(ctx context.Context, ref, file string) error {

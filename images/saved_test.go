@@ -119,7 +119,7 @@ func TestCacheObtainFindPrune(t *testing.T) {
 	ref := reg.host + "/team/work:1"
 	d := push(t, ref)
 	c := &Cache{Dir: t.TempDir()}
-	e, s, err := c.Obtain(context.Background(), ref, d.String(), ObtainOptions{})
+	e, s, release, err := c.Obtain(context.Background(), ref, d.String(), ObtainOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,29 +127,27 @@ func TestCacheObtainFindPrune(t *testing.T) {
 		t.Errorf("entry %+v", e)
 	}
 	hits := reg.hits.Load()
-	if e2, _, err := c.Obtain(context.Background(), ref, d.String(), ObtainOptions{}); err != nil || e2.File != e.File || reg.hits.Load() != hits {
+	if e2, _, release2, err := c.Obtain(context.Background(), ref, d.String(), ObtainOptions{}); err != nil || e2.File != e.File || reg.hits.Load() != hits {
 		t.Errorf("second obtain went to the registry: %v", err)
+	} else {
+		release2()
 	}
 	if got, err := c.Find(strings.TrimPrefix(d.String(), "sha256:")[:8]); err != nil || got.File != e.File {
 		t.Errorf("find by prefix: %v", err)
 	}
 	// Not obtainable anywhere: every place tried is named.
-	_, _, err = c.Obtain(context.Background(), reg.host+"/team/none:1", "", ObtainOptions{
+	_, _, _, err = c.Obtain(context.Background(), reg.host+"/team/none:1", "", ObtainOptions{
 		DockerSave: func(context.Context, string, string) error { return os.ErrNotExist }})
 	if err == nil || !strings.Contains(err.Error(), "the cache") || !strings.Contains(err.Error(), "the registry") || !strings.Contains(err.Error(), "docker save") {
 		t.Errorf("unobtainable: %v", err)
 	}
 
-	release, err := c.Use(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if removed, _ := c.Prune(time.Now().Add(time.Hour), -1); len(removed) != 0 {
-		t.Errorf("pruned an image in use: %v", removed)
+	if pruned, _ := c.Prune(time.Now().Add(time.Hour), -1); len(pruned.Removed) != 0 {
+		t.Errorf("pruned an image in use: %v", pruned.Removed)
 	}
 	release()
-	if removed, _ := c.Prune(time.Now().Add(time.Hour), -1); len(removed) != 1 {
-		t.Errorf("prune removed %d", len(removed))
+	if pruned, _ := c.Prune(time.Now().Add(time.Hour), -1); len(pruned.Removed) != 1 {
+		t.Errorf("prune removed %d", len(pruned.Removed))
 	}
 	if all, _ := c.List(); len(all) != 0 {
 		t.Errorf("left: %v", all)

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -69,29 +70,19 @@ func (l *Live) Stop() {
 func LineWriter(fn func(line string)) io.Writer { return &lineWriter{fn: fn} }
 
 type lineWriter struct {
-	mu   sync.Mutex
-	part []byte
-	fn   func(string)
+	mu    sync.Mutex
+	lines Lines
+	fn    func(string)
 }
 
 func (w *lineWriter) Write(b []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.part = append(w.part, b...)
-	for {
-		i := strings.IndexByte(string(w.part), '\n')
-		if i < 0 {
-			break
-		}
-		w.fn(strings.TrimRight(string(w.part[:i]), "\r"))
-		w.part = w.part[i+1:]
-	}
-	if len(w.part) > MaxLine {
-		w.fn(string(w.part[:MaxLine]))
-		w.part = w.part[:0]
-	}
+	w.lines.Write(b, w.emit)
 	return len(b), nil
 }
+
+func (w *lineWriter) emit(line []byte) { w.fn(string(bytes.TrimRight(line, "\r"))) }
 
 type (
 	stepStarted struct {

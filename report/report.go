@@ -103,51 +103,67 @@ type Prefix struct {
 		Lock()
 		Unlock()
 	}
-	buf []byte
+	lines Lines
 }
 
 // Write emits every complete line of b; it looks at each byte once.
 func (p *Prefix) Write(b []byte) (int, error) {
-	n := len(b)
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			room := MaxLine - len(p.buf)
-			if len(b) < room {
-				p.buf = append(p.buf, b...)
-				break
-			}
-			p.buf = append(p.buf, b[:room]...)
-			p.emit(p.buf)
-			p.buf = p.buf[:0]
-			b = b[room:]
-			continue
-		}
-		if len(p.buf)+i > MaxLine {
-			i = MaxLine - len(p.buf)
-			p.buf = append(p.buf, b[:i]...)
-			p.emit(p.buf)
-			p.buf = p.buf[:0]
-			b = b[i:]
-			continue
-		}
-		if len(p.buf) > 0 {
-			p.buf = append(p.buf, b[:i]...)
-			p.emit(p.buf)
-			p.buf = p.buf[:0]
-		} else {
-			p.emit(b[:i])
-		}
-		b = b[i+1:]
-	}
-	return n, nil
+	p.lines.Write(b, p.emit)
+	return len(b), nil
 }
 
 // Flush writes a last line that had no newline.
-func (p *Prefix) Flush() {
-	if len(p.buf) > 0 {
-		p.emit(p.buf)
-		p.buf = p.buf[:0]
+func (p *Prefix) Flush() { p.lines.Flush(p.emit) }
+
+// Lines cuts a stream into lines, in time linear in its length and memory
+// bounded by MaxLine: every output path (host-prefixed lines, the live
+// view, log lines) splits with it. The zero value is ready to use.
+type Lines struct {
+	buf []byte // the start of a line whose newline has not come yet
+}
+
+// Write calls emit with each line b completes, without its newline; the
+// slice is valid only during the call. A line longer than MaxLine is cut
+// into pieces of MaxLine bytes.
+func (l *Lines) Write(b []byte, emit func(line []byte)) {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			room := MaxLine - len(l.buf)
+			if len(b) < room {
+				l.buf = append(l.buf, b...)
+				return
+			}
+			l.buf = append(l.buf, b[:room]...)
+			emit(l.buf)
+			l.buf = l.buf[:0]
+			b = b[room:]
+			continue
+		}
+		if len(l.buf)+i > MaxLine {
+			i = MaxLine - len(l.buf)
+			l.buf = append(l.buf, b[:i]...)
+			emit(l.buf)
+			l.buf = l.buf[:0]
+			b = b[i:]
+			continue
+		}
+		if len(l.buf) > 0 {
+			l.buf = append(l.buf, b[:i]...)
+			emit(l.buf)
+			l.buf = l.buf[:0]
+		} else {
+			emit(b[:i])
+		}
+		b = b[i+1:]
+	}
+}
+
+// Flush calls emit with a last line that had no newline, if any.
+func (l *Lines) Flush(emit func(line []byte)) {
+	if len(l.buf) > 0 {
+		emit(l.buf)
+		l.buf = l.buf[:0]
 	}
 }
 

@@ -62,8 +62,8 @@ func TestPrefixBoundsAPartialLine(t *testing.T) {
 	const total = 8 << 20
 	for written := 0; written < total; written += len(chunk) {
 		p.Write(chunk)
-		if len(p.buf) > MaxLine {
-			t.Fatalf("the writer holds %d bytes of a line, more than %d", len(p.buf), MaxLine)
+		if len(p.lines.buf) > MaxLine {
+			t.Fatalf("the writer holds %d bytes of a line, more than %d", len(p.lines.buf), MaxLine)
 		}
 	}
 	p.Flush()
@@ -120,6 +120,28 @@ func TestTailBufferGrowsWithWhatIsWritten(t *testing.T) {
 	for _, b := range bufs {
 		if b.String() != "ok\n" {
 			t.Fatalf("%q", b.String())
+		}
+	}
+}
+
+func TestKeepTail(t *testing.T) {
+	for _, c := range []struct {
+		in        string
+		lines, by int
+		want      string
+		cut       int64
+	}{
+		{"", 20, 4096, "", 0},
+		{"a\nb\n", 20, 4096, "a\nb\n", 0},
+		{"a\nb\nc\n", 2, 4096, "b\nc\n", 2},
+		{"a\nb\nc", 2, 4096, "b\nc", 2},
+		{"aaaa\nbbbb\ncc\n", 20, 8, "bbbb\ncc\n", 5},
+		{"aaaa\nbbbb\ncc\n", 20, 7, "cc\n", 10},     // cut at a line start
+		{strings.Repeat("x", 10), 20, 4, "xxxx", 6}, // one long line: its end
+	} {
+		got, cut := KeepTail([]byte(c.in), c.lines, c.by)
+		if got != c.want || cut != c.cut {
+			t.Errorf("KeepTail(%q, %d, %d) = %q, %d; want %q, %d", c.in, c.lines, c.by, got, cut, c.want, c.cut)
 		}
 	}
 }

@@ -14,8 +14,36 @@ import (
 	"github.com/cvs-tool/cvs/transport"
 )
 
-// pushTimeout bounds sending and loading the image on one host.
-const pushTimeout = 30 * time.Minute
+// The time limit of sending and loading the image on one host scales with
+// what has to cross this machine's link, rather than being a key: nobody
+// knows in advance how long 61 GB takes, and a fixed limit is either too
+// short for GPU images (30 minutes was: 61 GB to 64 hosts over one 10 GbE
+// link takes about 52) or no limit for small ones. The hosts push at once,
+// up to max_parallel of them, sharing this machine's uplink, so one host's
+// bytes go at about minPushRate/parallel. minPushRate is a saturated 1 GbE
+// link (~110 MB/s after overhead, rounded down): a controller on 10 GbE
+// finishes ten times sooner, so the limit only ends pushes that are stuck,
+// never slow ones on the links cvs runs over. pushFloor covers what does
+// not scale with the link: connecting, the layer query, docker load
+// unpacking the last layer, the image ID check.
+const (
+	pushFloor   = 15 * time.Minute
+	minPushRate = 100_000_000 // bytes per second, all parallel pushes together
+)
+
+// pushLimit is the time limit of one host's push of bytes while parallel
+// hosts push at once.
+func pushLimit(bytes int64, parallel int) time.Duration {
+	parallel = max(parallel, 1)
+	share := float64(bytes) * float64(parallel) / minPushRate
+	return pushFloor + time.Duration(share*float64(time.Second)).Round(time.Second)
+}
+
+// logPushLimit says the limit a push runs under and how it was computed.
+func (s *Session) logPushLimit(limit time.Duration, bytes int64, parallel int) {
+	s.log.Info(fmt.Sprintf("push time limit per host: %s (%s + %d bytes × %d host(s) at once / %d MB/s)",
+		limit, pushFloor, bytes, parallel, minPushRate/1_000_000))
+}
 
 // Push is what pushing the image did on one host.
 type Push struct {
@@ -85,9 +113,17 @@ func (st distributeStage) Run(ctx context.Context, s *Session) error {
 	if s.Config.Engine.Kind == cluster.EngineSlurm {
 		return s.pushBySbcast(ctx, st.Name(), hosts, saved)
 	}
+	// Sized for the whole image: a host may be sent all of it (a store
+	// that cannot take a partial tarball).
+	parallel := len(hosts)
+	if s.Config.MaxParallel > 0 {
+		parallel = min(parallel, s.Config.MaxParallel)
+	}
+	limit := pushLimit(saved.Size, parallel)
+	s.logPushLimit(limit, saved.Size, parallel)
 	pushes := make([]Push, len(hosts))
 	err = s.perHost(ctx, st.Name(), hosts, func(ctx context.Context, k int, h cluster.Host, c transport.Conn) (transport.Result, error) {
-		ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+		ctx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
 		p, err := s.pushTo(ctx, c, h, saved)
 		pushes[k] = p
@@ -110,11 +146,9 @@ func (s *Session) obtain(ctx context.Context) (*images.Saved, error) {
 	if cache == nil {
 		cache = &images.Cache{Dir: images.DefaultImageCacheDir()}
 	}
-	e, saved, err := cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{})
-	if err != nil {
-		return nil, err
-	}
-	release, err := cache.Use(e)
+	// The entry stays held until the session closes, after every load:
+	// an image prune meanwhile leaves it.
+	_, saved, release, err := cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{})
 	if err != nil {
 		return nil, err
 	}

@@ -78,13 +78,26 @@ func PushImage(ctx context.Context, cfg *cluster.Config, ref string, opts Option
 	return rep, err
 }
 
-// CachedImages lists this machine's image cache, most recently used first.
-func CachedImages(opts Options) ([]ImageEntry, error) { return imageCache(opts).List() }
+// CachedImages lists this machine's image cache, most recently used
+// first, then the partial files a killed run left (Partial set).
+func CachedImages(opts Options) ([]ImageEntry, error) {
+	c := imageCache(opts)
+	all, err := c.List()
+	if err != nil {
+		return nil, err
+	}
+	partials, err := c.Partials()
+	return append(all, partials...), err
+}
+
+// PruneReport is what `cvs image prune` did.
+type PruneReport = images.PruneReport
 
 // PruneImages removes cached images last used before now-olderThan (0:
 // no age limit) beyond the keep most recent (keep < 0: no limit); never one
-// a running cvs uses.
-func PruneImages(olderThan time.Duration, keep int, opts Options) ([]ImageEntry, error) {
+// a running cvs uses (those are listed as in use). It reclaims the partial
+// files nobody writes any more.
+func PruneImages(olderThan time.Duration, keep int, opts Options) (PruneReport, error) {
 	var cutoff time.Time
 	if olderThan > 0 {
 		cutoff = time.Now().Add(-olderThan)

@@ -82,13 +82,13 @@ func (st stepsStage) Run(ctx context.Context, s *Session) error {
 			}
 		}}
 	if logs, err := history.NewLogs(s.RunID); err == nil {
-		r.Log = func(step, host string) (io.Writer, io.Writer, func()) {
+		r.Log = func(step, host string) (io.Writer, io.Writer, string, func()) {
 			o, e, done, err := logs.Open(step, host)
 			if err != nil {
 				s.log.Warn("this step's output is not stored", "host", host, "err", err)
-				return nil, nil, nil
+				return nil, nil, "", nil
 			}
-			return o, e, done
+			return o, e, logs.File(step, host), done
 		}
 	}
 	results, err := r.Run(ctx, st.suite)
@@ -240,6 +240,18 @@ func (s *Session) stagesOutcome(ctx context.Context, err error) error {
 		return exitcode.With(code, fmt.Errorf("step failed: %s", strings.Join(failed, ", ")))
 	}
 	return err
+}
+
+// StepOutput is a step's output on one host, as --group shows it: the
+// result's tails when nothing was cut from them, else the whole output
+// read back from the run's logs (stdout and stderr interleaved).
+func StepOutput(r StepResult) string {
+	if r.StdoutCut+r.StderrCut > 0 && r.Log != "" {
+		if text, err := history.LogText(r.Log); err == nil {
+			return text
+		}
+	}
+	return r.Stdout + r.Stderr
 }
 
 // Summary writes the table of step results: step, host, exit, duration.

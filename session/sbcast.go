@@ -60,22 +60,25 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 		send = append(send, l)
 	}
 	sort.Ints(send)
-	local, size, err := writeDelta(saved, send)
+	local, size, done, err := writeDelta(saved, send)
 	if err != nil {
 		return &StageError{Stage: stage, Failures: []HostFailure{{Host: "(this machine)", Err: err}}}
 	}
-	defer os.Remove(local)
+	defer done()
 	remote := fmt.Sprintf("/var/tmp/cvs-push-%s.tar", s.RunID)
 	s.log.Info(fmt.Sprintf("sending %d of %d layers (%d bytes) once, to every node of the allocation, with sbcast", len(send), len(saved.LayerFiles), size))
 	// Removed from every node it may have reached, also when sbcast fails
 	// or is stopped part-way.
 	defer s.removeSbcastCopy(ctx, remote)
-	if err := s.sbcast(ctx, local, remote); err != nil {
+	// sbcast sends the file once from here; each node loads its own copy.
+	limit := pushLimit(size, 1)
+	s.logPushLimit(limit, size, 1)
+	if err := s.sbcast(ctx, local, remote, limit); err != nil {
 		return &StageError{Stage: stage, Failures: []HostFailure{{Host: "(this machine)", Err: err}}}
 	}
 	// Load where needed; remove the file from every node it went to.
 	err = s.perHost(ctx, stage, need, func(ctx context.Context, k int, h cluster.Host, c transport.Conn) (transport.Result, error) {
-		ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+		ctx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
 		e := docker.CLIEngine{CLI: s.docker, Host: c}
 		p := &pushes[needIdx[k]]
@@ -146,35 +149,38 @@ func sbcastNodes(hosts []cluster.Host, nodelist string) []cluster.Host {
 }
 
 // writeDelta writes the tarball with the layers send to a private file
-// here; it returns its path and size.
-func writeDelta(saved *images.Saved, send []int) (string, int64, error) {
-	f, err := os.CreateTemp("", "cvs-push-*.tar")
+// here; it returns its path and size, and done, which removes it. Until
+// then the file is locked, so that cvs image prune leaves it; a killed run
+// leaves it unlocked, and prune reclaims it.
+func writeDelta(saved *images.Saved, send []int) (path string, size int64, done func(), err error) {
+	f, err := images.NewPartial("", images.PushTempPattern)
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
+	}
+	done = func() {
+		os.Remove(f.Name())
+		f.Close()
 	}
 	if err := saved.WriteDelta(f, send); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return "", 0, err
+		done()
+		return "", 0, nil, err
 	}
 	fi, err := f.Stat()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
-		os.Remove(f.Name())
-		return "", 0, err
+		done()
+		return "", 0, nil, err
 	}
-	return f.Name(), fi.Size(), nil
+	return f.Name(), fi.Size(), done, nil
 }
 
-// sbcast copies local to remote on every node of the allocation.
-func (s *Session) sbcast(ctx context.Context, local, remote string) error {
+// sbcast copies local to remote on every node of the allocation, within
+// limit.
+func (s *Session) sbcast(ctx context.Context, local, remote string, limit time.Duration) error {
 	bin := "sbcast"
 	if srun := s.Config.Engine.Srun; srun != "" {
 		bin = filepath.Join(filepath.Dir(srun), "sbcast")
 	}
-	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	// --fanout=1: sbcast hands the whole node list to one node, which
 	// forwards the file through Slurm's tree, so this machine sends it

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/charmbracelet/log"
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/exitcode"
@@ -493,6 +494,7 @@ var (
 	reTime     = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z`)
 	reRunID    = regexp.MustCompile(`"cvs\.run-id": "[0-9a-f]{16}"`)
 	reRecord   = regexp.MustCompile(`"record": "[^"]*"`)
+	reLog      = regexp.MustCompile(`"log": "[^"]*"`)
 	reSkew     = regexp.MustCompile(`"clock_skew_s": [-0-9.e+]+`)
 )
 
@@ -509,6 +511,7 @@ func checkJSON(t *testing.T, name string, doc any) {
 	s = reTime.ReplaceAllString(s, "TIME")
 	s = reRunID.ReplaceAllString(s, `"cvs.run-id": "RUNID"`)
 	s = reRecord.ReplaceAllString(s, `"record": "RECORD"`)
+	s = reLog.ReplaceAllString(s, `"log": "LOG"`)
 	s = reSkew.ReplaceAllString(s, `"clock_skew_s": 0`)
 	golden.Check(t, name, []byte(s+"\n"))
 }
@@ -907,9 +910,16 @@ func TestPushSendsOnlyMissingLayers(t *testing.T) {
 	r.hosts[3].Layers = map[string][]string{baseID.String(): diffs(base)}
 	r.hosts[3].NoPartialLoad = true
 
+	var logs syncBuffer
+	r.opts.Log = log.New(&logs)
 	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The push's time limit is said, with what it was computed from
+	// (issue 21 item 5).
+	if !strings.Contains(logs.String(), "push time limit") {
+		t.Errorf("the log does not say the push's time limit:\n%s", logs.String())
 	}
 	p := rep.Pushes
 	if len(p) != 4 || p[0].Layers != 3 || p[1].Layers != 1 || !p[2].Skipped || p[2].Bytes != 0 || !p[3].Full || p[3].Layers != 3 {
@@ -1243,5 +1253,57 @@ func TestPushRefusesAFullDisk(t *testing.T) {
 	}
 	if len(r.hosts[1].Uploads()) != 0 {
 		t.Error("layers were sent to the full host")
+	}
+}
+
+// A push's time limit scales with the bytes each host is sent and how
+// many hosts share this machine's link (issue 21 item 5): the 61 GB image
+// to 64 hosts over one 10 GbE link needs about 52 minutes, more than the
+// fixed 30 minutes there was.
+func TestPushLimit(t *testing.T) {
+	const gb = 1_000_000_000
+	for _, c := range []struct {
+		bytes    int64
+		parallel int
+		atLeast  time.Duration
+		atMost   time.Duration
+	}{
+		{0, 1, pushFloor, pushFloor},
+		{1 << 20, 64, pushFloor, pushFloor + time.Minute},
+		// 61 GB × 64 over 10 GbE (1.25 GB/s) is 52 min; a 1 GbE link
+		// (~110 MB/s) about 10 h.
+		{61 * gb, 64, 10 * time.Hour, 12 * time.Hour},
+		{61 * gb, 1, 15 * time.Minute, time.Hour},
+	} {
+		got := pushLimit(c.bytes, c.parallel)
+		if got < c.atLeast || got > c.atMost {
+			t.Errorf("pushLimit(%d, %d) = %s, want between %s and %s", c.bytes, c.parallel, got, c.atLeast, c.atMost)
+		}
+	}
+}
+
+// A step's result keeps the end of its output; the whole of it is read
+// back from the run's logs when wanted (--group), not kept in memory
+// (issue 21 item 10).
+func TestStepOutputReadBackFromLogs(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	var out strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&out, "line %d\n", i)
+	}
+	for _, h := range r.hosts {
+		h.Step = func(string) (string, int) { return out.String(), 0 }
+	}
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if err != nil || len(rep.Steps) == 0 {
+		t.Fatalf("%v %+v", err, rep)
+	}
+	for _, st := range rep.Steps {
+		if strings.Count(st.Stdout, "\n") != 20 || !strings.HasPrefix(st.Stdout, "line 80\n") || st.StdoutCut == 0 || st.Log == "" {
+			t.Errorf("%s on %s keeps %q (cut %d, log %q)", st.Step, st.Host, st.Stdout, st.StdoutCut, st.Log)
+		}
+		if whole := StepOutput(st); whole != out.String() {
+			t.Errorf("%s on %s read back %d bytes, not the %d it printed", st.Step, st.Host, len(whole), out.Len())
+		}
 	}
 }

@@ -31,14 +31,31 @@ type Result struct {
 	ExitCode int           `json:"exit_code"` // -1: did not finish (timeout, connection, interrupt)
 	Duration time.Duration `json:"-"`
 	Millis   int64         `json:"duration_ms"`
-	Stdout   string        `json:"stdout"`
-	Stderr   string        `json:"stderr"`
-	Error    string        `json:"error,omitempty"`
+	// Stdout and Stderr are the ends of the step's output (TailLines,
+	// TailBytes); StdoutCut and StderrCut count the bytes before them,
+	// which only the run's logs (Log) keep.
+	Stdout    string `json:"stdout"`
+	Stderr    string `json:"stderr"`
+	StdoutCut int64  `json:"stdout_cut,omitempty"`
+	StderrCut int64  `json:"stderr_cut,omitempty"`
+	// Log is the file of the run's logs that holds this step's whole
+	// output on this host ("" when it is not stored).
+	Log   string `json:"log,omitempty"`
+	Error string `json:"error,omitempty"`
 	// Infra is true when the failure was not the step's own exit status
 	// (lost connection, docker exec failing), which the run reports as an
 	// infrastructure failure.
 	Infra bool `json:"infrastructure_failure,omitempty"`
 }
+
+// What a Result keeps of each output stream: enough for the summary, an
+// error and a glance (the run's logs hold everything). A command's result
+// holds up to 1 MiB a stream; kept for every step on every host until the
+// run ends, that was 10 GiB for 500 hosts × 10 verbose steps.
+const (
+	TailLines = 20
+	TailBytes = 4 << 10
+)
 
 // Failed reports whether the step failed on the host.
 func (r Result) Failed() bool { return r.ExitCode != 0 || r.Error != "" }
@@ -65,8 +82,9 @@ type Runner struct {
 	// cluster lock was lost); the step then fails there without running.
 	Guard func(host string) error
 	// Log, when set, gives the writers that store a step's whole output on
-	// one host (the run's logs), and a function that ends them.
-	Log func(step, host string) (stdout, stderr io.Writer, done func())
+	// one host (the run's logs), the file they write, and a function that
+	// ends them.
+	Log func(step, host string) (stdout, stderr io.Writer, file string, done func())
 	// Watch, when set, gives writers that also receive a step's output on
 	// one host, unprefixed.
 	Watch func(step, host string) (stdout, stderr io.Writer)
@@ -308,11 +326,12 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 				wo, we := r.Watch(st.Name, h.Name)
 				outs, errs = append(outs, wo), append(errs, we)
 			}
+			logFile := ""
 			if r.Log != nil {
-				lo, le, done := r.Log(st.Name, h.Name)
+				lo, le, file, done := r.Log(st.Name, h.Name)
 				if done != nil {
 					defer done()
-					outs, errs = append(outs, lo), append(errs, le)
+					outs, errs, logFile = append(outs, lo), append(errs, le), file
 				}
 			}
 			var mo, me *redact.Writer
@@ -351,7 +370,12 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 			if pe != nil {
 				pe.Flush()
 			}
-			results[i] = Result{ExitCode: res.ExitCode, Duration: res.Duration, Stdout: maskTail(mask, string(res.Stdout)), Stderr: maskTail(mask, string(res.Stderr))}
+			// Only the tails outlive this call; res goes with it. A tail
+			// may begin part-way into a secret: maskTail masks its end.
+			stdout, outCut := report.KeepTail(res.Stdout, TailLines, TailBytes)
+			stderr, errCut := report.KeepTail(res.Stderr, TailLines, TailBytes)
+			results[i] = Result{ExitCode: res.ExitCode, Duration: res.Duration, Log: logFile,
+				Stdout: maskTail(mask, stdout), Stderr: maskTail(mask, stderr), StdoutCut: outCut + res.StdoutCut, StderrCut: errCut + res.StderrCut}
 			var ee *transport.ExitError
 			if errors.As(err, &ee) {
 				// A non-zero exit is the step's own only if its container

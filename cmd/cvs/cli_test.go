@@ -390,8 +390,27 @@ replace = "172.29.0.1:5000/$1"
 	if code != 0 || !strings.Contains(out, "# site lab: image registry.example:5000/w:1 → 172.29.0.1:5000/w:1") || !strings.Contains(out, `image = "registry.example:5000/w:1"`) {
 		t.Errorf("validate --site: exit %d\n%s", code, out)
 	}
+	// A site whose rules match nothing is named in a warning (issue 21
+	// item 8); validate still succeeds.
+	os.WriteFile(p, []byte(`hosts = ["a"]
+[container]
+image = "docker.io/w:1"
+[sites.lab]
+[[sites.lab.image.rewrite]]
+match = 're:registry\.example:5000/(.*)'
+replace = "172.29.0.1:5000/$1"
+[sites.eu]
+`), 0o600)
+	_, errOut, code := cvs(t, "--cluster", p, "--site", "lab", "validate")
+	if code != 0 || !strings.Contains(errOut, `site "lab"`) || !strings.Contains(errOut, "match nothing") {
+		t.Errorf("validate --site with rules matching nothing: exit %d, no warning naming the site:\n%s", code, errOut)
+	}
+	_, errOut, code = cvs(t, "--cluster", p, "--site", "mars", "validate")
+	if code != 2 || !strings.Contains(errOut, `site "mars"`) || !strings.Contains(errOut, "eu, lab") {
+		t.Errorf("--site mars: exit %d\n%s", code, errOut)
+	}
 	t.Setenv("CVS_SITE", "mars")
-	_, errOut, code := cvs(t, "--cluster", p, "validate")
+	_, errOut, code = cvs(t, "--cluster", p, "validate")
 	if code != 2 || !strings.Contains(errOut, `site "mars"`) {
 		t.Errorf("unknown site from $CVS_SITE: exit %d\n%s", code, errOut)
 	}
@@ -459,5 +478,30 @@ func TestCompletion(t *testing.T) {
 	out, _, _ = cvs(t, "--cluster", "../../examples/cluster.toml", "__complete", "exec", "--hosts", "")
 	if !strings.Contains(out, "node01") || !strings.Contains(out, "node04") {
 		t.Errorf("hosts:\n%s", out)
+	}
+}
+
+// image ls shows the partial files a killed run left, with their size;
+// image prune reclaims them (issue 21 item 7).
+func TestImageLsAndPrunePartialFiles(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Setenv("TMPDIR", t.TempDir())
+	dir := filepath.Join(cache, "cvs", "images")
+	os.MkdirAll(dir, 0o700)
+	p := filepath.Join(dir, ".obtain.1.tar")
+	os.WriteFile(p, make([]byte, 3<<20), 0o600)
+	old := time.Now().Add(-3 * time.Hour)
+	os.Chtimes(p, old, old)
+	out, _, code := cvs(t, "image", "ls")
+	if code != 0 || !strings.Contains(out, "(partial)") || !strings.Contains(out, p) || !strings.Contains(out, "3.0 MiB") {
+		t.Errorf("image ls: exit %d\n%s", code, out)
+	}
+	out, _, code = cvs(t, "image", "prune", "--keep", "0")
+	if code != 0 || !strings.Contains(out, "1 partial file(s) removed") || !strings.Contains(out, "3.0 MiB freed") {
+		t.Errorf("image prune: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(p); err == nil {
+		t.Error("the partial file survives prune")
 	}
 }

@@ -87,6 +87,12 @@ digest of a cached image, or a unique prefix of one (cvs image ls).`,
 			}
 			rows := make([][]string, 0, len(all))
 			for _, e := range all {
+				if e.Partial {
+					// What a killed fetch, save or push left; image prune
+					// reclaims it once nobody writes it.
+					rows = append(rows, []string{"(partial)", "-", e.File, bytesHuman(e.Size), e.LastUsed.Local().Format("2006-01-02 15:04")})
+					continue
+				}
 				rows = append(rows, []string{shortID(e.ImageID), dash(shortID(e.Digest)), e.Ref, bytesHuman(e.Size), e.LastUsed.Local().Format("2006-01-02 15:04")})
 			}
 			report.Table(a.stdout, []string{"IMAGE ID", "DIGEST", "REFERENCE", "SIZE", "LAST USED"}, rows)
@@ -103,22 +109,32 @@ digest of a cached image, or a unique prefix of one (cvs image ls).`,
 			if err != nil {
 				return err
 			}
-			removed, err := session.PruneImages(age, keep, a.sessionOptions(false))
+			rep, err := session.PruneImages(age, keep, a.sessionOptions(false))
 			if err != nil {
 				return err
 			}
 			if a.json {
-				if removed == nil {
-					removed = []session.ImageEntry{}
+				for _, l := range []*[]session.ImageEntry{&rep.Removed, &rep.InUse, &rep.Partials} {
+					if *l == nil {
+						*l = []session.ImageEntry{}
+					}
 				}
-				return a.printJSON(removed)
+				return a.printJSON(rep)
 			}
 			var freed int64
-			for _, e := range removed {
+			for _, e := range rep.Removed {
 				fmt.Fprintf(a.stdout, "removed %s %s (last used %s)\n", shortID(e.ImageID), e.Ref, e.LastUsed.Local().Format("2006-01-02"))
 				freed += e.Size
 			}
-			fmt.Fprintf(a.stdout, "%d image(s) removed, %s freed\n", len(removed), bytesHuman(freed))
+			for _, e := range rep.InUse {
+				fmt.Fprintf(a.stdout, "kept %s %s: a running cvs uses it\n", shortID(e.ImageID), e.Ref)
+			}
+			for _, e := range rep.Partials {
+				fmt.Fprintf(a.stdout, "removed the partial file %s (%s, last written %s)\n", e.File, bytesHuman(e.Size), e.LastUsed.Local().Format("2006-01-02 15:04"))
+				freed += e.Size
+			}
+			fmt.Fprintf(a.stdout, "%d image(s) removed, %d in use kept, %d partial file(s) removed, %s freed\n",
+				len(rep.Removed), len(rep.InUse), len(rep.Partials), bytesHuman(freed))
 			return nil
 		},
 	}

@@ -62,7 +62,7 @@ then cvs run test any number of times (attach to the same containers).`,
 						if r.Failed() {
 							status = fmt.Sprintf("exit %d", r.ExitCode)
 						}
-						outs = append(outs, report.Output{Host: r.Host, Text: r.Stdout + r.Stderr, Status: status})
+						outs = append(outs, report.Output{Host: r.Host, Text: session.StepOutput(r), Status: status})
 					}
 					fmt.Fprintf(a.stdout, "step %q:\n", step.Name)
 					report.Group(a.stdout, outs)
