@@ -221,7 +221,8 @@ type Container struct {
 	SetupScript string        `json:"setup_script,omitempty"`
 	PullTimeout time.Duration `json:"pull_timeout"`
 	// Pin, PinTTL and PinTimeout govern resolving Image to a digest once
-	// per run (the digest cache's lifetime, the bound on one resolution).
+	// per run (how old a cached digest may be to stand in for an unreachable
+	// registry, 0: never; the bound on one resolution).
 	Pin Pin `json:"pin"`
 	// StrictAttach refuses an attach to containers launched with other
 	// settings than the cluster file's (drift), instead of warning.

@@ -657,3 +657,16 @@ func TestHostsFromSlurm(t *testing.T) {
 		t.Errorf("outside an allocation: %v", err)
 	}
 }
+
+// Issue 21 item 1: pin_ttl = "0s" is accepted (no cached digest stands in
+// for an unreachable registry); a negative one is not.
+func TestPinTTLZero(t *testing.T) {
+	cfg, err := load(t, "hosts = [\"a\"]\n[container]\nimage = \"x:1\"\npin_ttl = \"0s\"\n")
+	if err != nil || cfg.Container.PinTTL != 0 {
+		t.Fatalf("pin_ttl 0s: %v", err)
+	}
+	_, err = load(t, "hosts = [\"a\"]\n[container]\nimage = \"x:1\"\npin_ttl = \"-1s\"\n")
+	if err == nil || !strings.Contains(err.Error(), "pin_ttl") {
+		t.Errorf("pin_ttl -1s: %v", err)
+	}
+}

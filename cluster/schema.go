@@ -225,7 +225,7 @@ func (d *decoder) container(raw map[string]any) Container {
 			d.fail(p+".distribute", "%q is not \"pull\" or \"push\"", v)
 		}
 	}
-	if v, ok := d.duration(m, p, "pin_ttl"); ok {
+	if v, ok := d.durationOrZero(m, p, "pin_ttl"); ok {
 		ct.PinTTL = v
 	}
 	if v, ok := d.duration(m, p, "pin_timeout"); ok {

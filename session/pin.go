@@ -16,7 +16,8 @@ const failTTL = time.Minute
 
 // pin resolves the configured image to its manifest digest, once for the
 // whole run, so that every host launches the same content (Image becomes
-// repo@digest). With pin = "prefer" a tag that cannot be resolved is
+// repo@digest). The registry is asked at every invocation; the digest
+// cache answers only when it cannot (within pin_ttl), and the log says so. With pin = "prefer" a tag that cannot be resolved is
 // launched as it is, after a loud warning; with "required" the run stops
 // before any change (exit 3).
 func (s *Session) pin(ctx context.Context) error {
@@ -45,12 +46,14 @@ func (s *Session) pin(ctx context.Context) error {
 		// hosts then launch; the digest picks the content.
 		s.Image = res.Pinned
 	}
-	if prev := history.Previous(ct.Image); prev != "" && prev != res.Digest {
+	if res.Previous != "" {
+		s.log.Warn(fmt.Sprintf("%s was re-pushed: it now names %s; the digest cache held %s", ct.Image, res.Digest, res.Previous))
+	} else if prev := history.Previous(ct.Image); prev != "" && prev != res.Digest {
 		s.log.Warn(fmt.Sprintf("%s now resolves to %s; the last recorded run used %s: the tag was re-pushed since", ct.Image, res.Digest, prev))
 	}
 	from := "registry"
 	if res.FromCache {
-		from = "cache"
+		from = "cache (" + res.Fallback + ")"
 	}
 	s.log.Info("image pinned", "image", ct.Image, "digest", res.Digest, "from", from)
 	return nil

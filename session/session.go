@@ -207,7 +207,7 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 		return nil, err
 	}
 	s.Plan = lifetime.Decide(cfg.Container.Lifetime, s.Facts, lifetime.Options{ClusterFile: cfg.File, Restart: oo.restart,
-		Image: s.Image, Pinned: s.Digest != "" || cfg.Container.Distribute == cluster.DistributePush,
+		Image: s.Image, Pinned: s.Digest != "" || cfg.Container.Distribute == cluster.DistributePush, Digest: s.Digest,
 		SetupHash: s.setupHash, Reprovision: oo.reprovision, Repair: oo.repair,
 		Config: RunConfig(cfg.Container), StrictAttach: cfg.Container.StrictAttach,
 		MaxClockSkew: cfg.MaxClockSkew, HostNetwork: cfg.Container.Network == "host", SSHDPort: cfg.Container.SSHDPort,

@@ -8,15 +8,19 @@ import (
 	"fmt"
 	"io"
 	stdlog "log"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/charmbracelet/log"
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/exitcode"
@@ -1238,5 +1242,61 @@ func TestPushRefusesAFullDisk(t *testing.T) {
 	}
 	if len(r.hosts[1].Uploads()) != 0 {
 		t.Error("layers were sent to the full host")
+	}
+}
+
+// downTransport fails every request, as an unreachable registry does.
+type downTransport struct{}
+
+func (downTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+}
+
+// Issue 21 item 1: a tag re-pushed since the last run is seen by the next
+// one at once: the log warns with both digests, and the attached
+// containers still on the old digest are named with both; with the
+// registry down, the cached digest stands in and the log says why.
+func TestRePushedTagSeenAtOnce(t *testing.T) {
+	host := testRegistry(t)
+	ref := host + "/team/work:1"
+	d1 := pushRandom(t, ref)
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	r.cfg.Container.Image, r.cfg.Container.ConfiguredImage, r.cfg.Container.Pin = ref, ref, cluster.PinPrefer
+	r.opts.Resolver = &images.Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 5 * time.Second}
+	if _, err := r.opts.Resolver.Resolve(context.Background(), ref); err != nil { // an earlier run
+		t.Fatal(err)
+	}
+	for _, h := range r.hosts {
+		h.AddContainer(fakehost.Container{Name: "cvs-t", Image: testImageID, Ref: host + "/team/work@" + d1, State: "running",
+			StartedAt: "2026-11-30T10:00:00Z", SSHD: true, Provisioned: 1,
+			Labels: map[string]string{lifetime.LabelManaged: "true", lifetime.LabelCluster: r.cfg.File,
+				lifetime.LabelLifetime: "persistent", lifetime.LabelRunID: "earlier"}})
+	}
+	d2 := pushRandom(t, ref)
+	var logs strings.Builder
+	r.opts.Log = log.New(&logs)
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Digest != d2 {
+		t.Errorf("pinned %s, want the re-pushed %s", rep.Digest, d2)
+	}
+	out := logs.String()
+	if !regexp.MustCompile(`WARN.*` + regexp.QuoteMeta(d1) + `.*` + regexp.QuoteMeta(d2)).MatchString(out) {
+		t.Errorf("no warning naming both digests:\n%s", out)
+	}
+	if !regexp.MustCompile(`WARN.*10\.9\.0\.\[?1.*launched from ` + regexp.QuoteMeta(d1) + `.*now names ` + regexp.QuoteMeta(d2)).MatchString(out) {
+		t.Errorf("the attached containers on the old digest are not named:\n%s", out)
+	}
+
+	logs.Reset()
+	r.opts.Resolver.Transport = downTransport{}
+	rep, err = Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts)
+	if err != nil || rep.Digest != d2 {
+		t.Fatalf("registry down: %v, digest %s", err, rep.Digest)
+	}
+	if !strings.Contains(logs.String(), "from=\"cache (registry unreachable:") {
+		t.Errorf("the log does not say the cache stood in:\n%s", logs.String())
 	}
 }
