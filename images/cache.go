@@ -178,6 +178,18 @@ type ObtainOptions struct {
 	// DockerSave, when set, saves an image from this machine's Docker
 	// daemon into a file (docker save -o FILE REF); nil: the docker CLI.
 	DockerSave func(ctx context.Context, ref, file string) error
+	// DockerInspect, when set, says what this machine's Docker holds under
+	// ref; nil: the docker CLI.
+	DockerInspect func(ctx context.Context, ref string) (Inspected, error)
+}
+
+// Inspected is what this machine's Docker says of an image.
+type Inspected struct {
+	// ID is the image ID (the configuration's digest).
+	ID string
+	// RepoDigests are repo@digest of the manifests (or indexes) Docker
+	// pulled it by; empty for an image built or loaded here.
+	RepoDigests []string
 }
 
 // Obtain returns ref as a cached docker-save tarball: from the cache
@@ -230,6 +242,39 @@ func (c *Cache) Obtain(ctx context.Context, ref, digest string, o ObtainOptions)
 	}
 	tried = append(tried, fmt.Sprintf("the registry %s: %v", parsed.Context().RegistryStr(), err))
 
+	e, s, err := c.saveLocal(ctx, parsed, ref, digest, o)
+	if err == nil {
+		return e, s, nil
+	}
+	tried = append(tried, "this machine's Docker daemon (docker save): "+err.Error())
+	return Entry{}, nil, fmt.Errorf("image %s could not be obtained; tried:\n  %s", ref, strings.Join(tried, "\n  "))
+}
+
+// saveLocal saves ref from this machine's Docker into the cache. With a
+// pinned digest, Docker must say its ref was pulled by that digest (a
+// RepoDigest of the same repository), and the tarball must be the image it
+// inspected: the cache never files another image under a pin.
+func (c *Cache) saveLocal(ctx context.Context, parsed name.Reference, ref, digest string, o ObtainOptions) (Entry, *Saved, error) {
+	wantID := ""
+	if digest != "" {
+		inspect := o.DockerInspect
+		if inspect == nil {
+			inspect = dockerInspect
+		}
+		in, err := inspect(ctx, ref)
+		if err != nil {
+			return Entry{}, nil, err
+		}
+		if !hasRepoDigest(in.RepoDigests, parsed, digest) {
+			names := "none: built or loaded here"
+			if len(in.RepoDigests) > 0 {
+				names = strings.Join(in.RepoDigests, ", ")
+			}
+			return Entry{}, nil, fmt.Errorf("%s there is %s, which Docker does not know as the pinned %s (its repo digests: %s); refusing to file it under the pin. Pull the tag there (docker pull %s) or make the registry reachable",
+				ref, ShortDigest(in.ID), digest, names, ref)
+		}
+		wantID = in.ID
+	}
 	save := o.DockerSave
 	if save == nil {
 		save = dockerSave
@@ -240,12 +285,30 @@ func (c *Cache) Obtain(ctx context.Context, ref, digest string, o ObtainOptions)
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	if err := save(ctx, ref, tmp.Name()); err == nil {
-		return c.add(tmp.Name(), ref, digest)
-	} else {
-		tried = append(tried, "this machine's Docker daemon (docker save): "+err.Error())
+	if err := save(ctx, ref, tmp.Name()); err != nil {
+		return Entry{}, nil, err
 	}
-	return Entry{}, nil, fmt.Errorf("image %s could not be obtained; tried:\n  %s", ref, strings.Join(tried, "\n  "))
+	s, err := ReadSaved(tmp.Name())
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	if wantID != "" && s.ImageID != wantID {
+		return Entry{}, nil, fmt.Errorf("docker save gave %s, not %s, the image Docker knows as the pinned %s (the tag moved meanwhile?); refusing to file it under the pin",
+			ShortDigest(s.ImageID), ShortDigest(wantID), digest)
+	}
+	return c.add(tmp.Name(), ref, digest)
+}
+
+// hasRepoDigest says whether one of repoDigests is ref's repository at
+// digest.
+func hasRepoDigest(repoDigests []string, ref name.Reference, digest string) bool {
+	for _, rd := range repoDigests {
+		d, err := name.NewDigest(rd)
+		if err == nil && d.DigestStr() == digest && d.Context().Name() == ref.Context().Name() {
+			return true
+		}
+	}
+	return false
 }
 
 // tagOf is the tag of ref, or a tag made from its digest.
@@ -283,6 +346,26 @@ func (c *Cache) add(tmp, ref, digest string) (Entry, *Saved, error) {
 		return Entry{}, nil, err
 	}
 	return e, s, nil
+}
+
+func dockerInspect(ctx context.Context, ref string) (Inspected, error) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		return Inspected{}, errors.New("no docker command here")
+	}
+	out, err := exec.CommandContext(ctx, "docker", "image", "inspect", "--format", "{{json .Id}} {{json .RepoDigests}}", ref).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return Inspected{}, fmt.Errorf("docker image inspect %s: %s", ref, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return Inspected{}, err
+	}
+	var in Inspected
+	id, digests, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
+	if json.Unmarshal([]byte(id), &in.ID) != nil || json.Unmarshal([]byte(digests), &in.RepoDigests) != nil {
+		return Inspected{}, fmt.Errorf("docker image inspect %s: unexpected output %q", ref, out)
+	}
+	return in, nil
 }
 
 func dockerSave(ctx context.Context, ref, file string) error {
