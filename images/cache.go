@@ -75,9 +75,9 @@ func (c *Cache) List() ([]Entry, error) {
 }
 
 // Find returns the entry whose image ID or manifest digest is id or
-// starts with it (with or without "sha256:"), or whose reference is id;
-// the newest one for a reference. An ambiguous prefix is an error listing
-// the candidates.
+// starts with it (with or without "sha256:"). A prefix of several is an
+// *AmbiguousError listing them. A reference is not looked up: the cache
+// may hold several images of one tag, and a reference is resolved.
 func (c *Cache) Find(id string) (Entry, error) {
 	all, err := c.List()
 	if err != nil {
@@ -86,7 +86,7 @@ func (c *Cache) Find(id string) (Entry, error) {
 	hex := strings.TrimPrefix(id, "sha256:")
 	var found []Entry
 	for _, e := range all {
-		if e.Ref == id || e.ImageID == id || e.Digest == id {
+		if e.ImageID == id || e.Digest == id {
 			return e, nil
 		}
 		if len(hex) >= 4 && (strings.HasPrefix(strings.TrimPrefix(e.ImageID, "sha256:"), hex) || strings.HasPrefix(strings.TrimPrefix(e.Digest, "sha256:"), hex)) {
@@ -99,11 +99,21 @@ func (c *Cache) Find(id string) (Entry, error) {
 	case 1:
 		return found[0], nil
 	}
+	return Entry{}, &AmbiguousError{Prefix: id, Entries: found}
+}
+
+// AmbiguousError is a digest prefix that names several cached images.
+type AmbiguousError struct {
+	Prefix  string
+	Entries []Entry
+}
+
+func (e *AmbiguousError) Error() string {
 	var names []string
-	for _, e := range found {
-		names = append(names, fmt.Sprintf("%s %s", ShortDigest(e.ImageID), e.Ref))
+	for _, x := range e.Entries {
+		names = append(names, fmt.Sprintf("%s %s", ShortDigest(x.ImageID), x.Ref))
 	}
-	return Entry{}, fmt.Errorf("%q names %d cached images; give more digits:\n  %s", id, len(found), strings.Join(names, "\n  "))
+	return fmt.Sprintf("%q names %d cached images; give more digits:\n  %s", e.Prefix, len(e.Entries), strings.Join(names, "\n  "))
 }
 
 // Use marks e used now and takes a shared lock on it, so that prune leaves

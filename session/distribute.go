@@ -110,9 +110,24 @@ func (s *Session) obtain(ctx context.Context) (*images.Saved, error) {
 	if cache == nil {
 		cache = &images.Cache{Dir: images.DefaultImageCacheDir()}
 	}
-	e, saved, err := cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{})
-	if err != nil {
-		return nil, err
+	var e images.Entry
+	var saved *images.Saved
+	var err error
+	if s.entry != nil {
+		// cvs image push ID: exactly that entry, or nothing.
+		e = *s.entry
+		saved, err = images.ReadSaved(e.File)
+		if err == nil && saved.ImageID != e.ImageID {
+			err = fmt.Errorf("%s holds %s, not %s", e.File, saved.ImageID, e.ImageID)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("the cached image %s cannot be read (%v); nothing else is pushed in its place", images.ShortDigest(e.ImageID), err)
+		}
+	} else {
+		e, saved, err = cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{})
+		if err != nil {
+			return nil, err
+		}
 	}
 	release, err := cache.Use(e)
 	if err != nil {

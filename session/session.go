@@ -154,7 +154,10 @@ type Session struct {
 	// was sent to each host.
 	saved        *images.Saved
 	releaseImage func()
-	pushes       []Push
+	// entry is the cached image cvs image push named by ID: pushed as it
+	// is, never obtained again.
+	entry  *images.Entry
+	pushes []Push
 
 	// setupHash identifies the configured setup script ("none").
 	setupHash string

@@ -36,6 +36,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -1298,5 +1299,63 @@ func TestRePushedTagSeenAtOnce(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "from=\"cache (registry unreachable:") {
 		t.Errorf("the log does not say the cache stood in:\n%s", logs.String())
+	}
+}
+
+// Issue 21 item 4: `cvs image push ID` pushes exactly the cached entry
+// named, even when it has no digest, the tag now names another image in
+// the registry, and a newer entry of the same reference is cached.
+func TestImagePushByIDPushesExactlyThatEntry(t *testing.T) {
+	host := testRegistry(t)
+	ref := host + "/team/work:1"
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	r.cfg.Container.Image, r.cfg.Container.ConfiguredImage, r.cfg.Container.Pin = ref, ref, cluster.PinPrefer
+	r.opts.Resolver = &images.Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 5 * time.Second}
+	r.opts.ImageCache = &images.Cache{Dir: t.TempDir()}
+	// Saved from this machine's Docker (the registry down): without a
+	// digest, or under one Docker knows.
+	cache := func(img v1.Image, digest string) images.Entry {
+		id, _ := img.ConfigName()
+		e, _, err := r.opts.ImageCache.Obtain(context.Background(), ref, digest, images.ObtainOptions{
+			Transport: remote.WithTransport(downTransport{}),
+			DockerSave: func(_ context.Context, ref, file string) error {
+				tag, _ := name.NewTag(ref)
+				return tarball.WriteToFile(file, tag, img)
+			},
+			DockerInspect: func(context.Context, string) (images.Inspected, error) {
+				return images.Inspected{ID: id.String(), RepoDigests: []string{host + "/team/work@" + digest}}, nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	a, _ := random.Image(256, 1)
+	named := cache(a, "")
+	time.Sleep(10 * time.Millisecond)
+	c, _ := random.Image(256, 1)
+	newer := cache(c, "sha256:"+strings.Repeat("c", 64))
+	if _, err := r.opts.ImageCache.Use(newer); err != nil { // the most recently used
+		t.Fatal(err)
+	}
+	pushRandom(t, ref) // the tag now names a third image
+	for _, h := range r.hosts {
+		h.Images = map[string]string{}
+	}
+	prefix := strings.TrimPrefix(named.ImageID, "sha256:")[:12]
+	pr, err := PushImage(context.Background(), r.cfg, prefix, r.opts)
+	if err != nil || pr.ImageID != named.ImageID {
+		t.Fatalf("image push %s: pushed %s, want %s (%v)", prefix, pr.ImageID, named.ImageID, err)
+	}
+	// The use stamped lastused (seed 004): it is now the most recent.
+	if all, _ := CachedImages(r.opts); len(all) != 2 || all[0].ImageID != named.ImageID || !all[0].LastUsed.After(newer.LastUsed) {
+		t.Errorf("lastused not stamped by the push: %+v", all)
+	}
+	for _, h := range r.hosts {
+		for _, l := range h.Lines() {
+			if strings.Contains(l, "pull") {
+				t.Errorf("%s: %s", h.Name, l)
+			}
+		}
 	}
 }
