@@ -211,3 +211,42 @@ func TestDockerSaveFallbackVerifiedAgainstThePin(t *testing.T) {
 		})
 	}
 }
+
+// Issue 21 item 12 (seed 004): every use of a cache entry stamps lastused
+// in its sidecar, a hit of Obtain included (the session Uses what it
+// obtains).
+func TestUseStampsLastUsed(t *testing.T) {
+	reg := newRegistry(t, "", "")
+	ref := reg.host + "/team/work:1"
+	d := push(t, ref)
+	c := &Cache{Dir: t.TempDir()}
+	e, _, err := c.Obtain(context.Background(), ref, d.String(), ObtainOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+		e.LastUsed = old
+		if err := c.writeSidecar(e); err != nil {
+			t.Fatal(err)
+		}
+		hit, _, err := c.Obtain(context.Background(), ref, d.String(), ObtainOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := time.Now().Add(-time.Second)
+		release, err := c.Use(hit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		all, _ := c.List()
+		if len(all) != 1 || all[0].LastUsed.Before(before) {
+			t.Errorf("use %d: lastused %v, want now", i+1, all[0].LastUsed)
+		}
+		raw, _ := os.ReadFile(e.File + ".json")
+		if !strings.Contains(string(raw), `"lastused"`) {
+			t.Errorf("sidecar: %s", raw)
+		}
+	}
+}
