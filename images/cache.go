@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
@@ -38,6 +39,7 @@ type Entry struct {
 	Ref      string    `json:"ref"`
 	ImageID  string    `json:"image_id"`
 	Digest   string    `json:"digest,omitempty"`
+	Platform string    `json:"platform,omitempty"`
 	Size     int64     `json:"size"`
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"lastused"`
@@ -183,6 +185,9 @@ func (c *Cache) Prune(cutoff time.Time, keep int) ([]Entry, error) {
 
 // ObtainOptions say where an image may come from.
 type ObtainOptions struct {
+	// Platform (os/arch) picks the image of a multi-platform index; ""
+	// takes linux/amd64 from an index.
+	Platform  string
 	Keychain  authn.Keychain
 	Transport remote.Option
 	// DockerSave, when set, saves an image from this machine's Docker
@@ -211,8 +216,10 @@ func (c *Cache) Obtain(ctx context.Context, ref, digest string, o ObtainOptions)
 		return Entry{}, nil, err
 	}
 	var tried []string
+	// A multi-platform image is filed under its index digest and the
+	// platform: the pin names the index, each platform is its own image.
 	for _, e := range c.entries() {
-		if (digest != "" && e.Digest == digest) || (digest == "" && e.Ref == ref) {
+		if (digest != "" && e.Digest == digest && e.Platform == o.Platform) || (digest == "" && e.Ref == ref && e.Platform == o.Platform) {
 			if s, err := ReadSaved(e.File); err == nil {
 				return e, s, nil
 			}
@@ -236,6 +243,13 @@ func (c *Cache) Obtain(ctx context.Context, ref, digest string, o ObtainOptions)
 	if o.Transport != nil {
 		opts = append(opts, o.Transport)
 	}
+	if o.Platform != "" {
+		p, err := v1.ParsePlatform(o.Platform)
+		if err != nil {
+			return Entry{}, nil, fmt.Errorf("platform %q: %w", o.Platform, err)
+		}
+		opts = append(opts, remote.WithPlatform(*p))
+	}
 	img, err := remote.Image(target, opts...)
 	if err == nil {
 		tmp, terr := os.CreateTemp(c.Dir, ".obtain.*.tar")
@@ -246,8 +260,12 @@ func (c *Cache) Obtain(ctx context.Context, ref, digest string, o ObtainOptions)
 		defer os.Remove(tmp.Name())
 		tag, _ := name.NewTag(parsed.Context().Name() + ":" + tagOf(parsed))
 		if err = tarball.WriteToFile(tmp.Name(), tag, img); err == nil {
-			d, _ := img.Digest()
-			return c.add(tmp.Name(), ref, d.String())
+			d := digest
+			if d == "" {
+				h, _ := img.Digest()
+				d = h.String()
+			}
+			return c.add(tmp.Name(), ref, d, o.Platform)
 		}
 	}
 	tried = append(tried, fmt.Sprintf("the registry %s: %v", parsed.Context().RegistryStr(), err))
@@ -306,7 +324,7 @@ func (c *Cache) saveLocal(ctx context.Context, parsed name.Reference, ref, diges
 		return Entry{}, nil, fmt.Errorf("docker save gave %s, not %s, the image Docker knows as the pinned %s (the tag moved meanwhile?); refusing to file it under the pin",
 			ShortDigest(s.ImageID), ShortDigest(wantID), digest)
 	}
-	return c.add(tmp.Name(), ref, digest)
+	return c.add(tmp.Name(), ref, digest, o.Platform)
 }
 
 // hasRepoDigest says whether one of repoDigests is ref's repository at
@@ -335,7 +353,7 @@ func (c *Cache) entries() []Entry {
 }
 
 // add moves a fresh tarball into the cache under its content name.
-func (c *Cache) add(tmp, ref, digest string) (Entry, *Saved, error) {
+func (c *Cache) add(tmp, ref, digest, platform string) (Entry, *Saved, error) {
 	s, err := ReadSaved(tmp)
 	if err != nil {
 		return Entry{}, nil, err
@@ -351,7 +369,7 @@ func (c *Cache) add(tmp, ref, digest string) (Entry, *Saved, error) {
 	}
 	s.Path = final
 	now := time.Now().UTC()
-	e := Entry{File: final, Ref: ref, ImageID: s.ImageID, Digest: digest, Size: s.Size, Created: now, LastUsed: now}
+	e := Entry{File: final, Ref: ref, ImageID: s.ImageID, Digest: digest, Platform: platform, Size: s.Size, Created: now, LastUsed: now}
 	if err := c.writeSidecar(e); err != nil {
 		return Entry{}, nil, err
 	}

@@ -43,6 +43,9 @@ type Resolution struct {
 	// registry now names another one ("" when unchanged or unknown): the
 	// tag was re-pushed since.
 	Previous string `json:"previous,omitempty"`
+	// Index lists the platforms of a multi-platform image (Digest is then
+	// the index's digest), nil for a single image.
+	Index []PlatformManifest `json:"index,omitempty"`
 	// Err says why it could not be resolved (cached failures included).
 	Err string `json:"error,omitempty"`
 }
@@ -88,6 +91,8 @@ type cacheEntry struct {
 	Ref    string `json:"ref"`
 	Digest string `json:"digest,omitempty"`
 	Size   int64  `json:"size,omitempty"`
+	// Index lists the platforms when Digest is an image index's.
+	Index []PlatformManifest `json:"index,omitempty"`
 	// Resolved is when the registry last named Digest.
 	Resolved time.Time `json:"resolved_at"`
 	// Err is the last failure to ask the registry, at Failed.
@@ -130,11 +135,11 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Resolution, error) 
 		desc, err := r.get(ctx, parsed)
 		if err == nil {
 			res.Digest, res.Pinned = desc.Digest.String(), pinned(parsed, desc.Digest.String())
-			res.Size = layerBytes(desc)
+			res.Size, res.Index = layerBytes(desc), platforms(desc)
 			if prev.Digest != "" && prev.Digest != res.Digest {
 				res.Previous = prev.Digest
 			}
-			r.store(cacheEntry{Ref: key, Digest: res.Digest, Size: res.Size, Resolved: r.now()})
+			r.store(cacheEntry{Ref: key, Digest: res.Digest, Size: res.Size, Index: res.Index, Resolved: r.now()})
 			return res, nil
 		}
 		msg = err.Error()
@@ -144,7 +149,7 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Resolution, error) 
 	if prev.Digest != "" && r.fresh(prev.Resolved, r.TTL) {
 		res.FromCache = true
 		res.Fallback = fmt.Sprintf("registry unreachable: %s; the digest it named %s ago (pin_ttl %s)", msg, r.now().Sub(prev.Resolved).Round(time.Second), r.TTL)
-		res.Digest, res.Pinned, res.Size = prev.Digest, pinned(parsed, prev.Digest), prev.Size
+		res.Digest, res.Pinned, res.Size, res.Index = prev.Digest, pinned(parsed, prev.Digest), prev.Size, prev.Index
 		return res, nil
 	}
 	res.Err = msg
@@ -191,6 +196,31 @@ func layerBytes(desc *remote.Descriptor) int64 {
 		n += l.Size
 	}
 	return n
+}
+
+// platforms lists the platforms of the index desc describes (nil when it
+// is a single image), leaving out entries without a real platform (the
+// attestation manifests some builders add as unknown/unknown).
+func platforms(desc *remote.Descriptor) []PlatformManifest {
+	if !desc.MediaType.IsIndex() {
+		return nil
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil
+	}
+	out := []PlatformManifest{}
+	for _, m := range im.Manifests {
+		if m.Platform == nil || m.Platform.OS == "unknown" || !m.MediaType.IsImage() {
+			continue
+		}
+		out = append(out, PlatformManifest{Platform: m.Platform.String(), Digest: m.Digest.String()})
+	}
+	return out
 }
 
 // pinned is ref's repository at digest (the tag dropped: Docker refuses
