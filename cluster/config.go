@@ -229,7 +229,10 @@ type Container struct {
 	StrictAttach bool `json:"strict_attach"`
 	// Distribute is how hosts get the image: DistributePull (from its
 	// registry) or DistributePush (cvs sends what each host lacks).
-	Distribute string        `json:"distribute"`
+	Distribute string `json:"distribute"`
+	// Platform ("os/arch[/variant]", "" none) forces the platform taken
+	// from a multi-platform image, whatever the hosts' architectures.
+	Platform   string        `json:"platform,omitempty"`
 	PinTTL     time.Duration `json:"pin_ttl"`
 	PinTimeout time.Duration `json:"pin_timeout"`
 	SSHDPort   int           `json:"sshd_port"`

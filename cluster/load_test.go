@@ -670,3 +670,19 @@ func TestPinTTLZero(t *testing.T) {
 		t.Errorf("pin_ttl -1s: %v", err)
 	}
 }
+
+// Issue 21 item 2: [container] platform forces one platform of a
+// multi-platform image; it must be os/arch[/variant].
+func TestPlatformKey(t *testing.T) {
+	cfg, err := load(t, "hosts = [\"a\"]\n[container]\nimage = \"x:1\"\nplatform = \"linux/arm64\"\n")
+	if err != nil || cfg.Container.Platform != "linux/arm64" {
+		t.Fatalf("platform: %v", err)
+	}
+	if e := cfg.Effective(); e.Container.Platform != "linux/arm64" {
+		t.Errorf("effective: %+v", e.Container)
+	}
+	_, err = load(t, "hosts = [\"a\"]\n[container]\nimage = \"x:1\"\nplatform = \"arm64\"\n")
+	if err == nil || !strings.Contains(err.Error(), `container.platform: "arm64" is not os/arch`) {
+		t.Errorf("platform arm64: %v", err)
+	}
+}

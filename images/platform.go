@@ -30,26 +30,6 @@ type PlatformChoice struct {
 	Manifest string
 }
 
-// OCIArch maps a machine name as uname -m (or docker info's Architecture)
-// prints it to its OCI architecture; "" stays "".
-func OCIArch(uname string) string {
-	switch m := strings.TrimSpace(uname); m {
-	case "x86_64", "x86-64", "amd64":
-		return "amd64"
-	case "aarch64", "arm64", "armv8l":
-		return "arm64"
-	case "ppc64le", "ppc64el":
-		return "ppc64le"
-	case "i386", "i686":
-		return "386"
-	default:
-		if strings.HasPrefix(m, "armv") {
-			return "arm"
-		}
-		return m
-	}
-}
-
 // ChoosePlatform decides the platform the hosts launch from the forced
 // one (the platform key, "" none), the hosts' architectures (unknown ones
 // not counted) and the image index (nil: a single image, nothing to

@@ -13,15 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-func TestOCIArch(t *testing.T) {
-	for uname, want := range map[string]string{"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-		"ppc64le": "ppc64le", "s390x": "s390x", "armv7l": "arm", "": "", " x86_64\n": "amd64"} {
-		if got := OCIArch(uname); got != want {
-			t.Errorf("OCIArch(%q) = %q, want %q", uname, got, want)
-		}
-	}
-}
-
 // Issue 21 item 2: the platform the hosts launch, from their
 // architectures, the image index and the platform key.
 func TestChoosePlatform(t *testing.T) {

@@ -124,7 +124,7 @@ func (s *Session) obtain(ctx context.Context) (*images.Saved, error) {
 			return nil, fmt.Errorf("the cached image %s cannot be read (%v); nothing else is pushed in its place", images.ShortDigest(e.ImageID), err)
 		}
 	} else {
-		e, saved, err = cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{})
+		e, saved, err = cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{Platform: s.platform})
 		if err != nil {
 			return nil, err
 		}

@@ -149,6 +149,11 @@ type Session struct {
 	// imageBytes is the compressed size of the image's layers, when the
 	// registry told it while pinning (0: unknown).
 	imageBytes int64
+	// index lists the platforms when the image is multi-platform;
+	// platform is the one the hosts launch ("": each its own, or a single
+	// image).
+	index    []images.PlatformManifest
+	platform string
 
 	// distribute = "push": the image obtained, its cache lock, and what
 	// was sent to each host.
@@ -258,6 +263,11 @@ func (s *Session) prepare(ctx context.Context, oo openOptions) error {
 		// The probe turned the hosts it could not finish into "unknown";
 		// that is the interrupt, not the hosts.
 		return ctx.Err()
+	}
+	if oo.resolve {
+		if err := s.choosePlatform(); err != nil {
+			return err
+		}
 	}
 	s.setupHash = "none"
 	if s.Config.Container.SetupScript != cluster.SetupNone {

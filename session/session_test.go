@@ -33,6 +33,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -1356,6 +1357,102 @@ func TestImagePushByIDPushesExactlyThatEntry(t *testing.T) {
 			if strings.Contains(l, "pull") {
 				t.Errorf("%s: %s", h.Name, l)
 			}
+		}
+	}
+}
+
+// pushIndex puts an image index at ref with one random image for each
+// platform given; it returns the index digest and each platform's image.
+func pushIndex(t *testing.T, ref string, platforms ...string) (string, map[string]v1.Image) {
+	t.Helper()
+	imgs := map[string]v1.Image{}
+	idx := v1.ImageIndex(empty.Index)
+	for _, p := range platforms {
+		img, _ := random.Image(256, 1)
+		pl, _ := v1.ParsePlatform(p)
+		imgs[p] = img
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: pl}})
+	}
+	r, _ := name.ParseReference(ref)
+	if err := remote.WriteIndex(r, idx); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := idx.Digest()
+	return d.String(), imgs
+}
+
+// Issue 21 item 2: the platform of a multi-platform image comes from the
+// hosts' architectures: hosts that need a platform the index lacks stop
+// the run before any change (exit 3, the hosts and their architectures
+// named); hosts of one architecture get its image pushed; mixed hosts
+// with an index that has them all each pull their own; platform forces
+// one.
+func TestMultiPlatformImages(t *testing.T) {
+	host := testRegistry(t)
+	amdOnly := host + "/team/amd:1"
+	pushIndex(t, amdOnly, "linux/amd64")
+	both := host + "/team/both:1"
+	idxDigest, imgs := pushIndex(t, both, "linux/amd64", "linux/arm64")
+	newMulti := func(image string, archs ...string) *rig {
+		r := newRig(t, len(archs), cluster.LifetimePerRun)
+		r.cfg.Container.Image, r.cfg.Container.ConfiguredImage, r.cfg.Container.Pin = image, image, cluster.PinPrefer
+		r.opts.Resolver = &images.Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 5 * time.Second}
+		r.opts.ImageCache = &images.Cache{Dir: t.TempDir()}
+		for i, h := range r.hosts {
+			h.Arch, h.PullAs = archs[i], testImageID
+		}
+		return r
+	}
+	launched := func(r *rig) []string {
+		var out []string
+		for _, h := range r.hosts {
+			for _, l := range h.Lines() {
+				if strings.HasPrefix(l, "docker run ") {
+					out = append(out, l)
+				}
+			}
+		}
+		return out
+	}
+
+	r := newMulti(amdOnly, "x86_64", "aarch64", "aarch64")
+	_, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Preflight || r.launches() != 0 || err == nil ||
+		!strings.Contains(err.Error(), "10.9.0.1 (amd64)") || !strings.Contains(err.Error(), "10.9.0.2, 10.9.0.3 (arm64)") {
+		t.Errorf("mixed hosts, amd64-only index: exit %d, %d launches: %v", exitcode.Of(err), r.launches(), err)
+	}
+
+	r = newMulti(both, "aarch64", "aarch64")
+	r.cfg.Container.Distribute = cluster.DistributePush
+	for _, h := range r.hosts {
+		h.Images = map[string]string{}
+	}
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	arm, _ := imgs["linux/arm64"].ConfigName()
+	if all, _ := CachedImages(r.opts); err != nil || len(all) != 1 || all[0].ImageID != arm.String() || all[0].Platform != "linux/arm64" || all[0].Digest != idxDigest {
+		t.Errorf("arm64 hosts, push: %v %+v (want the arm64 image %s under the index %s)", err, all, arm, idxDigest)
+	}
+	_ = rep
+
+	r = newMulti(both, "x86_64", "aarch64")
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatalf("mixed hosts, index of both: %v", err)
+	}
+	for _, l := range launched(r) {
+		if !strings.Contains(l, " "+host+"/team/both@"+idxDigest+" ") {
+			t.Errorf("mixed hosts launched other than the index: %s", l)
+		}
+	}
+
+	r = newMulti(both, "x86_64", "x86_64")
+	r.cfg.Container.Platform = "linux/arm64"
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatalf("forced platform: %v", err)
+	}
+	armManifest, _ := imgs["linux/arm64"].Digest()
+	for _, l := range launched(r) {
+		if !strings.Contains(l, " "+host+"/team/both@"+armManifest.String()+" ") {
+			t.Errorf("platform = linux/arm64 launched other than its manifest %s: %s", armManifest, l)
 		}
 	}
 }
