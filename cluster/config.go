@@ -234,14 +234,18 @@ type Container struct {
 	SetupScript string        `json:"setup_script,omitempty"`
 	PullTimeout time.Duration `json:"pull_timeout"`
 	// Pin, PinTTL and PinTimeout govern resolving Image to a digest once
-	// per run (the digest cache's lifetime, the bound on one resolution).
+	// per run (how old a cached digest may be to stand in for an unreachable
+	// registry, 0: never; the bound on one resolution).
 	Pin Pin `json:"pin"`
 	// StrictAttach refuses an attach to containers launched with other
 	// settings than the cluster file's (drift), instead of warning.
 	StrictAttach bool `json:"strict_attach"`
 	// Distribute is how hosts get the image: DistributePull (from its
 	// registry) or DistributePush (cvs sends what each host lacks).
-	Distribute string        `json:"distribute"`
+	Distribute string `json:"distribute"`
+	// Platform ("os/arch[/variant]", "" none) forces the platform taken
+	// from a multi-platform image, whatever the hosts' architectures.
+	Platform   string        `json:"platform,omitempty"`
 	PinTTL     time.Duration `json:"pin_ttl"`
 	PinTimeout time.Duration `json:"pin_timeout"`
 	SSHDPort   int           `json:"sshd_port"`

@@ -148,6 +148,15 @@ func (d *decoder) boolean(m map[string]any, prefix, key string) (bool, bool) {
 }
 
 func (d *decoder) duration(m map[string]any, prefix, key string) (time.Duration, bool) {
+	return d.durationFrom(m, prefix, key, 1)
+}
+
+// durationOrZero is duration, "0s" allowed (a key whose zero means "never").
+func (d *decoder) durationOrZero(m map[string]any, prefix, key string) (time.Duration, bool) {
+	return d.durationFrom(m, prefix, key, 0)
+}
+
+func (d *decoder) durationFrom(m map[string]any, prefix, key string, least time.Duration) (time.Duration, bool) {
 	s, ok := d.str(m, prefix, key)
 	if !ok {
 		if _, present := m[key]; present {
@@ -156,8 +165,12 @@ func (d *decoder) duration(m map[string]any, prefix, key string) (time.Duration,
 		return 0, false
 	}
 	v, err := time.ParseDuration(s)
-	if err != nil || v <= 0 {
-		d.fail(join(prefix, key), "%q is not a positive duration; write e.g. \"30s\", \"15m\" or \"1h30m\"", s)
+	if err != nil || v < least {
+		what := "a positive duration"
+		if least == 0 {
+			what = "a duration of 0s or more"
+		}
+		d.fail(join(prefix, key), "%q is not %s; write e.g. \"30s\", \"15m\" or \"1h30m\"", s, what)
 		return 0, false
 	}
 	return v, true

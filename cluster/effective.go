@@ -41,6 +41,7 @@ type EffContainer struct {
 	Image        string            `toml:"image,omitempty" json:"image"`
 	Pin          string            `toml:"pin" json:"pin"`
 	Distribute   string            `toml:"distribute" json:"distribute"`
+	Platform     string            `toml:"platform,omitempty" json:"platform,omitempty"`
 	StrictAttach bool              `toml:"strict_attach" json:"strict_attach"`
 	PinTTL       string            `toml:"pin_ttl" json:"pin_ttl"`
 	PinTimeout   string            `toml:"pin_timeout" json:"pin_timeout"`
@@ -111,7 +112,7 @@ func (c *Config) Effective() Effective {
 	}
 	ct := c.Container
 	e.Container = EffContainer{
-		Lifetime: string(ct.Lifetime), Image: ct.ConfiguredImage, Pin: string(ct.Pin), PinTTL: dur(ct.PinTTL), PinTimeout: dur(ct.PinTimeout), Distribute: ct.Distribute, StrictAttach: ct.StrictAttach,
+		Lifetime: string(ct.Lifetime), Image: ct.ConfiguredImage, Pin: string(ct.Pin), PinTTL: dur(ct.PinTTL), PinTimeout: dur(ct.PinTimeout), Distribute: ct.Distribute, Platform: ct.Platform, StrictAttach: ct.StrictAttach,
 		Name: ct.Name, SetupScript: ct.SetupScript,
 		PullTimeout: dur(ct.PullTimeout), SSHDPort: ct.SSHDPort, Network: ct.Network, IPC: ct.IPC,
 		PID: ct.PID, Privileged: ct.Privileged, Devices: ct.Devices, Volumes: ct.Volumes,

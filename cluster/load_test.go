@@ -672,3 +672,32 @@ func TestHostsFromSlurm(t *testing.T) {
 		t.Errorf("outside an allocation: %v", err)
 	}
 }
+
+// Issue 21 item 1: pin_ttl = "0s" is accepted (no cached digest stands in
+// for an unreachable registry); a negative one is not.
+func TestPinTTLZero(t *testing.T) {
+	cfg, err := load(t, "hosts = [\"a\"]\n[container]\nimage = \"x:1\"\npin_ttl = \"0s\"\n")
+	if err != nil || cfg.Container.PinTTL != 0 {
+		t.Fatalf("pin_ttl 0s: %v", err)
+	}
+	_, err = load(t, "hosts = [\"a\"]\n[container]\nimage = \"x:1\"\npin_ttl = \"-1s\"\n")
+	if err == nil || !strings.Contains(err.Error(), "pin_ttl") {
+		t.Errorf("pin_ttl -1s: %v", err)
+	}
+}
+
+// Issue 21 item 2: [container] platform forces one platform of a
+// multi-platform image; it must be os/arch[/variant].
+func TestPlatformKey(t *testing.T) {
+	cfg, err := load(t, "hosts = [\"a\"]\n[container]\nimage = \"x:1\"\nplatform = \"linux/arm64\"\n")
+	if err != nil || cfg.Container.Platform != "linux/arm64" {
+		t.Fatalf("platform: %v", err)
+	}
+	if e := cfg.Effective(); e.Container.Platform != "linux/arm64" {
+		t.Errorf("effective: %+v", e.Container)
+	}
+	_, err = load(t, "hosts = [\"a\"]\n[container]\nimage = \"x:1\"\nplatform = \"arm64\"\n")
+	if err == nil || !strings.Contains(err.Error(), `container.platform: "arm64" is not os/arch`) {
+		t.Errorf("platform arm64: %v", err)
+	}
+}

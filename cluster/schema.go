@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Known keys per table; an unknown key is a problem with a suggestion.
@@ -21,7 +22,7 @@ var (
 		"connect_timeout", "command_timeout", "keepalive_interval", "max_parallel", "max_clock_skew",
 		"proxy_jump", "head", "sudo", "docker_access", "docker_socket", "lock_dir", "hosts", "env", "container", "suites", "sites", "engine"}
 	engineKeys    = []string{"kind", "srun", "cleartext_secrets"}
-	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "distribute", "strict_attach", "name", "setup_script", "pull_timeout",
+	containerKeys = []string{"lifetime", "image", "pin", "pin_ttl", "pin_timeout", "distribute", "platform", "strict_attach", "name", "setup_script", "pull_timeout",
 		"sshd_port", "network", "ipc", "pid", "privileged", "devices", "volumes", "cap_add",
 		"security_opt", "group_add", "shm_size", "ulimits", "env"}
 	suiteKeys   = []string{"description", "user", "steps"}
@@ -234,7 +235,14 @@ func (d *decoder) container(raw map[string]any) Container {
 			d.fail(p+".distribute", "%q is not \"pull\" or \"push\"", v)
 		}
 	}
-	if v, ok := d.duration(m, p, "pin_ttl"); ok {
+	if v, ok := d.str(m, p, "platform"); ok && v != "" {
+		if pl, err := v1.ParsePlatform(v); err != nil || pl.OS == "" || pl.Architecture == "" || !strings.Contains(v, "/") {
+			d.fail(p+".platform", "%q is not os/arch[/variant]; write e.g. \"linux/arm64\"", v)
+		} else {
+			ct.Platform = v
+		}
+	}
+	if v, ok := d.durationOrZero(m, p, "pin_ttl"); ok {
 		ct.PinTTL = v
 	}
 	if v, ok := d.duration(m, p, "pin_timeout"); ok {

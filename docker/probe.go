@@ -103,6 +103,10 @@ type HostFacts struct {
 	PortListening bool `json:"sshd_port_in_use"`
 	// DiskFreeKiB is the free space under /var/lib/docker (-1: unknown).
 	DiskFreeKiB int64 `json:"docker_disk_free_kib"`
+	// Arch is the host's architecture by its OCI name (amd64, arm64,
+	// ppc64le; from uname -m), "" when unknown: which platform of a
+	// multi-platform image it runs.
+	Arch string `json:"arch,omitempty"`
 	// DockerHost is DOCKER_HOST in the SSH session's environment on the
 	// host ("" when unset): a rootless daemon's socket, say.
 	DockerHost string `json:"docker_host,omitempty"`
@@ -207,6 +211,7 @@ func hostScript(s ProbeSpec) string {
 	w(`sec host 0; printf 'machine-id %s\ntime %s\n' "$(cat /etc/machine-id 2>/dev/null)" "$(date +%s)"`)
 	w(`printf 'disk %s\n' "$(df -Pk /var/lib/docker 2>/dev/null | awk 'NR==2 {print $4}')"`)
 	w(`printf 'docker-host %s\n' "${DOCKER_HOST:-}"`)
+	w(`printf 'arch %s\n' "$(uname -m 2>/dev/null)"`)
 	w(`sec host-tcp 0; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null`)
 	if s.SweepTemp {
 		w(`sec temp-removed 0; ` + transport.SweepTempScript())
@@ -375,6 +380,8 @@ func ParseProbe(host string, s ProbeSpec, out string) Facts {
 				f.HostFacts.MachineID = strings.TrimSpace(v)
 			case "docker-host":
 				f.HostFacts.DockerHost = strings.TrimSpace(v)
+			case "arch":
+				f.HostFacts.Arch = OCIArch(v)
 			case "disk":
 				if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
 					f.HostFacts.DiskFreeKiB = n
@@ -591,4 +598,24 @@ func ShortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// OCIArch maps a machine name as uname -m (or docker info's Architecture)
+// prints it to its OCI architecture; "" stays "".
+func OCIArch(uname string) string {
+	switch m := strings.TrimSpace(uname); m {
+	case "x86_64", "x86-64", "amd64":
+		return "amd64"
+	case "aarch64", "arm64", "armv8l":
+		return "arm64"
+	case "ppc64le", "ppc64el":
+		return "ppc64le"
+	case "i386", "i686":
+		return "386"
+	default:
+		if strings.HasPrefix(m, "armv") {
+			return "arm"
+		}
+		return m
+	}
 }

@@ -157,3 +157,26 @@ func TestProbeAnswered(t *testing.T) {
 		t.Errorf("facts = %+v", f)
 	}
 }
+
+// Issue 21 item 2: the probe learns each host's architecture (uname -m),
+// by its OCI name, for choosing the platform of a multi-platform image.
+func TestProbeKnowsTheArchitecture(t *testing.T) {
+	if !strings.Contains(ProbeScript(spec), "uname -m") {
+		t.Error("the probe does not ask uname -m")
+	}
+	for uname, want := range map[string]string{"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64le", "": ""} {
+		out := "\n" + mark + "host 0\nmachine-id abc\narch " + uname + "\n" + mark + "version 0\n20.10\n" + mark + "end 0\n"
+		if f := ParseProbe("h1", spec, out); f.HostFacts.Arch != want {
+			t.Errorf("uname -m %q: arch %q, want %q", uname, f.HostFacts.Arch, want)
+		}
+	}
+}
+
+func TestOCIArch(t *testing.T) {
+	for uname, want := range map[string]string{"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+		"ppc64le": "ppc64le", "s390x": "s390x", "armv7l": "arm", "": "", " x86_64\n": "amd64"} {
+		if got := OCIArch(uname); got != want {
+			t.Errorf("OCIArch(%q) = %q, want %q", uname, got, want)
+		}
+	}
+}

@@ -257,3 +257,55 @@ func TestPushWithoutRegistry(t *testing.T) {
 		t.Errorf("cache after prune: %s", out)
 	}
 }
+
+// Issue 21 item 1 on real hosts: the tag is re-pushed in the lab registry
+// between two runs; the second run (the digest cache still holding the
+// first digest) resolves the new digest at once and warns naming both.
+func TestRePushSeenByTheNextRun(t *testing.T) {
+	const name = "e2e-repush"
+	useContainer(t, name)
+	l := Lab(t)
+	ctx := testCtx(t, 5*time.Minute)
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	moving := l.Registry() + "/cvs-e2e/repushed:1"
+	publish := func(src string) {
+		for _, argv := range [][]string{{"pull", "--quiet", src}, {"tag", src, moving}, {"push", moving}} {
+			if res, err := l.HostDocker(ctx, "host1", argv...); err != nil {
+				t.Fatalf("docker %s: %v %s", strings.Join(argv, " "), err, res.Stderr)
+			}
+		}
+	}
+	t.Cleanup(func() {
+		cleanupCtx(2*time.Minute, func(ctx context.Context) { l.HostDocker(ctx, "host1", "rmi", "-f", moving) })
+	})
+	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Image: moving,
+		Suites: "\n[suites.s]\n[[suites.s.steps]]\nname = \"noop\"\nrun = \"true\"\n"})
+	digestOf := func(out string) string {
+		var doc struct {
+			Digest string `json:"digest"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || doc.Digest == "" {
+			t.Fatalf("no digest in the run's JSON (%v):\n%s", err, out)
+		}
+		return doc.Digest
+	}
+
+	publish(l.WorkloadImage())
+	out, errOut, code := runCVS(t, "--cluster", file, "--json", "run", "s")
+	if code != 0 {
+		t.Fatalf("first run: exit %d\n%s", code, errOut)
+	}
+	first := digestOf(out)
+	publish(l.WorkloadImage2())
+	out, errOut, code = runCVS(t, "--cluster", file, "--json", "run", "s")
+	if code != 0 {
+		t.Fatalf("second run: exit %d\n%s", code, errOut)
+	}
+	second := digestOf(out)
+	if second == first {
+		t.Fatalf("the second run used the first digest %s: the re-push went unnoticed\n%s", first, errOut)
+	}
+	if !strings.Contains(errOut, "re-pushed") || !strings.Contains(errOut, first) || !strings.Contains(errOut, second) {
+		t.Errorf("no warning naming both digests:\n%s", errOut)
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
@@ -118,6 +119,7 @@ type Entry struct {
 	Ref      string    `json:"ref"`
 	ImageID  string    `json:"image_id"`
 	Digest   string    `json:"digest,omitempty"`
+	Platform string    `json:"platform,omitempty"`
 	Size     int64     `json:"size"`
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"lastused"`
@@ -158,9 +160,9 @@ func (c *Cache) List() ([]Entry, error) {
 }
 
 // Find returns the entry whose image ID or manifest digest is id or
-// starts with it (with or without "sha256:"), or whose reference is id;
-// the newest one for a reference. An ambiguous prefix is an error listing
-// the candidates.
+// starts with it (with or without "sha256:"). A prefix of several is an
+// *AmbiguousError listing them. A reference is not looked up: the cache
+// may hold several images of one tag, and a reference is resolved.
 func (c *Cache) Find(id string) (Entry, error) {
 	all, err := c.List()
 	if err != nil {
@@ -169,7 +171,7 @@ func (c *Cache) Find(id string) (Entry, error) {
 	hex := strings.TrimPrefix(id, "sha256:")
 	var found []Entry
 	for _, e := range all {
-		if e.Ref == id || e.ImageID == id || e.Digest == id {
+		if e.ImageID == id || e.Digest == id {
 			return e, nil
 		}
 		if len(hex) >= 4 && (strings.HasPrefix(strings.TrimPrefix(e.ImageID, "sha256:"), hex) || strings.HasPrefix(strings.TrimPrefix(e.Digest, "sha256:"), hex)) {
@@ -182,11 +184,33 @@ func (c *Cache) Find(id string) (Entry, error) {
 	case 1:
 		return found[0], nil
 	}
+	return Entry{}, &AmbiguousError{Prefix: id, Entries: found}
+}
+
+// AmbiguousError is a digest prefix that names several cached images.
+type AmbiguousError struct {
+	Prefix  string
+	Entries []Entry
+}
+
+func (e *AmbiguousError) Error() string {
 	var names []string
-	for _, e := range found {
-		names = append(names, fmt.Sprintf("%s %s", ShortDigest(e.ImageID), e.Ref))
+	for _, x := range e.Entries {
+		names = append(names, fmt.Sprintf("%s %s", ShortDigest(x.ImageID), x.Ref))
 	}
-	return Entry{}, fmt.Errorf("%q names %d cached images; give more digits:\n  %s", id, len(found), strings.Join(names, "\n  "))
+	return fmt.Sprintf("%q names %d cached images; give more digits:\n  %s", e.Prefix, len(e.Entries), strings.Join(names, "\n  "))
+}
+
+// Use holds entry e as Obtain's entries come held (Prune leaves it until
+// release is called) and records its use (lastused).
+func (c *Cache) Use(e Entry) (release func(), err error) {
+	held, err := c.hold(e.File, false)
+	if err != nil {
+		return nil, err
+	}
+	e.LastUsed = time.Now().UTC()
+	c.writeSidecar(e)
+	return func() { held.Close() }, nil
 }
 
 // errGone: the entry was removed before its lock was taken.
@@ -293,11 +317,26 @@ func (c *Cache) Prune(cutoff time.Time, keep int) (PruneReport, error) {
 
 // ObtainOptions say where an image may come from.
 type ObtainOptions struct {
+	// Platform (os/arch) picks the image of a multi-platform index; ""
+	// takes linux/amd64 from an index.
+	Platform  string
 	Keychain  authn.Keychain
 	Transport remote.Option
 	// DockerSave, when set, saves an image from this machine's Docker
 	// daemon into a file (docker save -o FILE REF); nil: the docker CLI.
 	DockerSave func(ctx context.Context, ref, file string) error
+	// DockerInspect, when set, says what this machine's Docker holds under
+	// ref; nil: the docker CLI.
+	DockerInspect func(ctx context.Context, ref string) (Inspected, error)
+}
+
+// Inspected is what this machine's Docker says of an image.
+type Inspected struct {
+	// ID is the image ID (the configuration's digest).
+	ID string
+	// RepoDigests are repo@digest of the manifests (or indexes) Docker
+	// pulled it by; empty for an image built or loaded here.
+	RepoDigests []string
 }
 
 // Obtain returns ref as a cached docker-save tarball: from the cache
@@ -321,8 +360,10 @@ func (c *Cache) obtain(ctx context.Context, ref, digest string, o ObtainOptions)
 		return Entry{}, nil, nil, err
 	}
 	var tried []string
+	// A multi-platform image is filed under its index digest and the
+	// platform: the pin names the index, each platform is its own image.
 	for _, e := range c.entries() {
-		if (digest != "" && e.Digest == digest) || (digest == "" && e.Ref == ref) {
+		if (digest != "" && e.Digest == digest && e.Platform == o.Platform) || (digest == "" && e.Ref == ref && e.Platform == o.Platform) {
 			held, err := c.hold(e.File, false)
 			if err != nil {
 				continue // pruned meanwhile
@@ -353,6 +394,13 @@ func (c *Cache) obtain(ctx context.Context, ref, digest string, o ObtainOptions)
 	if o.Transport != nil {
 		opts = append(opts, o.Transport)
 	}
+	if o.Platform != "" {
+		p, err := v1.ParsePlatform(o.Platform)
+		if err != nil {
+			return Entry{}, nil, nil, fmt.Errorf("platform %q: %w", o.Platform, err)
+		}
+		opts = append(opts, remote.WithPlatform(*p))
+	}
 	img, err := remote.Image(target, opts...)
 	if err == nil {
 		tmp, terr := NewPartial(c.Dir, obtainPattern)
@@ -363,12 +411,49 @@ func (c *Cache) obtain(ctx context.Context, ref, digest string, o ObtainOptions)
 		defer os.Remove(tmp.Name())
 		tag, _ := name.NewTag(parsed.Context().Name() + ":" + tagOf(parsed))
 		if err = tarball.WriteToFile(tmp.Name(), tag, img); err == nil {
-			d, _ := img.Digest()
-			return c.add(tmp.Name(), ref, d.String())
+			d := digest
+			if d == "" {
+				h, _ := img.Digest()
+				d = h.String()
+			}
+			return c.add(tmp.Name(), ref, d, o.Platform)
 		}
 	}
 	tried = append(tried, fmt.Sprintf("the registry %s: %v", parsed.Context().RegistryStr(), err))
 
+	e, s, held, err := c.saveLocal(ctx, parsed, ref, digest, o)
+	if err == nil {
+		return e, s, held, nil
+	}
+	tried = append(tried, "this machine's Docker daemon (docker save): "+err.Error())
+	return Entry{}, nil, nil, fmt.Errorf("image %s could not be obtained; tried:\n  %s", ref, strings.Join(tried, "\n  "))
+}
+
+// saveLocal saves ref from this machine's Docker into the cache. With a
+// pinned digest, Docker must say its ref was pulled by that digest (a
+// RepoDigest of the same repository), and the tarball must be the image it
+// inspected: the cache never files another image under a pin.
+func (c *Cache) saveLocal(ctx context.Context, parsed name.Reference, ref, digest string, o ObtainOptions) (Entry, *Saved, *os.File, error) {
+	wantID := ""
+	if digest != "" {
+		inspect := o.DockerInspect
+		if inspect == nil {
+			inspect = dockerInspect
+		}
+		in, err := inspect(ctx, ref)
+		if err != nil {
+			return Entry{}, nil, nil, err
+		}
+		if !hasRepoDigest(in.RepoDigests, parsed, digest) {
+			names := "none: built or loaded here"
+			if len(in.RepoDigests) > 0 {
+				names = strings.Join(in.RepoDigests, ", ")
+			}
+			return Entry{}, nil, nil, fmt.Errorf("%s there is %s, which Docker does not know as the pinned %s (its repo digests: %s); refusing to file it under the pin. Pull the tag there (docker pull %s) or make the registry reachable",
+				ref, ShortDigest(in.ID), digest, names, ref)
+		}
+		wantID = in.ID
+	}
 	save := o.DockerSave
 	if save == nil {
 		save = dockerSave
@@ -379,12 +464,30 @@ func (c *Cache) obtain(ctx context.Context, ref, digest string, o ObtainOptions)
 	}
 	defer tmp.Close()
 	defer os.Remove(tmp.Name())
-	if err := save(ctx, ref, tmp.Name()); err == nil {
-		return c.add(tmp.Name(), ref, digest)
-	} else {
-		tried = append(tried, "this machine's Docker daemon (docker save): "+err.Error())
+	if err := save(ctx, ref, tmp.Name()); err != nil {
+		return Entry{}, nil, nil, err
 	}
-	return Entry{}, nil, nil, fmt.Errorf("image %s could not be obtained; tried:\n  %s", ref, strings.Join(tried, "\n  "))
+	s, err := ReadSaved(tmp.Name())
+	if err != nil {
+		return Entry{}, nil, nil, err
+	}
+	if wantID != "" && s.ImageID != wantID {
+		return Entry{}, nil, nil, fmt.Errorf("docker save gave %s, not %s, the image Docker knows as the pinned %s (the tag moved meanwhile?); refusing to file it under the pin",
+			ShortDigest(s.ImageID), ShortDigest(wantID), digest)
+	}
+	return c.add(tmp.Name(), ref, digest, o.Platform)
+}
+
+// hasRepoDigest says whether one of repoDigests is ref's repository at
+// digest.
+func hasRepoDigest(repoDigests []string, ref name.Reference, digest string) bool {
+	for _, rd := range repoDigests {
+		d, err := name.NewDigest(rd)
+		if err == nil && d.DigestStr() == digest && d.Context().Name() == ref.Context().Name() {
+			return true
+		}
+	}
+	return false
 }
 
 // tagOf is the tag of ref, or a tag made from its digest.
@@ -403,7 +506,7 @@ func (c *Cache) entries() []Entry {
 // add moves a fresh tarball into the cache under its content name and
 // returns the entry held (see hold): its sidecar is made and locked before
 // the tarball appears, so no prune sees the entry unheld.
-func (c *Cache) add(tmp, ref, digest string) (Entry, *Saved, *os.File, error) {
+func (c *Cache) add(tmp, ref, digest, platform string) (Entry, *Saved, *os.File, error) {
 	s, err := ReadSaved(tmp)
 	if err != nil {
 		return Entry{}, nil, nil, err
@@ -415,7 +518,7 @@ func (c *Cache) add(tmp, ref, digest string) (Entry, *Saved, *os.File, error) {
 	}
 	final := c.file(repo, s.ImageID)
 	now := time.Now().UTC()
-	e := Entry{File: final, Ref: ref, ImageID: s.ImageID, Digest: digest, Size: s.Size, Created: now, LastUsed: now}
+	e := Entry{File: final, Ref: ref, ImageID: s.ImageID, Digest: digest, Platform: platform, Size: s.Size, Created: now, LastUsed: now}
 	held, err := c.hold(final, true)
 	if err != nil {
 		return Entry{}, nil, nil, err
@@ -430,6 +533,26 @@ func (c *Cache) add(tmp, ref, digest string) (Entry, *Saved, *os.File, error) {
 	}
 	s.Path = final
 	return e, s, held, nil
+}
+
+func dockerInspect(ctx context.Context, ref string) (Inspected, error) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		return Inspected{}, errors.New("no docker command here")
+	}
+	out, err := exec.CommandContext(ctx, "docker", "image", "inspect", "--format", "{{json .Id}} {{json .RepoDigests}}", ref).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return Inspected{}, fmt.Errorf("docker image inspect %s: %s", ref, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return Inspected{}, err
+	}
+	var in Inspected
+	id, digests, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
+	if json.Unmarshal([]byte(id), &in.ID) != nil || json.Unmarshal([]byte(digests), &in.RepoDigests) != nil {
+		return Inspected{}, fmt.Errorf("docker image inspect %s: unexpected output %q", ref, out)
+	}
+	return in, nil
 }
 
 func dockerSave(ctx context.Context, ref, file string) error {

@@ -35,8 +35,17 @@ type Resolution struct {
 	// them (compressed; for linux/amd64 when the tag is a multi-platform
 	// index), 0 when unknown: what a host must download.
 	Size int64 `json:"size,omitempty"`
-	// FromCache says the digest came from the on-disk cache.
-	FromCache bool `json:"from_cache,omitempty"`
+	// FromCache says the digest came from the on-disk cache, because the
+	// registry could not be asked; Fallback says why.
+	FromCache bool   `json:"from_cache,omitempty"`
+	Fallback  string `json:"fallback,omitempty"`
+	// Previous is the digest the cache held for the reference when the
+	// registry now names another one ("" when unchanged or unknown): the
+	// tag was re-pushed since.
+	Previous string `json:"previous,omitempty"`
+	// Index lists the platforms of a multi-platform image (Digest is then
+	// the index's digest), nil for a single image.
+	Index []PlatformManifest `json:"index,omitempty"`
 	// Err says why it could not be resolved (cached failures included).
 	Err string `json:"error,omitempty"`
 }
@@ -46,7 +55,8 @@ type Resolution struct {
 type Resolver struct {
 	// CacheDir holds one small file per reference; "" disables the cache.
 	CacheDir string
-	// TTL is how long a resolved digest is used without asking again.
+	// TTL is how long a resolved digest may stand in for the registry's
+	// answer when the registry cannot be asked (0: never).
 	TTL time.Duration
 	// FailTTL is how long a failed resolution is remembered, so that runs
 	// on an air-gapped controller do not each wait for the timeout.
@@ -76,11 +86,18 @@ func DefaultCacheDir() string {
 }
 
 type cacheEntry struct {
-	Ref      string    `json:"ref"`
-	Digest   string    `json:"digest,omitempty"`
-	Size     int64     `json:"size,omitempty"`
-	Err      string    `json:"error,omitempty"`
+	// Ref is the normalised reference (docker.io/library/ubuntu:22.04
+	// for ubuntu:22.04).
+	Ref    string `json:"ref"`
+	Digest string `json:"digest,omitempty"`
+	Size   int64  `json:"size,omitempty"`
+	// Index lists the platforms when Digest is an image index's.
+	Index []PlatformManifest `json:"index,omitempty"`
+	// Resolved is when the registry last named Digest.
 	Resolved time.Time `json:"resolved_at"`
+	// Err is the last failure to ask the registry, at Failed.
+	Err    string    `json:"error,omitempty"`
+	Failed time.Time `json:"failed_at,omitempty"`
 }
 
 func (r *Resolver) now() time.Time {
@@ -90,10 +107,14 @@ func (r *Resolver) now() time.Time {
 	return time.Now()
 }
 
-// Resolve returns ref's manifest digest: from the cache while it is fresh,
-// else from the registry (at most Timeout). A reference that names a
-// digest already is returned as it is. On failure the Resolution carries
-// the error and Pinned is ref itself; the error is also returned.
+// Resolve returns ref's manifest digest as the registry names it now (at
+// most Timeout), so a tag re-pushed since the last run is seen at once
+// (Previous names the digest the cache held). Only when the registry
+// cannot answer does the cache answer, with a digest resolved less than
+// TTL ago (FromCache, Fallback says why); a failure is remembered for
+// FailTTL, during which the registry is not asked again. A reference that
+// names a digest already is returned as it is. On failure the Resolution
+// carries the error and Pinned is ref itself; the error is also returned.
 func (r *Resolver) Resolve(ctx context.Context, ref string) (Resolution, error) {
 	res := Resolution{Ref: ref, Pinned: ref}
 	parsed, err := name.ParseReference(ref)
@@ -105,15 +126,38 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Resolution, error) 
 		res.Digest = d.DigestStr()
 		return res, nil
 	}
-	if e, ok := r.cached(ref); ok {
-		res.FromCache = true
-		if e.Err != "" {
-			res.Err = e.Err
-			return res, fmt.Errorf("resolving %s (remembered from %s ago): %s", ref, r.now().Sub(e.Resolved).Round(time.Second), e.Err)
+	key := parsed.Name()
+	prev, _ := r.load(key)
+	var msg string
+	if prev.Err != "" && r.fresh(prev.Failed, r.FailTTL) {
+		msg = fmt.Sprintf("%s (remembered from %s ago)", prev.Err, r.now().Sub(prev.Failed).Round(time.Second))
+	} else {
+		desc, err := r.get(ctx, parsed)
+		if err == nil {
+			res.Digest, res.Pinned = desc.Digest.String(), pinned(parsed, desc.Digest.String())
+			res.Size, res.Index = layerBytes(desc), platforms(desc)
+			if prev.Digest != "" && prev.Digest != res.Digest {
+				res.Previous = prev.Digest
+			}
+			r.store(cacheEntry{Ref: key, Digest: res.Digest, Size: res.Size, Index: res.Index, Resolved: r.now()})
+			return res, nil
 		}
-		res.Digest, res.Pinned, res.Size = e.Digest, pinned(parsed, e.Digest), e.Size
+		msg = err.Error()
+		prev.Ref, prev.Err, prev.Failed = key, msg, r.now()
+		r.store(prev)
+	}
+	if prev.Digest != "" && r.fresh(prev.Resolved, r.TTL) {
+		res.FromCache = true
+		res.Fallback = fmt.Sprintf("registry unreachable: %s; the digest it named %s ago (pin_ttl %s)", msg, r.now().Sub(prev.Resolved).Round(time.Second), r.TTL)
+		res.Digest, res.Pinned, res.Size, res.Index = prev.Digest, pinned(parsed, prev.Digest), prev.Size, prev.Index
 		return res, nil
 	}
+	res.Err = msg
+	return res, fmt.Errorf("resolving %s: %s", ref, msg)
+}
+
+// get asks the registry for ref's descriptor, within Timeout.
+func (r *Resolver) get(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
 	timeout := r.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
@@ -128,20 +172,11 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Resolution, error) 
 	if r.Transport != nil {
 		opts = append(opts, remote.WithTransport(r.Transport))
 	}
-	desc, err := remote.Get(parsed, opts...)
-	if err != nil {
-		msg := err.Error()
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			msg = fmt.Sprintf("no answer from %s within %s (pin_timeout)", parsed.Context().RegistryStr(), timeout)
-		}
-		res.Err = msg
-		r.store(cacheEntry{Ref: ref, Err: msg, Resolved: r.now()})
-		return res, fmt.Errorf("resolving %s: %s", ref, msg)
+	desc, err := remote.Get(ref, opts...)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return nil, fmt.Errorf("no answer from %s within %s (pin_timeout)", ref.Context().RegistryStr(), timeout)
 	}
-	res.Digest, res.Pinned = desc.Digest.String(), pinned(parsed, desc.Digest.String())
-	res.Size = layerBytes(desc)
-	r.store(cacheEntry{Ref: ref, Digest: res.Digest, Size: res.Size, Resolved: r.now()})
-	return res, nil
+	return desc, err
 }
 
 // layerBytes is the total compressed size of the layers of the image desc
@@ -163,39 +198,64 @@ func layerBytes(desc *remote.Descriptor) int64 {
 	return n
 }
 
+// platforms lists the platforms of the index desc describes (nil when it
+// is a single image), leaving out entries without a real platform (the
+// attestation manifests some builders add as unknown/unknown).
+func platforms(desc *remote.Descriptor) []PlatformManifest {
+	if !desc.MediaType.IsIndex() {
+		return nil
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil
+	}
+	out := []PlatformManifest{}
+	for _, m := range im.Manifests {
+		if m.Platform == nil || m.Platform.OS == "unknown" || !m.MediaType.IsImage() {
+			continue
+		}
+		out = append(out, PlatformManifest{Platform: m.Platform.String(), Digest: m.Digest.String()})
+	}
+	return out
+}
+
 // pinned is ref's repository at digest (the tag dropped: Docker refuses
 // tag@digest in some versions and ignores the tag in the others).
 func pinned(ref name.Reference, digest string) string {
 	return ref.Context().Name() + "@" + digest
 }
 
-func (r *Resolver) file(ref string) string {
-	sum := sha256.Sum256([]byte(ref))
+// file is the cache file of the normalised reference key.
+func (r *Resolver) file(key string) string {
+	sum := sha256.Sum256([]byte(key))
 	return filepath.Join(r.CacheDir, hex.EncodeToString(sum[:12])+".json")
 }
 
-// cached returns the entry for ref while it is fresh.
-func (r *Resolver) cached(ref string) (cacheEntry, bool) {
+// load returns the cache's entry for the normalised reference key, of
+// any age.
+func (r *Resolver) load(key string) (cacheEntry, bool) {
 	if r.CacheDir == "" {
 		return cacheEntry{}, false
 	}
-	data, err := os.ReadFile(r.file(ref))
+	data, err := os.ReadFile(r.file(key))
 	if err != nil {
 		return cacheEntry{}, false
 	}
 	var e cacheEntry
-	if json.Unmarshal(data, &e) != nil || e.Ref != ref {
-		return cacheEntry{}, false
-	}
-	ttl := r.TTL
-	if e.Err != "" {
-		ttl = r.FailTTL
-	}
-	age := r.now().Sub(e.Resolved)
-	if age < 0 || age >= ttl {
+	if json.Unmarshal(data, &e) != nil || e.Ref != key {
 		return cacheEntry{}, false
 	}
 	return e, true
+}
+
+// fresh says whether something that happened at t is less than ttl old.
+func (r *Resolver) fresh(t time.Time, ttl time.Duration) bool {
+	age := r.now().Sub(t)
+	return !t.IsZero() && age >= 0 && age < ttl
 }
 
 // store writes e through a temporary file and a rename: concurrent cvs
@@ -228,9 +288,13 @@ func (r *Resolver) store(e cacheEntry) {
 
 // Forget drops ref from the cache (a tag known to have moved).
 func (r *Resolver) Forget(ref string) {
-	if r.CacheDir != "" {
-		os.Remove(r.file(ref))
+	if r.CacheDir == "" {
+		return
 	}
+	if parsed, err := name.ParseReference(ref); err == nil {
+		ref = parsed.Name()
+	}
+	os.Remove(r.file(ref))
 }
 
 // ShortDigest is a digest's first 12 hex digits, for tables.

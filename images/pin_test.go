@@ -3,6 +3,8 @@ package images
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"io"
 	stdlog "log"
 	"net"
@@ -11,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,36 +77,22 @@ func newResolver(t *testing.T) *Resolver {
 	return &Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 5 * time.Second}
 }
 
-// The tag resolves once; a re-push of the tag after that does not change
-// what this run launches (the cache answers), and a new resolution after
-// the TTL sees the new digest.
-func TestResolvePinsAndCaches(t *testing.T) {
+// The tag resolves to its manifest digest and the repository at that
+// digest; a reference with a digest is its own pin, no registry asked.
+// (That a run keeps its digest while the tag moves is the session's:
+// it resolves once, see session's TestPinning.)
+func TestResolvePins(t *testing.T) {
 	reg := newRegistry(t, "", "")
 	ref := reg.host + "/team/work:1"
 	first := push(t, ref)
-	clock := time.Now()
 	r := newResolver(t)
-	r.Now = func() time.Time { return clock }
-
 	res, err := r.Resolve(context.Background(), ref)
 	if err != nil || res.Digest != first.String() || res.Pinned != reg.host+"/team/work@"+first.String() {
 		t.Fatalf("resolve: %+v %v", res, err)
 	}
-	second := push(t, ref) // re-pushed between resolve and launch
 	hits := reg.hits.Load()
-	res, err = r.Resolve(context.Background(), ref)
-	if err != nil || res.Digest != first.String() || !res.FromCache || reg.hits.Load() != hits {
-		t.Errorf("within the TTL: %+v %v (registry asked %d more times)", res, err, reg.hits.Load()-hits)
-	}
-	clock = clock.Add(2 * time.Hour)
-	res, err = r.Resolve(context.Background(), ref)
-	if err != nil || res.Digest != second.String() || res.FromCache {
-		t.Errorf("after the TTL: %+v %v", res, err)
-	}
-	// A reference with a digest is its own pin, no registry asked.
-	hits = reg.hits.Load()
 	res, err = r.Resolve(context.Background(), res.Pinned)
-	if err != nil || res.Digest != second.String() || reg.hits.Load() != hits {
+	if err != nil || res.Digest != first.String() || reg.hits.Load() != hits {
 		t.Errorf("digest reference: %+v %v", res, err)
 	}
 }
@@ -163,14 +153,16 @@ func TestUnreachableRegistryIsBoundedAndRemembered(t *testing.T) {
 	if time.Since(start) > 10*time.Second {
 		t.Errorf("took %s with a 300ms timeout", time.Since(start))
 	}
+	start = time.Now()
 	res, err = r.Resolve(context.Background(), ref)
-	if err == nil || !res.FromCache || !strings.Contains(err.Error(), "remembered") {
-		t.Errorf("second try: %+v %v", res, err)
+	if err == nil || res.FromCache || !strings.Contains(err.Error(), "remembered") || time.Since(start) > 200*time.Millisecond {
+		t.Errorf("second try (%s): %+v %v", time.Since(start), res, err)
 	}
 }
 
 // Resolving reads the manifest too: the size of the image's layers (what a
-// host must download) comes with the digest, and from the cache after.
+// host must download) comes with the digest, and from the cache when the
+// registry is down.
 func TestResolveKnowsTheLayerSize(t *testing.T) {
 	reg := newRegistry(t, "", "")
 	ref := reg.host + "/team/big:1"
@@ -187,11 +179,155 @@ func TestResolveKnowsTheLayerSize(t *testing.T) {
 	for _, l := range m.Layers {
 		want += l.Size
 	}
+	rd := &redirect{host: reg.host}
 	r := newResolver(t)
+	r.Transport = rd
 	for _, from := range []string{"registry", "cache"} {
+		rd.down.Store(from == "cache")
 		res, err := r.Resolve(context.Background(), ref)
 		if err != nil || res.Size != want || res.FromCache != (from == "cache") {
 			t.Errorf("from the %s: size %d, want %d (%+v, %v)", from, res.Size, want, res, err)
 		}
+	}
+}
+
+// redirect sends every registry request, whatever its host, to the test
+// registry (so docker.io references resolve there); down makes it fail as
+// an unreachable registry does.
+type redirect struct {
+	host string
+	down atomic.Bool
+}
+
+func (rd *redirect) RoundTrip(req *http.Request) (*http.Response, error) {
+	if rd.down.Load() {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	}
+	r := req.Clone(req.Context())
+	r.URL.Scheme, r.URL.Host, r.Host = "http", rd.host, rd.host
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// Issue 21 item 1: every resolution asks the registry, so a tag re-pushed
+// since the last run is seen at once (and the change is reported with
+// both digests); the cache only answers when the registry cannot, within
+// the TTL, and says why.
+func TestRePushSeenAtOnceCacheOnlyAFallback(t *testing.T) {
+	reg := newRegistry(t, "", "")
+	ref := reg.host + "/team/work:1"
+	first := push(t, ref)
+	rd := &redirect{host: reg.host}
+	clock := time.Now()
+	r := newResolver(t)
+	r.Transport, r.Now = rd, func() time.Time { return clock }
+
+	if res, err := r.Resolve(context.Background(), ref); err != nil || res.Digest != first.String() || res.FromCache || res.Previous != "" {
+		t.Fatalf("first: %+v %v", res, err)
+	}
+	second := push(t, ref)
+	res, err := r.Resolve(context.Background(), ref)
+	if err != nil || res.Digest != second.String() || res.FromCache || res.Previous != first.String() {
+		t.Errorf("after a re-push: %+v %v (want %s, previous %s)", res, err, second, first)
+	}
+	res, err = r.Resolve(context.Background(), ref)
+	if err != nil || res.Digest != second.String() || res.Previous != "" {
+		t.Errorf("unchanged: %+v %v", res, err)
+	}
+
+	rd.down.Store(true)
+	clock = clock.Add(30 * time.Minute)
+	res, err = r.Resolve(context.Background(), ref)
+	if err != nil || res.Digest != second.String() || !res.FromCache || !strings.Contains(res.Fallback, "registry unreachable") {
+		t.Errorf("registry down, within the TTL: %+v %v", res, err)
+	}
+	clock = clock.Add(31 * time.Minute) // the digest is now older than the TTL
+	if res, err := r.Resolve(context.Background(), ref); err == nil || res.Digest != "" {
+		t.Errorf("registry down, past the TTL: %+v %v", res, err)
+	}
+
+	// pin_ttl = 0: never a fallback.
+	rd.down.Store(false)
+	r0 := newResolver(t)
+	r0.Transport, r0.TTL = rd, 0
+	if _, err := r0.Resolve(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	rd.down.Store(true)
+	if res, err := r0.Resolve(context.Background(), ref); err == nil || res.FromCache {
+		t.Errorf("TTL 0, registry down: %+v %v", res, err)
+	}
+}
+
+// The cache is keyed by the normalised reference: ubuntu:22.04 and
+// docker.io/library/ubuntu:22.04 are one entry.
+func TestCacheKeyIsTheNormalisedReference(t *testing.T) {
+	reg := newRegistry(t, "", "")
+	d := push(t, reg.host+"/library/ubuntu:22.04")
+	rd := &redirect{host: reg.host}
+	r := newResolver(t)
+	r.Transport = rd
+	if res, err := r.Resolve(context.Background(), "ubuntu:22.04"); err != nil || res.Digest != d.String() {
+		t.Fatalf("ubuntu:22.04: %+v %v", res, err)
+	}
+	rd.down.Store(true)
+	for _, ref := range []string{"docker.io/library/ubuntu:22.04", "index.docker.io/library/ubuntu:22.04", "ubuntu:22.04"} {
+		if res, err := r.Resolve(context.Background(), ref); err != nil || res.Digest != d.String() || !res.FromCache {
+			t.Errorf("%s from the cache: %+v %v", ref, res, err)
+		}
+	}
+	if n, _ := os.ReadDir(r.CacheDir); len(n) != 1 {
+		t.Errorf("%d cache files, want 1", len(n))
+	}
+}
+
+// Two cvs processes resolving at once: every reader sees a whole entry,
+// and no temporary file is left.
+func TestConcurrentWritersLeaveWholeEntries(t *testing.T) {
+	dir := t.TempDir()
+	ref := "reg.example:5000/team/work:1"
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			r := &Resolver{CacheDir: dir, TTL: time.Hour}
+			for i := 0; i < 100; i++ {
+				r.store(cacheEntry{Ref: ref, Digest: fmt.Sprintf("sha256:%064d", w*1000+i), Resolved: time.Now()})
+			}
+		}(w)
+	}
+	var bad atomic.Int64
+	var rg sync.WaitGroup
+	for k := 0; k < 4; k++ {
+		rg.Add(1)
+		go func() {
+			defer rg.Done()
+			r := &Resolver{CacheDir: dir, TTL: time.Hour}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				data, err := os.ReadFile(r.file(ref))
+				if err != nil {
+					continue
+				}
+				var e cacheEntry
+				if json.Unmarshal(data, &e) != nil || len(e.Digest) != 71 {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	rg.Wait()
+	if bad.Load() > 0 {
+		t.Errorf("%d reads saw a partial entry", bad.Load())
+	}
+	if all, _ := os.ReadDir(dir); len(all) != 1 {
+		t.Errorf("files left: %v", all)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -151,5 +152,99 @@ func TestCacheObtainFindPrune(t *testing.T) {
 	}
 	if all, _ := c.List(); len(all) != 0 {
 		t.Errorf("left: %v", all)
+	}
+}
+
+// Issue 21 item 3: with the registry unreachable, the image saved from
+// this machine's Docker is filed under the pinned digest only when Docker
+// says the tag is that digest (its RepoDigests) and the tarball is the
+// image Docker inspected; else the obtain is refused and nothing cached.
+func TestDockerSaveFallbackVerifiedAgainstThePin(t *testing.T) {
+	ref := "reg.example:5000/team/work:1"
+	pinnedImg, _ := random.Image(256, 1)
+	otherImg, _ := random.Image(256, 1)
+	pin, _ := pinnedImg.Digest()
+	rd := &redirect{host: "127.0.0.1:1"}
+	rd.down.Store(true)
+	down := remote.WithTransport(rd)
+	saveOf := func(img v1.Image) func(context.Context, string, string) error {
+		return func(_ context.Context, ref, file string) error {
+			tag, _ := name.NewTag(ref)
+			return tarball.WriteToFile(file, tag, img)
+		}
+	}
+	idOf := func(img v1.Image) string { id, _ := img.ConfigName(); return id.String() }
+	for _, tc := range []struct {
+		name    string
+		saved   v1.Image
+		inspect Inspected
+		ok      bool
+	}{
+		// Docker's tag is the pinned image: cached under the pin.
+		{"verified", pinnedImg, Inspected{ID: idOf(pinnedImg), RepoDigests: []string{"reg.example:5000/team/work@" + pin.String()}}, true},
+		// Docker's tag is another image (re-pushed, or built here).
+		{"another digest", otherImg, Inspected{ID: idOf(otherImg), RepoDigests: []string{"reg.example:5000/team/work@sha256:" + strings.Repeat("0", 64)}}, false},
+		// Built here, never pulled: no digest to check.
+		{"no repo digest", otherImg, Inspected{ID: idOf(otherImg)}, false},
+		// The tag moved between inspect and save.
+		{"moved during save", otherImg, Inspected{ID: idOf(pinnedImg), RepoDigests: []string{"reg.example:5000/team/work@" + pin.String()}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Cache{Dir: t.TempDir()}
+			inspect := tc.inspect
+			e, _, _, err := c.Obtain(context.Background(), ref, pin.String(), ObtainOptions{Transport: down, DockerSave: saveOf(tc.saved),
+				DockerInspect: func(context.Context, string) (Inspected, error) { return inspect, nil }})
+			if tc.ok {
+				if err != nil || e.Digest != pin.String() || e.ImageID != idOf(pinnedImg) {
+					t.Fatalf("obtain: %+v %v", e, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), pin.String()) {
+				t.Errorf("filed %+v under the pin %s (err %v)", e, pin, err)
+			}
+			if all, _ := c.List(); len(all) != 0 {
+				t.Errorf("cached: %+v", all)
+			}
+		})
+	}
+}
+
+// Issue 21 item 12 (seed 004): every use of a cache entry stamps lastused
+// in its sidecar, a hit of Obtain included (the session Uses what it
+// obtains).
+func TestUseStampsLastUsed(t *testing.T) {
+	reg := newRegistry(t, "", "")
+	ref := reg.host + "/team/work:1"
+	d := push(t, ref)
+	c := &Cache{Dir: t.TempDir()}
+	e, _, _, err := c.Obtain(context.Background(), ref, d.String(), ObtainOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+		e.LastUsed = old
+		if err := c.writeSidecar(e); err != nil {
+			t.Fatal(err)
+		}
+		hit, _, _, err := c.Obtain(context.Background(), ref, d.String(), ObtainOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := time.Now().Add(-time.Second)
+		release, err := c.Use(hit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release()
+		all, _ := c.List()
+		if len(all) != 1 || all[0].LastUsed.Before(before) {
+			t.Errorf("use %d: lastused %v, want now", i+1, all[0].LastUsed)
+		}
+		raw, _ := os.ReadFile(e.File + ".json")
+		if !strings.Contains(string(raw), `"lastused"`) {
+			t.Errorf("sidecar: %s", raw)
+		}
 	}
 }

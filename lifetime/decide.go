@@ -31,6 +31,9 @@ const (
 	// with (JSON: image, mounts, devices, env names, ...), to tell drift
 	// from the cluster file on attach.
 	LabelConfig = "cvs.config"
+	// LabelDigest is the manifest digest the container was launched from,
+	// when the image was pinned (a pushed image launches by tag or ID).
+	LabelDigest = "cvs.digest"
 )
 
 // Action is what cvs will do with the container on one host.
@@ -112,6 +115,9 @@ type Options struct {
 	// Pinned: the hosts launch the image by digest, so what the tag names
 	// on each host does not matter.
 	Pinned bool
+	// Digest is the manifest digest the image's tag names now ("" when not
+	// resolved): attached containers launched from another are named.
+	Digest string
 	// SetupHash is the hash of the configured setup script ("none" when
 	// provisioning is off); containers provisioned with another one, or
 	// never, are refused on attach unless Reprovision.
@@ -412,6 +418,7 @@ func decidePersistent(p *Plan, facts []docker.Facts, o Options) {
 		p.Reason = fmt.Sprintf("attach: the persistent container runs on all %d host(s); no launch, no provisioning", n)
 		checkProvisioning(p, facts, o)
 		checkDrift(p, facts, o)
+		warnOldDigest(p, facts, o)
 	case len(counts[docker.StateAbsent]) == n:
 		p.Provision = true
 		for i := range p.Hosts {
@@ -507,6 +514,46 @@ func refuseOnImages(p *Plan, facts []docker.Facts, image, fix string) bool {
 		}
 	}
 	return false
+}
+
+// warnOldDigest names, with both digests, the containers launched from
+// another digest than the one the tag names now (the tag was re-pushed
+// since): they keep their content until relaunched.
+func warnOldDigest(p *Plan, facts []docker.Facts, o Options) {
+	if o.Digest == "" {
+		return
+	}
+	old := map[string][]int{}
+	var digests []string
+	for i, f := range facts {
+		d := LaunchedDigest(f.Container)
+		if d == "" || d == o.Digest {
+			continue
+		}
+		if _, ok := old[d]; !ok {
+			digests = append(digests, d)
+		}
+		old[d] = append(old[d], i)
+		p.Hosts[i].Note = "launched from " + d
+	}
+	sort.Strings(digests)
+	for _, d := range digests {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%s: the container was launched from %s, but the image's tag now names %s (re-pushed since); it keeps its content until it is relaunched (cvs down --force, then a cold start)",
+			hostList(facts, old[d]), d, o.Digest))
+	}
+}
+
+// LaunchedDigest is the manifest digest container c was launched from:
+// its cvs.digest label, else the digest of the reference it was started
+// from; "" when neither says.
+func LaunchedDigest(c docker.ContainerFacts) string {
+	if d := c.Labels[LabelDigest]; d != "" {
+		return d
+	}
+	if _, d, ok := strings.Cut(c.Image, "@"); ok {
+		return d
+	}
+	return ""
 }
 
 func ownedPerRun(c docker.ContainerFacts, clusterFile string) bool {

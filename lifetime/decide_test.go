@@ -285,3 +285,25 @@ func TestDiskPreflight(t *testing.T) {
 		}
 	}
 }
+
+// Issue 21 item 1: on attach, containers launched from another digest
+// than the one the tag names now are named with both digests, whether
+// the launch reference carries it (pull) or the cvs.digest label does
+// (push).
+func TestAttachNamesContainersOnAnOldDigest(t *testing.T) {
+	old, now := "sha256:"+strings.Repeat("ab", 32), "sha256:"+strings.Repeat("cd", 32)
+	fs := facts("running", "running", "running")
+	fs[0].Container.Image = "reg:5000/img@" + old
+	fs[1].Container.Image = "reg:5000/img:1"
+	fs[1].Container.Labels = map[string]string{LabelDigest: old}
+	fs[2].Container.Image = "reg:5000/img@" + now
+	fs[0].ImageID, fs[2].ImageID = "", "" // the pushed tag is on h2
+	p := Decide(cluster.LifetimePersistent, fs, Options{ClusterFile: file, Image: "reg:5000/img:1", Pinned: true, Digest: now})
+	if p.Verdict != Proceed || len(p.Warnings) != 1 {
+		t.Fatalf("verdict %s, warnings %q", p.Verdict, p.Warnings)
+	}
+	w := p.Warnings[0]
+	if !strings.Contains(w, old) || !strings.Contains(w, now) || !strings.Contains(w, fs[0].Host) || !strings.Contains(w, fs[1].Host) || strings.Contains(w, fs[2].Host) {
+		t.Errorf("warning %q", w)
+	}
+}

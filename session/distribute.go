@@ -148,7 +148,28 @@ func (s *Session) obtain(ctx context.Context) (*images.Saved, error) {
 	}
 	// The entry stays held until the session closes, after every load:
 	// an image prune meanwhile leaves it.
-	_, saved, release, err := cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{})
+	var saved *images.Saved
+	var release func()
+	var err error
+	if s.entry != nil {
+		// cvs image push ID: exactly that entry, or nothing.
+		e := *s.entry
+		release, err = cache.Use(e)
+		if err == nil {
+			saved, err = images.ReadSaved(e.File)
+			if err == nil && saved.ImageID != e.ImageID {
+				err = fmt.Errorf("%s holds %s, not %s", e.File, saved.ImageID, e.ImageID)
+			}
+			if err != nil {
+				release()
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("the cached image %s cannot be read (%v); nothing else is pushed in its place", images.ShortDigest(e.ImageID), err)
+		}
+	} else {
+		_, saved, release, err = cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{Platform: s.platform})
+	}
 	if err != nil {
 		return nil, err
 	}

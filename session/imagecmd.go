@@ -2,8 +2,8 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/cvs-tool/cvs/cluster"
@@ -33,18 +33,22 @@ func imageCache(opts Options) *images.Cache {
 // PushImage is `cvs image push [REF]`: send the image (the configured one,
 // or ref: a reference, or the image ID or digest of a cached image, or a
 // unique prefix of one) to every host, each getting only the layers it
-// lacks, whatever the cluster file's distribute says. It takes the cluster
-// lock; containers are not touched.
+// lacks, whatever the cluster file's distribute says. A cached image named
+// by ID or digest is pushed exactly as cached: its tag is not resolved
+// again. It takes the cluster lock; containers are not touched.
 func PushImage(ctx context.Context, cfg *cluster.Config, ref string, opts Options) (*PushReport, error) {
 	c := *cfg
 	ct := c.Container
 	ct.Distribute = cluster.DistributePush
-	digest := ""
+	var entry *images.Entry
 	if ref != "" {
 		ct.Image = ref
-		if e, err := imageCache(opts).Find(ref); err == nil {
-			ct.Image, digest = e.Ref, e.Digest
-		} else if strings.Contains(err.Error(), "names") {
+		e, err := imageCache(opts).Find(ref)
+		var amb *images.AmbiguousError
+		switch {
+		case err == nil:
+			ct.Image, entry = e.Ref, &e
+		case errors.As(err, &amb):
 			return nil, exitcode.With(exitcode.Usage, err)
 		}
 	}
@@ -52,13 +56,13 @@ func PushImage(ctx context.Context, cfg *cluster.Config, ref string, opts Option
 		return nil, exitcode.With(exitcode.Usage, fmt.Errorf("no image to push: give one, or set [container] image in %s", cfg.File))
 	}
 	c.Container = ct
-	s, err := open(ctx, &c, openOptions{lock: true, resolve: digest == "", command: "image push"}, opts)
+	s, err := open(ctx, &c, openOptions{lock: true, resolve: entry == nil, command: "image push"}, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	if digest != "" {
-		s.Digest = digest
+	if entry != nil {
+		s.entry, s.Digest = entry, entry.Digest
 	}
 	if s.Plan.Verdict == Preflight {
 		return nil, s.verdictError()

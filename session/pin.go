@@ -9,6 +9,7 @@ import (
 	"github.com/cvs-tool/cvs/exitcode"
 	"github.com/cvs-tool/cvs/history"
 	"github.com/cvs-tool/cvs/images"
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // failTTL is how long a failed resolution is remembered.
@@ -16,7 +17,8 @@ const failTTL = time.Minute
 
 // pin resolves the configured image to its manifest digest, once for the
 // whole run, so that every host launches the same content (Image becomes
-// repo@digest). With pin = "prefer" a tag that cannot be resolved is
+// repo@digest). The registry is asked at every invocation; the digest
+// cache answers only when it cannot (within pin_ttl), and the log says so. With pin = "prefer" a tag that cannot be resolved is
 // launched as it is, after a loud warning; with "required" the run stops
 // before any change (exit 3).
 func (s *Session) pin(ctx context.Context) error {
@@ -39,19 +41,57 @@ func (s *Session) pin(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	s.Digest, s.imageBytes = res.Digest, res.Size
+	s.Digest, s.imageBytes, s.index = res.Digest, res.Size, res.Index
 	if ct.Distribute != cluster.DistributePush {
 		// Pushed images are loaded under their tag, which is what the
 		// hosts then launch; the digest picks the content.
 		s.Image = res.Pinned
 	}
-	if prev := history.Previous(ct.Image); prev != "" && prev != res.Digest {
+	if res.Previous != "" {
+		s.log.Warn(fmt.Sprintf("%s was re-pushed: it now names %s; the digest cache held %s", ct.Image, res.Digest, res.Previous))
+	} else if prev := history.Previous(ct.Image); prev != "" && prev != res.Digest {
 		s.log.Warn(fmt.Sprintf("%s now resolves to %s; the last recorded run used %s: the tag was re-pushed since", ct.Image, res.Digest, prev))
 	}
 	from := "registry"
 	if res.FromCache {
-		from = "cache"
+		from = "cache (" + res.Fallback + ")"
 	}
 	s.log.Info("image pinned", "image", ct.Image, "digest", res.Digest, "from", from)
+	return nil
+}
+
+// choosePlatform decides, from the probed hosts' architectures, which
+// platform of a multi-platform image they launch (or the one the platform
+// key forces), before anything changes: hosts that need a platform the
+// index lacks are a preflight failure (exit 3). A forced platform is
+// launched by its manifest digest (each host would else take its own);
+// with distribute = "push" the platform picks the image obtained, and
+// hosts of several architectures are refused (one image is pushed).
+func (s *Session) choosePlatform() error {
+	ct := s.Config.Container
+	if ct.Lifetime == cluster.LifetimeNoLaunch || (s.index == nil && ct.Platform == "") {
+		return nil
+	}
+	hosts := make([]images.HostArch, 0, len(s.Facts))
+	for _, f := range s.Facts {
+		hosts = append(hosts, images.HostArch{Host: f.Host, Arch: f.HostFacts.Arch})
+	}
+	choice, err := images.ChoosePlatform(ct.Platform, hosts, s.index)
+	if err != nil {
+		return exitcode.With(exitcode.Preflight, fmt.Errorf("image %s: %v; nothing was changed", ct.Image, err))
+	}
+	if choice.Platform == "" && ct.Distribute == cluster.DistributePush {
+		return exitcode.With(exitcode.Preflight, fmt.Errorf("image %s: the hosts are of several architectures and distribute = \"push\" sends one image; set [container] platform, or use distribute = \"pull\"; nothing was changed", ct.Image))
+	}
+	s.platform = choice.Platform
+	if ct.Platform != "" && choice.Manifest != "" && ct.Distribute != cluster.DistributePush {
+		ref, err := name.ParseReference(ct.Image)
+		if err == nil {
+			s.Image = ref.Context().Name() + "@" + choice.Manifest
+		}
+	}
+	if s.platform != "" {
+		s.log.Info("image platform", "image", ct.Image, "platform", s.platform, "forced", ct.Platform != "")
+	}
 	return nil
 }

@@ -157,12 +157,20 @@ type Session struct {
 	// imageBytes is the compressed size of the image's layers, when the
 	// registry told it while pinning (0: unknown).
 	imageBytes int64
+	// index lists the platforms when the image is multi-platform;
+	// platform is the one the hosts launch ("": each its own, or a single
+	// image).
+	index    []images.PlatformManifest
+	platform string
 
 	// distribute = "push": the image obtained, its cache lock, and what
 	// was sent to each host.
 	saved        *images.Saved
 	releaseImage func()
-	pushes       []Push
+	// entry is the cached image cvs image push named by ID: pushed as it
+	// is, never obtained again.
+	entry  *images.Entry
+	pushes []Push
 
 	// setupHash identifies the configured setup script ("none").
 	setupHash string
@@ -216,7 +224,7 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 		return nil, err
 	}
 	s.Plan = lifetime.Decide(cfg.Container.Lifetime, s.Facts, lifetime.Options{ClusterFile: cfg.File, Restart: oo.restart,
-		Image: s.Image, Pinned: s.Digest != "" || cfg.Container.Distribute == cluster.DistributePush,
+		Image: s.Image, Pinned: s.Digest != "" || cfg.Container.Distribute == cluster.DistributePush, Digest: s.Digest,
 		SetupHash: s.setupHash, Reprovision: oo.reprovision, Repair: oo.repair,
 		Config: RunConfig(cfg.Container), StrictAttach: cfg.Container.StrictAttach,
 		MaxClockSkew: cfg.MaxClockSkew, HostNetwork: cfg.Container.Network == "host", SSHDPort: cfg.Container.SSHDPort,
@@ -264,6 +272,11 @@ func (s *Session) prepare(ctx context.Context, oo openOptions) error {
 		// The probe turned the hosts it could not finish into "unknown";
 		// that is the interrupt, not the hosts.
 		return ctx.Err()
+	}
+	if oo.resolve {
+		if err := s.choosePlatform(); err != nil {
+			return err
+		}
 	}
 	s.setupHash = "none"
 	if s.Config.Container.SetupScript != cluster.SetupNone {

@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io"
 	stdlog "log"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,9 +33,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -1304,6 +1309,216 @@ func TestStepOutputReadBackFromLogs(t *testing.T) {
 		}
 		if whole := StepOutput(st); whole != out.String() {
 			t.Errorf("%s on %s read back %d bytes, not the %d it printed", st.Step, st.Host, len(whole), out.Len())
+		}
+	}
+}
+
+// downTransport fails every request, as an unreachable registry does.
+type downTransport struct{}
+
+func (downTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+}
+
+// Issue 21 item 1: a tag re-pushed since the last run is seen by the next
+// one at once: the log warns with both digests, and the attached
+// containers still on the old digest are named with both; with the
+// registry down, the cached digest stands in and the log says why.
+func TestRePushedTagSeenAtOnce(t *testing.T) {
+	host := testRegistry(t)
+	ref := host + "/team/work:1"
+	d1 := pushRandom(t, ref)
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	r.cfg.Container.Image, r.cfg.Container.ConfiguredImage, r.cfg.Container.Pin = ref, ref, cluster.PinPrefer
+	r.opts.Resolver = &images.Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 5 * time.Second}
+	if _, err := r.opts.Resolver.Resolve(context.Background(), ref); err != nil { // an earlier run
+		t.Fatal(err)
+	}
+	for _, h := range r.hosts {
+		h.AddContainer(fakehost.Container{Name: "cvs-t", Image: testImageID, Ref: host + "/team/work@" + d1, State: "running",
+			StartedAt: "2026-11-30T10:00:00Z", SSHD: true, Provisioned: 1,
+			Labels: map[string]string{lifetime.LabelManaged: "true", lifetime.LabelCluster: r.cfg.File,
+				lifetime.LabelLifetime: "persistent", lifetime.LabelRunID: "earlier"}})
+	}
+	d2 := pushRandom(t, ref)
+	var logs strings.Builder
+	r.opts.Log = log.New(&logs)
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Digest != d2 {
+		t.Errorf("pinned %s, want the re-pushed %s", rep.Digest, d2)
+	}
+	out := logs.String()
+	if !regexp.MustCompile(`WARN.*` + regexp.QuoteMeta(d1) + `.*` + regexp.QuoteMeta(d2)).MatchString(out) {
+		t.Errorf("no warning naming both digests:\n%s", out)
+	}
+	if !regexp.MustCompile(`WARN.*10\.9\.0\.\[?1.*launched from ` + regexp.QuoteMeta(d1) + `.*now names ` + regexp.QuoteMeta(d2)).MatchString(out) {
+		t.Errorf("the attached containers on the old digest are not named:\n%s", out)
+	}
+
+	logs.Reset()
+	r.opts.Resolver.Transport = downTransport{}
+	rep, err = Run(context.Background(), r.cfg, r.suite(t, "test"), false, r.opts)
+	if err != nil || rep.Digest != d2 {
+		t.Fatalf("registry down: %v, digest %s", err, rep.Digest)
+	}
+	if !strings.Contains(logs.String(), "from=\"cache (registry unreachable:") {
+		t.Errorf("the log does not say the cache stood in:\n%s", logs.String())
+	}
+}
+
+// Issue 21 item 4: `cvs image push ID` pushes exactly the cached entry
+// named, even when it has no digest, the tag now names another image in
+// the registry, and a newer entry of the same reference is cached.
+func TestImagePushByIDPushesExactlyThatEntry(t *testing.T) {
+	host := testRegistry(t)
+	ref := host + "/team/work:1"
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	r.cfg.Container.Image, r.cfg.Container.ConfiguredImage, r.cfg.Container.Pin = ref, ref, cluster.PinPrefer
+	r.opts.Resolver = &images.Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 5 * time.Second}
+	r.opts.ImageCache = &images.Cache{Dir: t.TempDir()}
+	// Saved from this machine's Docker (the registry down): without a
+	// digest, or under one Docker knows.
+	cache := func(img v1.Image, digest string) images.Entry {
+		id, _ := img.ConfigName()
+		e, _, _, err := r.opts.ImageCache.Obtain(context.Background(), ref, digest, images.ObtainOptions{
+			Transport: remote.WithTransport(downTransport{}),
+			DockerSave: func(_ context.Context, ref, file string) error {
+				tag, _ := name.NewTag(ref)
+				return tarball.WriteToFile(file, tag, img)
+			},
+			DockerInspect: func(context.Context, string) (images.Inspected, error) {
+				return images.Inspected{ID: id.String(), RepoDigests: []string{host + "/team/work@" + digest}}, nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	a, _ := random.Image(256, 1)
+	named := cache(a, "")
+	time.Sleep(10 * time.Millisecond)
+	c, _ := random.Image(256, 1)
+	newer := cache(c, "sha256:"+strings.Repeat("c", 64))
+	if _, err := r.opts.ImageCache.Use(newer); err != nil { // the most recently used
+		t.Fatal(err)
+	}
+	pushRandom(t, ref) // the tag now names a third image
+	for _, h := range r.hosts {
+		h.Images = map[string]string{}
+	}
+	prefix := strings.TrimPrefix(named.ImageID, "sha256:")[:12]
+	pr, err := PushImage(context.Background(), r.cfg, prefix, r.opts)
+	if err != nil || pr.ImageID != named.ImageID {
+		t.Fatalf("image push %s: pushed %s, want %s (%v)", prefix, pr.ImageID, named.ImageID, err)
+	}
+	// The use stamped lastused (seed 004): it is now the most recent.
+	if all, _ := CachedImages(r.opts); len(all) != 2 || all[0].ImageID != named.ImageID || !all[0].LastUsed.After(newer.LastUsed) {
+		t.Errorf("lastused not stamped by the push: %+v", all)
+	}
+	for _, h := range r.hosts {
+		for _, l := range h.Lines() {
+			if strings.Contains(l, "pull") {
+				t.Errorf("%s: %s", h.Name, l)
+			}
+		}
+	}
+}
+
+// pushIndex puts an image index at ref with one random image for each
+// platform given; it returns the index digest and each platform's image.
+func pushIndex(t *testing.T, ref string, platforms ...string) (string, map[string]v1.Image) {
+	t.Helper()
+	imgs := map[string]v1.Image{}
+	idx := v1.ImageIndex(empty.Index)
+	for _, p := range platforms {
+		img, _ := random.Image(256, 1)
+		pl, _ := v1.ParsePlatform(p)
+		imgs[p] = img
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: pl}})
+	}
+	r, _ := name.ParseReference(ref)
+	if err := remote.WriteIndex(r, idx); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := idx.Digest()
+	return d.String(), imgs
+}
+
+// Issue 21 item 2: the platform of a multi-platform image comes from the
+// hosts' architectures: hosts that need a platform the index lacks stop
+// the run before any change (exit 3, the hosts and their architectures
+// named); hosts of one architecture get its image pushed; mixed hosts
+// with an index that has them all each pull their own; platform forces
+// one.
+func TestMultiPlatformImages(t *testing.T) {
+	host := testRegistry(t)
+	amdOnly := host + "/team/amd:1"
+	pushIndex(t, amdOnly, "linux/amd64")
+	both := host + "/team/both:1"
+	idxDigest, imgs := pushIndex(t, both, "linux/amd64", "linux/arm64")
+	newMulti := func(image string, archs ...string) *rig {
+		r := newRig(t, len(archs), cluster.LifetimePerRun)
+		r.cfg.Container.Image, r.cfg.Container.ConfiguredImage, r.cfg.Container.Pin = image, image, cluster.PinPrefer
+		r.opts.Resolver = &images.Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 5 * time.Second}
+		r.opts.ImageCache = &images.Cache{Dir: t.TempDir()}
+		for i, h := range r.hosts {
+			h.Arch, h.PullAs = archs[i], testImageID
+		}
+		return r
+	}
+	launched := func(r *rig) []string {
+		var out []string
+		for _, h := range r.hosts {
+			for _, l := range h.Lines() {
+				if strings.HasPrefix(l, "docker run ") {
+					out = append(out, l)
+				}
+			}
+		}
+		return out
+	}
+
+	r := newMulti(amdOnly, "x86_64", "aarch64", "aarch64")
+	_, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Preflight || r.launches() != 0 || err == nil ||
+		!strings.Contains(err.Error(), "10.9.0.1 (amd64)") || !strings.Contains(err.Error(), "10.9.0.2, 10.9.0.3 (arm64)") {
+		t.Errorf("mixed hosts, amd64-only index: exit %d, %d launches: %v", exitcode.Of(err), r.launches(), err)
+	}
+
+	r = newMulti(both, "aarch64", "aarch64")
+	r.cfg.Container.Distribute = cluster.DistributePush
+	for _, h := range r.hosts {
+		h.Images = map[string]string{}
+	}
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	arm, _ := imgs["linux/arm64"].ConfigName()
+	if all, _ := CachedImages(r.opts); err != nil || len(all) != 1 || all[0].ImageID != arm.String() || all[0].Platform != "linux/arm64" || all[0].Digest != idxDigest {
+		t.Errorf("arm64 hosts, push: %v %+v (want the arm64 image %s under the index %s)", err, all, arm, idxDigest)
+	}
+	_ = rep
+
+	r = newMulti(both, "x86_64", "aarch64")
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatalf("mixed hosts, index of both: %v", err)
+	}
+	for _, l := range launched(r) {
+		if !strings.Contains(l, " "+host+"/team/both@"+idxDigest+" ") {
+			t.Errorf("mixed hosts launched other than the index: %s", l)
+		}
+	}
+
+	r = newMulti(both, "x86_64", "x86_64")
+	r.cfg.Container.Platform = "linux/arm64"
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatalf("forced platform: %v", err)
+	}
+	armManifest, _ := imgs["linux/arm64"].Digest()
+	for _, l := range launched(r) {
+		if !strings.Contains(l, " "+host+"/team/both@"+armManifest.String()+" ") {
+			t.Errorf("platform = linux/arm64 launched other than its manifest %s: %s", armManifest, l)
 		}
 	}
 }

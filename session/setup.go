@@ -147,6 +147,10 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster
 			docker.LabelSetupHash: s.setupHash, lifetime.LabelConfig: runConfigLabel(ct),
 		},
 	}
+	if s.Digest != "" {
+		// A pushed image launches by tag or ID: the label keeps the digest.
+		spec.Labels[lifetime.LabelDigest] = s.Digest
+	}
 	e := s.dockerOn(h.Name, c)
 	if len(ct.Env) > 0 && e.Access() == "api" {
 		spec.Env = ct.Env // in the request body

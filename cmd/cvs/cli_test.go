@@ -505,3 +505,23 @@ func TestImageLsAndPrunePartialFiles(t *testing.T) {
 		t.Error("the partial file survives prune")
 	}
 }
+
+// Issue 21 item 12 (seed 002): an image-digest prefix that names several
+// cached images lists them and exits 2, before any host is reached.
+func TestImagePushAmbiguousPrefixExit2(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	dir := filepath.Join(os.Getenv("XDG_CACHE_HOME"), "cvs", "images")
+	os.MkdirAll(dir, 0o700)
+	for i, id := range []string{"sha256:abcd1" + strings.Repeat("0", 59), "sha256:abcd2" + strings.Repeat("0", 59)} {
+		file := filepath.Join(dir, fmt.Sprintf("w%d.tar", i))
+		os.WriteFile(file, nil, 0o600)
+		side := fmt.Sprintf(`{"file": %q, "ref": "reg:5000/w:%d", "image_id": %q, "size": 1}`, file, i, id)
+		os.WriteFile(file+".json", []byte(side), 0o600)
+	}
+	p := filepath.Join(t.TempDir(), "cluster.toml")
+	os.WriteFile(p, []byte("hosts = [\"192.0.2.1\"]\n[container]\nimage = \"reg:5000/w:1\"\n"), 0o600)
+	_, errOut, code := cvs(t, "--cluster", p, "image", "push", "abcd")
+	if code != 2 || !strings.Contains(errOut, "abcd10000000 reg:5000/w:0") || !strings.Contains(errOut, "abcd20000000 reg:5000/w:1") {
+		t.Errorf("exit %d, want 2 with both images listed:\n%s", code, errOut)
+	}
+}

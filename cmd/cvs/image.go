@@ -27,7 +27,8 @@ registry, else this machine's Docker), keeps it in the cache, and sends every
 host only the layers it lacks, over SSH, where docker load completes it; the
 loaded image ID is checked. A host that holds the image gets nothing.
 REF defaults to the cluster file's image; it may also be the image ID or
-digest of a cached image, or a unique prefix of one (cvs image ls).`,
+digest of a cached image, or a unique prefix of one (cvs image ls): that
+cached image is pushed exactly, its tag not resolved again.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return &flagError{errors.New("image push takes at most one image reference")}

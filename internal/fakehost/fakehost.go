@@ -91,6 +91,8 @@ type Host struct {
 	PortBusy    bool
 	// DiskFreeKiB is the free space under /var/lib/docker (0: 100 GiB).
 	DiskFreeKiB int64
+	// Arch is what uname -m prints ("": x86_64).
+	Arch string
 
 	// Faults: the named operation exits non-zero with this stderr.
 	FailRun, FailRm, FailProvision, FailSSHD, FailCopy string
@@ -462,7 +464,11 @@ func (h *Host) probe(script string) (transport.Result, error) {
 	if disk == 0 {
 		disk = 100 << 20
 	}
-	sec("host", 0, fmt.Sprintf("machine-id %s\ntime %d\ndisk %d", mid, time.Now().Add(h.ClockOffset).Unix(), disk))
+	arch := h.Arch
+	if arch == "" {
+		arch = "x86_64"
+	}
+	sec("host", 0, fmt.Sprintf("machine-id %s\ntime %d\ndisk %d\narch %s", mid, time.Now().Add(h.ClockOffset).Unix(), disk, arch))
 	sec("host-tcp", 0, tcpTable(h.PortBusy))
 	if m := sweepRE.FindStringSubmatch(script); m != nil {
 		// transport.SweepTempScript: the folders untouched for its -mmin.
