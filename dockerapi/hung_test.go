@@ -30,13 +30,10 @@ type hungDaemon struct {
 }
 
 func (d *hungDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Api-Version", "1.41")
+	if answerHandshake(w, r) {
+		return
+	}
 	switch p := r.URL.Path; {
-	case strings.HasSuffix(p, "/_ping"):
-		w.Write([]byte("OK"))
-	case strings.HasSuffix(p, "/version"):
-		json.NewEncoder(w).Encode(map[string]string{"Version": "28.0.0", "ApiVersion": "1.41", "MinAPIVersion": "1.24"})
 	case d.runsExecs && strings.HasSuffix(p, "/exec"):
 		w.WriteHeader(http.StatusCreated)
 		json.NewEncoder(w).Encode(map[string]string{"Id": "e1"})

@@ -32,13 +32,10 @@ type slowCreateDaemon struct {
 }
 
 func (d *slowCreateDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Api-Version", "1.41")
+	if answerHandshake(w, r) {
+		return
+	}
 	switch p := r.URL.Path; {
-	case strings.HasSuffix(p, "/_ping"):
-		w.Write([]byte("OK"))
-	case strings.HasSuffix(p, "/version"):
-		json.NewEncoder(w).Encode(map[string]string{"Version": "28.0.0", "ApiVersion": "1.41", "MinAPIVersion": "1.24"})
 	case strings.Contains(p, "/images/") && strings.HasSuffix(p, "/json"):
 		json.NewEncoder(w).Encode(map[string]any{"Id": "sha256:" + strings.Repeat("a", 64)})
 	case strings.HasSuffix(p, "/containers/create"):
@@ -96,4 +93,20 @@ func TestRunInterruptedDuringCreateWaitsForIt(t *testing.T) {
 	if started {
 		t.Error("an interrupted run started the container")
 	}
+}
+
+// answerHandshake sets a fake daemon's headers and answers the requests
+// every client opens with (ping, version); false for any other request.
+func answerHandshake(w http.ResponseWriter, r *http.Request) bool {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Api-Version", "1.41")
+	switch p := r.URL.Path; {
+	case strings.HasSuffix(p, "/_ping"):
+		w.Write([]byte("OK"))
+	case strings.HasSuffix(p, "/version"):
+		json.NewEncoder(w).Encode(map[string]string{"Version": "28.0.0", "ApiVersion": "1.41", "MinAPIVersion": "1.24"})
+	default:
+		return false
+	}
+	return true
 }
