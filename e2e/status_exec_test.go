@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -147,5 +148,21 @@ func TestDockerAccessShownInStatus(t *testing.T) {
 	table, _, _ := runCVS(t, "status")
 	if !strings.Contains(table, " "+want+" ") {
 		t.Errorf("the table does not show %s:\n%s", want, table)
+	}
+}
+
+// Issue 20 item 4: srun carries a task's output in messages of at most
+// 1 KiB and prints each as a line of its own, so an exit mark written
+// after output without a final newline could be cut in two and never
+// recognised ("ended without its exit status"). Output of the sizes
+// around that cut, without a final newline, comes back whole on every
+// host, with its exit status; over SSH the same.
+func TestOutputWithoutNewlineAroundSrunsCut(t *testing.T) {
+	for _, n := range []int{1000, 1023, 1024, 1030, 2048, 3000} {
+		out, errOut, code := runCVS(t, "exec", "--group", "--", "sh", "-c", fmt.Sprintf(`head -c %d /dev/zero | tr '\0' x`, n))
+		xs := strings.Repeat("x", n)
+		if code != 0 || strings.Count(out, "(3)") != 1 || !strings.Contains(out, "\n"+xs+"\n") || strings.Contains(out, xs+"x") {
+			t.Errorf("%d bytes without a newline: exit %d, want every host's output whole in one block\n%s\n%s", n, code, clip(out), clip(errOut))
+		}
 	}
 }
