@@ -114,8 +114,15 @@ func Exec(ctx context.Context, cfg *cluster.Config, req ExecRequest, opts Option
 			po.Flush()
 			pe.Flush()
 		}
-		results[i] = ExecHostResult{Host: h.Name, ExitCode: res.ExitCode, Stdout: s.mask.String(string(res.Stdout)),
-			Stderr: s.mask.String(string(res.Stderr)), DurationMS: res.Duration.Milliseconds()}
+		// A result cut at its start may begin part-way into a secret.
+		masked := func(b []byte, cut int64) string {
+			if cut > 0 {
+				return s.mask.Truncated(string(b))
+			}
+			return s.mask.String(string(b))
+		}
+		results[i] = ExecHostResult{Host: h.Name, ExitCode: res.ExitCode, Stdout: masked(res.Stdout, res.StdoutCut),
+			Stderr: masked(res.Stderr, res.StderrCut), DurationMS: res.Duration.Milliseconds()}
 		return err
 	})
 	code := exitcode.OK

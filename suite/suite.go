@@ -375,7 +375,7 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 			stdout, outCut := report.KeepTail(res.Stdout, TailLines, TailBytes)
 			stderr, errCut := report.KeepTail(res.Stderr, TailLines, TailBytes)
 			results[i] = Result{ExitCode: res.ExitCode, Duration: res.Duration, Log: logFile,
-				Stdout: maskTail(mask, stdout), Stderr: maskTail(mask, stderr), StdoutCut: outCut + res.StdoutCut, StderrCut: errCut + res.StderrCut}
+				Stdout: maskTail(mask, stdout, outCut+res.StdoutCut > 0), Stderr: maskTail(mask, stderr, errCut+res.StderrCut > 0), StdoutCut: outCut + res.StdoutCut, StderrCut: errCut + res.StderrCut}
 			var ee *transport.ExitError
 			if errors.As(err, &ee) {
 				// A non-zero exit is the step's own only if its container
@@ -416,12 +416,12 @@ func (r *Runner) Run(ctx context.Context, s cluster.Suite) ([]Result, error) {
 	return all, nil
 }
 
-// maskTail masks a step's kept output (report.TailBuffer's String): when
-// its start was cut away, the kept part may begin with the end of a
-// secret, which is masked too.
-func maskTail(m *redact.Masker, s string) string {
-	if head, kept, ok := strings.Cut(s, "\n"); ok && strings.HasPrefix(head, "[cvs: ") && strings.Contains(head, " bytes of output cut;") {
-		return head + "\n" + m.Truncated(kept)
+// maskTail masks a step's kept output: when its start was cut away
+// (cut), the kept part may begin with the end of a secret, which is masked
+// too.
+func maskTail(m *redact.Masker, s string, cut bool) string {
+	if cut {
+		return m.Truncated(s)
 	}
 	return m.String(s)
 }
