@@ -95,7 +95,7 @@ const DefaultDir = "/run/cvs/locks (root), /var/tmp/cvs-UID/locks (another SSH u
 // own owner record, and the newest is the holder's.
 const holdScript = `umask 077
 command -v flock >/dev/null 2>&1 || { echo "flock is not installed (util-linux); cvs needs it for the cluster lock" >&2; exit 127; }
-command -v timeout >/dev/null 2>&1 || { echo "timeout is not installed (coreutils); cvs needs it for the cluster lock's heartbeat" >&2; exit 127; }
+timeout 5 true 2>/dev/null || { echo "timeout (coreutils) is missing or does not take a plain duration (an old busybox?); cvs needs it for the cluster lock's heartbeat" >&2; exit 127; }
 u=$(id -u)
 case $4 in
 "") if [ "$u" = 0 ]; then b=/run/cvs; else b=/var/tmp/cvs-$u; fi
@@ -118,7 +118,7 @@ if [ -n "$4" ]; then
 fi
 echo ` + dirLine + `"$d"
 t=$(stat -f -c %T "$d" 2>/dev/null)
-case $t in nfs*|cifs|smb*|lustre|gpfs|ceph|beegfs|glusterfs|afs|9p|panfs|ocfs2|gfs*|fuse|fuse.*)
+case $t in nfs*|cifs|smb*|lustre|gpfs|ceph|beegfs|fhgfs|glusterfs|afs|9p|panfs|ocfs2|gfs*|fuse|fuse.*|fuseblk)
   echo "the lock folder $d is on a network filesystem ($t), which the hosts may share: the cluster lock must be local to each host; set lock_dir to a local folder" >&2; exit 74 ;;
 esac
 f=$d/$1.lock
@@ -126,7 +126,7 @@ f=$d/$1.lock
 [ -e "$f" ] || (umask 022; : >>"$f") 2>/dev/null
 [ -f "$f" ] && [ -r "$f" ] || { echo "the lock file $f cannot be created or read by $(id -un)" >&2; exit 74; }
 exec 9<"$f"
-if ! flock -w 2 9; then
+if ! flock -n 9 && ! { sleep 2; flock -n 9; }; then
   o=$(ls -t "$f".owner.* 2>/dev/null | head -n 1)
   [ -z "$o" ] || cat "$o"
   exit 75
@@ -260,7 +260,8 @@ type SharedDirError struct {
 
 func (e *SharedDirError) Error() string {
 	return fmt.Sprintf("%s share the lock folder %s with another host of the cluster (they found it locked by this very run): "+
-		"the cluster lock must be local to each host; set lock_dir in the cluster file to a folder that is not shared, such as the default (leave lock_dir out). Nothing was changed",
+		"the cluster lock must be local to each host; set lock_dir in the cluster file to a folder that is not shared, such as the default (leave lock_dir out). "+
+		"(Or the cluster file names one machine twice, under two names: remove the duplicate.) Nothing was changed",
 		strings.Join(e.Hosts, ", "), e.Dir)
 }
 
