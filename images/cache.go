@@ -475,6 +475,9 @@ func (c *Cache) saveLocal(ctx context.Context, parsed name.Reference, ref, diges
 		return Entry{}, nil, nil, fmt.Errorf("docker save gave %s, not %s, the image Docker knows as the pinned %s (the tag moved meanwhile?); refusing to file it under the pin",
 			ShortDigest(s.ImageID), ShortDigest(wantID), digest)
 	}
+	if err := checkPlatform(tmp.Name(), ref, o.Platform); err != nil {
+		return Entry{}, nil, nil, err
+	}
 	return c.add(tmp.Name(), ref, digest, o.Platform)
 }
 
@@ -533,6 +536,33 @@ func (c *Cache) add(tmp, ref, digest, platform string) (Entry, *Saved, *os.File,
 	}
 	s.Path = final
 	return e, s, held, nil
+}
+
+// checkPlatform refuses a docker-save tarball whose image is not for
+// platform (empty: any): this machine's Docker holds the platform it
+// pulled, which need not be the hosts'.
+func checkPlatform(file, ref, platform string) error {
+	if platform == "" {
+		return nil
+	}
+	want, err := v1.ParsePlatform(platform)
+	if err != nil {
+		return fmt.Errorf("platform %q: %w", platform, err)
+	}
+	img, err := tarball.ImageFromPath(file, nil)
+	if err != nil {
+		return err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return err
+	}
+	got := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
+	if !got.Satisfies(*want) {
+		return fmt.Errorf("this machine's Docker holds %s for %s, not for the hosts' %s; refusing to cache it for them. Make the registry reachable, or pull it here with docker pull --platform %s %s",
+			ref, got.String(), want.String(), want.String(), ref)
+	}
+	return nil
 }
 
 func dockerInspect(ctx context.Context, ref string) (Inspected, error) {

@@ -248,3 +248,41 @@ func TestUseStampsLastUsed(t *testing.T) {
 		}
 	}
 }
+
+// The docker-save fallback saves whatever platform this machine's Docker
+// pulled; for hosts of another platform that image is refused, never filed
+// under their platform (found by review: an amd64 controller, arm64 hosts,
+// the registry down).
+func TestDockerSaveFallbackChecksThePlatform(t *testing.T) {
+	ref := "reg.example:5000/team/work:1"
+	base, _ := random.Image(256, 1)
+	cf, _ := base.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	amd64Img, err := mutate.ConfigFile(base, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := &redirect{host: "127.0.0.1:1"}
+	rd.down.Store(true)
+	save := func(_ context.Context, ref, file string) error {
+		tag, _ := name.NewTag(ref)
+		return tarball.WriteToFile(file, tag, amd64Img)
+	}
+	for _, tc := range []struct {
+		platform string
+		ok       bool
+	}{{"linux/arm64", false}, {"linux/amd64", true}, {"", true}} {
+		c := &Cache{Dir: t.TempDir()}
+		e, _, release, err := c.Obtain(context.Background(), ref, "", ObtainOptions{Platform: tc.platform, Transport: remote.WithTransport(rd), DockerSave: save})
+		if release != nil {
+			release()
+		}
+		if tc.ok != (err == nil) {
+			t.Errorf("platform %q: entry %+v, err %v; want ok=%v", tc.platform, e, err, tc.ok)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "linux/amd64")) {
+			t.Errorf("platform %q: the refusal does not name the image's platform: %v", tc.platform, err)
+		}
+	}
+}
