@@ -187,8 +187,9 @@ type Held struct {
 
 	mu       sync.Mutex
 	released bool
-	lost     map[string]error // host → why the lock ended while held
-	timers   []*time.Timer    // per host: lost when its heartbeat answers stop
+	lost     map[string]error     // host → why the lock ended while held
+	timers   []*time.Timer        // per host: lost when its heartbeat answers stop
+	answered map[string]time.Time // per host: the wall-clock time of its last answer
 
 	// Unreached are the hosts that could not be connected to: they are not
 	// locked, and must not be changed (the probe reports them).
@@ -217,6 +218,15 @@ func (h *Held) Release() {
 func (h *Held) Lost(host string) error {
 	if h == nil {
 		return nil
+	}
+	h.mu.Lock()
+	last, watched := h.answered[host]
+	h.mu.Unlock()
+	// Wall-clock time, not the timer's monotonic clock, which stands
+	// still while this machine sleeps (a suspended laptop): the host's
+	// holder kept counting and may have let the lock go.
+	if watched && time.Now().Round(0).Sub(last) > LostAfter {
+		h.ended(host, silent())
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -288,7 +298,7 @@ func Acquire(ctx context.Context, f *fleet.Fleet, hosts []cluster.Host, containe
 		opt(&o)
 	}
 	holdCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	held := &Held{cancel: cancel, lost: map[string]error{}}
+	held := &Held{cancel: cancel, lost: map[string]error{}, answered: map[string]time.Time{}}
 	nonce := newNonce()
 	silence := strconv.Itoa(int((Silence + time.Second - 1) / time.Second))
 	line := shell.Join("sh", "-c", holdScript, "cvs-lock", container, owner, nonce, o.dir, silence)
@@ -396,13 +406,23 @@ func parseBusy(out, nonce string) busy {
 // stop for LostAfter: the holder lets the lock go after Silence without a
 // heartbeat, so cvs must stop changing the host before that.
 func (h *Held) watch(host string, out *holderOutput) {
-	t := time.AfterFunc(LostAfter, func() {
-		h.ended(host, fmt.Errorf("no answer to its heartbeat for %s: the host or the link to it is gone, and the host lets the lock go by itself after %s", LostAfter, Silence))
-	})
+	t := time.AfterFunc(LostAfter, func() { h.ended(host, silent()) })
+	answered := func() {
+		h.mu.Lock()
+		h.answered[host] = time.Now().Round(0)
+		h.mu.Unlock()
+	}
+	answered()
 	h.mu.Lock()
 	h.timers = append(h.timers, t)
 	h.mu.Unlock()
-	out.onBeat(func() { t.Reset(LostAfter) })
+	out.onBeat(func() { answered(); t.Reset(LostAfter) })
+}
+
+// silent is why a host's lock counts as lost when its heartbeat answers
+// stopped.
+func silent() error {
+	return fmt.Errorf("no answer to its heartbeat for %s: the host or the link to it is gone, and the host lets the lock go by itself after %s", LostAfter, Silence)
 }
 
 func newNonce() string {

@@ -484,3 +484,20 @@ func TestHolderReleasesWhenTheHeartbeatStops(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// The watch's timer runs on the monotonic clock, which stands still while
+// this machine sleeps; the host's holder does not. A host whose last
+// answer is older than LostAfter by the wall clock is lost, whatever the
+// timer says (found by review: a suspended laptop).
+func TestLostByTheWallClockAfterASleep(t *testing.T) {
+	h := &Held{cancel: func() {}, lost: map[string]error{}, answered: map[string]time.Time{}}
+	h.answered["h1"] = time.Now().Round(0).Add(-LostAfter - time.Minute)
+	h.answered["h2"] = time.Now().Round(0)
+	if err := h.Lost("h1"); err == nil || !strings.Contains(err.Error(), "heartbeat") {
+		t.Errorf("h1, silent for longer than LostAfter by the wall clock: Lost = %v", err)
+	}
+	if err := h.Lost("h2"); err != nil {
+		t.Errorf("h2 answered just now: Lost = %v", err)
+	}
+	h.Release()
+}
