@@ -8,9 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -64,19 +62,7 @@ func (d *hungDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func openHung(t *testing.T, d *hungDaemon, limit time.Duration) *Engine {
 	t.Helper()
 	d.hung = make(chan string, 16)
-	sock := filepath.Join(t.TempDir(), "docker.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: d}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	e, _, err := Open(context.Background(), localUnix{}, "h1", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
+	e := openFake(t, d)
 	e.limit = limit
 	return e
 }

@@ -59,20 +59,8 @@ func (d *slowCreateDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // once the create is over, so that the caller's cleanup, which looks for
 // the run's containers next, finds it; and it does not start it.
 func TestRunInterruptedDuringCreateWaitsForIt(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "docker.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	d := &slowCreateDaemon{release: make(chan struct{})}
-	srv := &http.Server{Handler: d}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	e, _, err := Open(context.Background(), localUnix{}, "h1", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := openFake(t, d)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		time.Sleep(100 * time.Millisecond)
@@ -80,7 +68,7 @@ func TestRunInterruptedDuringCreateWaitsForIt(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		close(d.release)
 	}()
-	_, err = e.Run(ctx, docker.RunSpec{Name: "c", Image: "img:1"})
+	_, err := e.Run(ctx, docker.RunSpec{Name: "c", Image: "img:1"})
 	d.mu.Lock()
 	created, started := d.created, d.started
 	d.mu.Unlock()
@@ -109,4 +97,24 @@ func answerHandshake(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+// openFake serves a fake daemon on a real Unix socket and opens an engine
+// on it; both are closed when the test ends.
+func openFake(t *testing.T, daemon http.Handler) *Engine {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: daemon}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	e, _, err := Open(context.Background(), localUnix{}, "h1", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
 }
