@@ -66,15 +66,7 @@ DB_PASSWORD = { file = "db-password" }
 name = "echo"
 run = "echo $REGISTRY_TOKEN"
 `, literal, testImage)
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := cluster.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Container.Pin = cluster.PinOff
-	r := rigOf(cfg)
+	cfg, r := loadRig(t, file, text)
 	out := func(i int) func(string) (string, int) {
 		return func(string) (string, int) {
 			// Every secret, once alone on a line and once inside one.
@@ -202,15 +194,7 @@ name = "cvs-t"
 name = "trace"
 run = "echo a long line"
 `, testImage)
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := cluster.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Container.Pin = cluster.PinOff
-	r := rigOf(cfg)
+	cfg, r := loadRig(t, file, text)
 	line := strings.Repeat("A", 200) + secret + strings.Repeat("x", 4096-10) + "\n"
 	r.hosts[0].Step = func(string) (string, int) { return line, 0 }
 	r.opts.Stdout, r.opts.Stderr = io.Discard, io.Discard
@@ -223,4 +207,19 @@ run = "echo a long line"
 	if strings.Contains(got, secret[len(secret)-8:]) || !strings.HasPrefix(got, "***") {
 		t.Errorf("the kept tail starts inside the secret and shows its end: %.40q...", got)
 	}
+}
+
+// loadRig writes text as the cluster file file, loads it (env values from
+// this process's environment and files) and builds a fake-host rig on it.
+func loadRig(t *testing.T, file, text string) (*cluster.Config, *rig) {
+	t.Helper()
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := cluster.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Container.Pin = cluster.PinOff
+	return cfg, rigOf(cfg)
 }
