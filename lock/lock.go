@@ -71,14 +71,13 @@ var (
 	LostAfter = 20 * time.Second
 )
 
-// DefaultDir is the lock folder on a host when the cluster file sets no
-// lock_dir, as the README and errors name it: a folder on a local
-// filesystem private to the SSH user. Not $XDG_RUNTIME_DIR (/run/user/UID):
-// it exists only while the user has a login session, so two cvs sessions
-// (one through PAM, one through Slurm) could see different folders and
-// both take "the" lock; /var/tmp is local, not cleaned at reboot, and not
-// made private per job by Slurm's job_container/tmpfs as /tmp can be.
-const DefaultDir = "/run/cvs/locks (root), /var/tmp/cvs-UID/locks (another SSH user)"
+// The default lock folder (no lock_dir) is /run/cvs/locks for root and
+// /var/tmp/cvs-UID/locks for another SSH user (holdScript), local and
+// private to that user. Not $XDG_RUNTIME_DIR (/run/user/UID): it exists
+// only while the user has a login session, so two cvs sessions (one
+// through PAM, one through Slurm) could see different folders and both
+// take "the" lock; /var/tmp is local, not cleaned at reboot, and not made
+// private per job by Slurm's job_container/tmpfs as /tmp can be.
 
 // holdScript takes the lock for container $1 in lock folder $4 (the
 // default when empty), records $2 as the holder with nonce $3, prints the
@@ -281,8 +280,7 @@ type Option func(*options)
 type options struct{ dir string }
 
 // InDir takes the lock in dir on each host (the cluster file's lock_dir:
-// an absolute path, or ~/ for the SSH user's home); empty is the default
-// (DefaultDir).
+// an absolute path, or ~/ for the SSH user's home); empty is the default.
 func InDir(dir string) Option { return func(o *options) { o.dir = dir } }
 
 // Acquire takes the lock for container on every host, recording owner as
