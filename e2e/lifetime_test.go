@@ -397,11 +397,16 @@ func TestPullTimeout(t *testing.T) {
 	const name = "e2e-pull"
 	l := Lab(t)
 	useContainer(t, name)
-	// The hosts must really pull, base layer included: drop both workload
-	// images (they share it) from their stores.
-	image := l.WorkloadImage2()
+	// The hosts must really pull: an image with a layer of 256 KiB no host
+	// holds, which takes minutes at 8kbit. (The second workload image's own
+	// layer is a few bytes: with the base layer in a host's store from
+	// another image, one host pulled it within the 5 s, CI on afa3d16.)
+	image, err := l.PushUniqueImage(testCtx(t, time.Minute), "pull-timeout", 256<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
 	eachHost(t, func(h lab.Host) {
-		l.HostDocker(testCtx(t, time.Minute), h.Name, "rmi", "-f", image, l.WorkloadImage())
+		l.HostDocker(testCtx(t, time.Minute), h.Name, "rmi", "-f", image)
 	})
 	if err := l.SlowRegistry(testCtx(t, time.Minute), "8kbit"); err != nil {
 		t.Fatal(err)
@@ -418,7 +423,7 @@ func TestPullTimeout(t *testing.T) {
 	}
 	for _, h := range hostNames(t) {
 		// Pinned, the hosts pull the digest the tag resolved to.
-		if !strings.Contains(errOut, cvsHost(t, h)+": docker run (pulling "+strings.TrimSuffix(image, ":2")) || !strings.Contains(errOut, "did not finish within pull_timeout (5s)") {
+		if !strings.Contains(errOut, cvsHost(t, h)+": docker run (pulling "+strings.TrimSuffix(image, ":pull-timeout")) || !strings.Contains(errOut, "did not finish within pull_timeout (5s)") {
 			t.Errorf("no timeout error naming %s:\n%s", h, errOut)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -415,6 +416,27 @@ func (l *Lab) pushWorkloads(ctx context.Context, set imageSet) error {
 		}
 	}
 	return nil
+}
+
+// PushUniqueImage pushes to the lab registry, as workload:tag, the first
+// workload image plus one layer of size random bytes that no host holds, and
+// returns its reference. A pull of it must fetch those bytes from the
+// registry: a slow-registry test cannot be finished early by layers the
+// hosts already have from other images (the workload images' own top layers
+// are a few bytes).
+func (l *Lab) PushUniqueImage(ctx context.Context, tag string, size int) (string, error) {
+	filler := make([]byte, size)
+	if _, err := rand.Read(filler); err != nil {
+		return "", err
+	}
+	ref := l.Registry() + "/" + workloadRepo + ":" + tag
+	if err := l.deriveImage(ctx, l.imageSet().workload1, ref, "/var/tmp/cvs-lab-filler", string(filler)); err != nil {
+		return "", fmt.Errorf("build %s: %w", ref, err)
+	}
+	if _, err := l.dk.out(ctx, "push", "--quiet", ref); err != nil {
+		return "", fmt.Errorf("push %s to the lab registry: %w", ref, err)
+	}
+	return ref, nil
 }
 
 func fileExists(p string) bool {
