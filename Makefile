@@ -22,7 +22,10 @@ deps:
 # Every tier. The real-sshd and browser tests are required here
 # (CVS_REQUIRE_SSHD=1, CVS_REQUIRE_BROWSER=1): a missing sshd or chromium
 # fails them instead of skipping them.
-test: deps test-unit fuzz test-e2e
+test: deps
+	@scripts/timed.sh unit $(MAKE) --no-print-directory test-unit
+	@scripts/timed.sh fuzz $(MAKE) --no-print-directory fuzz
+	@scripts/timed.sh e2e $(MAKE) --no-print-directory test-e2e
 
 test-unit:
 	CVS_REQUIRE_SSHD=1 CVS_REQUIRE_BROWSER=1 CVS_REQUIRE_XMLLINT=1 $(GO) test -race -count=1 ./...
@@ -38,17 +41,13 @@ fuzz:
 		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) >/tmp/cvs-fuzz.log 2>&1 || { cat /tmp/cvs-fuzz.log; exit 1; }; \
 	done
 
-# The end-to-end tier runs three times: cvs talking to the lab's Docker
-# daemons through their Engine API (docker_access = "auto" picks it there),
-# then through the docker CLI (CVS_DOCKER_ACCESS=cli), then through Slurm
-# (CVS_E2E_ENGINE=slurm: a Slurm lab in its own folder and subnet, every
-# cvs inside salloc, every per-host command an srun task). The first pass
-# also runs the lab's own tests (package lab, the Slurm lab's included).
-SLURM_LAB = CVS_LAB_DIR=/var/tmp/cvs-slurm-lab CVS_LAB_SUBNET=172.30.0.0/24
+# The end-to-end tier: the API pass (every test), the CLI pass
+# (CVS_DOCKER_ACCESS=cli) and the Slurm pass (CVS_E2E_ENGINE=slurm) run
+# the tests whose behaviour depends on them (runsIn in e2e/main_test.go), on
+# three labs side by side; scripts/e2e.sh says how and prints each pass's
+# time.
 test-e2e: build
-	CVS_REQUIRE_BROWSER=1 $(GO) test -p 1 -tags e2e -count=1 -timeout 40m ./e2e/... ./lab/...
-	CVS_DOCKER_ACCESS=cli CVS_REQUIRE_BROWSER=1 $(GO) test -tags e2e -count=1 -timeout 40m ./e2e/...
-	CVS_E2E_ENGINE=slurm $(SLURM_LAB) CVS_REQUIRE_BROWSER=1 $(GO) test -tags e2e -count=1 -timeout 40m ./e2e/...
+	scripts/e2e.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

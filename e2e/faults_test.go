@@ -19,6 +19,7 @@ import (
 // wrote into its overlay is still there, and the running hosts' containers
 // were not touched.
 func TestRebootedHostRepaired(t *testing.T) {
+	runsIn(t, apiPass|cliPass)
 	const name = "e2e-reboot"
 	removeEverywhere(t, "cvs-lab")
 	useContainer(t, name)
@@ -66,6 +67,7 @@ func TestRebootedHostRepaired(t *testing.T) {
 // too; the next run reports them as never provisioned and runs no step;
 // `up --reprovision` recovers, and install then works.
 func TestKilledColdStartReprovisioned(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	const name = "e2e-killed"
 	removeEverywhere(t, "cvs-lab")
 	useContainer(t, name)
@@ -123,6 +125,7 @@ func TestKilledColdStartReprovisioned(t *testing.T) {
 // their step, per_run removes every container it can reach, and the exit
 // code (6) names the host where the container is left.
 func TestHostLostMidStep(t *testing.T) {
+	runsIn(t, apiPass|cliPass)
 	sshOnly(t, "a host lost mid-step is an SSH connection's keep-alives going unanswered")
 	const name = "e2e-midstep"
 	useContainer(t, name)
@@ -183,6 +186,7 @@ run = "sleep 8; echo done on $(hostname)"
 // (issue 20: on a fresh machine the test's docker inspect once hung there
 // until the test timed out).
 func TestHungDockerDaemon(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	const name = "e2e-hung"
 	useContainer(t, name)
 	l := Lab(t)
@@ -257,9 +261,9 @@ func TestHungDockerDaemon(t *testing.T) {
 // the end of the output and the exit status (ExecInspect) is
 // TestExecEndsWhenTheDaemonStopsAnsweringAfterTheOutput in dockerapi.
 func TestDaemonHungAfterAStepsOutput(t *testing.T) {
-	if os.Getenv("CVS_DOCKER_ACCESS") == "cli" || viaSlurm {
-		t.Skip("the Engine API's request deadlines; through the docker CLI each docker command has its caller's time limit")
-	}
+	// The Engine API's request deadlines; through the docker CLI each
+	// docker command has its caller's time limit.
+	runsIn(t, apiPass)
 	const name = "e2e-hungafter"
 	useContainer(t, name)
 	l := Lab(t)
@@ -339,6 +343,7 @@ run = "echo started on $(hostname); sleep 5; echo done on $(hostname)"
 // on the others (exit 4). Pushed, the missing layers do not fit and the
 // host is refused before any byte is sent.
 func TestDiskFullOnOneHost(t *testing.T) {
+	runsIn(t, apiPass|cliPass)
 	const name = "e2e-diskfull"
 	useContainer(t, name)
 	l := Lab(t)

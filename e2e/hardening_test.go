@@ -56,6 +56,7 @@ func nonRootImage(t *testing.T) string {
 // and the step script (which holds [env] values) is 0600 and nobody's, in
 // a root-owned 0711 folder that is gone after the run.
 func TestNonRootImageAndPrivateStepScripts(t *testing.T) {
+	runsIn(t, apiPass|cliPass)
 	const name = "e2e-nonroot"
 	useContainer(t, name)
 	image := nonRootImage(t)
@@ -99,6 +100,7 @@ grep -c '^export CVS_E2E_PEERS=' "$0" | sed 's/^/env lines /'
 // (before: quadratic splitting stalled the stream until the step's time
 // limit killed it).
 func TestHugeOutputWithoutNewlines(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	const name = "e2e-bigout"
 	useContainer(t, name)
 	suites := `
@@ -128,6 +130,7 @@ run = "head -c 268435456 /dev/zero | tr '\\0' '\\r'; echo; echo finished"
 // finds sshd running with the old keys, restarts it with the new ones on
 // every host, and the peers reach each other again.
 func TestSSHDRestartedWhenClusterKeysChange(t *testing.T) {
+	runsIn(t, apiPass)
 	const name = "e2e-rekey"
 	removeEverywhere(t, "cvs-lab")
 	useContainer(t, name)
@@ -164,6 +167,7 @@ func TestSSHDRestartedWhenClusterKeysChange(t *testing.T) {
 // cvs; the lock lives in the SSH user's private, host-local folder
 // (/run/cvs/locks for root, issue 20).
 func TestPlantedLockSymlinksOnAHost(t *testing.T) {
+	runsIn(t, apiPass|slurmPass)
 	const name = "e2e-planted"
 	useContainer(t, name)
 	l := Lab(t)

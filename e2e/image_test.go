@@ -16,6 +16,7 @@ import (
 // back (exit 4); now the run is refused before any change (exit 5), with
 // the host → image ID table.
 func TestSkewedLocalTagRefusedBeforeAnyChange(t *testing.T) {
+	runsIn(t, apiPass|cliPass)
 	const name = "e2e-tagskew"
 	useContainer(t, name)
 	l := Lab(t)
@@ -51,6 +52,7 @@ func TestSkewedLocalTagRefusedBeforeAnyChange(t *testing.T) {
 // every host runs the same image (before: the later hosts pulled the new
 // content, the image check failed and everything was rolled back).
 func TestPinnedTagRepushedMidRun(t *testing.T) {
+	runsIn(t, apiPass|cliPass)
 	const name = "e2e-pinned"
 	useContainer(t, name)
 	l := Lab(t)
@@ -126,6 +128,7 @@ run = "sleep 1"
 // the lab cannot reach; --site lab rewrites the image to the lab registry
 // (in memory), and the hosts run it.
 func TestSiteRewriteOnTheLab(t *testing.T) {
+	runsIn(t, apiPass)
 	const name = "e2e-site"
 	useContainer(t, name)
 	l := Lab(t)
@@ -183,6 +186,7 @@ func pushJSON(t *testing.T, args ...string) pushDoc {
 // nothing; a derived image (one small layer on the workload) sends only
 // that layer; prune empties the cache.
 func TestPushWithoutRegistry(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	const name = "e2e-push"
 	useContainer(t, name)
 	l := Lab(t)
@@ -262,6 +266,7 @@ func TestPushWithoutRegistry(t *testing.T) {
 // between two runs; the second run (the digest cache still holding the
 // first digest) resolves the new digest at once and warns naming both.
 func TestRePushSeenByTheNextRun(t *testing.T) {
+	runsIn(t, apiPass)
 	const name = "e2e-repush"
 	useContainer(t, name)
 	l := Lab(t)

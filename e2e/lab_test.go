@@ -17,6 +17,7 @@ import (
 // OpenSSH client with the lab key), never through cvs.
 
 func TestLabHostsAcceptLabKeyOverSSH(t *testing.T) {
+	runsIn(t, apiPass)
 	l := Lab(t)
 	ctx := testCtx(t, time.Minute)
 	if n := len(l.Hosts()); n < labHosts {
@@ -34,6 +35,7 @@ func TestLabHostsAcceptLabKeyOverSSH(t *testing.T) {
 }
 
 func TestLabHostsAreDistinctMachines(t *testing.T) {
+	runsIn(t, apiPass)
 	l := Lab(t)
 	ctx := testCtx(t, time.Minute)
 	addrs, ids := map[string]string{}, map[string]string{}
@@ -67,6 +69,7 @@ func TestLabHostsAreDistinctMachines(t *testing.T) {
 }
 
 func TestLabHostsPullFromRegistry(t *testing.T) {
+	runsIn(t, apiPass)
 	l := Lab(t)
 	ctx := testCtx(t, 3*time.Minute)
 	h := l.Hosts()[1].Name
@@ -99,6 +102,7 @@ func TestLabHostsPullFromRegistry(t *testing.T) {
 }
 
 func TestLabWorkloadImageHasNoSSHD(t *testing.T) {
+	runsIn(t, apiPass)
 	l := Lab(t)
 	ctx := testCtx(t, 3*time.Minute)
 	h := l.Hosts()[0].Name
@@ -111,6 +115,7 @@ func TestLabWorkloadImageHasNoSSHD(t *testing.T) {
 }
 
 func TestLabAptRepoInstallsSSHDOffline(t *testing.T) {
+	runsIn(t, apiPass)
 	l := Lab(t)
 	ctx := testCtx(t, 3*time.Minute)
 	h := l.Hosts()[0].Name
@@ -124,6 +129,7 @@ func TestLabAptRepoInstallsSSHDOffline(t *testing.T) {
 }
 
 func TestLabStatus(t *testing.T) {
+	runsIn(t, apiPass)
 	l := Lab(t)
 	st, err := l.Status(testCtx(t, time.Minute))
 	if err != nil {
@@ -140,6 +146,7 @@ func TestLabStatus(t *testing.T) {
 }
 
 func TestLabFaultSSHDStop(t *testing.T) {
+	runsIn(t, apiPass)
 	l := Lab(t)
 	ctx := testCtx(t, 2*time.Minute)
 	down, up := l.Hosts()[1].Name, l.Hosts()[0].Name
@@ -168,6 +175,7 @@ func TestLabFaultSSHDStop(t *testing.T) {
 }
 
 func TestLabFaultDockerdStop(t *testing.T) {
+	runsIn(t, apiPass)
 	l := Lab(t)
 	ctx := testCtx(t, 2*time.Minute)
 	h := l.Hosts()[2].Name
@@ -190,6 +198,7 @@ func TestLabFaultDockerdStop(t *testing.T) {
 }
 
 func TestLabFaultHostPause(t *testing.T) {
+	runsIn(t, apiPass)
 	l := Lab(t)
 	ctx := testCtx(t, 2*time.Minute)
 	h := l.Hosts()[1].Name
@@ -217,6 +226,7 @@ func TestLabFaultHostPause(t *testing.T) {
 }
 
 func TestLabFaultHostKeyRotate(t *testing.T) {
+	runsIn(t, apiPass)
 	l := Lab(t)
 	ctx := testCtx(t, 2*time.Minute)
 	h := l.Hosts()[0].Name
@@ -239,6 +249,7 @@ func TestLabFaultHostKeyRotate(t *testing.T) {
 }
 
 func TestLabFaultRetag(t *testing.T) {
+	runsIn(t, apiPass)
 	l := Lab(t)
 	ctx := testCtx(t, 3*time.Minute)
 	skewed, normal := l.Hosts()[0].Name, l.Hosts()[1].Name
@@ -267,6 +278,7 @@ func TestLabFaultRetag(t *testing.T) {
 }
 
 func TestLabFaultRegistry(t *testing.T) {
+	runsIn(t, apiPass)
 	l := Lab(t)
 	ctx := testCtx(t, 4*time.Minute)
 	h := l.Hosts()[2].Name

@@ -21,6 +21,7 @@ import (
 // left (as an operator's cluster does). Every check reads the hosts' real
 // state through the lab, not through cvs.
 func TestPersistentInstallThenTest(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	const name = "e2e-persistent"
 	// With --network host, a demo's container (the lab cluster file's
 	// cvs-lab) would hold port 2224 on every host.
@@ -235,6 +236,7 @@ func replaceContainer(t *testing.T, host, name, image string) func() {
 // after SIGINT during a step; a same-name container cvs did not create is
 // refused and left alone.
 func TestPerRunLeavesNothing(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	const name = "e2e-perrun"
 	useContainer(t, name)
 	file := writeCluster(t, clusterSpec{Lifetime: "per_run", Name: name, Suites: `
@@ -316,6 +318,7 @@ run = "echo sleeping; sleep 300"
 // no_launch: refuses when the container is absent; runs when present;
 // never removes it.
 func TestNoLaunch(t *testing.T) {
+	runsIn(t, apiPass|cliPass)
 	const name = "e2e-nolaunch"
 	useContainer(t, name)
 	file := writeCluster(t, clusterSpec{Lifetime: "no_launch", Name: name, Suites: `
@@ -362,6 +365,7 @@ run = "echo hello from $(hostname)"
 // freshly launched containers removed again. An oversized script is
 // refused at validate (exit 2).
 func TestSetupScriptFailure(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	const name = "e2e-badsetup"
 	useContainer(t, name)
 	dir := t.TempDir()
@@ -394,6 +398,7 @@ func TestSetupScriptFailure(t *testing.T) {
 // pull_timeout against a registry that stalls: a clear timeout error
 // naming the host, and nothing left running.
 func TestPullTimeout(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	const name = "e2e-pull"
 	l := Lab(t)
 	useContainer(t, name)
@@ -441,6 +446,7 @@ func TestPullTimeout(t *testing.T) {
 // its own. It stops before launching (exit 3), names the port, and leaves
 // the first cluster's alone.
 func TestSSHDPortTakenByAnotherContainer(t *testing.T) {
+	runsIn(t, apiPass)
 	const first, second = "e2e-port-first", "e2e-port-second"
 	removeEverywhere(t, "cvs-lab")
 	for _, n := range []string{first, second} {

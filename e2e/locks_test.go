@@ -25,6 +25,7 @@ run = "echo hello from $(hostname)"
 // live there (every host would flock one file, and host B would answer
 // "busy, held by" the run itself): a multi-host run goes through.
 func TestSharedHomeFolderDoesNotBlockTheLock(t *testing.T) {
+	runsIn(t, apiPass|slurmPass)
 	const name = "e2e-sharedhome"
 	useContainer(t, name)
 	l := Lab(t)
@@ -58,6 +59,7 @@ func TestSharedHomeFolderDoesNotBlockTheLock(t *testing.T) {
 // NFS folder would be) is named as such before any change, not reported
 // as another cvs holding the lock.
 func TestLockDirSharedByHostsIsNamed(t *testing.T) {
+	runsIn(t, apiPass|slurmPass)
 	const name = "e2e-shareddir"
 	useContainer(t, name)
 	dir := lab.SharedPath + "/locks"
@@ -79,6 +81,7 @@ func TestLockDirSharedByHostsIsNamed(t *testing.T) {
 // lock by itself once the controller's heartbeat stops: the next run, once
 // the link is back, is not refused as if the dead run still held it.
 func TestDeadControllerBehindCutLinkReleasesTheLock(t *testing.T) {
+	runsIn(t, apiPass)
 	sshOnly(t, "the link cut is the SSH connection's; through Slurm, srun's death ends the step")
 	const name = "e2e-deadctl"
 	useContainer(t, name)

@@ -16,6 +16,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -38,6 +41,69 @@ const labHosts = 3
 // salloc -N 3: the same scenarios, with every per-host command an srun
 // task. Tests of what only SSH has (host keys, a lost connection) skip.
 var viaSlurm = os.Getenv("CVS_E2E_ENGINE") == "slurm"
+
+// The tier runs in three passes (scripts/e2e.sh): cvs reaching the lab's
+// hosts over SSH and their Docker daemons through the Engine API (the
+// default path), the same through the docker CLI (CVS_DOCKER_ACCESS=cli),
+// and every per-host command through Slurm (CVS_E2E_ENGINE=slurm). A test
+// starts with runsIn, naming the passes whose differences it is about: the
+// CLI pass runs the tests whose behaviour depends on how cvs talks to Docker
+// (launch, pull, exec, inspect, load), the Slurm pass those whose behaviour
+// depends on how a command reaches a host (locks, output framing, signals,
+// killed or hung commands). The rest are the same on every path and run
+// once, on the default one. TestEveryTestSaysWhereItRuns enforces it.
+type pass uint8
+
+const (
+	apiPass   pass = 1 << iota // SSH and the Engine API: the default path
+	cliPass                    // CVS_DOCKER_ACCESS=cli
+	slurmPass                  // CVS_E2E_ENGINE=slurm
+)
+
+// thisPass is the pass this process runs.
+var thisPass = func() pass {
+	switch {
+	case viaSlurm:
+		return slurmPass
+	case os.Getenv("CVS_DOCKER_ACCESS") == "cli":
+		return cliPass
+	}
+	return apiPass
+}()
+
+func (p pass) String() string {
+	switch p {
+	case cliPass:
+		return "cli"
+	case slurmPass:
+		return "slurm"
+	}
+	return "api"
+}
+
+// runsIn skips t unless this pass is one of passes. With CVS_E2E_CLAIMS set
+// to a folder, several processes on labs of their own share one pass's
+// tests: each test runs in the first process to claim it, and the others
+// skip it (scripts/e2e.sh runs the API and CLI passes on two labs so).
+func runsIn(t *testing.T, passes pass) {
+	t.Helper()
+	if passes&thisPass == 0 {
+		t.Skipf("the %s pass runs only the tests whose behaviour depends on it; this one runs in another", thisPass)
+	}
+	dir := os.Getenv("CVS_E2E_CLAIMS")
+	if dir == "" {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(dir, thisPass.String()+"."+t.Name()), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		t.Skip("run on another lab of this run (CVS_E2E_CLAIMS)")
+	}
+	if err != nil {
+		t.Fatalf("claim the test in CVS_E2E_CLAIMS: %v", err)
+	}
+	fmt.Fprintf(f, "%s %d\n", Lab(t).Dir(), os.Getpid())
+	f.Close()
+}
 
 // sshOnly skips a test that the Slurm pass cannot run, saying why.
 func sshOnly(t *testing.T, why string) {
@@ -304,4 +370,44 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestEveryTestSaysWhereItRuns: every test of the package calls runsIn, so
+// that the CLI and Slurm passes run what they must and a test added without
+// a thought to them is caught here, not by a pass that silently ran it.
+func TestEveryTestSaysWhereItRuns(t *testing.T) {
+	files, err := filepath.Glob("*_test.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no test files: %v", err)
+	}
+	fset := token.NewFileSet()
+	tests := 0
+	for _, file := range files {
+		f, err := parser.ParseFile(fset, file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Recv != nil || !strings.HasPrefix(fn.Name.Name, "Test") || fn.Name.Name == "TestMain" || fn.Name.Name == t.Name() {
+				continue
+			}
+			tests++
+			calls := false
+			ast.Inspect(fn.Body, func(n ast.Node) bool {
+				if c, ok := n.(*ast.CallExpr); ok {
+					if id, ok := c.Fun.(*ast.Ident); ok && id.Name == "runsIn" {
+						calls = true
+					}
+				}
+				return !calls
+			})
+			if !calls {
+				t.Errorf("%s: %s does not call runsIn(t, ...): say in which passes it runs", fset.Position(fn.Pos()), fn.Name.Name)
+			}
+		}
+	}
+	if tests < 30 {
+		t.Errorf("found %d tests; the parse missed some", tests)
+	}
 }

@@ -13,6 +13,7 @@ import (
 // Issue 12 on the lab: cvs init writes a cluster file for the lab's hosts
 // that cvs status uses as it is (host keys recorded with --yes).
 func TestInitOnTheLab(t *testing.T) {
+	runsIn(t, apiPass)
 	sshOnly(t, "cvs init scans the hosts' SSH host keys")
 	l := Lab(t)
 	dir := t.TempDir()
@@ -36,6 +37,7 @@ func TestInitOnTheLab(t *testing.T) {
 // prints it, and --junit writes a testcase per step and host with the
 // failing output.
 func TestLogsAndJUnitOnTheLab(t *testing.T) {
+	runsIn(t, apiPass)
 	const name = "e2e-logs"
 	useContainer(t, name)
 	suites := `

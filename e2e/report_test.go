@@ -19,6 +19,7 @@ import (
 // is marked failed, the failed step's output is visible, and the chart
 // marks the slow host.
 func TestHTMLReportOnTheLab(t *testing.T) {
+	runsIn(t, apiPass)
 	const name = "e2e-report"
 	useContainer(t, name)
 	suites := `

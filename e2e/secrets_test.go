@@ -18,6 +18,7 @@ import (
 // prints (plain, grouped, --json), in the logs, the run record, the HTML
 // report and JUnit, and never appear in any of them.
 func TestSecretsMaskedOnTheLab(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	const name = "e2e-secrets"
 	useContainer(t, name)
 	fromEnv := fmt.Sprintf("env-S3CRET-%d", os.Getpid())

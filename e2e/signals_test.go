@@ -22,6 +22,7 @@ import (
 // persistent leaves every host's container either absent (untouched) or
 // running, provisioned with a record, and with sshd listening.
 func TestSignalsAtEveryStageBoundary(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	const name = "e2e-signals"
 	useContainer(t, name)
 	suites := `

@@ -43,6 +43,7 @@ func statusJSON(t *testing.T, args ...string) (statusDoc, int) {
 }
 
 func TestStatusShowsEveryHostWithDocker(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	doc, code := statusJSON(t)
 	if code != 0 || len(doc.Hosts) != labHosts {
 		t.Fatalf("exit %d, %d hosts", code, len(doc.Hosts))
@@ -63,6 +64,7 @@ func TestStatusShowsEveryHostWithDocker(t *testing.T) {
 // A host whose sshd (through Slurm: slurmd) is stopped is reported
 // unreachable (exit 3) while the others are still probed and shown.
 func TestStatusUnreachableHost(t *testing.T) {
+	runsIn(t, apiPass|slurmPass)
 	t.Cleanup(cutOff(t, "host2"))
 	kind := "connection-refused"
 	if viaSlurm {
@@ -86,6 +88,7 @@ func TestStatusUnreachableHost(t *testing.T) {
 // A host whose host key changed is refused under strict checking, naming
 // the mismatch; the others still work.
 func TestStrictRefusesChangedHostKey(t *testing.T) {
+	runsIn(t, apiPass)
 	sshOnly(t, "host keys are SSH's")
 	l := Lab(t)
 	ctx := testCtx(t, 2*time.Minute)
@@ -106,6 +109,7 @@ func TestStrictRefusesChangedHostKey(t *testing.T) {
 }
 
 func TestExecGroupFolds(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	out, _, code := runCVS(t, "exec", "--group", "--", "hostname")
 	if code != 0 || strings.Count(out, "(1)") != labHosts {
 		t.Fatalf("exit %d: %d distinct hostnames must stay in %d blocks:\n%s", code, labHosts, labHosts, out)
@@ -125,6 +129,7 @@ func TestExecGroupFolds(t *testing.T) {
 // SSH user is root), or through the docker CLI when CVS_DOCKER_ACCESS=cli
 // (the tier's second pass); status shows which, and says why on the CLI.
 func TestDockerAccessShownInStatus(t *testing.T) {
+	runsIn(t, apiPass|cliPass)
 	want := "api"
 	if os.Getenv("CVS_DOCKER_ACCESS") == "cli" || viaSlurm {
 		want = "cli"
@@ -158,6 +163,7 @@ func TestDockerAccessShownInStatus(t *testing.T) {
 // around that cut, without a final newline, comes back whole on every
 // host, with its exit status; over SSH the same.
 func TestOutputWithoutNewlineAroundSrunsCut(t *testing.T) {
+	runsIn(t, apiPass|cliPass|slurmPass)
 	for _, n := range []int{1000, 1023, 1024, 1030, 2048, 3000} {
 		out, errOut, code := runCVS(t, "exec", "--group", "--", "sh", "-c", fmt.Sprintf(`head -c %d /dev/zero | tr '\0' x`, n))
 		xs := strings.Repeat("x", n)
