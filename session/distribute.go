@@ -104,7 +104,7 @@ func (st distributeStage) Run(ctx context.Context, s *Session) error {
 	}
 	saved, err := s.obtain(ctx)
 	if err != nil {
-		return &StageError{Stage: st.Name(), Failures: []HostFailure{{Host: "(this machine)", Err: err}}}
+		return &StageError{Stage: st.Name(), Failures: []HostFailure{{Host: ThisMachine, Err: err}}}
 	}
 	hosts := make([]cluster.Host, len(idx))
 	for k, i := range idx {

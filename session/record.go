@@ -18,7 +18,7 @@ func (recordStage) final() {}
 func (recordStage) Name() string { return "record" }
 
 func (recordStage) Actions(*Session) []HostAction {
-	return []HostAction{{Host: "(this machine)", Action: "write the run record"}}
+	return []HostAction{{Host: ThisMachine, Action: "write the run record"}}
 }
 
 func (recordStage) Run(ctx context.Context, s *Session) error {

@@ -62,7 +62,7 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 	sort.Ints(send)
 	local, size, done, err := writeDelta(saved, send)
 	if err != nil {
-		return &StageError{Stage: stage, Failures: []HostFailure{{Host: "(this machine)", Err: err}}}
+		return &StageError{Stage: stage, Failures: []HostFailure{{Host: ThisMachine, Err: err}}}
 	}
 	defer done()
 	remote := fmt.Sprintf("/var/tmp/cvs-push-%s.tar", s.RunID)
@@ -74,7 +74,7 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 	limit := pushLimit(size, 1)
 	s.logPushLimit(limit, size, 1)
 	if err := s.sbcast(ctx, local, remote, limit); err != nil {
-		return &StageError{Stage: stage, Failures: []HostFailure{{Host: "(this machine)", Err: err}}}
+		return &StageError{Stage: stage, Failures: []HostFailure{{Host: ThisMachine, Err: err}}}
 	}
 	// Load where needed; remove the file from every node it went to.
 	err = s.perHost(ctx, stage, need, func(ctx context.Context, k int, h cluster.Host, c transport.Conn) (transport.Result, error) {

@@ -259,7 +259,7 @@ func (s *Session) provisionHosts() []cluster.Host {
 func (st provisionStage) Run(ctx context.Context, s *Session) error {
 	script, err := provision.Script(s.Config.Container.SetupScript)
 	if err != nil {
-		return &StageError{Stage: st.Name(), Failures: []HostFailure{{Host: "(controller)", Err: err}}}
+		return &StageError{Stage: st.Name(), Failures: []HostFailure{{Host: ThisMachine, Err: err}}}
 	}
 	hosts := s.provisionHosts()
 	return s.perHost(ctx, st.Name(), hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) (transport.Result, error) {
@@ -289,7 +289,7 @@ func (sshdStage) Actions(s *Session) []HostAction {
 func (sshdStage) Run(ctx context.Context, s *Session) error {
 	keys, err := s.sshdKeys()
 	if err != nil {
-		return &StageError{Stage: "sshd", Failures: []HostFailure{{Host: "(controller)", Err: err}}}
+		return &StageError{Stage: "sshd", Failures: []HostFailure{{Host: ThisMachine, Err: err}}}
 	}
 	ct := s.Config.Container
 	var skipped int

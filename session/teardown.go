@@ -20,6 +20,10 @@ type StageError struct {
 	Cleanup  *CleanupReport
 }
 
+// ThisMachine stands for the controller where a failure or an action is
+// its own, not a host's: one spelling in every error and plan.
+const ThisMachine = "(this machine)"
+
 // HostFailure is one host's failure in a stage.
 type HostFailure struct {
 	Host   string

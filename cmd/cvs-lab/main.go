@@ -27,6 +27,7 @@ import (
 	"syscall"
 
 	"github.com/cvs-tool/cvs/lab"
+	"github.com/cvs-tool/cvs/shell"
 )
 
 const usage = `usage: cvs-lab COMMAND [ARGS]
@@ -178,7 +179,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		for _, kv := range l.Env() {
 			k, v, _ := strings.Cut(kv, "=")
-			fmt.Fprintf(stdout, "export %s=%s\n", k, shQuote(v))
+			fmt.Fprintf(stdout, "export %s=%s\n", k, shell.Quote(v))
 		}
 		return nil
 
@@ -327,9 +328,4 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 
 func usageError(format string, args ...any) error {
 	return usageErr(fmt.Sprintf(format, args...))
-}
-
-// shQuote quotes s for a POSIX shell.
-func shQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

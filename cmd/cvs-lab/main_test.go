@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/cvs-tool/cvs/shell"
 )
 
 // Command-line handling only; the lab itself is tested by the e2e tier.
@@ -81,9 +83,9 @@ func TestHostAndCommand(t *testing.T) {
 
 func TestShQuoteRoundTrip(t *testing.T) {
 	for _, s := range []string{"plain", "it's", "/var/tmp/cvs lab", `$HOME "x"`} {
-		out, err := exec.Command("sh", "-c", "printf %s "+shQuote(s)).Output()
+		out, err := exec.Command("sh", "-c", "printf %s "+shell.Quote(s)).Output()
 		if err != nil || string(out) != s {
-			t.Errorf("shQuote(%q) came back as %q, %v", s, out, err)
+			t.Errorf("shell.Quote(%q) came back as %q, %v", s, out, err)
 		}
 	}
 }
