@@ -17,6 +17,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cvs-tool/cvs/internal/atomicfile"
+	"github.com/cvs-tool/cvs/internal/xdg"
 )
 
 // SchemaVersion is the version of record.json; fields are only ever added.
@@ -79,16 +82,11 @@ type StepRecord struct {
 
 // Dir is the folder holding every run's folder.
 func Dir() (string, error) {
-	base := os.Getenv("XDG_STATE_HOME")
-	// The XDG spec says a relative value is invalid and must be ignored.
-	if !filepath.IsAbs(base) {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("run history: %w", err)
-		}
-		base = filepath.Join(home, ".local", "state")
+	dir, err := xdg.State("runs")
+	if err != nil {
+		return "", fmt.Errorf("run history: %w", err)
 	}
-	return filepath.Join(base, "cvs", "runs"), nil
+	return dir, nil
 }
 
 // RunDir is the folder of run id.
@@ -119,19 +117,7 @@ func Save(r *Record) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tmp, err := os.CreateTemp(dir, "."+recordFile+".*")
-	if err != nil {
-		return "", fmt.Errorf("run record: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("run record: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("run record: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, recordFile)); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(dir, recordFile), append(data, '\n')); err != nil {
 		return "", fmt.Errorf("run record: %w", err)
 	}
 	return dir, nil

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cvs-tool/cvs/internal/xdg"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -110,7 +111,8 @@ type PruneReport struct {
 
 // DefaultImageCacheDir is $XDG_CACHE_HOME/cvs/images (~/.cache/cvs/images).
 func DefaultImageCacheDir() string {
-	return filepath.Join(filepath.Dir(DefaultCacheDir()), "images")
+	dir, _ := xdg.Cache("images")
+	return dir
 }
 
 // Entry is one cached image, as `cvs image ls` shows it.

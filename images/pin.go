@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cvs-tool/cvs/internal/atomicfile"
+	"github.com/cvs-tool/cvs/internal/xdg"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -74,15 +76,8 @@ type Resolver struct {
 
 // DefaultCacheDir is $XDG_CACHE_HOME/cvs/digests (~/.cache/cvs/digests).
 func DefaultCacheDir() string {
-	base := os.Getenv("XDG_CACHE_HOME")
-	if !filepath.IsAbs(base) {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return ""
-		}
-		base = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(base, "cvs", "digests")
+	dir, _ := xdg.Cache("digests")
+	return dir
 }
 
 type cacheEntry struct {
@@ -271,19 +266,7 @@ func (r *Resolver) store(e cacheEntry) {
 	if err != nil {
 		return
 	}
-	tmp, err := os.CreateTemp(r.CacheDir, ".entry.*")
-	if err != nil {
-		return
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return
-	}
-	if tmp.Close() != nil {
-		return
-	}
-	os.Rename(tmp.Name(), r.file(e.Ref))
+	atomicfile.WriteBytes(r.file(e.Ref), data)
 }
 
 // Forget drops ref from the cache (a tag known to have moved).

@@ -17,11 +17,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/cvs-tool/cvs/internal/atomicfile"
+	"github.com/cvs-tool/cvs/internal/xdg"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -60,17 +63,12 @@ func Dir(clusterFile string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("cluster key folder: %w", err)
 	}
-	base := os.Getenv("XDG_STATE_HOME")
-	// The XDG spec says a relative value is invalid and must be ignored.
-	if !filepath.IsAbs(base) {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("cluster key folder: %w", err)
-		}
-		base = filepath.Join(home, ".local", "state")
-	}
 	sum := sha256.Sum256([]byte(abs))
-	return filepath.Join(base, "cvs", "clusters", hex.EncodeToString(sum[:8])), nil
+	dir, err := xdg.State("clusters", hex.EncodeToString(sum[:8]))
+	if err != nil {
+		return "", fmt.Errorf("cluster key folder: %w", err)
+	}
+	return dir, nil
 }
 
 // LoadOrCreate returns the keys stored in dir, generating and storing any
@@ -151,24 +149,11 @@ func createKey(path, comment string) error {
 	if err != nil {
 		return fmt.Errorf("cluster keys: encoding a key: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".new-key-*") // mode 0600
-	if err != nil {
-		return fmt.Errorf("cluster keys: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(pem.EncodeToMemory(block)); err != nil {
-		f.Close()
-		return fmt.Errorf("cluster keys: writing %s: %w", f.Name(), err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("cluster keys: writing %s: %w", f.Name(), err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("cluster keys: writing %s: %w", f.Name(), err)
-	}
-	if err := os.Link(f.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("cluster keys: %w", err)
+	// Created, never replaced: another cvs creating the same key at
+	// once wins, whole, and both use its key.
+	err = atomicfile.Create(path, func(w io.Writer) error { _, err := w.Write(pem.EncodeToMemory(block)); return err })
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("cluster keys: writing %s: %w", path, err)
 	}
 	return nil
 }
