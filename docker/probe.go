@@ -467,8 +467,15 @@ func parseProvisioning(sec section) *Provisioning {
 		}
 		return nil
 	}
-	p := &Provisioning{}
-	for _, line := range strings.Split(sec.body, "\n") {
+	p := ParseProvisioning(sec.body)
+	return &p
+}
+
+// ParseProvisioning reads a provisioning record (ProvisionRecord's
+// content, as provision writes it); Recorded is false for anything else.
+func ParseProvisioning(text string) Provisioning {
+	var p Provisioning
+	for _, line := range strings.Split(text, "\n") {
 		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
 		switch k {
 		case "sha256":

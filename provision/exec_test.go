@@ -346,8 +346,8 @@ func TestProvisioningRecord(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no record after success: %v", err)
 	}
-	r, ok := ParseRecord(string(data))
-	if !ok || r.Hash != Hash([]byte("echo ok\n")) || r.Version != "test" || r.Time == "" {
+	r := docker.ParseProvisioning(string(data))
+	if !r.Recorded || r.Hash != Hash([]byte("echo ok\n")) || r.Version != "test" || r.Time == "" {
 		t.Errorf("record %q -> %+v", data, r)
 	}
 	if _, err := run(t, systemPath(bin), false, "exit 3\n"); err == nil {

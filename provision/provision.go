@@ -103,30 +103,6 @@ func Hash(script []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// Record is a provisioning record as a container keeps it.
-type Record struct {
-	Hash    string `json:"sha256"`
-	Version string `json:"cvs"`
-	Time    string `json:"time"`
-}
-
-// ParseRecord reads a provisioning record; ok is false for anything else.
-func ParseRecord(text string) (Record, bool) {
-	var r Record
-	for _, line := range strings.Split(text, "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
-		switch k {
-		case "sha256":
-			r.Hash = v
-		case "cvs":
-			r.Version = v
-		case "time":
-			r.Time = v
-		}
-	}
-	return r, r.Hash != ""
-}
-
 // Command returns the remote command line that runs script inside
 // container as root, with the docker commands of d, and records it with
 // version when it succeeds. The script runs under bash with errexit and
