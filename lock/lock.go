@@ -166,17 +166,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	hosts := make([]string, 0, len(e.Failures))
-	for h := range e.Failures {
-		hosts = append(hosts, h)
-	}
-	sort.Strings(hosts)
-	var b strings.Builder
-	b.WriteString("taking the cluster lock failed (nothing was changed):")
-	for _, h := range hosts {
-		fmt.Fprintf(&b, "\n  %s: %v", h, e.Failures[h])
-	}
-	return b.String()
+	return transport.ListHostErrors("taking the cluster lock failed (nothing was changed):", e.Failures)
 }
 
 // Held is a lock held on every host; Release lets it go.

@@ -146,17 +146,7 @@ type StageError struct {
 }
 
 func (e *StageError) Error() string {
-	hosts := make([]string, 0, len(e.Failures))
-	for h := range e.Failures {
-		hosts = append(hosts, h)
-	}
-	sort.Strings(hosts)
-	var b strings.Builder
-	fmt.Fprintf(&b, "putting the step scripts into the containers failed on %d host(s):", len(hosts))
-	for _, h := range hosts {
-		fmt.Fprintf(&b, "\n  %s: %v", h, e.Failures[h])
-	}
-	return b.String()
+	return transport.ListHostErrors(fmt.Sprintf("putting the step scripts into the containers failed on %d host(s):", len(e.Failures)), e.Failures)
 }
 
 // imageUser is the USER of the container's image on one host ("0" for

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -35,6 +36,23 @@ const (
 	// KindExit: the command ran and exited non-zero (exec's results).
 	KindExit Kind = "exit"
 )
+
+// ListHostErrors is heading followed by one indented line per host, in
+// host order: the text of an error that failed on several hosts, each with
+// its own cause (the lock, a suite's staging).
+func ListHostErrors(heading string, errs map[string]error) string {
+	hosts := make([]string, 0, len(errs))
+	for h := range errs {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	var b strings.Builder
+	b.WriteString(heading)
+	for _, h := range hosts {
+		fmt.Fprintf(&b, "\n  %s: %v", h, errs[h])
+	}
+	return b.String()
+}
 
 // HostError is a failure to connect to, or talk to, one host. Err holds the
 // underlying error; Detail is the operator-facing explanation.
