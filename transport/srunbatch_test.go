@@ -385,7 +385,9 @@ func TestSrunGroupKeepsABatchTogetherAcrossCommands(t *testing.T) {
 	// A loaded machine (a CI run, -race) can take more than the default
 	// 100 ms between n1's result and n3's next command: the batch then
 	// gathered without n3 (seen once). The promise is "up to MaxWait".
-	g.MaxWait = 5 * time.Second
+	// and the three first commands, started at once, must gather in one
+	// Window however slowly their goroutines get going.
+	g.Window, g.MaxWait = 100*time.Millisecond, 5*time.Second
 	nodes := []string{"n1", "n2", "n3"}
 	var wg sync.WaitGroup
 	errs := make([]error, len(nodes))
@@ -394,8 +396,8 @@ func TestSrunGroupKeepsABatchTogetherAcrossCommands(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			ctx := context.Background()
-			// n2 and n3 end 30 and 60 ms after n1: more than Window.
-			if _, err := g.Node(n).Run(ctx, Command{Line: `case $SLURMD_NODENAME in n2) sleep 0.03;; n3) sleep 0.06;; esac`}); err != nil {
+			// n2 and n3 end 0.3 and 0.6 s after n1: more than Window.
+			if _, err := g.Node(n).Run(ctx, Command{Line: `case $SLURMD_NODENAME in n2) sleep 0.3;; n3) sleep 0.6;; esac`}); err != nil {
 				errs[i] = err
 				return
 			}
