@@ -31,7 +31,7 @@ test-unit:
 # also run in test-unit). FUZZTIME=5m for a longer hunt.
 FUZZTIME ?= 10s
 FUZZ = ./shell:FuzzJoin ./provision:FuzzCommandCarriesTheScript ./cluster:FuzzLoad \
-	./cluster:FuzzExpandHostList ./docker:FuzzParseProbe ./transport:FuzzSrunDemux
+	./cluster:FuzzExpandHostList ./cluster:FuzzFoldHostList ./docker:FuzzParseProbe ./transport:FuzzSrunDemux
 fuzz:
 	@for f in $(FUZZ); do pkg=$${f%%:*}; name=$${f##*:}; \
 		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
