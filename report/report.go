@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/cvs-tool/cvs/cluster"
 )
 
 // Table writes rows under a header with columns aligned by width.
@@ -74,7 +76,7 @@ func Group(w io.Writer, outs []Output) {
 	}
 	sort.SliceStable(blocks, func(i, j int) bool { return blocks[i].first < blocks[j].first })
 	for _, b := range blocks {
-		title := fmt.Sprintf("%s (%d)", strings.Join(b.hosts, ","), len(b.hosts))
+		title := fmt.Sprintf("%s (%d)", cluster.FoldHostList(b.hosts), len(b.hosts))
 		if b.o.Status != "" {
 			title += " " + b.o.Status
 		}
@@ -173,10 +175,29 @@ func (p *Prefix) emit(line []byte) {
 	fmt.Fprintf(p.W, "%-*s %s\n", p.Width+1, p.Host+":", line)
 }
 
-// HostList names hosts, at most 8 of them ("a, b, ... and 3 more").
+// MaxHostList is about the longest a HostList gets, in bytes.
+const MaxHostList = 160
+
+// HostList names hosts folded into ranges, as the hosts option writes them
+// (cluster.FoldHostList: node[001-003,005],gpu[1-2]). A list longer than
+// MaxHostList names the first hosts, in natural order, and how many more:
+// "node[001-040,042] and 458 more".
 func HostList(hosts []string) string {
-	if len(hosts) > 8 {
-		return strings.Join(hosts[:8], ", ") + fmt.Sprintf(", and %d more", len(hosts)-8)
+	full := cluster.FoldHostList(hosts)
+	if len(full) <= MaxHostList {
+		return full
 	}
-	return strings.Join(hosts, ", ")
+	rs := cluster.FoldHosts(hosts)
+	sorted := make([]string, 0, len(hosts))
+	for _, r := range rs {
+		names, err := cluster.ExpandHostList(r.Text)
+		if err != nil {
+			names = []string{r.Text} // a name the syntax cannot hold: itself
+		}
+		sorted = append(sorted, names...)
+	}
+	// The most hosts whose fold fits: the fold of the first k grows with k.
+	k := sort.Search(len(sorted), func(k int) bool { return len(cluster.FoldHostList(sorted[:k+1])) > MaxHostList })
+	k = max(k, 1)
+	return fmt.Sprintf("%s and %d more", cluster.FoldHostList(sorted[:k]), len(sorted)-k)
 }

@@ -1484,7 +1484,7 @@ func TestMultiPlatformImages(t *testing.T) {
 	r := newMulti(amdOnly, "x86_64", "aarch64", "aarch64")
 	_, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
 	if exitcode.Of(err) != exitcode.Preflight || r.launches() != 0 || err == nil ||
-		!strings.Contains(err.Error(), "10.9.0.1 (amd64)") || !strings.Contains(err.Error(), "10.9.0.2, 10.9.0.3 (arm64)") {
+		!strings.Contains(err.Error(), "10.9.0.1 (amd64)") || !strings.Contains(err.Error(), "10.9.0.[2-3] (arm64)") {
 		t.Errorf("mixed hosts, amd64-only index: exit %d, %d launches: %v", exitcode.Of(err), r.launches(), err)
 	}
 
