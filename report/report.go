@@ -13,9 +13,14 @@ import (
 	"github.com/cvs-tool/cvs/cluster"
 )
 
-// Table writes rows under a header with columns aligned by width.
+// Table writes rows under a header with columns aligned by width; a nil
+// header writes the rows alone.
 func Table(w io.Writer, header []string, rows [][]string) {
-	widths := make([]int, len(header))
+	cols := len(header)
+	for _, r := range rows {
+		cols = max(cols, len(r))
+	}
+	widths := make([]int, cols)
 	for i, h := range header {
 		widths[i] = utf8.RuneCountInString(h)
 	}
@@ -38,10 +43,27 @@ func Table(w io.Writer, header []string, rows [][]string) {
 		}
 		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
 	}
-	line(header)
+	if header != nil {
+		line(header)
+	}
 	for _, r := range rows {
 		line(r)
 	}
+}
+
+// MaxRows is how many rows a long table shows unless asked for all
+// (--verbose): the first ones, then "+N more (all in --json)".
+const MaxRows = 40
+
+// LongTable is Table bounded to limit rows (all when limit <= 0), then a
+// line saying how many more there are.
+func LongTable(w io.Writer, header []string, rows [][]string, limit int) {
+	if limit <= 0 || len(rows) <= limit {
+		Table(w, header, rows)
+		return
+	}
+	Table(w, header, rows[:limit])
+	fmt.Fprintf(w, "+%d more (all in --json)\n", len(rows)-limit)
 }
 
 // Output is what one host produced.
