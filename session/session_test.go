@@ -1523,3 +1523,37 @@ func TestMultiPlatformImages(t *testing.T) {
 		}
 	}
 }
+
+// Issue 23: a run on 500 hosts ends with a summary of a line per step, the
+// two failing hosts named on it (folded) and under it; the error, the
+// teardown note and --verbose's full table stay what they say.
+func TestSummaryOf500Hosts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("500 fake hosts")
+	}
+	r := newRig(t, 500, cluster.LifetimePerRun)
+	r.cfg.MaxParallel = 64
+	for _, i := range []int{4, 11} {
+		r.hosts[i-1].Step = func(string) (string, int) { return "E: ECC errors on GPU 3\n", 1 }
+	}
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Failed || !strings.Contains(err.Error(), "step failed: tools on 10.9.0.[4,11] (exit 1)") {
+		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
+	}
+	if !strings.Contains(rep.Teardown, "removed the containers this run launched on: 10.9.0.[1-500]") {
+		t.Errorf("teardown = %q", rep.Teardown)
+	}
+	var b strings.Builder
+	Summary(&b, rep.Steps, false)
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "tools  ok 498 · failed 2: 10.9.0.[4,11] · slowest ") ||
+		!strings.HasPrefix(lines[1], "  10.9.0.4   exit 1  ") || !strings.HasSuffix(lines[1], "E: ECC errors on GPU 3") ||
+		!strings.HasPrefix(lines[2], "  10.9.0.11  exit 1  ") {
+		t.Errorf("summary of 500 hosts:\n%s", b.String())
+	}
+	b.Reset()
+	Summary(&b, rep.Steps, true)
+	if n := strings.Count(b.String(), "\n"); n != 501 {
+		t.Errorf("--verbose: %d lines, want a header and 500 rows", n)
+	}
+}
