@@ -404,7 +404,11 @@ func (s *Session) probe(ctx context.Context) error {
 			s.log.Warn(fs[0].Error, "host", fs[0].Host)
 			continue
 		}
-		s.log.Warn(fs[0].Error, "host", fs[0].Host, "same_kind_on", fmt.Sprintf("%d more hosts", len(fs)-1))
+		others := make([]string, 0, len(fs)-1)
+		for _, fc := range fs[1:] {
+			others = append(others, fc.Host)
+		}
+		s.log.Warn(fs[0].Error, "host", fs[0].Host, "same_kind_on", fmt.Sprintf("%d more hosts: %s", len(others), report.HostList(others)))
 	}
 	return ctx.Err()
 }
