@@ -759,8 +759,8 @@ func checkDrift(p *Plan, facts []docker.Facts, o Options) {
 			continue
 		}
 		drifted = append(drifted, i)
-		p.Hosts[i].Note = "drift: " + strings.Join(diffs, "; ")
 		d := strings.Join(diffs, "; ")
+		p.Hosts[i].Note = "drift: " + d
 		if first == "" {
 			first = d
 		}

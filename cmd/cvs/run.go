@@ -186,7 +186,7 @@ func (a *app) printPlan(p session.Plan) {
 
 // longTable writes a table of hosts bounded to a.rowLimit() rows; when
 // rows are left out, the rows marked first[i] (a host's problem) come
-// first, so none of them is among those left out.
+// first, so they are the ones shown.
 func (a *app) longTable(header []string, rows [][]string, first []bool) {
 	if limit := a.rowLimit(); limit > 0 && len(rows) > limit {
 		sorted := make([][]string, 0, len(rows))
