@@ -37,7 +37,7 @@ test-unit:
 # on a loaded machine (go.dev/issue/75804, fixed in Go 1.27; CI hit it).
 FUZZTIME ?= 5000x
 FUZZ = ./shell:FuzzJoin ./provision:FuzzCommandCarriesTheScript ./cluster:FuzzLoad \
-	./cluster:FuzzExpandHostList ./docker:FuzzParseProbe ./transport:FuzzSrunDemux
+	./cluster:FuzzExpandHostList ./cluster:FuzzFoldHostList ./docker:FuzzParseProbe ./transport:FuzzSrunDemux
 fuzz:
 	@for f in $(FUZZ); do pkg=$${f%%:*}; name=$${f##*:}; \
 		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \

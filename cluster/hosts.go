@@ -279,19 +279,17 @@ func (c *Config) SelectHosts(list string, head bool) ([]Host, error) {
 		out = append(out, h)
 	}
 	if len(unknown) > 0 {
-		return nil, fmt.Errorf("--hosts: %s not in %s (hosts there: %s)", strings.Join(unknown, ", "), c.File, c.hostSample())
+		return nil, fmt.Errorf("--hosts: %s not in %s (hosts there: %s)", FoldHostList(unknown), c.File, c.hostSample())
 	}
 	return out, nil
 }
 
+// hostSample names the cluster's hosts folded, the first five of them
+// when that is long.
 func (c *Config) hostSample() string {
-	var names []string
-	for i, h := range c.Hosts {
-		if i == 5 {
-			names = append(names, fmt.Sprintf("… %d more", len(c.Hosts)-5))
-			break
-		}
-		names = append(names, h.Name)
+	names := c.HostNames()
+	if s := FoldHostList(names); len(s) <= 160 {
+		return s
 	}
-	return strings.Join(names, ", ")
+	return fmt.Sprintf("%s and %d more", FoldHostList(names[:5]), len(names)-5)
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -266,8 +267,10 @@ run = "echo sleeping; sleep 300"
 	}
 	noneLeft("after a passing run")
 
+	// "failing" twice a host: its output line, and its line under the
+	// summary's count line (the failing hosts with their last output line).
 	out, errOut, code = runCVS(t, "--cluster", file, "run", "fail")
-	if code != 1 || strings.Contains(out, "must not run") || strings.Count(out, "failing") != labHosts {
+	if code != 1 || strings.Contains(out, "must not run") || strings.Count(out, "failing") != 2*labHosts || !strings.Contains(out, fmt.Sprintf("boom  ok 0 · failed %d: ", labHosts)) {
 		t.Fatalf("fail: exit %d, want 1 and no second step\n%s\n%s", code, out, errOut)
 	}
 	noneLeft("after a failing step")

@@ -213,12 +213,18 @@ func diskPreflight(p *Plan, facts []docker.Facts, o Options) {
 	for i := range p.Hosts {
 		p.Hosts[i].Action = Skip
 	}
-	var hosts []string
+	least := full[0]
 	for _, i := range full {
-		hosts = append(hosts, fmt.Sprintf("%s (%d MiB free)", facts[i].Host, facts[i].HostFacts.DiskFreeKiB>>10))
+		if facts[i].HostFacts.DiskFreeKiB < facts[least].HostFacts.DiskFreeKiB {
+			least = i
+		}
+	}
+	where := fmt.Sprintf("%s (%d MiB free)", facts[least].Host, facts[least].HostFacts.DiskFreeKiB>>10)
+	if len(full) > 1 {
+		where = fmt.Sprintf("%s (as little as %d MiB free, on %s; each host's in the table)", hostList(facts, full), facts[least].HostFacts.DiskFreeKiB>>10, facts[least].Host)
 	}
 	p.Reason = fmt.Sprintf("preflight failed; nothing was changed: the image's layers are %d MiB compressed, more than the free space under Docker's root on %s: free space there (docker image prune, docker system df) or grow the filesystem, then run again",
-		need, strings.Join(hosts, ", "))
+		need, where)
 }
 
 // hostPreflight fails the plan (nothing changes, exit 3) when hosts share
@@ -588,7 +594,7 @@ func sortedStates(m map[docker.State][]int) []docker.State {
 	return out
 }
 
-// hostList names the hosts at idx, at most 8 of them.
+// hostList names the hosts at idx, folded (report.HostList).
 func hostList(facts []docker.Facts, idx []int) string {
 	names := make([]string, len(idx))
 	for k, i := range idx {
@@ -714,13 +720,16 @@ func repair(p *Plan, facts []docker.Facts, counts map[docker.State][]int, o Opti
 
 // checkDrift compares the run configuration each container was launched
 // with (LabelConfig) with the cluster file's now: a difference is a
-// warning per host naming the keys, or with StrictAttach a refusal.
+// warning naming the keys, once for the hosts that share it, or with
+// StrictAttach a refusal.
 func checkDrift(p *Plan, facts []docker.Facts, o Options) {
 	if len(o.Config) == 0 || p.Verdict != Proceed {
 		return
 	}
 	var drifted []int
 	var first string
+	var diffOrder []string
+	byDiff := map[string][]int{}
 	for i, f := range facts {
 		raw, ok := f.Container.Labels[LabelConfig]
 		if !ok {
@@ -750,12 +759,19 @@ func checkDrift(p *Plan, facts []docker.Facts, o Options) {
 			continue
 		}
 		drifted = append(drifted, i)
-		p.Hosts[i].Note = "drift: " + strings.Join(diffs, "; ")
+		d := strings.Join(diffs, "; ")
+		p.Hosts[i].Note = "drift: " + d
 		if first == "" {
-			first = strings.Join(diffs, "; ")
+			first = d
 		}
+		if _, ok := byDiff[d]; !ok {
+			diffOrder = append(diffOrder, d)
+		}
+		byDiff[d] = append(byDiff[d], i)
+	}
+	for _, d := range diffOrder {
 		p.Warnings = append(p.Warnings, fmt.Sprintf("%s: drift: the container differs from the cluster file (%s); it keeps its settings until it is relaunched (cvs down --force, then a cold start)",
-			f.Host, strings.Join(diffs, "; ")))
+			hostList(facts, byDiff[d]), d))
 	}
 	if len(drifted) > 0 && o.StrictAttach {
 		p.Verdict = Refuse

@@ -80,7 +80,7 @@ func TestDecideTable(t *testing.T) {
 	}{
 		{"persistent attach", cluster.LifetimePersistent, facts("running", "running", "running"), false, Proceed, "attach,attach,attach", "attach", 0},
 		{"persistent cold start", cluster.LifetimePersistent, facts("absent", "absent", "absent"), false, Proceed, "launch,launch,launch", "cold start", 0},
-		{"persistent partial", cluster.LifetimePersistent, facts("running", "absent", "running"), false, Refuse, "none,none,none", "absent on h2; running on h1, h3", 0},
+		{"persistent partial", cluster.LifetimePersistent, facts("running", "absent", "running"), false, Refuse, "none,none,none", "absent on h2; running on h[1,3]", 0},
 		{"persistent unknown host", cluster.LifetimePersistent, facts("running", "unknown", "running"), false, Refuse, "none,none,none", "unknown on h2", 0},
 		{"persistent all stopped", cluster.LifetimePersistent, facts("exited", "created", "exited"), false, Refuse, "none,none,none", "cvs up --restart", 0},
 		{"persistent restart", cluster.LifetimePersistent, facts("exited", "created", "exited"), true, Proceed, "start,start,start", "restart", 0},
@@ -303,7 +303,7 @@ func TestAttachNamesContainersOnAnOldDigest(t *testing.T) {
 		t.Fatalf("verdict %s, warnings %q", p.Verdict, p.Warnings)
 	}
 	w := p.Warnings[0]
-	if !strings.Contains(w, old) || !strings.Contains(w, now) || !strings.Contains(w, fs[0].Host) || !strings.Contains(w, fs[1].Host) || strings.Contains(w, fs[2].Host) {
+	if !strings.Contains(w, old) || !strings.Contains(w, now) || !strings.HasPrefix(w, "h[1-2]: ") || strings.Contains(w, fs[2].Host) {
 		t.Errorf("warning %q", w)
 	}
 }

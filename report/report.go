@@ -9,11 +9,18 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/cvs-tool/cvs/cluster"
 )
 
-// Table writes rows under a header with columns aligned by width.
+// Table writes rows under a header with columns aligned by width; a nil
+// header writes the rows alone.
 func Table(w io.Writer, header []string, rows [][]string) {
-	widths := make([]int, len(header))
+	cols := len(header)
+	for _, r := range rows {
+		cols = max(cols, len(r))
+	}
+	widths := make([]int, cols)
 	for i, h := range header {
 		widths[i] = utf8.RuneCountInString(h)
 	}
@@ -36,10 +43,27 @@ func Table(w io.Writer, header []string, rows [][]string) {
 		}
 		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
 	}
-	line(header)
+	if header != nil {
+		line(header)
+	}
 	for _, r := range rows {
 		line(r)
 	}
+}
+
+// MaxRows is how many rows a long table shows unless asked for all
+// (--verbose): the first ones, then "+N more (all in --json)".
+const MaxRows = 40
+
+// LongTable is Table bounded to limit rows (all when limit <= 0), then a
+// line saying how many more there are.
+func LongTable(w io.Writer, header []string, rows [][]string, limit int) {
+	if limit <= 0 || len(rows) <= limit {
+		Table(w, header, rows)
+		return
+	}
+	Table(w, header, rows[:limit])
+	fmt.Fprintf(w, "+%d more (all in --json)\n", len(rows)-limit)
 }
 
 // Output is what one host produced.
@@ -74,7 +98,7 @@ func Group(w io.Writer, outs []Output) {
 	}
 	sort.SliceStable(blocks, func(i, j int) bool { return blocks[i].first < blocks[j].first })
 	for _, b := range blocks {
-		title := fmt.Sprintf("%s (%d)", strings.Join(b.hosts, ","), len(b.hosts))
+		title := fmt.Sprintf("%s (%d)", cluster.FoldHostList(b.hosts), len(b.hosts))
 		if b.o.Status != "" {
 			title += " " + b.o.Status
 		}
@@ -173,10 +197,29 @@ func (p *Prefix) emit(line []byte) {
 	fmt.Fprintf(p.W, "%-*s %s\n", p.Width+1, p.Host+":", line)
 }
 
-// HostList names hosts, at most 8 of them ("a, b, ... and 3 more").
+// MaxHostList is about the longest a HostList gets, in bytes.
+const MaxHostList = 160
+
+// HostList names hosts folded into ranges, as the hosts option writes them
+// (cluster.FoldHostList: node[001-003,005],gpu[1-2]). A list longer than
+// MaxHostList names the first hosts, in natural order, and how many more:
+// "node[001-040,042] and 458 more".
 func HostList(hosts []string) string {
-	if len(hosts) > 8 {
-		return strings.Join(hosts[:8], ", ") + fmt.Sprintf(", and %d more", len(hosts)-8)
+	full := cluster.FoldHostList(hosts)
+	if len(full) <= MaxHostList {
+		return full
 	}
-	return strings.Join(hosts, ", ")
+	rs := cluster.FoldHosts(hosts)
+	sorted := make([]string, 0, len(hosts))
+	for _, r := range rs {
+		names, err := cluster.ExpandHostList(r.Text)
+		if err != nil {
+			names = []string{r.Text} // a name the syntax cannot hold: itself
+		}
+		sorted = append(sorted, names...)
+	}
+	// The most hosts whose fold fits: the fold of the first k grows with k.
+	k := sort.Search(len(sorted), func(k int) bool { return len(cluster.FoldHostList(sorted[:k+1])) > MaxHostList })
+	k = max(k, 1)
+	return fmt.Sprintf("%s and %d more", cluster.FoldHostList(sorted[:k]), len(sorted)-k)
 }

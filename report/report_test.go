@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -32,6 +33,46 @@ func TestGroupFoldsIdentical(t *testing.T) {
 	out := b.String()
 	if !strings.Contains(out, "a,c (2)\n") || !strings.Contains(out, "b (1)\n") || !strings.Contains(out, "d (1) exit 1\n") || strings.Count(out, "same") != 2 {
 		t.Errorf("grouped:\n%s", out)
+	}
+}
+
+// exec --group headers name their hosts folded: node[01-03,05] (4).
+func TestGroupFoldsHostNames(t *testing.T) {
+	var outs []Output
+	for _, h := range []string{"node01", "node02", "node03", "node05", "node04"} {
+		text := "same\n"
+		if h == "node04" {
+			text = "other\n"
+		}
+		outs = append(outs, Output{Host: h, Text: text})
+	}
+	var b strings.Builder
+	Group(&b, outs)
+	if out := b.String(); !strings.Contains(out, "\nnode[01-03,05] (4)\n") || !strings.Contains(out, "\nnode04 (1)\n") {
+		t.Errorf("grouped:\n%s", out)
+	}
+}
+
+func TestHostListFoldsAndStaysShort(t *testing.T) {
+	if got := HostList([]string{"node03", "node01", "node02", "gpu1"}); got != "gpu1,node[01-03]" {
+		t.Errorf("HostList = %q", got)
+	}
+	// Every other host of 500: no range folds them, so the list names the
+	// first ones and counts the rest.
+	var odd []string
+	for i := 1; i <= 500; i += 2 {
+		odd = append(odd, fmt.Sprintf("node%03d", i))
+	}
+	got := HostList(odd)
+	if len(got) > MaxHostList+len(" and 999 more") || !strings.HasPrefix(got, "node[001,003,005,") || !strings.HasSuffix(got, " more") {
+		t.Fatalf("HostList of 250 hosts = %q (%d bytes)", got, len(got))
+	}
+	list, tail, _ := strings.Cut(got, " and ")
+	var more int
+	fmt.Sscanf(tail, "%d more", &more)
+	shown := strings.Count(list, ",") + 1 // no ranges among odd numbers
+	if shown+more != len(odd) {
+		t.Errorf("%q names %d hosts and %d more, want %d in all", got, shown, more, len(odd))
 	}
 }
 

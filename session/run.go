@@ -12,6 +12,7 @@ import (
 	"github.com/cvs-tool/cvs/history"
 	"github.com/cvs-tool/cvs/lifetime"
 	"github.com/cvs-tool/cvs/redact"
+	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/suite"
 )
 
@@ -224,13 +225,27 @@ func (s *Session) stagesOutcome(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return exitcode.With(exitcode.Interrupted, errors.New("interrupted"))
 	}
-	var failed []string
+	// One "STEP on HOSTS (exit N)" for the hosts a step failed on alike.
+	type failure struct {
+		step string
+		exit int
+	}
+	var failures []failure
+	hosts := map[failure][]string{}
 	infra := false
 	for _, r := range s.results {
 		if r.Failed() {
-			failed = append(failed, fmt.Sprintf("%s on %s (exit %d)", r.Step, r.Host, r.ExitCode))
+			f := failure{r.Step, r.ExitCode}
+			if _, ok := hosts[f]; !ok {
+				failures = append(failures, f)
+			}
+			hosts[f] = append(hosts[f], r.Host)
 			infra = infra || r.Infra
 		}
+	}
+	var failed []string
+	for _, f := range failures {
+		failed = append(failed, fmt.Sprintf("%s on %s (exit %d)", f.step, report.HostList(hosts[f]), f.exit))
 	}
 	if len(failed) > 0 {
 		code := exitcode.Failed
@@ -254,8 +269,16 @@ func StepOutput(r StepResult) string {
 	return r.Stdout + r.Stderr
 }
 
-// Summary writes the table of step results: step, host, exit, duration.
-func Summary(w io.Writer, results []StepResult) { suite.Summary(w, results) }
+// Summary writes the step results: one line per step with the failing
+// hosts under it (suite.Summary), or with verbose every step and host
+// (suite.SummaryTable).
+func Summary(w io.Writer, results []StepResult, verbose bool) {
+	if verbose {
+		suite.SummaryTable(w, results)
+		return
+	}
+	suite.Summary(w, results)
+}
 
 // maskedError is an error whose message shows no secret; the error it
 // stands for is still there for errors.As (its exit code, its type).

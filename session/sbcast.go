@@ -125,7 +125,7 @@ func (s *Session) removeSbcastCopy(ctx context.Context, remote string) {
 		}
 	}
 	if len(left) > 0 {
-		s.leftBehind(fmt.Sprintf("the image's sbcast copy %s is LEFT on %s (remove it there: rm -f %s)", remote, strings.Join(left, ", "), remote))
+		s.leftBehind(fmt.Sprintf("the image's sbcast copy %s is LEFT on %s (remove it there: rm -f %s)", remote, cluster.FoldHostList(left), remote))
 	}
 }
 

@@ -240,7 +240,7 @@ func open(ctx context.Context, cfg *cluster.Config, oo openOptions, opts Options
 			}
 		}
 		s.Plan.Verdict = lifetime.Preflight
-		s.Plan.Reason = fmt.Sprintf("the cluster lock could not be taken on %s (unreachable then); nothing was changed. Run again", strings.Join(hosts, ", "))
+		s.Plan.Reason = fmt.Sprintf("the cluster lock could not be taken on %s (unreachable then); nothing was changed. Run again", report.HostList(hosts))
 	}
 	return s, nil
 }
@@ -404,7 +404,11 @@ func (s *Session) probe(ctx context.Context) error {
 			s.log.Warn(fs[0].Error, "host", fs[0].Host)
 			continue
 		}
-		s.log.Warn(fs[0].Error, "host", fs[0].Host, "same_kind_on", fmt.Sprintf("%d more hosts", len(fs)-1))
+		others := make([]string, 0, len(fs)-1)
+		for _, fc := range fs[1:] {
+			others = append(others, fc.Host)
+		}
+		s.log.Warn(fs[0].Error, "host", fs[0].Host, "same_kind_on", fmt.Sprintf("%d more hosts: %s", len(others), report.HostList(others)))
 	}
 	return ctx.Err()
 }
@@ -452,7 +456,7 @@ func (s *Session) LeftBehind() string {
 	}
 	if len(names) > 0 {
 		notes = append(notes, fmt.Sprintf("container %q launched by this run is LEFT on %s (remove with `cvs down` or docker rm -f there)",
-			s.Config.Container.Name, strings.Join(names, ", ")))
+			s.Config.Container.Name, cluster.FoldHostList(names)))
 	}
 	if dirs := s.tempDirsLeft(); len(dirs) > 0 {
 		notes = append(notes, fmt.Sprintf("temporary folders are LEFT (they may hold [container.env] values or a step's input): %s; the next cvs run, up, down or image push on a host removes them once untouched for %s; remove them sooner with rm -rf there",
@@ -484,7 +488,7 @@ func (s *Session) tempDirsLeft() []string {
 			continue
 		}
 		sort.Slice(hosts, func(i, j int) bool { return index[hosts[i]] < index[hosts[j]] })
-		out = append(out, t.Dir+" on "+report.HostList(hosts))
+		out = append(out, t.Dir+" on "+cluster.FoldHostList(hosts))
 	}
 	return out
 }

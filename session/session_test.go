@@ -344,7 +344,7 @@ func TestPerRunTearsDownAfterFailedStep(t *testing.T) {
 	if exitcode.Of(err) != exitcode.Failed || !strings.Contains(err.Error(), "tools on 10.9.0.2 (exit 3)") {
 		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
 	}
-	if !strings.Contains(rep.Teardown, "removed the containers this run launched on: 10.9.0.1, 10.9.0.2") {
+	if !strings.Contains(rep.Teardown, "removed the containers this run launched on: 10.9.0.[1-2]") {
 		t.Errorf("teardown = %q", rep.Teardown)
 	}
 	for _, h := range r.hosts {
@@ -380,7 +380,7 @@ func TestInterruptDuringStepStillTearsDown(t *testing.T) {
 			t.Errorf("%s: container left after an interrupted per_run", h.Name)
 		}
 	}
-	if !strings.Contains(left, "LEFT on 10.9.0.1, 10.9.0.2") {
+	if !strings.Contains(left, "LEFT on 10.9.0.[1-2]") {
 		t.Errorf("LeftBehind during the run = %q", left)
 	}
 }
@@ -1116,8 +1116,9 @@ func actions(p Plan) string {
 }
 
 // Issue 11, drift: a container launched with other settings than the
-// cluster file's now is reported per host with the keys that differ; a
-// warning by default, a refusal with strict_attach.
+// cluster file's now is reported with the keys that differ, once for the
+// hosts that share them (issue 23); a warning by default, a refusal with
+// strict_attach.
 func TestDriftOnAttach(t *testing.T) {
 	r := newRig(t, 2, cluster.LifetimePersistent)
 	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
@@ -1129,7 +1130,7 @@ func TestDriftOnAttach(t *testing.T) {
 	if err != nil {
 		t.Fatalf("drift must only warn: %v", err)
 	}
-	if len(rep.Plan.Warnings) != 2 || !strings.Contains(rep.Plan.Warnings[0], "shm_size") || !strings.Contains(rep.Plan.Warnings[0], "volumes") || !strings.Contains(rep.Plan.Warnings[0], "/data:/data:ro") {
+	if len(rep.Plan.Warnings) != 1 || !strings.HasPrefix(rep.Plan.Warnings[0], "10.9.0.[1-2]: drift: ") || !strings.Contains(rep.Plan.Warnings[0], "shm_size") || !strings.Contains(rep.Plan.Warnings[0], "volumes") || !strings.Contains(rep.Plan.Warnings[0], "/data:/data:ro") {
 		t.Errorf("warnings: %q", rep.Plan.Warnings)
 	}
 	if st, _ := Status(context.Background(), r.cfg, r.opts); !strings.Contains(st.Plan.Hosts[1].Note, "drift") {
@@ -1484,7 +1485,7 @@ func TestMultiPlatformImages(t *testing.T) {
 	r := newMulti(amdOnly, "x86_64", "aarch64", "aarch64")
 	_, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
 	if exitcode.Of(err) != exitcode.Preflight || r.launches() != 0 || err == nil ||
-		!strings.Contains(err.Error(), "10.9.0.1 (amd64)") || !strings.Contains(err.Error(), "10.9.0.2, 10.9.0.3 (arm64)") {
+		!strings.Contains(err.Error(), "10.9.0.1 (amd64)") || !strings.Contains(err.Error(), "10.9.0.[2-3] (arm64)") {
 		t.Errorf("mixed hosts, amd64-only index: exit %d, %d launches: %v", exitcode.Of(err), r.launches(), err)
 	}
 
@@ -1520,5 +1521,39 @@ func TestMultiPlatformImages(t *testing.T) {
 		if !strings.Contains(l, " "+host+"/team/both@"+armManifest.String()+" ") {
 			t.Errorf("platform = linux/arm64 launched other than its manifest %s: %s", armManifest, l)
 		}
+	}
+}
+
+// Issue 23: a run on 500 hosts ends with a summary of a line per step, the
+// two failing hosts named on it (folded) and under it; the error, the
+// teardown note and --verbose's full table stay what they say.
+func TestSummaryOf500Hosts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("500 fake hosts")
+	}
+	r := newRig(t, 500, cluster.LifetimePerRun)
+	r.cfg.MaxParallel = 64
+	for _, i := range []int{4, 11} {
+		r.hosts[i-1].Step = func(string) (string, int) { return "E: ECC errors on GPU 3\n", 1 }
+	}
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Failed || !strings.Contains(err.Error(), "step failed: tools on 10.9.0.[4,11] (exit 1)") {
+		t.Fatalf("exit %d: %v", exitcode.Of(err), err)
+	}
+	if !strings.Contains(rep.Teardown, "removed the containers this run launched on: 10.9.0.[1-500]") {
+		t.Errorf("teardown = %q", rep.Teardown)
+	}
+	var b strings.Builder
+	Summary(&b, rep.Steps, false)
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "tools  ok 498 · failed 2: 10.9.0.[4,11] · slowest ") ||
+		!strings.HasPrefix(lines[1], "  10.9.0.4   exit 1  ") || !strings.HasSuffix(lines[1], "E: ECC errors on GPU 3") ||
+		!strings.HasPrefix(lines[2], "  10.9.0.11  exit 1  ") {
+		t.Errorf("summary of 500 hosts:\n%s", b.String())
+	}
+	b.Reset()
+	Summary(&b, rep.Steps, true)
+	if n := strings.Count(b.String(), "\n"); n != 501 {
+		t.Errorf("--verbose: %d lines, want a header and 500 rows", n)
 	}
 }

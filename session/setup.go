@@ -15,6 +15,7 @@ import (
 	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/lifetime"
 	"github.com/cvs-tool/cvs/provision"
+	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/sshd"
 	"github.com/cvs-tool/cvs/transport"
 )
@@ -375,7 +376,7 @@ func (st imageCheckStage) Run(ctx context.Context, s *Session) error {
 	}
 	if len(byID) > 1 {
 		for id, hs := range byID {
-			failures = append(failures, HostFailure{Host: strings.Join(hs, ", "), Err: fmt.Errorf("runs image %s", id)})
+			failures = append(failures, HostFailure{Host: report.HostList(hs), Err: fmt.Errorf("runs image %s", id)})
 		}
 	}
 	if len(failures) == 0 {

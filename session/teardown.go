@@ -8,6 +8,7 @@ import (
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/lifetime"
+	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/transport"
 )
 
@@ -69,7 +70,7 @@ func (r *CleanupReport) String() string {
 	}
 	var b strings.Builder
 	if len(r.Removed) > 0 {
-		fmt.Fprintf(&b, "removed the containers this run launched on: %s", strings.Join(r.Removed, ", "))
+		fmt.Fprintf(&b, "removed the containers this run launched on: %s", report.HostList(r.Removed))
 	}
 	for _, f := range r.Failed {
 		if b.Len() > 0 {

@@ -475,15 +475,72 @@ func Script(clusterEnv map[string]string, st cluster.Step) string {
 	return b.String()
 }
 
-// Summary writes the table of results: host, step, exit, duration.
-func Summary(w io.Writer, results []Result) {
+// SummaryTable writes every result, one row per step and host: step,
+// host, exit, duration (cvs run --verbose).
+func SummaryTable(w io.Writer, results []Result) {
 	rows := make([][]string, 0, len(results))
 	for _, r := range results {
-		exit := fmt.Sprint(r.ExitCode)
-		if r.Error != "" {
-			exit += " (" + r.Error + ")"
-		}
-		rows = append(rows, []string{r.Step, r.Host, exit, r.Duration.Round(time.Millisecond).String()})
+		rows = append(rows, []string{r.Step, r.Host, exitText(r), r.Duration.Round(time.Millisecond).String()})
 	}
 	report.Table(w, []string{"STEP", "HOST", "EXIT", "DURATION"}, rows)
+}
+
+func exitText(r Result) string {
+	exit := fmt.Sprint(r.ExitCode)
+	if r.Error != "" {
+		exit += " (" + r.Error + ")"
+	}
+	return exit
+}
+
+// Summary writes one line per step, however many hosts ran it: how many
+// hosts passed, which failed (folded: node[004,011]), the slowest host;
+// under it a line for each failing host (at most report.MaxRows, then
+// how many more): exit, duration, the last line of its output.
+//
+//	test  ok 498 · failed 2: node[004,011] · slowest 12.1s node117
+//	  node004  exit 1  3.2s  E: ECC errors on GPU 3
+func Summary(w io.Writer, results []Result) {
+	var steps []string
+	byStep := map[string][]Result{}
+	width := 0
+	for _, r := range results {
+		if _, ok := byStep[r.Step]; !ok {
+			steps = append(steps, r.Step)
+			width = max(width, len(r.Step))
+		}
+		byStep[r.Step] = append(byStep[r.Step], r)
+	}
+	for _, step := range steps {
+		rs := byStep[step]
+		var failed []Result
+		var failedHosts []string
+		slowest := rs[0]
+		for _, r := range rs {
+			if r.Failed() {
+				failed = append(failed, r)
+				failedHosts = append(failedHosts, r.Host)
+			}
+			if r.Duration > slowest.Duration {
+				slowest = r
+			}
+		}
+		parts := []string{fmt.Sprintf("ok %d", len(rs)-len(failed))}
+		if len(failed) > 0 {
+			parts = append(parts, fmt.Sprintf("failed %d: %s", len(failed), report.HostList(failedHosts)))
+		}
+		parts = append(parts, fmt.Sprintf("slowest %s %s", slowest.Duration.Round(100*time.Millisecond), slowest.Host))
+		fmt.Fprintf(w, "%-*s  %s\n", width, step, strings.Join(parts, " · "))
+		rows := make([][]string, 0, len(failed))
+		for _, r := range failed {
+			last := report.LastLine(r.Stderr)
+			if last == "" {
+				last = report.LastLine(r.Stdout)
+			}
+			rows = append(rows, []string{"  " + r.Host, "exit " + exitText(r), r.Duration.Round(100 * time.Millisecond).String(), last})
+		}
+		if len(rows) > 0 {
+			report.LongTable(w, nil, rows, report.MaxRows)
+		}
+	}
 }

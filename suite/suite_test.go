@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/fleet"
 	"github.com/cvs-tool/cvs/internal/fakehost"
+	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/transport"
 )
 
@@ -29,13 +31,61 @@ func TestScriptExportsEnvironment(t *testing.T) {
 
 func TestSummaryTable(t *testing.T) {
 	var b strings.Builder
-	Summary(&b, []Result{{Step: "install", Host: "h1", Duration: 1500 * time.Millisecond},
+	SummaryTable(&b, []Result{{Step: "install", Host: "h1", Duration: 1500 * time.Millisecond},
 		{Step: "install", Host: "h2", ExitCode: -1, Error: "timed out after 1m0s (step timeout); the step was killed"}})
 	out := b.String()
 	for _, want := range []string{"STEP", "install  h1", "1.5s", "-1 (timed out"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// Issue 23: the summary of 500 hosts × 3 steps is a line per step, the
+// failing hosts named (folded) on it and each given a line of its own
+// with its exit and last output line; no passing host is listed.
+func TestSummaryFoldsManyHosts(t *testing.T) {
+	var results []Result
+	for _, step := range []string{"install", "test", "collect"} {
+		for i := 1; i <= 500; i++ {
+			r := Result{Step: step, Host: fmt.Sprintf("node%03d", i), Duration: time.Second}
+			if step == "test" && (i == 4 || i == 11) {
+				r.ExitCode, r.Stderr = 1, "checking\nE: ECC errors on GPU 3\n"
+			}
+			if step == "test" && i == 117 {
+				r.Duration = 12100 * time.Millisecond
+			}
+			results = append(results, r)
+		}
+	}
+	var b strings.Builder
+	Summary(&b, results)
+	out := b.String()
+	want := []string{
+		"install  ok 500 · slowest 1s node001",
+		"test     ok 498 · failed 2: node[004,011] · slowest 12.1s node117",
+		"  node004  exit 1  1s  E: ECC errors on GPU 3",
+		"  node011  exit 1  1s  E: ECC errors on GPU 3",
+		"collect  ok 500 · slowest 1s node001",
+	}
+	if got := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); !slices.Equal(got, want) {
+		t.Errorf("summary:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
+	}
+
+	// Every host failing: the step's line, then report.MaxRows of them
+	// and how many more.
+	for i := range results {
+		results[i].ExitCode = 2
+	}
+	b.Reset()
+	Summary(&b, results)
+	out = b.String()
+	if lines := strings.Count(out, "\n"); lines > 3*(report.MaxRows+2) {
+		t.Errorf("%d lines for 3 steps:\n%s", lines, out)
+	}
+	if !strings.Contains(out, "install  ok 0 · failed 500: node[001-500] · slowest 1s node001\n  node001  exit 2  1s") ||
+		strings.Count(out, "+460 more (all in --json)\n") != 3 || strings.Contains(out, "node041  exit") {
+		t.Errorf("every host failing:\n%s", out)
 	}
 }
 

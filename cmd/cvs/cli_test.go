@@ -525,3 +525,37 @@ func TestImagePushAmbiguousPrefixExit2(t *testing.T) {
 		t.Errorf("exit %d, want 2 with both images listed:\n%s", code, errOut)
 	}
 }
+
+// Issue 23: a record of 500 hosts shows 40 host rows and a line per
+// step, the failing hosts named; --verbose shows every row.
+func TestHistoryShowFoldsManyHosts(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	start := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	rec := &history.Record{ID: "cd34000000000001", Command: "run", Suite: "test", Image: "w:1", EffectiveImage: "w:1", Start: start, End: start.Add(time.Minute)}
+	for i := 1; i <= 500; i++ {
+		h := fmt.Sprintf("node%03d", i)
+		rec.Hosts = append(rec.Hosts, history.HostRecord{Host: h, Action: "launch"})
+		for _, step := range []string{"install", "test"} {
+			s := history.StepRecord{Step: step, Host: h, DurationMS: 1000}
+			if step == "test" && (i == 4 || i == 11) {
+				s.ExitCode = 1
+			}
+			rec.Steps = append(rec.Steps, s)
+		}
+	}
+	if _, err := history.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code := cvs(t, "history", "show", "cd34")
+	if code != 0 || !strings.Contains(out, "\nnode040  launch") || strings.Contains(out, "node041  launch") || !strings.Contains(out, "+460 more (all in --json)\n") ||
+		!strings.Contains(out, "install  ok 500 · slowest 1s node001\ntest     ok 498 · failed 2: node[004,011] · slowest 1s node001\n  node004  exit 1  1s\n  node011  exit 1  1s\n") {
+		t.Errorf("history show of 500 hosts: exit %d\n%s", code, out)
+	}
+	if n := strings.Count(out, "\n"); n > 60 {
+		t.Errorf("history show of 500 hosts: %d lines", n)
+	}
+	out, _, code = cvs(t, "history", "show", "--verbose", "cd34")
+	if code != 0 || !strings.Contains(out, "node500  launch") || strings.Contains(out, "more (all in --json)") || strings.Count(out, "\ntest     node") != 500 {
+		t.Errorf("history show --verbose: exit %d, %d lines", code, strings.Count(out, "\n"))
+	}
+}

@@ -95,19 +95,35 @@ func (a *app) exec(ctx context.Context, cfg *cluster.Config, hosts []cluster.Hos
 	return reported(code)
 }
 
+// summarizeExec names on stderr the hosts where the command failed, once
+// per distinct failure (cvs: node[004,011]: exit status 1).
 func (a *app) summarizeExec(results []session.ExecHostResult) {
 	ok, failed := 0, 0
+	var msgs []string
+	byMsg := map[string][]string{}
 	for _, r := range results {
+		var msg string
 		switch {
 		case r.Error != "":
-			fmt.Fprintf(a.stderr, "cvs: %s: %s\n", r.Host, r.Error)
-			failed++
+			msg = r.Error
 		case r.ExitCode != 0:
-			fmt.Fprintf(a.stderr, "cvs: %s: exit status %d\n", r.Host, r.ExitCode)
-			failed++
+			msg = fmt.Sprintf("exit status %d", r.ExitCode)
 		default:
 			ok++
+			continue
 		}
+		failed++
+		if _, seen := byMsg[msg]; !seen {
+			msgs = append(msgs, msg)
+		}
+		byMsg[msg] = append(byMsg[msg], r.Host)
+	}
+	for i, msg := range msgs {
+		if limit := a.rowLimit(); limit > 0 && i == limit {
+			fmt.Fprintf(a.stderr, "cvs: +%d more failures (all in --json)\n", len(msgs)-limit)
+			break
+		}
+		fmt.Fprintf(a.stderr, "cvs: %s: %s\n", a.hostList(byMsg[msg]), msg)
 	}
 	if failed > 0 {
 		a.log.Warn(fmt.Sprintf("command failed on %d of %d hosts", failed, len(results)))

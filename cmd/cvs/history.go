@@ -77,18 +77,15 @@ Records live in $XDG_STATE_HOME/cvs/runs/ID/ (~/.local/state/cvs/runs/ID/).`,
 			for _, h := range r.Hosts {
 				rows = append(rows, []string{h.Host, h.Action, shortID(h.ContainerID), shortID(h.ImageID), dash(h.StartedAt)})
 			}
-			report.Table(a.stdout, []string{"HOST", "ACTION", "CONTAINER", "IMAGE", "STARTED"}, rows)
+			a.longTable([]string{"HOST", "ACTION", "CONTAINER", "IMAGE", "STARTED"}, rows, make([]bool, len(rows)))
 			if len(r.Steps) > 0 {
 				fmt.Fprintln(a.stdout)
-				rows = rows[:0]
+				steps := make([]session.StepResult, 0, len(r.Steps))
 				for _, s := range r.Steps {
-					exit := fmt.Sprint(s.ExitCode)
-					if s.Error != "" {
-						exit += " (" + s.Error + ")"
-					}
-					rows = append(rows, []string{s.Step, s.Host, exit, (time.Duration(s.DurationMS) * time.Millisecond).String()})
+					d := time.Duration(s.DurationMS) * time.Millisecond
+					steps = append(steps, session.StepResult{Step: s.Step, Host: s.Host, ExitCode: s.ExitCode, Error: s.Error, Duration: d, Millis: s.DurationMS})
 				}
-				report.Table(a.stdout, []string{"STEP", "HOST", "EXIT", "DURATION"}, rows)
+				session.Summary(a.stdout, steps, a.verbose)
 			}
 			if r.Error != "" {
 				fmt.Fprintf(a.stdout, "\n%s\n", r.Error)

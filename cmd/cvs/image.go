@@ -67,7 +67,7 @@ cached image is pushed exactly, its tag not resolved again.`,
 				rows = append(rows, []string{p.Host, sent})
 			}
 			fmt.Fprintf(a.stdout, "image %s (%s)\n", rep.Image, shortID(rep.ImageID))
-			report.Table(a.stdout, []string{"HOST", "SENT"}, rows)
+			a.longTable([]string{"HOST", "SENT"}, rows, make([]bool, len(rows)))
 			return err
 		},
 	})

@@ -36,6 +36,7 @@ type app struct {
 	json           bool
 	logLevel       string
 	quiet          bool
+	verbose        bool
 	site           string
 
 	log *log.Logger
@@ -184,6 +185,7 @@ containers, provisions them, and runs suites inside them.`,
 	pf.BoolVar(&a.json, "json", false, "print results as JSON on stdout (schemas in the README)")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only results and errors (no logs, no progress)")
+	pf.BoolVar(&a.verbose, "verbose", false, "print every host's row: the run's full summary table, and long tables (status, plan) whole")
 	pf.StringVar(&a.site, "site", "", "apply the cluster file's [sites.NAME] image rewrite rules (default $CVS_SITE)")
 	root.AddCommand(a.initCommand(), a.validateCommand(), a.statusCommand(), a.execCommand(), a.runCommand(), a.upCommand(),
 		a.downCommand(), a.listCommand(), a.historyCommand(), a.logsCommand(), a.reportCommand(), a.imageCommand(), a.versionCommand())
@@ -352,6 +354,15 @@ func (a *app) progress(label string, total int) *report.Progress {
 func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// rowLimit is how many rows a long table shows: report.MaxRows, or all
+// with --verbose.
+func (a *app) rowLimit() int {
+	if a.verbose {
+		return 0
+	}
+	return report.MaxRows
 }
 
 func (a *app) printJSON(v any) error {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/exitcode"
 	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/session"
@@ -93,7 +94,7 @@ then cvs run test any number of times (attach to the same containers).`,
 			}
 			if len(rep.Steps) > 0 {
 				fmt.Fprintln(a.stdout)
-				session.Summary(a.stdout, rep.Steps)
+				session.Summary(a.stdout, rep.Steps, a.verbose)
 			}
 			return err
 		},
@@ -171,14 +172,43 @@ func (a *app) sessionOptions(dryRun bool) session.Options {
 func (a *app) printPlan(p session.Plan) {
 	fmt.Fprintf(a.stdout, "plan (lifetime %s): %s\n  %s\n\n", p.Lifetime, p.Verdict, p.Reason)
 	rows := make([][]string, 0, len(p.Hosts))
+	noted := make([]bool, 0, len(p.Hosts))
 	for _, h := range p.Hosts {
 		rows = append(rows, []string{h.Host, string(h.State), shortID(h.ContainerID), shortID(h.ImageID), string(h.Action), h.Note})
+		noted = append(noted, h.Note != "")
 	}
-	report.Table(a.stdout, []string{"HOST", "STATE", "CONTAINER", "IMAGE", "ACTION", "NOTE"}, rows)
+	a.longTable([]string{"HOST", "STATE", "CONTAINER", "IMAGE", "ACTION", "NOTE"}, rows, noted)
 	for _, w := range p.Warnings {
 		fmt.Fprintf(a.stdout, "warning: %s\n", w)
 	}
 	fmt.Fprintln(a.stdout)
+}
+
+// longTable writes a table of hosts bounded to a.rowLimit() rows; when
+// rows are left out, the rows marked first[i] (a host's problem) come
+// first, so they are the ones shown.
+func (a *app) longTable(header []string, rows [][]string, first []bool) {
+	if limit := a.rowLimit(); limit > 0 && len(rows) > limit {
+		sorted := make([][]string, 0, len(rows))
+		for pass := range 2 {
+			for i, r := range rows {
+				if first[i] == (pass == 0) {
+					sorted = append(sorted, r)
+				}
+			}
+		}
+		rows = sorted
+	}
+	report.LongTable(a.stdout, header, rows, a.rowLimit())
+}
+
+// hostList names hosts folded: report.HostList, or every one with
+// --verbose.
+func (a *app) hostList(hosts []string) string {
+	if a.verbose {
+		return cluster.FoldHostList(hosts)
+	}
+	return report.HostList(hosts)
 }
 
 // printStages lists the stages a run would carry out, each with its
@@ -200,7 +230,7 @@ func (a *app) printStages(stages []session.StageReport) {
 			byAction[h.Action] = append(byAction[h.Action], h.Host)
 		}
 		for _, act := range order {
-			fmt.Fprintf(a.stdout, "       %s: %s\n", act, strings.Join(byAction[act], ", "))
+			fmt.Fprintf(a.stdout, "       %s: %s\n", act, a.hostList(byAction[act]))
 		}
 	}
 	fmt.Fprintln(a.stdout)

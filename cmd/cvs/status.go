@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cvs-tool/cvs/exitcode"
-	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/session"
 )
 
@@ -76,7 +75,9 @@ func (a *app) printStatus(rep *session.StatusReport) {
 	}
 	fmt.Fprintf(a.stdout, "container %q · image %s · lifetime %s\n\n", rep.Container, img, rep.Lifetime)
 	rows := make([][]string, 0, len(facts))
+	problem := make([]bool, 0, len(facts))
 	for _, f := range facts {
+		problem = append(problem, !f.Reachable || f.Error != "")
 		ssh := "ok"
 		if !f.Reachable {
 			ssh = string(f.ErrorKind)
@@ -98,7 +99,7 @@ func (a *app) printStatus(rep *session.StatusReport) {
 		rows = append(rows, []string{f.Host, ssh, dockerCol, string(f.Container.State), shortID(f.Container.ID),
 			shortID(f.Container.ImageID), dash(started), shortID(f.ImageID), string(f.Container.SSHD)})
 	}
-	report.Table(a.stdout, []string{"HOST", "SSH", "DOCKER", "CONTAINER", "ID", "IMAGE", "STARTED", "CONFIGURED", "SSHD"}, rows)
+	a.longTable([]string{"HOST", "SSH", "DOCKER", "CONTAINER", "ID", "IMAGE", "STARTED", "CONFIGURED", "SSHD"}, rows, problem)
 
 	var states []string
 	for st, n := range sum.States {
@@ -110,11 +111,24 @@ func (a *app) printStatus(rep *session.StatusReport) {
 		line += fmt.Sprintf("; IMAGE SKEW: containers run %d different images", len(sum.ImageIDs))
 	}
 	fmt.Fprintln(a.stdout, line)
+	// Each error once, with the hosts that had it.
+	var errs []string
+	byErr := map[string][]string{}
 	for _, f := range facts {
 		if f.Error == "" {
 			continue
 		}
-		fmt.Fprintf(a.stdout, "  %s: %s\n", f.Host, f.Error)
+		if _, ok := byErr[f.Error]; !ok {
+			errs = append(errs, f.Error)
+		}
+		byErr[f.Error] = append(byErr[f.Error], f.Host)
+	}
+	for i, e := range errs {
+		if limit := a.rowLimit(); limit > 0 && i == limit {
+			fmt.Fprintf(a.stdout, "  +%d more errors (all in --json)\n", len(errs)-limit)
+			break
+		}
+		fmt.Fprintf(a.stdout, "  %s: %s\n", a.hostList(byErr[e]), e)
 	}
 	// Why hosts use the docker CLI, once per reason.
 	var notes []string
@@ -128,6 +142,6 @@ func (a *app) printStatus(rep *session.StatusReport) {
 		}
 	}
 	for _, n := range notes {
-		fmt.Fprintf(a.stdout, "  docker CLI on %s: %s\n", report.HostList(byNote[n]), n)
+		fmt.Fprintf(a.stdout, "  docker CLI on %s: %s\n", a.hostList(byNote[n]), n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/exitcode"
 	"github.com/cvs-tool/cvs/report"
 	"github.com/cvs-tool/cvs/session"
@@ -97,22 +98,28 @@ removed with --force: they hold what was installed into them.`,
 				a.printJSON(rep)
 				return reported(exitcode.Of(err))
 			}
-			for _, h := range rep.Removed {
-				fmt.Fprintf(a.stdout, "%s: removed %s\n", h, cfg.Container.Name)
+			if len(rep.Removed) > 0 {
+				fmt.Fprintf(a.stdout, "%s: removed %s\n", a.hostList(rep.Removed), cfg.Container.Name)
 			}
-			for _, h := range rep.LeftAlone {
-				fmt.Fprintf(a.stdout, "left alone on %s\n", h)
+			if len(rep.LeftAlone) > 0 {
+				fmt.Fprintf(a.stdout, "left alone on %s\n", a.hostList(rep.LeftAlone))
 			}
-			for _, h := range rep.Unknown {
-				fmt.Fprintf(a.stdout, "%s: unknown state, not touched\n", h)
+			if len(rep.Unknown) > 0 {
+				fmt.Fprintf(a.stdout, "%s: unknown state, not touched\n", cluster.FoldHostList(rep.Unknown))
 			}
-			failed := make([]string, 0, len(rep.Failed))
-			for h := range rep.Failed {
-				failed = append(failed, h)
+			// Each reason once, with the hosts it failed on (all of them:
+			// the operator removes those by hand).
+			var reasons []string
+			byReason := map[string][]string{}
+			for h, why := range rep.Failed {
+				if _, ok := byReason[why]; !ok {
+					reasons = append(reasons, why)
+				}
+				byReason[why] = append(byReason[why], h)
 			}
-			sort.Strings(failed)
-			for _, h := range failed {
-				fmt.Fprintf(a.stdout, "%s: FAILED to remove: %s\n", h, rep.Failed[h])
+			sort.Strings(reasons)
+			for _, why := range reasons {
+				fmt.Fprintf(a.stdout, "%s: FAILED to remove: %s\n", cluster.FoldHostList(byReason[why]), why)
 			}
 			return reported(exitcode.Of(err))
 		},
