@@ -49,13 +49,14 @@ pass() {
 lane() {
 	local name=$1 up=$2; shift 2
 	local labenv=("$@") rc=0 start=$(date +%s)
-	trap 'env "${labenv[@]}" bin/cvs-lab down >>"$logs/$name-lab.log" 2>&1' EXIT
+	# The lane runs in a subshell of its own: its EXIT is the lane's end.
+	trap "env ${labenv[*]} bin/cvs-lab down >>$logs/$name-lab.log 2>&1" EXIT
 	env "${labenv[@]}" bin/cvs-lab up 3 $up >"$logs/$name-lab.log" 2>&1 || rc=1
 	echo "$name lab-up $(( $(date +%s) - start )) $rc $logs/$name-lab.log" >>"$logs/times"
 	[ $rc = 0 ] || return 1
 	local reuse=("${labenv[@]}" CVS_LAB_REUSE=1)
 	if [ "$name" = s ]; then
-		pass s lab "${reuse[@]}" CVS_SLURM_LAB_DIR=/var/tmp/cvs-slurm-lab CVS_SLURM_LAB_SUBNET=172.30.0.0/24 CVS_SLURM_LAB_REUSE=1 -- ./lab/... || rc=1
+		pass s lab-pkg "${reuse[@]}" CVS_SLURM_LAB_DIR=/var/tmp/cvs-slurm-lab CVS_SLURM_LAB_SUBNET=172.30.0.0/24 CVS_SLURM_LAB_REUSE=1 -- ./lab/... || rc=1
 		pass s slurm "${reuse[@]}" CVS_E2E_ENGINE=slurm -- ./e2e/... || rc=1
 	else
 		pass "$name" api "${reuse[@]}" CVS_E2E_CLAIMS="$logs/claims" -- ./e2e/... || rc=1
