@@ -5,6 +5,8 @@ package e2e
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -324,5 +326,37 @@ func TestLabFaultRegistry(t *testing.T) {
 	}
 	if _, err := l.HostDocker(ctx, h, "pull", "--quiet", ref); err != nil {
 		t.Fatalf("pull after the throttle is lifted: %v", err)
+	}
+}
+
+// Issue 23: a machine where a stock Docker daemon runs (it manages iptables)
+// has the FORWARD policy DROP, and with br_netfilter the lab's bridged
+// traffic goes through FORWARD: the lab's hosts could not reach each other
+// (the demo's peers step timed out, the Slurm lab never came up). The
+// stand-in: a DROP at the end of FORWARD for this lab's bridge alone, which
+// is what the policy does to it, without touching the machine's other
+// traffic (or the other labs of a test run). The lab's own accept rule,
+// inserted at the top, must let its hosts talk.
+func TestLabHostsReachEachOtherWhereForwardingIsDropped(t *testing.T) {
+	runsIn(t, apiPass)
+	l := Lab(t)
+	ctx := testCtx(t, 2*time.Minute)
+	if b, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables"); err != nil || strings.TrimSpace(string(b)) != "1" {
+		// Without br_netfilter bridged traffic never meets FORWARD: the
+		// stand-in could not drop anything, and the test could not fail.
+		t.Skipf("bridged traffic does not go through iptables here (bridge-nf-call-iptables: %q, %v)", b, err)
+	}
+	drop := []string{"FORWARD", "-i", l.Bridge(), "-o", l.Bridge(), "-j", "DROP", "-m", "comment", "--comment", "cvs-e2e: FORWARD policy DROP"}
+	if out, err := exec.CommandContext(ctx, "iptables", append([]string{"-w", "-A"}, drop...)...).CombinedOutput(); err != nil {
+		t.Fatalf("iptables -A %s: %v\n%s", strings.Join(drop, " "), err, out)
+	}
+	t.Cleanup(func() { exec.Command("iptables", append([]string{"-w", "-D"}, drop...)...).Run() })
+	hosts := l.Hosts()
+	for i, from := range hosts {
+		to := hosts[(i+1)%len(hosts)]
+		res, err := l.HostExec(ctx, from.Name, "timeout", "5", "bash", "-c", "</dev/tcp/"+to.Addr.String()+"/22")
+		if err != nil {
+			t.Errorf("%s cannot reach %s's sshd (%s:22) when FORWARD drops: %v %s", from.Name, to.Name, to.Addr, err, res.Stderr)
+		}
 	}
 }

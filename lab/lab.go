@@ -332,6 +332,9 @@ func (l *Lab) hostAt(i int) Host {
 // bytes); the lab ID keeps two labs in different directories apart.
 func (l *Lab) bridgeName() string { return "cvslab-" + l.id }
 
+// Bridge is the name of the lab's bridge on this machine.
+func (l *Lab) Bridge() string { return l.bridgeName() }
+
 // cgroupParent is the outer daemon's cgroup parent; the inner daemons use
 // cgroupParent()+"-"+host name, so no two daemons share a cgroup.
 func (l *Lab) cgroupParent() string { return "cvs-lab-" + l.id }
