@@ -87,9 +87,16 @@ timeout = "5m"
 [[suites.test.steps]]
 name = "peers"
 run = """
+failed=0
 for peer in $CVS_HOSTS; do
-  echo "$peer:$CVS_SSHD_PORT -> $(ssh -o ConnectTimeout=5 "$peer" hostname)"
+  if name=$(ssh -o ConnectTimeout=5 "$peer" hostname); then
+    echo "$peer:$CVS_SSHD_PORT -> $name"
+  else
+    echo "$peer:$CVS_SSHD_PORT: unreachable" >&2
+    failed=1
+  fi
 done
+exit $failed
 """
 on = "head"
 timeout = "5m"

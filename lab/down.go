@@ -86,6 +86,7 @@ func (l *Lab) Down(ctx context.Context, opt DownOptions) error {
 		_, err := run(ctx, "ip", "link", "delete", l.bridgeName())
 		keep(err)
 	}
+	keep(l.timed("down: remove forwarding rule", func() error { return l.disallowForwarding(ctx) }))
 	keep(l.removeCgroups())
 
 	remove := []string{l.paths.run, l.paths.hosts, l.paths.shared, l.paths.keysDir, l.paths.logs,

@@ -50,6 +50,43 @@ func (l *Lab) ensureNetwork(ctx context.Context) error {
 	return nil
 }
 
+// forwardRule lets the lab's hosts talk to each other whatever the
+// machine's FORWARD chain does. A stock Docker daemon (one that manages
+// iptables) sets the FORWARD policy to DROP, and with br_netfilter loaded
+// (Docker loads it) traffic between two ports of a bridge goes through
+// FORWARD: without this rule the hosts of a newcomer's lab cannot reach each
+// other, nor slurmd its slurmctld. The rule names this lab's bridge alone;
+// Down deletes it.
+func (l *Lab) forwardRule() []string {
+	return []string{"FORWARD", "-i", l.bridgeName(), "-o", l.bridgeName(), "-j", "ACCEPT", "-m", "comment", "--comment", "cvs-lab " + l.cfg.Dir}
+}
+
+// allowForwarding inserts forwardRule at the top of FORWARD, once.
+func (l *Lab) allowForwarding(ctx context.Context) error {
+	rule := l.forwardRule()
+	if _, err := run(ctx, append([]string{"iptables", "-w", "-C"}, rule...)...); err == nil {
+		return nil
+	}
+	if _, err := run(ctx, append([]string{"iptables", "-w", "-I"}, rule...)...); err != nil {
+		return fmt.Errorf("let the lab's hosts reach each other (iptables -I %s): %w", strings.Join(rule, " "), err)
+	}
+	return nil
+}
+
+// disallowForwarding deletes forwardRule, as many times as it is there.
+func (l *Lab) disallowForwarding(ctx context.Context) error {
+	rule := l.forwardRule()
+	for i := 0; i < 10; i++ {
+		if _, err := run(ctx, append([]string{"iptables", "-w", "-C"}, rule...)...); err != nil {
+			return nil
+		}
+		if _, err := run(ctx, append([]string{"iptables", "-w", "-D"}, rule...)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // labContainers lists the IDs of every container the lab created.
 func (l *Lab) labContainers(ctx context.Context) ([]string, error) {
 	out, err := l.dk.out(ctx, "ps", "-aq", "--filter", "label="+labelRole)

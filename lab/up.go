@@ -123,6 +123,7 @@ func (l *Lab) UpWith(ctx context.Context, n int, opt UpOptions) error {
 		{"daemon: lab dockerd", func() error { return l.ensureDaemon(ctx) }},
 		{"hosts: remove old containers", func() error { return l.removeContainers(ctx) }},
 		{"network: lab bridge", func() error { return l.ensureNetwork(ctx) }},
+		{"network: forwarding on the bridge", func() error { return l.allowForwarding(ctx) }},
 		{"registry: start", func() error { return l.StartRegistry(ctx) }},
 		{"images: ensure cached", func() (err error) { set, err = l.ensureImages(ctx, opt.Slurm); return err }},
 		{"registry: push workload images", func() error { return l.pushWorkloads(ctx, set) }},
