@@ -1735,3 +1735,22 @@ func TestPlatformKeyWithoutPin(t *testing.T) {
 		}
 	}
 }
+
+// The platform key is part of the settings a container records: a
+// persistent container launched for one platform is a drift warning
+// when the key names another (it keeps running the first).
+func TestPlatformKeyChangeIsDrift(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	r.cfg.Container.Platform = "linux/arm64"
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.Container.Platform = "linux/amd64"
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(rep.Plan.Warnings, "\n"); strings.Count(w, `platform: launched with "linux/arm64", the cluster file says "linux/amd64"`) != 2 {
+		t.Errorf("no drift warning per host naming the platform:\n%s", w)
+	}
+}

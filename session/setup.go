@@ -43,12 +43,18 @@ func RunConfig(ct cluster.Container) map[string]string {
 		env = append(env, k)
 	}
 	sort.Strings(env)
-	return map[string]string{
+	m := map[string]string{
 		"image": ct.Image, "network": ct.Network, "ipc": ct.IPC, "pid": ct.PID,
 		"privileged": strconv.FormatBool(ct.Privileged), "devices": list(ct.Devices), "volumes": list(ct.Volumes),
 		"cap_add": list(ct.CapAdd), "security_opt": list(ct.SecurityOpt), "group_add": list(ct.GroupAdd),
 		"shm_size": ct.ShmSize, "ulimits": list(ct.Ulimits), "env": list(env),
 	}
+	if ct.Platform != "" {
+		// Only when set: containers launched before the key existed, or
+		// without it, record the same settings.
+		m["platform"] = ct.Platform
+	}
+	return m
 }
 
 func runConfigLabel(ct cluster.Container) string {
