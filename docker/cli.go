@@ -51,6 +51,7 @@ func (d CLI) Run(s RunSpec) []string {
 			argv = append(argv, flag, v)
 		}
 	}
+	opt("--platform", s.Platform)
 	opt("--env-file", s.EnvFile)
 	opt("--network", s.Network)
 	opt("--ipc", s.IPC)
@@ -116,8 +117,14 @@ func (d CLI) InspectImage(ref, format string) []string {
 	return d.cmd("image", "inspect", "--format", format, ref)
 }
 
-// Pull pulls ref from its registry, printing only the digest.
-func (d CLI) Pull(ref string) []string { return d.cmd("pull", "--quiet", ref) }
+// Pull pulls ref from its registry, printing only the digest; platform
+// ("os/arch[/variant]", "" the daemon's own) picks the image of an index.
+func (d CLI) Pull(ref, platform string) []string {
+	if platform != "" {
+		return d.cmd("pull", "--quiet", "--platform", platform, ref)
+	}
+	return d.cmd("pull", "--quiet", ref)
+}
 
 // Tag names the image src also dst.
 func (d CLI) Tag(src, dst string) []string { return d.cmd("tag", src, dst) }

@@ -2,9 +2,12 @@ package docker
 
 // RunSpec is a container to launch.
 type RunSpec struct {
-	Name   string
-	Image  string
-	Labels map[string]string
+	Name  string
+	Image string
+	// Platform ("os/arch[/variant]", "" the daemon's own) is the platform
+	// pulled and run (docker run --platform).
+	Platform string
+	Labels   map[string]string
 	// EnvFile is a file on the host with the container's environment
 	// (docker run --env-file), so values never appear in a command line;
 	// the Engine API takes Env itself, in the request body.

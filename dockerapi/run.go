@@ -11,8 +11,10 @@ import (
 	"github.com/cvs-tool/cvs/docker"
 	"github.com/cvs-tool/cvs/transport"
 	units "github.com/docker/go-units"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Run creates and starts the container spec describes, as `docker run -d
@@ -27,10 +29,14 @@ func (e *Engine) Run(ctx context.Context, spec docker.RunSpec) (transport.Result
 	if err != nil {
 		return transport.Result{ExitCode: 125, Stderr: []byte(err.Error())}, &transport.ExitError{Host: e.host, Cmd: "docker run " + spec.Name, Code: 125, StderrTail: err.Error()}
 	}
-	if id, err := e.ImageID(ctx, spec.Image); err != nil {
+	plat, err := ociPlatform(spec.Platform)
+	if err != nil {
+		return transport.Result{ExitCode: 125, Stderr: []byte(err.Error())}, &transport.ExitError{Host: e.host, Cmd: "docker run " + spec.Name, Code: 125, StderrTail: err.Error()}
+	}
+	if held, err := e.holds(ctx, spec.Image, plat); err != nil {
 		return transport.Result{ExitCode: -1}, e.apiError(ctx, "inspecting image "+spec.Image, err)
-	} else if id == "" {
-		if res, err := e.pull(ctx, spec.Image); err != nil {
+	} else if !held {
+		if res, err := e.pull(ctx, spec.Image, plat); err != nil {
 			return res, err
 		}
 	}
@@ -39,7 +45,7 @@ func (e *Engine) Run(ctx context.Context, spec docker.RunSpec) (transport.Result
 	// what it created exists and the caller's cleanup finds it.
 	var created client.ContainerCreateResult
 	err = e.within(context.WithoutCancel(ctx), docker.CreateTimeout, "ContainerCreate "+spec.Name, func(cctx context.Context) (err error) {
-		created, err = e.c.ContainerCreate(cctx, client.ContainerCreateOptions{Name: spec.Name, Config: cfg, HostConfig: hc})
+		created, err = e.c.ContainerCreate(cctx, client.ContainerCreateOptions{Name: spec.Name, Config: cfg, HostConfig: hc, Platform: plat})
 		return err
 	})
 	if err != nil {
@@ -57,10 +63,53 @@ func (e *Engine) Run(ctx context.Context, spec docker.RunSpec) (transport.Result
 	return transport.Result{Stdout: []byte(created.ID + "\n")}, nil
 }
 
-// pull pulls ref through the API; an authentication failure falls back to
-// the host's docker CLI (its docker login).
-func (e *Engine) pull(ctx context.Context, ref string) (transport.Result, error) {
-	resp, err := e.c.ImagePull(ctx, ref, client.ImagePullOptions{})
+// ociPlatform is platform ("os/arch[/variant]") as the API takes it; nil
+// for "" (the daemon's own).
+func ociPlatform(platform string) (*ocispec.Platform, error) {
+	if platform == "" {
+		return nil, nil
+	}
+	p, err := v1.ParsePlatform(platform)
+	if err != nil {
+		return nil, fmt.Errorf("platform %q: %w", platform, err)
+	}
+	return &ocispec.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}, nil
+}
+
+// holds says whether the host holds ref, for platform p when given: a
+// reference it holds for another platform is pulled again, as docker run
+// --platform does.
+func (e *Engine) holds(ctx context.Context, ref string, p *ocispec.Platform) (bool, error) {
+	if p == nil {
+		id, err := e.ImageID(ctx, ref)
+		return id != "", err
+	}
+	var res client.ImageInspectResult
+	err := e.within(ctx, e.limit, "ImageInspect "+ref, func(ctx context.Context) (err error) {
+		res, err = e.c.ImageInspect(ctx, ref)
+		return err
+	})
+	if cerrdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, e.hostError("inspecting image "+ref, err)
+	}
+	have := v1.Platform{OS: res.Os, Architecture: res.Architecture, Variant: res.Variant}
+	return have.Satisfies(v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}), nil
+}
+
+// pull pulls ref (for platform p, nil the daemon's own) through the API;
+// an authentication failure falls back to the host's docker CLI (its
+// docker login).
+func (e *Engine) pull(ctx context.Context, ref string, p *ocispec.Platform) (transport.Result, error) {
+	opts := client.ImagePullOptions{}
+	platform := ""
+	if p != nil {
+		opts.Platforms = []ocispec.Platform{*p}
+		platform = (&v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}).String()
+	}
+	resp, err := e.c.ImagePull(ctx, ref, opts)
 	if err == nil {
 		err = resp.Wait(ctx)
 		resp.Close()
@@ -71,7 +120,7 @@ func (e *Engine) pull(ctx context.Context, ref string) (transport.Result, error)
 	case ctx.Err() != nil:
 		return transport.Result{ExitCode: -1}, e.apiError(ctx, "pulling "+ref, err)
 	case e.cli != nil && isAuth(err):
-		res, cerr := e.cli.Host.Run(ctx, transport.Command{Line: docker.Line(e.cli.Pull(ref))})
+		res, cerr := e.cli.Host.Run(ctx, transport.Command{Line: docker.Line(e.cli.Pull(ref, platform))})
 		if cerr != nil {
 			return res, cerr
 		}

@@ -404,6 +404,10 @@ func (c *Cache) obtain(ctx context.Context, ref, digest string, o ObtainOptions)
 		opts = append(opts, remote.WithPlatform(*p))
 	}
 	img, err := remote.Image(target, opts...)
+	if err == nil && o.Platform != "" {
+		// A single image comes whatever the platform asked for.
+		err = imageFor(img, o.Platform)
+	}
 	if err == nil {
 		tmp, terr := NewPartial(c.Dir, obtainPattern)
 		if terr != nil {
@@ -538,6 +542,17 @@ func (c *Cache) add(tmp, ref, digest, platform string) (Entry, *Saved, *os.File,
 	}
 	s.Path = final
 	return e, s, held, nil
+}
+
+// imageFor says why img is not for platform (its configuration names
+// another one), nil when it is or names none.
+func imageFor(img v1.Image, platform string) error {
+	have, err := v1.ParsePlatform(configPlatform(img))
+	want, werr := v1.ParsePlatform(platform)
+	if err != nil || werr != nil || have.OS == "" || have.Satisfies(*want) {
+		return nil
+	}
+	return fmt.Errorf("it holds a single-platform image for %s, not for %s", have, want)
 }
 
 // checkPlatform refuses a docker-save tarball whose image is not for

@@ -21,6 +21,7 @@ import (
 	"github.com/cvs-tool/cvs/internal/xdg"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
@@ -48,6 +49,9 @@ type Resolution struct {
 	// Index lists the platforms of a multi-platform image (Digest is then
 	// the index's digest), nil for a single image.
 	Index []PlatformManifest `json:"index,omitempty"`
+	// Platform is the "os/arch[/variant]" a single image's configuration
+	// names ("" for an index, or when the configuration names none).
+	Platform string `json:"platform,omitempty"`
 	// Err says why it could not be resolved (cached failures included).
 	Err string `json:"error,omitempty"`
 }
@@ -86,8 +90,10 @@ type cacheEntry struct {
 	Ref    string `json:"ref"`
 	Digest string `json:"digest,omitempty"`
 	Size   int64  `json:"size,omitempty"`
-	// Index lists the platforms when Digest is an image index's.
-	Index []PlatformManifest `json:"index,omitempty"`
+	// Index lists the platforms when Digest is an image index's;
+	// Platform is a single image's.
+	Index    []PlatformManifest `json:"index,omitempty"`
+	Platform string             `json:"platform,omitempty"`
 	// Resolved is when the registry last named Digest.
 	Resolved time.Time `json:"resolved_at"`
 	// Err is the last failure to ask the registry, at Failed.
@@ -127,14 +133,21 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Resolution, error) 
 	if prev.Err != "" && r.fresh(prev.Failed, r.FailTTL) {
 		msg = fmt.Sprintf("%s (remembered from %s ago)", prev.Err, r.now().Sub(prev.Failed).Round(time.Second))
 	} else {
-		desc, err := r.get(ctx, parsed)
+		// The descriptor's later requests (the image's configuration) use
+		// the context it was fetched with: it ends once they are done.
+		gctx, cancel := context.WithTimeout(ctx, r.timeout())
+		desc, err := r.get(gctx, parsed)
 		if err == nil {
 			res.Digest, res.Pinned = desc.Digest.String(), pinned(parsed, desc.Digest.String())
-			res.Size, res.Index = layerBytes(desc), platforms(desc)
+			res.Size, res.Platform = imageFacts(desc)
+			res.Index = platforms(desc)
+		}
+		cancel()
+		if err == nil {
 			if prev.Digest != "" && prev.Digest != res.Digest {
 				res.Previous = prev.Digest
 			}
-			r.store(cacheEntry{Ref: key, Digest: res.Digest, Size: res.Size, Index: res.Index, Resolved: r.now()})
+			r.store(cacheEntry{Ref: key, Digest: res.Digest, Size: res.Size, Index: res.Index, Platform: res.Platform, Resolved: r.now()})
 			return res, nil
 		}
 		msg = err.Error()
@@ -144,21 +157,24 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Resolution, error) 
 	if prev.Digest != "" && r.fresh(prev.Resolved, r.TTL) {
 		res.FromCache = true
 		res.Fallback = fmt.Sprintf("registry unreachable: %s; the digest it named %s ago (pin_ttl %s)", msg, r.now().Sub(prev.Resolved).Round(time.Second), r.TTL)
-		res.Digest, res.Pinned, res.Size, res.Index = prev.Digest, pinned(parsed, prev.Digest), prev.Size, prev.Index
+		res.Digest, res.Pinned, res.Size, res.Index, res.Platform = prev.Digest, pinned(parsed, prev.Digest), prev.Size, prev.Index, prev.Platform
 		return res, nil
 	}
 	res.Err = msg
 	return res, fmt.Errorf("resolving %s: %s", ref, msg)
 }
 
-// get asks the registry for ref's descriptor, within Timeout.
-func (r *Resolver) get(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
-	timeout := r.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
+// timeout bounds one resolution: Timeout, 10 s when unset.
+func (r *Resolver) timeout() time.Duration {
+	if r.Timeout <= 0 {
+		return 10 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	return r.Timeout
+}
+
+// get asks the registry for ref's descriptor, within ctx (which bounds
+// the descriptor's later requests too: Resolve gives it Timeout).
+func (r *Resolver) get(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
 	kc := r.Keychain
 	if kc == nil {
 		kc = authn.DefaultKeychain
@@ -169,28 +185,41 @@ func (r *Resolver) get(ctx context.Context, ref name.Reference) (*remote.Descrip
 	}
 	desc, err := remote.Get(ref, opts...)
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return nil, fmt.Errorf("no answer from %s within %s (pin_timeout)", ref.Context().RegistryStr(), timeout)
+		return nil, fmt.Errorf("no answer from %s within %s (pin_timeout)", ref.Context().RegistryStr(), r.timeout())
 	}
 	return desc, err
 }
 
-// layerBytes is the total compressed size of the layers of the image desc
+// imageFacts is the total compressed size of the layers of the image desc
 // describes (its linux/amd64 image for an index; one more request), 0 when
-// it cannot be told.
-func layerBytes(desc *remote.Descriptor) int64 {
+// it cannot be told, and, for a single image, the platform its
+// configuration names (one more request; "" when it names none).
+func imageFacts(desc *remote.Descriptor) (size int64, platform string) {
 	img, err := desc.Image()
 	if err != nil {
-		return 0
+		return 0, ""
 	}
 	m, err := img.Manifest()
 	if err != nil {
-		return 0
+		return 0, ""
 	}
-	var n int64
 	for _, l := range m.Layers {
-		n += l.Size
+		size += l.Size
 	}
-	return n
+	if desc.MediaType.IsIndex() {
+		return size, ""
+	}
+	return size, configPlatform(img)
+}
+
+// configPlatform is the "os/arch[/variant]" img's configuration names,
+// "" when it names none or cannot be read.
+func configPlatform(img v1.Image) string {
+	cf, err := img.ConfigFile()
+	if err != nil || cf.OS == "" || cf.Architecture == "" {
+		return ""
+	}
+	return (&v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}).String()
 }
 
 // platforms lists the platforms of the index desc describes (nil when it

@@ -69,7 +69,7 @@ func (l *Lab) RotateHostKey(ctx context.Context, host string) ([]string, error) 
 func (l *Lab) Retag(ctx context.Context, host, ref, otherRef string) error {
 	d := cvsdocker.CLI{}
 	if _, err := l.HostExec(ctx, host, d.InspectImage(otherRef, "{{.Id}}")...); err != nil {
-		if _, err := l.HostExec(ctx, host, d.Pull(otherRef)...); err != nil {
+		if _, err := l.HostExec(ctx, host, d.Pull(otherRef, "")...); err != nil {
 			return fmt.Errorf("retag: pull %s: %w", otherRef, err)
 		}
 	}

@@ -48,6 +48,11 @@ func (s *Session) logPushLimit(limit time.Duration, bytes int64, parallel int) {
 // Push is what pushing the image did on one host.
 type Push struct {
 	Host string `json:"host"`
+	// Platform is the platform of the image sent, when the image is taken
+	// from a multi-platform index (or the platform key forces one).
+	Platform string `json:"platform,omitempty"`
+	// ImageID is the image the host was sent (or held already).
+	ImageID string `json:"image_id,omitempty"`
 	// Skipped: the host held the image already; nothing was sent.
 	Skipped bool `json:"skipped"`
 	// Layers is how many of the image's layers were sent, of Total.
@@ -61,9 +66,10 @@ type Push struct {
 }
 
 // distributeStage sends the image to the hosts that will launch it, when
-// the cluster file says distribute = "push": obtained once on this machine,
-// each host gets only the layers it lacks, over its SSH connection, and
-// docker loads it there; the loaded image ID is checked.
+// the cluster file says distribute = "push": obtained once on this machine
+// (once per platform when the hosts are of several architectures), each
+// host gets only the layers it lacks of its platform's image, over its SSH
+// connection, and docker loads it there; the loaded image ID is checked.
 type distributeStage struct {
 	setupMark
 	// all: every host, whatever the plan (cvs image push).
@@ -87,14 +93,38 @@ func (st distributeStage) hosts(s *Session) []int {
 
 func (st distributeStage) Actions(s *Session) []HostAction {
 	var out []HostAction
-	how := "send the layers of " + s.Config.Container.Image + " it lacks, docker load"
-	if s.Config.Engine.Kind == cluster.EngineSlurm {
-		how = "receive the layers of " + s.Config.Container.Image + " some node lacks (sbcast, once for all), docker load"
-	}
 	for _, i := range st.hosts(s) {
-		out = append(out, HostAction{Host: s.Config.Hosts[i].Name, Action: how})
+		h := s.Config.Hosts[i]
+		img := s.Config.Container.Image
+		if p := s.platformOf(h); p != "" {
+			img += " (" + p + ")"
+		}
+		how := "send the layers of " + img + " it lacks, docker load"
+		if s.Config.Engine.Kind == cluster.EngineSlurm {
+			how = "receive the layers of " + img + " some node lacks (sbcast, once for all), docker load"
+		}
+		out = append(out, HostAction{Host: h.Name, Action: how})
 	}
 	return out
+}
+
+// platformOf is the platform of the image host h is pushed: the one all
+// hosts launch, or its own when the hosts are of several architectures
+// ("": a single image, nothing chosen).
+func (s *Session) platformOf(h cluster.Host) string {
+	if p := s.hostPlatform[h.Name]; p != "" {
+		return p
+	}
+	return s.platform
+}
+
+// pushGroup is the hosts pushed one image: those of one platform.
+type pushGroup struct {
+	platform string
+	hosts    []cluster.Host
+	// at are the hosts' places in the stage's list.
+	at    []int
+	saved *images.Saved
 }
 
 func (st distributeStage) Run(ctx context.Context, s *Session) error {
@@ -102,45 +132,94 @@ func (st distributeStage) Run(ctx context.Context, s *Session) error {
 	if len(idx) == 0 {
 		return nil
 	}
-	saved, err := s.obtain(ctx)
-	if err != nil {
-		return &StageError{Stage: st.Name(), Failures: []HostFailure{{Host: ThisMachine, Err: err}}}
-	}
 	hosts := make([]cluster.Host, len(idx))
+	var groups []*pushGroup
+	byPlatform := map[string]*pushGroup{}
 	for k, i := range idx {
-		hosts[k] = s.Config.Hosts[i]
+		h := s.Config.Hosts[i]
+		hosts[k] = h
+		p := s.platformOf(h)
+		if s.entry != nil {
+			p = s.entry.Platform // cvs image push ID: that image, to every host
+		}
+		g := byPlatform[p]
+		if g == nil {
+			g = &pushGroup{platform: p}
+			byPlatform[p] = g
+			groups = append(groups, g)
+		}
+		g.hosts, g.at = append(g.hosts, h), append(g.at, k)
 	}
+	// Every platform's image is obtained before any host is sent one.
+	for _, g := range groups {
+		saved, err := s.obtain(ctx, g.platform)
+		if err != nil {
+			return &StageError{Stage: st.Name(), Failures: []HostFailure{{Host: ThisMachine, Err: err}}}
+		}
+		g.saved = saved
+	}
+	pushes := make([]Push, len(hosts))
+	defer func() {
+		s.mu.Lock()
+		s.pushes = pushes
+		s.mu.Unlock()
+	}()
 	if s.Config.Engine.Kind == cluster.EngineSlurm {
-		return s.pushBySbcast(ctx, st.Name(), hosts, saved)
+		for _, g := range groups {
+			got, err := s.pushBySbcast(ctx, st.Name(), g.hosts, g.saved, len(groups) > 1)
+			for j, k := range g.at {
+				pushes[k] = got[j]
+				pushes[k].Platform, pushes[k].ImageID = g.platform, g.saved.ImageID
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	// Sized for the whole image: a host may be sent all of it (a store
-	// that cannot take a partial tarball).
+	// Sized for the whole image (the largest platform's): a host may be
+	// sent all of it (a store that cannot take a partial tarball).
 	parallel := len(hosts)
 	if s.Config.MaxParallel > 0 {
 		parallel = min(parallel, s.Config.MaxParallel)
 	}
-	limit := pushLimit(saved.Size, parallel)
-	s.logPushLimit(limit, saved.Size, parallel)
-	pushes := make([]Push, len(hosts))
-	err = s.perHost(ctx, st.Name(), hosts, func(ctx context.Context, k int, h cluster.Host, c transport.Conn) (transport.Result, error) {
+	var size int64
+	savedOf := make([]*pushGroup, len(hosts))
+	for _, g := range groups {
+		size = max(size, g.saved.Size)
+		for _, k := range g.at {
+			savedOf[k] = g
+		}
+	}
+	limit := pushLimit(size, parallel)
+	s.logPushLimit(limit, size, parallel)
+	return s.perHost(ctx, st.Name(), hosts, func(ctx context.Context, k int, h cluster.Host, c transport.Conn) (transport.Result, error) {
 		ctx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
-		p, err := s.pushTo(ctx, c, h, saved)
+		g := savedOf[k]
+		p, err := s.pushTo(ctx, c, h, g.saved)
+		p.Platform, p.ImageID = g.platform, g.saved.ImageID
 		pushes[k] = p
 		return transport.Result{}, err
 	})
-	s.mu.Lock()
-	s.pushes = pushes
-	s.mu.Unlock()
-	return err
 }
 
-// obtain gets the image into the cache on this machine (once per
-// session) and sets the reference the hosts launch: the tag the tarball
-// loads as, or its image ID.
-func (s *Session) obtain(ctx context.Context) (*images.Saved, error) {
-	if s.saved != nil {
-		return s.saved, nil
+// launchName is the name a pushed image is loaded as on the hosts, and
+// launched by: the tag its tarball carries, else its image ID.
+func launchName(saved *images.Saved) string {
+	if len(saved.RepoTags) > 0 {
+		return saved.RepoTags[0]
+	}
+	return saved.ImageID
+}
+
+// obtain gets the image of platform ("": the only one) into the cache on
+// this machine (once per session and platform) and sets the reference the
+// hosts launch: the tag the tarball loads as, or its image ID (per host
+// when the platforms' images load under different names).
+func (s *Session) obtain(ctx context.Context, platform string) (*images.Saved, error) {
+	if saved := s.saved[platform]; saved != nil {
+		return saved, nil
 	}
 	cache := s.opts.ImageCache
 	if cache == nil {
@@ -168,20 +247,44 @@ func (s *Session) obtain(ctx context.Context) (*images.Saved, error) {
 			return nil, fmt.Errorf("the cached image %s cannot be read (%v); nothing else is pushed in its place", images.ShortDigest(e.ImageID), err)
 		}
 	} else {
-		_, saved, release, err = cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{Platform: s.platform})
+		_, saved, release, err = cache.Obtain(ctx, s.Config.Container.Image, s.Digest, images.ObtainOptions{Platform: platform})
 	}
 	if err != nil {
 		return nil, err
 	}
-	s.releaseImage = release
-	s.saved = saved
-	s.Image = saved.ImageID
-	if len(saved.RepoTags) > 0 {
-		s.Image = saved.RepoTags[0]
+	s.mu.Lock()
+	if s.saved == nil {
+		s.saved = map[string]*images.Saved{}
 	}
-	s.log.Info("image ready to push", "image", s.Config.Container.Image, "id", images.ShortDigest(saved.ImageID),
-		"layers", len(saved.LayerFiles), "bytes", saved.Size, "file", saved.Path)
+	s.saved[platform] = saved
+	s.releaseImages = append(s.releaseImages, release)
+	if len(s.saved) == 1 {
+		s.Image = launchName(saved)
+	}
+	s.mu.Unlock()
+	args := []any{"image", s.Config.Container.Image, "id", images.ShortDigest(saved.ImageID),
+		"layers", len(saved.LayerFiles), "bytes", saved.Size, "file", saved.Path}
+	if platform != "" {
+		args = append(args, "platform", platform)
+	}
+	s.log.Info("image ready to push", args...)
 	return saved, nil
+}
+
+// pushedAs is the name host launches its pushed image by: the one of its
+// platform's image (s.Image unless the platforms' images load under
+// different names), "" when nothing was pushed to it.
+func (s *Session) pushedAs(host string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.pushes {
+		if p.Host == host && p.ImageID != "" {
+			if saved := s.saved[p.Platform]; saved != nil {
+				return launchName(saved)
+			}
+		}
+	}
+	return ""
 }
 
 // pushTo sends saved to one host: nothing when it holds the image ID,
@@ -223,9 +326,9 @@ func (s *Session) lacking(ctx context.Context, e docker.Engine, h cluster.Host, 
 	if _, ok := layers[saved.ImageID]; ok {
 		// The content is there; make sure the name is too.
 		p.Skipped = true
-		if s.Image != saved.ImageID {
-			if err := e.Tag(ctx, saved.ImageID, s.Image); err != nil {
-				return p, nil, fmt.Errorf("naming the image %s: %w", s.Image, err)
+		if as := launchName(saved); as != saved.ImageID {
+			if err := e.Tag(ctx, saved.ImageID, as); err != nil {
+				return p, nil, fmt.Errorf("naming the image %s: %w", as, err)
 			}
 		}
 		s.log.Info("image already on the host; nothing sent", "host", h.Name)
@@ -256,9 +359,10 @@ func (s *Session) sendAndLoad(ctx context.Context, e docker.Engine, saved *image
 	if err != nil {
 		return err
 	}
-	got, err := e.ImageID(ctx, s.Image)
+	as := launchName(saved)
+	got, err := e.ImageID(ctx, as)
 	if err != nil || got != saved.ImageID {
-		return fmt.Errorf("after docker load, %s is %q, not %s (%v)", s.Image, got, saved.ImageID, err)
+		return fmt.Errorf("after docker load, %s is %q, not %s (%v)", as, got, saved.ImageID, err)
 	}
 	return nil
 }

@@ -16,7 +16,9 @@ type ImageEntry = images.Entry
 
 // PushReport is the document `cvs image push --json` prints.
 type PushReport struct {
-	Image   string `json:"image"`
+	Image string `json:"image"`
+	// ImageID is the image pushed; "" when the hosts are of several
+	// architectures and each was pushed its own (Pushes say which).
 	ImageID string `json:"image_id"`
 	Digest  string `json:"digest,omitempty"`
 	Pushes  []Push `json:"pushes"`
@@ -70,8 +72,10 @@ func PushImage(ctx context.Context, cfg *cluster.Config, ref string, opts Option
 	st := distributeStage{all: true}
 	err = st.Run(ctx, s)
 	rep := &PushReport{Image: ct.Image, Digest: s.Digest, Pushes: s.pushes}
-	if s.saved != nil {
-		rep.ImageID = s.saved.ImageID
+	if len(s.saved) == 1 {
+		for _, saved := range s.saved {
+			rep.ImageID = saved.ImageID
+		}
 	}
 	if err != nil {
 		err = exitcode.With(exitcode.Partial, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/cvs-tool/cvs/exitcode"
 	"github.com/cvs-tool/cvs/history"
 	"github.com/cvs-tool/cvs/images"
+	"github.com/cvs-tool/cvs/report"
 	"github.com/google/go-containerregistry/pkg/name"
 )
 
@@ -41,7 +42,7 @@ func (s *Session) pin(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	s.Digest, s.imageBytes, s.index = res.Digest, res.Size, res.Index
+	s.Digest, s.imageBytes, s.index, s.single = res.Digest, res.Size, res.Index, res.Platform
 	if ct.Distribute != cluster.DistributePush {
 		// Pushed images are loaded under their tag, which is what the
 		// hosts then launch; the digest picks the content.
@@ -63,25 +64,40 @@ func (s *Session) pin(ctx context.Context) error {
 // choosePlatform decides, from the probed hosts' architectures, which
 // platform of a multi-platform image they launch (or the one the platform
 // key forces), before anything changes: hosts that need a platform the
-// index lacks are a preflight failure (exit 3). A forced platform is
-// launched by its manifest digest (each host would else take its own);
-// with distribute = "push" the platform picks the image obtained, and
-// hosts of several architectures are refused (one image is pushed).
+// index lacks, or a single image of another platform than the hosts' (or
+// than the key's), are a preflight failure (exit 3). A forced platform is
+// launched by its manifest digest (each host would else take its own) and
+// given to docker run (--platform), also when the image is not pinned.
+// With distribute = "push" the platform picks the image obtained; hosts of
+// several architectures are each sent their own.
 func (s *Session) choosePlatform() error {
 	ct := s.Config.Container
-	if ct.Lifetime == cluster.LifetimeNoLaunch || (s.index == nil && ct.Platform == "") {
+	if ct.Lifetime == cluster.LifetimeNoLaunch || (s.index == nil && s.single == "" && ct.Platform == "") {
 		return nil
 	}
 	hosts := make([]images.HostArch, 0, len(s.Facts))
 	for _, f := range s.Facts {
 		hosts = append(hosts, images.HostArch{Host: f.Host, Arch: f.HostFacts.Arch})
 	}
-	choice, err := images.ChoosePlatform(ct.Platform, hosts, s.index)
+	choice, err := images.ChoosePlatform(ct.Platform, hosts, s.index, s.single)
 	if err != nil {
 		return exitcode.With(exitcode.Preflight, fmt.Errorf("image %s: %v; nothing was changed", ct.Image, err))
 	}
-	if choice.Platform == "" && ct.Distribute == cluster.DistributePush {
-		return exitcode.With(exitcode.Preflight, fmt.Errorf("image %s: the hosts are of several architectures and distribute = \"push\" sends one image; set [container] platform, or use distribute = \"pull\"; nothing was changed", ct.Image))
+	// Each host takes its own platform's image: the image check compares
+	// the hosts of one platform.
+	s.hostPlatform = choice.Hosts
+	if choice.Hosts != nil && ct.Distribute == cluster.DistributePush {
+		var unknown []string
+		for _, h := range hosts {
+			if choice.Hosts[h.Host] == "" {
+				unknown = append(unknown, h.Host)
+			}
+		}
+		if len(unknown) > 0 {
+			return exitcode.With(exitcode.Preflight, fmt.Errorf("image %s: the hosts are of several architectures, each is pushed the image of its own, and the architecture of %s is unknown (uname -m); set [container] platform, or use distribute = \"pull\"; nothing was changed",
+				ct.Image, report.HostList(unknown)))
+		}
+		s.log.Info("image platforms: each host is pushed the image of its architecture", "image", ct.Image, "hosts", len(choice.Hosts))
 	}
 	s.platform = choice.Platform
 	if ct.Platform != "" && choice.Manifest != "" && ct.Distribute != cluster.DistributePush {

@@ -24,8 +24,10 @@ import (
 // allocation through Slurm's fan-out tree (this machine sends each byte
 // once), then each node that needs it docker loads it (an srun step) and
 // the file is removed everywhere. Nodes that hold the image are only
-// tagged.
-func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluster.Host, saved *images.Saved) error {
+// tagged. It returns what was done on each host. With several, other
+// images (other platforms') are sent by sbcast in this run too: the file
+// is named after the image.
+func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluster.Host, saved *images.Saved, several bool) ([]Push, error) {
 	pushes := make([]Push, len(hosts))
 	missing := make([][]int, len(hosts))
 	// What each node lacks.
@@ -35,7 +37,7 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 		return transport.Result{}, err
 	})
 	if err != nil {
-		return err
+		return pushes, err
 	}
 	union := map[int]bool{}
 	var need []cluster.Host
@@ -49,11 +51,8 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 			union[l] = true
 		}
 	}
-	s.mu.Lock()
-	s.pushes = pushes
-	s.mu.Unlock()
 	if len(need) == 0 {
-		return nil
+		return pushes, nil
 	}
 	send := make([]int, 0, len(union))
 	for l := range union {
@@ -62,10 +61,13 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 	sort.Ints(send)
 	local, size, done, err := writeDelta(saved, send)
 	if err != nil {
-		return &StageError{Stage: stage, Failures: []HostFailure{{Host: ThisMachine, Err: err}}}
+		return pushes, &StageError{Stage: stage, Failures: []HostFailure{{Host: ThisMachine, Err: err}}}
 	}
 	defer done()
 	remote := fmt.Sprintf("/var/tmp/cvs-push-%s.tar", s.RunID)
+	if several {
+		remote = fmt.Sprintf("/var/tmp/cvs-push-%s-%s.tar", s.RunID, images.ShortDigest(saved.ImageID))
+	}
 	s.log.Info(fmt.Sprintf("sending %d of %d layers (%d bytes) once, to every node of the allocation, with sbcast", len(send), len(saved.LayerFiles), size))
 	// Removed from every node it may have reached, also when sbcast fails
 	// or is stopped part-way.
@@ -74,7 +76,7 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 	limit := pushLimit(size, 1)
 	s.logPushLimit(limit, size, 1)
 	if err := s.sbcast(ctx, local, remote, limit); err != nil {
-		return &StageError{Stage: stage, Failures: []HostFailure{{Host: ThisMachine, Err: err}}}
+		return pushes, &StageError{Stage: stage, Failures: []HostFailure{{Host: ThisMachine, Err: err}}}
 	}
 	// Load where needed; remove the file from every node it went to.
 	err = s.perHost(ctx, stage, need, func(ctx context.Context, k int, h cluster.Host, c transport.Conn) (transport.Result, error) {
@@ -86,17 +88,15 @@ func (s *Session) pushBySbcast(ctx context.Context, stage string, hosts []cluste
 		if res, err := c.Run(ctx, transport.Command{Line: docker.Line(s.docker.Load(remote))}); err != nil {
 			return res, fmt.Errorf("docker load of the sbcast copy: %w", err)
 		}
-		got, err := e.ImageID(ctx, s.Image)
+		as := launchName(saved)
+		got, err := e.ImageID(ctx, as)
 		if err != nil || got != saved.ImageID {
-			return transport.Result{}, fmt.Errorf("after docker load, %s is %q, not %s (%v)", s.Image, got, saved.ImageID, err)
+			return transport.Result{}, fmt.Errorf("after docker load, %s is %q, not %s (%v)", as, got, saved.ImageID, err)
 		}
 		s.log.Info(fmt.Sprintf("image pushed: %d of %d layers, %d bytes (through sbcast)", len(send), len(saved.LayerFiles), size), "host", h.Name)
 		return transport.Result{}, nil
 	})
-	s.mu.Lock()
-	s.pushes = pushes
-	s.mu.Unlock()
-	return err
+	return pushes, err
 }
 
 // sbcastCleanupTimeout bounds the removal of the sbcast copy from the

@@ -162,11 +162,17 @@ type Session struct {
 	// image).
 	index    []images.PlatformManifest
 	platform string
+	// single is the platform a single image's configuration names ("":
+	// an index, or unknown); hostPlatform is each host's platform when
+	// hosts of several architectures each take their own from the index
+	// (pulled, or pushed to each).
+	single       string
+	hostPlatform map[string]string
 
-	// distribute = "push": the image obtained, its cache lock, and what
-	// was sent to each host.
-	saved        *images.Saved
-	releaseImage func()
+	// distribute = "push": the images obtained (one per platform), their
+	// cache locks, and what was sent to each host.
+	saved         map[string]*images.Saved // by platform ("": the only one)
+	releaseImages []func()
 	// entry is the cached image cvs image push named by ID: pushed as it
 	// is, never obtained again.
 	entry  *images.Entry
@@ -325,8 +331,8 @@ func newFleet(cfg *cluster.Config, opts Options) (*fleet.Fleet, *transport.Diale
 
 // Close releases the lock and closes every connection.
 func (s *Session) Close() {
-	if s.releaseImage != nil {
-		s.releaseImage()
+	for _, release := range s.releaseImages {
+		release()
 	}
 	s.lock.Release()
 	s.closeEngines()

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1555,5 +1556,238 @@ func TestSummaryOf500Hosts(t *testing.T) {
 	Summary(&b, rep.Steps, true)
 	if n := strings.Count(b.String(), "\n"); n != 501 {
 		t.Errorf("--verbose: %d lines, want a header and 500 rows", n)
+	}
+}
+
+// platformImage is a random image whose configuration says platform p
+// ("os/arch"), as a builder writes it.
+func platformImage(t *testing.T, p string) v1.Image {
+	t.Helper()
+	img, _ := random.Image(256, 1)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, _ := v1.ParsePlatform(p)
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Variant = pl.OS, pl.Architecture, pl.Variant
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// countingRegistry is an in-memory registry that counts the blob
+// requests it answers (what a fetch of image content costs).
+func countingRegistry(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	var blobs atomic.Int64
+	reg := registry.New(registry.Logger(stdlog.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.Contains(req.URL.Path, "/blobs/") && req.Method == http.MethodGet {
+			blobs.Add(1)
+		}
+		reg.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://"), &blobs
+}
+
+// Issue 21 item 2, distribute = "push" to hosts of several architectures:
+// each platform's image is fetched from the index once and cached under
+// the index digest and its platform; each host is sent the one for its
+// architecture and launches it; the next run finds both in the cache and
+// fetches nothing. An index without one of the hosts' platforms is
+// refused before any change, naming the hosts and their architectures.
+func TestPushToHostsOfSeveralArchitectures(t *testing.T) {
+	host, blobs := countingRegistry(t)
+	ref := host + "/team/both:1"
+	idxDigest, imgs := pushIndex(t, ref, "linux/amd64", "linux/arm64")
+	archs := []string{"x86_64", "aarch64", "aarch64"}
+	r := newRig(t, len(archs), cluster.LifetimePerRun)
+	r.cfg.Container.Image, r.cfg.Container.ConfiguredImage, r.cfg.Container.Pin = ref, ref, cluster.PinRequired
+	r.cfg.Container.Distribute = cluster.DistributePush
+	r.opts.Resolver = &images.Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 5 * time.Second}
+	r.opts.ImageCache = &images.Cache{Dir: t.TempDir()}
+	want := map[string]string{} // host -> image ID
+	for i, h := range r.hosts {
+		h.Arch, h.Images = archs[i], map[string]string{}
+		p := "linux/amd64"
+		if archs[i] == "aarch64" {
+			p = "linux/arm64"
+		}
+		id, _ := imgs[p].ConfigName()
+		want[h.Name] = id.String()
+	}
+	run := func(what string) {
+		t.Helper()
+		if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+			t.Fatalf("%s: exit %d: %v", what, exitcode.Of(err), err)
+		}
+		for _, h := range r.hosts {
+			c, ok := h.Container("cvs-t")
+			if !ok && r.cfg.Container.Lifetime == cluster.LifetimePerRun {
+				// per_run removed it: the launch line says what ran.
+				var line string
+				for _, l := range h.Lines() {
+					if strings.HasPrefix(l, "docker run ") {
+						line = l
+					}
+				}
+				fields := strings.Fields(line)
+				c.Image = ""
+				for _, f := range fields {
+					if id, ok := h.Images[f]; ok {
+						c.Image = id
+					}
+				}
+			}
+			if c.Image != want[h.Name] {
+				t.Errorf("%s: %s launched %q, want its platform's image %s", what, h.Name, c.Image, want[h.Name])
+			}
+		}
+	}
+	run("first run")
+	all, _ := CachedImages(r.opts)
+	got := map[string]string{}
+	for _, e := range all {
+		if e.Digest != idxDigest {
+			t.Errorf("cache entry %s filed under %s, want the index %s", e.Platform, e.Digest, idxDigest)
+		}
+		got[e.Platform] = e.ImageID
+	}
+	amd, _ := imgs["linux/amd64"].ConfigName()
+	arm, _ := imgs["linux/arm64"].ConfigName()
+	if len(all) != 2 || got["linux/amd64"] != amd.String() || got["linux/arm64"] != arm.String() {
+		t.Errorf("cache after the first run: %+v", all)
+	}
+
+	// The next run, on emptied hosts, finds both platforms in the cache.
+	for _, h := range r.hosts {
+		h.Images = map[string]string{}
+		h.Layers = nil
+	}
+	before := blobs.Load()
+	run("second run")
+	if n := blobs.Load() - before; n != 0 {
+		t.Errorf("second run fetched %d blobs from the registry: the cache entries were missed", n)
+	}
+	if all, _ := CachedImages(r.opts); len(all) != 2 {
+		t.Errorf("cache after the second run: %+v", all)
+	}
+
+	// An index without arm64: refused, hosts and architectures named.
+	amdOnly := host + "/team/amd:1"
+	pushIndex(t, amdOnly, "linux/amd64")
+	r.cfg.Container.Image, r.cfg.Container.ConfiguredImage = amdOnly, amdOnly
+	launched := r.launches()
+	_, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if exitcode.Of(err) != exitcode.Preflight || r.launches() != launched || err == nil ||
+		!strings.Contains(err.Error(), "10.9.0.1 (amd64)") || !strings.Contains(err.Error(), "10.9.0.[2-3] (arm64)") {
+		t.Errorf("push, amd64-only index, mixed hosts: exit %d: %v", exitcode.Of(err), err)
+	}
+}
+
+// Issue 21 item 2: a single-platform image (no index) whose configuration
+// names another architecture than the hosts', or another platform than
+// the platform key forces, is refused when it is pinned (exit 3, nothing
+// changed), naming the hosts, the architectures and the key.
+func TestSinglePlatformImageOfAnotherArchitecture(t *testing.T) {
+	host := testRegistry(t)
+	ref := host + "/team/amd64only:1"
+	r0, _ := name.ParseReference(ref)
+	if err := remote.Write(r0, platformImage(t, "linux/amd64")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		archs    []string
+		platform string
+		push     bool
+		ok       bool
+		says     []string
+	}{
+		{name: "amd64 hosts", archs: []string{"x86_64", "x86_64"}, ok: true},
+		{name: "arm64 hosts", archs: []string{"aarch64", "aarch64"}, says: []string{"10.9.0.[1-2] (arm64)", "linux/amd64", "platform"}},
+		{name: "mixed hosts", archs: []string{"x86_64", "aarch64"}, says: []string{"10.9.0.2 (arm64)", "linux/amd64"}},
+		{name: "mixed hosts, push", archs: []string{"x86_64", "aarch64"}, push: true, says: []string{"10.9.0.2 (arm64)", "linux/amd64"}},
+		{name: "forced arm64", archs: []string{"x86_64", "x86_64"}, platform: "linux/arm64", says: []string{`platform = "linux/arm64"`, "linux/amd64", "10.9.0.[1-2] (amd64)"}},
+		{name: "forced amd64 on arm64 hosts", archs: []string{"aarch64", "aarch64"}, platform: "linux/amd64", ok: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRig(t, len(c.archs), cluster.LifetimePerRun)
+			r.cfg.Container.Image, r.cfg.Container.ConfiguredImage, r.cfg.Container.Pin = ref, ref, cluster.PinPrefer
+			r.cfg.Container.Platform = c.platform
+			r.opts.Resolver = &images.Resolver{CacheDir: t.TempDir(), TTL: time.Hour, FailTTL: time.Minute, Timeout: 5 * time.Second}
+			r.opts.ImageCache = &images.Cache{Dir: t.TempDir()}
+			if c.push {
+				r.cfg.Container.Distribute = cluster.DistributePush
+			}
+			for i, h := range r.hosts {
+				h.Arch, h.PullAs = c.archs[i], testImageID
+			}
+			_, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+			if c.ok {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if exitcode.Of(err) != exitcode.Preflight || r.launches() != 0 || err == nil {
+				t.Fatalf("exit %d, %d launches, want 3 and none: %v", exitcode.Of(err), r.launches(), err)
+			}
+			for _, s := range c.says {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("the refusal does not say %q: %v", s, err)
+				}
+			}
+		})
+	}
+}
+
+// Issue 21 item 2: the platform key applies also when the image is not
+// pinned (pin = "off"): docker run is given --platform, so the host pulls
+// (and runs) that platform.
+func TestPlatformKeyWithoutPin(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePerRun)
+	r.cfg.Container.Platform = "linux/arm64"
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range r.hosts {
+		n := 0
+		for _, l := range h.Lines() {
+			if strings.HasPrefix(l, "docker run ") {
+				n++
+				if !strings.Contains(l, " --platform linux/arm64 ") {
+					t.Errorf("%s: %s (no --platform linux/arm64)", h.Name, l)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: %d launches", h.Name, n)
+		}
+	}
+}
+
+// The platform key is part of the settings a container records: a
+// persistent container launched for one platform is a drift warning
+// when the key names another (it keeps running the first).
+func TestPlatformKeyChangeIsDrift(t *testing.T) {
+	r := newRig(t, 2, cluster.LifetimePersistent)
+	r.cfg.Container.Platform = "linux/arm64"
+	if _, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts); err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.Container.Platform = "linux/amd64"
+	rep, err := Run(context.Background(), r.cfg, r.suite(t, "install"), false, r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One warning for the hosts that share the difference (issue 23's
+	// folding), naming both.
+	if w := strings.Join(rep.Plan.Warnings, "\n"); !strings.Contains(w, `10.9.0.[1-2]: drift: `) || strings.Count(w, `platform: launched with "linux/arm64", the cluster file says "linux/amd64"`) != 1 {
+		t.Errorf("no drift warning for the hosts naming the platform:\n%s", w)
 	}
 }

@@ -44,12 +44,18 @@ func RunConfig(ct cluster.Container) map[string]string {
 		env = append(env, k)
 	}
 	sort.Strings(env)
-	return map[string]string{
+	m := map[string]string{
 		"image": ct.Image, "network": ct.Network, "ipc": ct.IPC, "pid": ct.PID,
 		"privileged": strconv.FormatBool(ct.Privileged), "devices": list(ct.Devices), "volumes": list(ct.Volumes),
 		"cap_add": list(ct.CapAdd), "security_opt": list(ct.SecurityOpt), "group_add": list(ct.GroupAdd),
 		"shm_size": ct.ShmSize, "ulimits": list(ct.Ulimits), "env": list(env),
 	}
+	if ct.Platform != "" {
+		// Only when set: containers launched before the key existed, or
+		// without it, record the same settings.
+		m["platform"] = ct.Platform
+	}
+	return m
 }
 
 func runConfigLabel(ct cluster.Container) string {
@@ -97,6 +103,8 @@ func (launchStage) Run(ctx context.Context, s *Session) error {
 			img := s.Image
 			if hp.Image != "" {
 				img = hp.Image
+			} else if as := s.pushedAs(h.Name); as != "" {
+				img = as
 			}
 			s.log.Info("launching", "host", h.Name, "image", img)
 			res, err := s.launch(ctx, c, i, h)
@@ -137,9 +145,18 @@ func (s *Session) launch(ctx context.Context, c transport.Conn, i int, h cluster
 	image := s.Image
 	if hp := s.Plan.Hosts[i]; hp.Image != "" {
 		image = hp.Image
+	} else if as := s.pushedAs(h.Name); as != "" {
+		image = as // its platform's image, when several were pushed
+	}
+	platform := ""
+	if ct.Distribute != cluster.DistributePush {
+		// The platform key: the host pulls (and runs) that platform, also
+		// when the image is not pinned. A pushed image is the platform's
+		// already, checked by its image ID.
+		platform = ct.Platform
 	}
 	spec := docker.RunSpec{
-		Name: ct.Name, Image: image, Network: ct.Network, IPC: ct.IPC, PID: ct.PID, Privileged: ct.Privileged,
+		Name: ct.Name, Image: image, Platform: platform, Network: ct.Network, IPC: ct.IPC, PID: ct.PID, Privileged: ct.Privileged,
 		Devices: ct.Devices, Volumes: ct.Volumes, CapAdd: ct.CapAdd, SecurityOpt: ct.SecurityOpt, GroupAdd: ct.GroupAdd,
 		ShmSize: ct.ShmSize, Ulimits: ct.Ulimits,
 		Labels: map[string]string{
@@ -329,7 +346,8 @@ func (sshdStage) Run(ctx context.Context, s *Session) error {
 
 // imageCheckStage reads the image ID every container runs after setup and
 // fails when they differ (a registry that served different content to
-// different hosts, say).
+// different hosts, say). Hosts of several architectures each run their
+// platform's image of the index: the hosts of one platform must agree.
 type imageCheckStage struct{ setupMark }
 
 func (imageCheckStage) Name() string {
@@ -366,17 +384,28 @@ func (st imageCheckStage) Run(ctx context.Context, s *Session) error {
 		return nil
 	})
 	var failures []HostFailure
-	byID := map[string][]string{}
+	byID := map[string]map[string][]string{} // platform, image ID: hosts
 	for i, err := range errs {
 		if err != nil || ids[i] == "" {
 			failures = append(failures, HostFailure{Host: hosts[i].Name, Err: fmt.Errorf("reading the image ID the container runs: %v", err)})
 			continue
 		}
-		byID[ids[i]] = append(byID[ids[i]], hosts[i].Name)
+		p := s.hostPlatform[hosts[i].Name]
+		if byID[p] == nil {
+			byID[p] = map[string][]string{}
+		}
+		byID[p][ids[i]] = append(byID[p][ids[i]], hosts[i].Name)
 	}
-	if len(byID) > 1 {
-		for id, hs := range byID {
-			failures = append(failures, HostFailure{Host: report.HostList(hs), Err: fmt.Errorf("runs image %s", id)})
+	for p, ids := range byID {
+		if len(ids) < 2 {
+			continue
+		}
+		for id, hs := range ids {
+			err := fmt.Errorf("runs image %s", id)
+			if p != "" {
+				err = fmt.Errorf("runs image %s (of the %s hosts)", id, p)
+			}
+			failures = append(failures, HostFailure{Host: report.HostList(hs), Err: err})
 		}
 	}
 	if len(failures) == 0 {
