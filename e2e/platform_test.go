@@ -35,6 +35,8 @@ func withContainerKeys(t *testing.T, path string, lines ...string) {
 // amd64 image is cached under the index digest and its platform, and the
 // next push-mode run finds it there with the registry stopped.
 func TestImageIndexOnTheLab(t *testing.T) {
+	// The platform reaches the pull differently through the API and the CLI.
+	runsIn(t, apiPass|cliPass)
 	const name = "e2e-multi"
 	useContainer(t, name)
 	l := Lab(t)
@@ -119,6 +121,7 @@ func TestImageIndexOnTheLab(t *testing.T) {
 // before any change (exit 3), naming the key, the image's platform and
 // the hosts with their architecture.
 func TestSinglePlatformImageForAnotherPlatformRefused(t *testing.T) {
+	runsIn(t, apiPass)
 	const name = "e2e-single-platform"
 	useContainer(t, name)
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
