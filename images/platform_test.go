@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cvs-tool/cvs/internal/imagetest"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -167,30 +168,6 @@ func TestChoosePlatformPerHost(t *testing.T) {
 	}
 }
 
-// platformImage is a random image whose configuration says platform p.
-func platformImage(t *testing.T, p string) v1.Image {
-	t.Helper()
-	img, err := random.Image(256, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := v1.ParsePlatform(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant = pl.OS, pl.Architecture, pl.Variant
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
 // Issue 21 item 2: a single image (no index) resolves with the platform
 // its configuration names, also from the cache; an image whose
 // configuration names none has no platform.
@@ -198,7 +175,7 @@ func TestResolveSingleImageKnowsItsPlatform(t *testing.T) {
 	reg := newRegistry(t, "", "")
 	amd := reg.host + "/team/amd:1"
 	r0, _ := name.ParseReference(amd)
-	if err := remote.Write(r0, platformImage(t, "linux/amd64")); err != nil {
+	if err := remote.Write(r0, imagetest.OfPlatform(t, "linux/amd64")); err != nil {
 		t.Fatal(err)
 	}
 	plain := reg.host + "/team/plain:1"
@@ -226,7 +203,7 @@ func TestObtainRefusesASingleImageOfAnotherPlatform(t *testing.T) {
 	reg := newRegistry(t, "", "")
 	ref := reg.host + "/team/amd:1"
 	r0, _ := name.ParseReference(ref)
-	if err := remote.Write(r0, platformImage(t, "linux/amd64")); err != nil {
+	if err := remote.Write(r0, imagetest.OfPlatform(t, "linux/amd64")); err != nil {
 		t.Fatal(err)
 	}
 	c := &Cache{Dir: t.TempDir()}

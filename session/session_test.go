@@ -28,6 +28,7 @@ import (
 	"github.com/cvs-tool/cvs/images"
 	"github.com/cvs-tool/cvs/internal/fakehost"
 	"github.com/cvs-tool/cvs/internal/golden"
+	"github.com/cvs-tool/cvs/internal/imagetest"
 	"github.com/cvs-tool/cvs/lifetime"
 	"github.com/cvs-tool/cvs/provision"
 	"github.com/cvs-tool/cvs/transport"
@@ -1559,25 +1560,6 @@ func TestSummaryOf500Hosts(t *testing.T) {
 	}
 }
 
-// platformImage is a random image whose configuration says platform p
-// ("os/arch"), as a builder writes it.
-func platformImage(t *testing.T, p string) v1.Image {
-	t.Helper()
-	img, _ := random.Image(256, 1)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, _ := v1.ParsePlatform(p)
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant = pl.OS, pl.Architecture, pl.Variant
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
 // countingRegistry is an in-memory registry that counts the blob
 // requests it answers (what a fetch of image content costs).
 func countingRegistry(t *testing.T) (string, *atomic.Int64) {
@@ -1697,7 +1679,7 @@ func TestSinglePlatformImageOfAnotherArchitecture(t *testing.T) {
 	host := testRegistry(t)
 	ref := host + "/team/amd64only:1"
 	r0, _ := name.ParseReference(ref)
-	if err := remote.Write(r0, platformImage(t, "linux/amd64")); err != nil {
+	if err := remote.Write(r0, imagetest.OfPlatform(t, "linux/amd64")); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
