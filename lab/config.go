@@ -34,6 +34,7 @@ const (
 	EnvSubnet = "CVS_LAB_SUBNET"
 	EnvSuite  = "CVS_LAB_SUITE"
 	EnvMirror = "CVS_LAB_MIRROR"
+	EnvSeed   = "CVS_LAB_SEED"
 )
 
 // Config describes where a lab lives and how its images are built. The zero
@@ -52,6 +53,12 @@ type Config struct {
 	// Mirror is the Debian mirror debootstrap and apt use while building
 	// images; empty means debootstrap's own default.
 	Mirror string
+	// Seed is another lab's folder whose built images this lab may take
+	// instead of building its own (docker save from that lab's daemon,
+	// while it runs; its apt repository and root filesystem copied): the
+	// labs that scripts/e2e.sh runs side by side build the images once.
+	// Empty: build what is missing.
+	Seed string
 	// Log receives progress lines and per-phase timings. Nil discards them.
 	Log io.Writer
 }
@@ -64,6 +71,7 @@ func ConfigFromEnv() (Config, error) {
 		Dir:    os.Getenv(EnvDir),
 		Suite:  os.Getenv(EnvSuite),
 		Mirror: os.Getenv(EnvMirror),
+		Seed:   os.Getenv(EnvSeed),
 		Log:    os.Stderr,
 	}
 	if s := os.Getenv(EnvSubnet); s != "" {

@@ -120,6 +120,16 @@ func (l *Lab) ensureImages(ctx context.Context, slurm bool) (imageSet, error) {
 		l.logf("%-34s %6s", "images: all cached", "-")
 		return set, nil
 	}
+	if l.cfg.Seed != "" && filepath.Clean(l.cfg.Seed) != l.cfg.Dir {
+		// Whatever the seed lab cannot give is built below, as without it.
+		if err := l.timed("images: taken from "+l.cfg.Seed, func() error { return l.seedFrom(ctx, set, slurm) }); err != nil {
+			l.logf("images: could not take them from %s (%v); building them", l.cfg.Seed, err)
+		}
+		hostOK = l.imageExists(ctx, set.host)
+		wlOK = l.imageExists(ctx, set.workload1) && l.imageExists(ctx, set.workload2)
+		aptOK = fileExists(filepath.Join(set.aptDir, "Packages"))
+		slurmOK = !slurm || l.imageExists(ctx, set.hostSlurm)
+	}
 	if !dirExists(set.baseDir) && !(hostOK && wlOK && aptOK) {
 		err := l.timed("image: debootstrap base rootfs", func() error { return l.buildBase(ctx, set.baseDir) })
 		if err != nil {
@@ -148,6 +158,66 @@ func (l *Lab) ensureImages(ctx context.Context, slurm bool) (imageSet, error) {
 	}
 	l.pruneCache(ctx, set)
 	return set, nil
+}
+
+// seedFrom copies into this lab what the lab in l.cfg.Seed has built of
+// set: its apt repository and base root filesystem (folders of its cache),
+// and the images its daemon holds (docker save into docker load). The
+// recipes' hashes name them, so only identical builds are taken.
+func (l *Lab) seedFrom(ctx context.Context, set imageSet, slurm bool) error {
+	seed, err := New(Config{Dir: l.cfg.Seed, Subnet: l.cfg.Subnet, Suite: l.cfg.Suite, Mirror: l.cfg.Mirror})
+	if err != nil {
+		return err
+	}
+	for _, dir := range []string{set.aptDir, set.baseDir} {
+		rel, err := filepath.Rel(l.paths.cache, dir)
+		if err != nil || dirExists(dir) {
+			continue
+		}
+		src := filepath.Join(seed.paths.cache, rel)
+		if !dirExists(src) {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return err
+		}
+		if _, err := run(ctx, "cp", "-a", src, dir+".seed"); err != nil {
+			removeTree(dir + ".seed")
+			return err
+		}
+		if err := os.Rename(dir+".seed", dir); err != nil {
+			return err
+		}
+	}
+	refs := []string{set.host, set.workload1, set.workload2}
+	if slurm {
+		refs = append(refs, set.hostSlurm)
+	}
+	var missing []string
+	for _, ref := range refs {
+		if !l.imageExists(ctx, ref) && seed.imageExists(ctx, ref) {
+			missing = append(missing, ref)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	save := exec.CommandContext(ctx, seed.dk.bin, seed.dk.argv(append([]string{"save"}, missing...)...)[1:]...)
+	load := exec.CommandContext(ctx, l.dk.bin, l.dk.argv("load", "--quiet")[1:]...)
+	pipe, err := save.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	load.Stdin = pipe
+	if err := save.Start(); err != nil {
+		return err
+	}
+	out, lerr := load.CombinedOutput()
+	serr := save.Wait()
+	if lerr != nil || serr != nil {
+		return fmt.Errorf("docker save %s | docker load: %v %v %s", strings.Join(missing, " "), serr, lerr, out)
+	}
+	return nil
 }
 
 func (l *Lab) imageExists(ctx context.Context, ref string) bool {

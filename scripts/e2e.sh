@@ -13,7 +13,9 @@
 #                   the Slurm pass (CVS_E2E_ENGINE=slurm, the tests whose
 #                   behaviour depends on how a command reaches a host).
 #
-# Which pass runs which test: runsIn in e2e/main_test.go. Each lane brings
+# Lab a builds the lab images (on a fresh machine); labs b and s take them
+# from it (CVS_LAB_SEED) once it is up. Which pass runs which test: runsIn
+# in e2e/main_test.go. Each lane brings
 # its lab up once for its passes and takes it down at the end, also when a
 # pass fails or the script is interrupted. The logs are in CVS_E2E_LOGS
 # (default /tmp/cvs-e2e); a failed pass's log is printed, and a table says
@@ -55,10 +57,17 @@ pass() {
 lane() {
 	local name=$1 up=$2; shift 2
 	local labenv=("$@") rc=0 start=$(date +%s)
+	if [ "$name" != a ]; then
+		# Lab a builds the images (a fresh machine: minutes); the others
+		# take them from it (CVS_LAB_SEED) instead of building them again.
+		while [ ! -e "$logs/a-up" ]; do sleep 2; done
+		labenv+=(CVS_LAB_SEED=/var/tmp/cvs-lab)
+	fi
 	# The lane runs in a subshell of its own: its EXIT is the lane's end.
 	trap "env ${labenv[*]} bin/cvs-lab down >>$logs/$name-lab.log 2>&1" EXIT
 	env "${labenv[@]}" bin/cvs-lab up 3 $up >"$logs/$name-lab.log" 2>&1 || rc=1
 	echo "$name lab-up $(( $(date +%s) - start )) $rc $logs/$name-lab.log" >>"$logs/times"
+	[ "$name" = a ] && touch "$logs/a-up"
 	[ $rc = 0 ] || return 1
 	local reuse=("${labenv[@]}" CVS_LAB_REUSE=1)
 	if [ "$name" = s ]; then
