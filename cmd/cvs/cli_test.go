@@ -204,6 +204,12 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"--no-such-flag"},
 		{"--cluster", bad, "exec"},
 		{"--log-level", "loud", "version"},
+		// Issue 23: an unknown command, an unknown shell, negative
+		// durations and counts.
+		{"stat"},
+		{"completion", "tcsh"},
+		{"--cluster", bad, "exec", "--timeout", "-1s", "--", "true"},
+		{"history", "prune", "--keep", "-5"},
 	} {
 		_, errOut, code := cvs(t, args...)
 		if code != 2 {
@@ -557,5 +563,13 @@ func TestHistoryShowFoldsManyHosts(t *testing.T) {
 	out, _, code = cvs(t, "history", "show", "--verbose", "cd34")
 	if code != 0 || !strings.Contains(out, "node500  launch") || strings.Contains(out, "more (all in --json)") || strings.Count(out, "\ntest     node") != 500 {
 		t.Errorf("history show --verbose: exit %d, %d lines", code, strings.Count(out, "\n"))
+	}
+}
+
+// Issue 23: JSON is for scripts, not pages: no HTML escaping of < > &.
+func TestJSONIsNotHTMLEscaped(t *testing.T) {
+	out, _, code := cvs(t, "--json", "--cluster", filepath.Join(t.TempDir(), "a<b&c>.toml"), "status")
+	if code == 0 || !strings.Contains(out, "a<b&c>.toml") || strings.Contains(out, `\u003c`) {
+		t.Errorf("exit %d, want the file name as it is:\n%s", code, out)
 	}
 }

@@ -76,6 +76,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitcode.OK
 	}
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		// cobra's own usage error (a mistyped command) has no type.
+		err = &flagError{err}
+	}
 	code := exitFor(ctx, err)
 	var silent *reportedError
 	if !errors.As(err, &silent) {
@@ -157,9 +161,7 @@ func (a *app) printError(err error, code int) {
 		if kind != "" {
 			out["error_kind"] = kind
 		}
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(out)
+		a.printJSON(out)
 		return
 	}
 	fmt.Fprintf(a.stderr, "cvs: %v\n", err)
@@ -189,6 +191,16 @@ containers, provisions them, and runs suites inside them.`,
 	pf.StringVar(&a.site, "site", "", "apply the cluster file's [sites.NAME] image rewrite rules (default $CVS_SITE)")
 	root.AddCommand(a.initCommand(), a.validateCommand(), a.statusCommand(), a.execCommand(), a.runCommand(), a.upCommand(),
 		a.downCommand(), a.listCommand(), a.historyCommand(), a.logsCommand(), a.reportCommand(), a.imageCommand(), a.versionCommand())
+	// cobra's completion command prints its help and exits 0 for a shell
+	// it does not know (tcsh) or none: a usage error, exit 2.
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				return &flagError{fmt.Errorf("%s: name a shell: bash, zsh, fish or powershell (got %q)", cmd.CommandPath(), strings.Join(args, " "))}
+			}
+		}
+	}
 	return root
 }
 
@@ -365,8 +377,11 @@ func (a *app) rowLimit() int {
 	return report.MaxRows
 }
 
+// printJSON writes v for a script: indented, and without Go's HTML
+// escaping (a<b stays a<b, not a\u003cb: nothing here goes into a page).
 func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.stdout)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
