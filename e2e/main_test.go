@@ -103,6 +103,15 @@ func runsIn(t *testing.T, passes pass) {
 	}
 	fmt.Fprintf(f, "%s %d\n", Lab(t).Dir(), os.Getpid())
 	f.Close()
+	// The claim ends with the test's time, for scripts/e2e.sh's list of
+	// the slowest tests.
+	start, claim := time.Now(), f.Name()
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(claim, os.O_APPEND|os.O_WRONLY, 0); err == nil {
+			fmt.Fprintf(f, "%.0f s\n", time.Since(start).Seconds())
+			f.Close()
+		}
+	})
 }
 
 // sshOnly skips a test that the Slurm pass cannot run, saying why.

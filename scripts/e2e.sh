@@ -100,4 +100,10 @@ while read -r l p s r log; do
 	printf '  %-5s %-7s %7s  %s\n' "$l" "$p" "$s" "$([ "$r" = 0 ] && echo ok || echo FAILED)"
 done <"$logs/times"
 printf '  %d tests claimed by lanes a and b; %ds in all\n' "$(ls "$logs/claims" | wc -l)" "$(( $(date +%s) - start ))"
+printf 'slowest tests of lanes a and b (seconds):\n'
+for f in "$logs"/claims/*; do
+	s=$(sed -n 2p "$f" | cut -d' ' -f1)
+	echo "${s:-?} $(basename "$f")"
+done | sort -rn | head -10 | sed 's/^/  /'
+
 exit $rc
