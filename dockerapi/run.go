@@ -87,7 +87,12 @@ func isAuth(err error) bool {
 		return true
 	}
 	l := strings.ToLower(err.Error())
-	return strings.Contains(l, "unauthorized") || strings.Contains(l, "authentication required") || strings.Contains(l, "denied")
+	for _, s := range []string{"unauthorized", "authentication required", "denied", "no basic auth credentials", "docker login"} {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // refused is a create or start the daemon refused, as docker run reports
