@@ -20,8 +20,7 @@ import (
 // ctx: the pull timeout ends the pull in the daemon too), the environment
 // travels in the request body. The create is not cut short by ctx (see
 // docker.CreateTimeout); a run whose ctx ended during it is not started.
-// A registry that wants credentials the daemon does not have (the host's
-// docker login) is pulled with the host's docker CLI, which has them.
+// The pull carries the host's registry login (see pull).
 func (e *Engine) Run(ctx context.Context, spec docker.RunSpec) (transport.Result, error) {
 	cfg, hc, err := createConfig(spec)
 	if err != nil {
@@ -57,10 +56,23 @@ func (e *Engine) Run(ctx context.Context, spec docker.RunSpec) (transport.Result
 	return transport.Result{Stdout: []byte(created.ID + "\n")}, nil
 }
 
-// pull pulls ref through the API; an authentication failure falls back to
-// the host's docker CLI (its docker login).
+// pull pulls ref through the API with the host's login, read from the SSH
+// user's Docker configuration there (registryAuth), as the docker CLI
+// sends it. A login kept by a credential helper, which only the host can
+// run, is pulled with the host's docker CLI.
 func (e *Engine) pull(ctx context.Context, ref string) (transport.Result, error) {
-	resp, err := e.c.ImagePull(ctx, ref, client.ImagePullOptions{})
+	auth, login, err := e.registryAuth(ctx, ref)
+	if err != nil {
+		return transport.Result{ExitCode: -1}, fmt.Errorf("reading the SSH user's Docker configuration (for its registry login): %w", err)
+	}
+	if login == LoginHelper {
+		res, cerr := e.cli.Host.Run(ctx, transport.Command{Line: docker.Line(e.cli.Pull(ref))})
+		if cerr != nil {
+			return res, cerr
+		}
+		return transport.Result{}, nil
+	}
+	resp, err := e.c.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: auth})
 	if err == nil {
 		err = resp.Wait(ctx)
 		resp.Close()
@@ -70,12 +82,9 @@ func (e *Engine) pull(ctx context.Context, ref string) (transport.Result, error)
 		return transport.Result{}, nil
 	case ctx.Err() != nil:
 		return transport.Result{ExitCode: -1}, e.apiError(ctx, "pulling "+ref, err)
-	case e.cli != nil && isAuth(err):
-		res, cerr := e.cli.Host.Run(ctx, transport.Command{Line: docker.Line(e.cli.Pull(ref))})
-		if cerr != nil {
-			return res, cerr
-		}
-		return transport.Result{}, nil
+	case isAuth(err):
+		xe := e.authError(ref, login, err)
+		return transport.Result{ExitCode: 125, Stderr: []byte(xe.StderrTail + "\n")}, xe
 	}
 	msg := "Unable to pull " + ref + ": " + err.Error()
 	return transport.Result{ExitCode: 125, Stderr: []byte(msg + "\n")}, &transport.ExitError{Host: e.host, Cmd: "docker pull " + ref, Code: 125, StderrTail: msg}
