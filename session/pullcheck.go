@@ -60,19 +60,24 @@ func (s *Session) registryLogins(ctx context.Context) map[string]string {
 		return nil
 	}
 	out := make([]string, len(s.Config.Hosts))
-	s.each(ctx, "", s.Config.Hosts, func(ctx context.Context, i int, h cluster.Host, _ transport.Conn) error {
-		e := s.apiEngine(h.Name)
-		if e == nil {
+	var api []cluster.Host
+	var at []int
+	for i, h := range s.Config.Hosts {
+		if s.apiEngine(h.Name) == nil {
 			out[i] = "docker CLI"
-			return nil
+			continue
 		}
-		login, err := e.RegistryLogin(ctx, ct.Image)
-		if err != nil {
+		api, at = append(api, h), append(at, i)
+	}
+	if len(api) > 0 {
+		s.each(ctx, "", api, func(ctx context.Context, k int, h cluster.Host, _ transport.Conn) error {
+			login, err := s.apiEngine(h.Name).RegistryLogin(ctx, ct.Image)
+			if err == nil {
+				out[at[k]] = string(login)
+			}
 			return err
-		}
-		out[i] = string(login)
-		return nil
-	})
+		})
+	}
 	m := map[string]string{}
 	for i, h := range s.Config.Hosts {
 		if out[i] != "" {
