@@ -186,7 +186,7 @@ func (r *Resolver) get(ctx context.Context, ref name.Reference) (*remote.Descrip
 	}
 	var te *transport.Error
 	if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
-		return nil, &AuthError{Registry: ref.Context().RegistryStr(), Err: err}
+		return nil, &AuthError{Registry: ref.Context().RegistryStr(), Status: te.StatusCode, Err: err}
 	}
 	return desc, err
 }
@@ -195,11 +195,12 @@ func (r *Resolver) get(ctx context.Context, ref name.Reference) (*remote.Descrip
 // wanted some it has none of.
 type AuthError struct {
 	Registry string
+	Status   int // the HTTP status: 401 or 403
 	Err      error
 }
 
 func (e *AuthError) Error() string {
-	return fmt.Sprintf("registry %s refused this machine (%v): run `docker login %s` here (cvs reads the credentials of $DOCKER_CONFIG/config.json, else ~/.docker/config.json, and their credential helpers)", e.Registry, e.Err, e.Registry)
+	return fmt.Sprintf("registry %s refused this machine (%d %s): run `docker login %s` here (cvs reads the credentials of $DOCKER_CONFIG/config.json, else ~/.docker/config.json, and their credential helpers)", e.Registry, e.Status, http.StatusText(e.Status), e.Registry)
 }
 
 func (e *AuthError) Unwrap() error { return e.Err }
