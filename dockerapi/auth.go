@@ -118,16 +118,30 @@ func (e *Engine) registryAuth(ctx context.Context, ref string) (string, Login, e
 	if e.cli == nil {
 		return "", LoginNone, nil
 	}
-	res, err := e.cli.Host.Run(ctx, transport.Command{Line: shell.Join("sh", "-c", dockerConfigScript), Name: "reading the SSH user's Docker configuration"})
-	if err != nil {
-		return "", LoginNone, err
-	}
-	a, login, err := findLogin(res.Stdout, RegistryOf(ref))
+	a, login, err := readLogin(ctx, e.cli.Host, ref)
 	if err != nil || login != LoginConfig {
 		return "", login, err
 	}
 	enc, err := encodeAuth(a)
 	return enc, login, err
+}
+
+// readLogin reads, through r (a host's shell), the SSH user's Docker
+// configuration and finds the login for ref's registry.
+func readLogin(ctx context.Context, r transport.Runner, ref string) (registry.AuthConfig, Login, error) {
+	res, err := r.Run(ctx, transport.Command{Line: shell.Join("sh", "-c", dockerConfigScript), Name: "reading the SSH user's Docker configuration"})
+	if err != nil {
+		return registry.AuthConfig{}, LoginNone, err
+	}
+	return findLogin(res.Stdout, RegistryOf(ref))
+}
+
+// HostLogin says how pulls of ref by the docker CLI on the host r reaches
+// authenticate (its SSH user's Docker configuration); no credential
+// leaves the call.
+func HostLogin(ctx context.Context, r transport.Runner, ref string) (Login, error) {
+	_, login, err := readLogin(ctx, r, ref)
+	return login, err
 }
 
 // RegistryLogin says how the host's pulls of ref authenticate, for

@@ -145,25 +145,25 @@ func TestAuthenticatedRegistry(t *testing.T) {
 		}
 	})
 
-	t.Run("a host without a login", func(t *testing.T) {
-		if os.Getenv("CVS_DOCKER_ACCESS") == "cli" {
-			t.Skip("CVS_DOCKER_ACCESS=cli: the preflight asks the hosts' daemons over the Engine API; over the CLI the pull on the host says it")
-		}
-		emptyHosts()
-		if err := l.LogoutHosts(ctx, login.Registry, "host3"); err != nil {
-			t.Fatal(err)
-		}
-		defer l.LoginHosts(ctx, login, "host3")
-		out, errOut, code := run(t, "--cluster", cluster("required", false), "run", "s")
-		h3 := cvsHost(t, "host3")
-		if code == 0 || !strings.Contains(errOut, h3) || !strings.Contains(errOut, "docker login "+login.Registry) {
-			t.Fatalf("exit %d, want a failure naming %s and `docker login %s`\n%s\n%s", code, h3, login.Registry, out, errOut)
-		}
-		if strings.Contains(errOut, "launching") {
-			t.Errorf("something was launched before host3's missing login was found:\n%s", errOut)
-		}
-		assertNoneLeft(t, name, "after the refusal")
-	})
+	for _, access := range []string{"api", "cli"} {
+		t.Run("a host without a login through "+access, func(t *testing.T) {
+			t.Setenv("CVS_DOCKER_ACCESS", access)
+			emptyHosts()
+			if err := l.LogoutHosts(ctx, login.Registry, "host3"); err != nil {
+				t.Fatal(err)
+			}
+			defer l.LoginHosts(ctx, login, "host3")
+			out, errOut, code := run(t, "--cluster", cluster("required", false), "run", "s")
+			h3 := cvsHost(t, "host3")
+			if code == 0 || !strings.Contains(errOut, h3) || !strings.Contains(errOut, "docker login "+login.Registry) {
+				t.Fatalf("exit %d, want a failure naming %s and `docker login %s`\n%s\n%s", code, h3, login.Registry, out, errOut)
+			}
+			if strings.Contains(errOut, "launching") {
+				t.Errorf("something was launched before host3's missing login was found:\n%s", errOut)
+			}
+			assertNoneLeft(t, name, "after the refusal")
+		})
+	}
 
 	// Records, logs, reports: nothing under this test's state folder
 	// holds the password.

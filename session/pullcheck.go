@@ -3,44 +3,65 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 
 	"github.com/cvs-tool/cvs/cluster"
 	"github.com/cvs-tool/cvs/dockerapi"
+	"github.com/cvs-tool/cvs/images"
 	"github.com/cvs-tool/cvs/lifetime"
 	"github.com/cvs-tool/cvs/transport"
 )
 
-// checkPulls asks, before anything is launched anywhere, whether each
-// host that will pull the image may: the registry's answer about the
-// image through the host's daemon, with the host's login (over the Engine
-// API), without pulling. A host the registry refuses fails the launch
-// stage with nothing launched on the others. Hosts driven through the
-// docker CLI, and hosts whose login is in a credential helper, are not
-// checked (their pull says it); other failures are left to the pull.
+// checkPulls finds, before anything is launched anywhere, the hosts that
+// will pull the image and may not: over the Engine API, the registry's
+// answer about the image through the host's daemon with the host's login
+// (no download); through the docker CLI, a host whose SSH user has no
+// login for a registry that refuses this machine's anonymous request. A
+// host found fails the launch stage with nothing launched on the others.
+// Hosts whose login is in a credential helper, and CLI hosts under sudo
+// (the CLI reads root's login there), are left to their pull, as are
+// other failures.
 func (s *Session) checkPulls(ctx context.Context) error {
-	if s.Config.Container.Distribute == cluster.DistributePush || s.Config.Engine.Kind == cluster.EngineSlurm {
+	ct := s.Config.Container
+	if ct.Distribute == cluster.DistributePush || s.Config.Engine.Kind == cluster.EngineSlurm {
 		return nil
 	}
 	var hosts []cluster.Host
 	for i, hp := range s.Plan.Hosts {
-		if (hp.Action == lifetime.Launch || hp.Action == lifetime.Replace) && hp.Image == "" && s.apiEngine(s.Config.Hosts[i].Name) != nil {
+		if (hp.Action == lifetime.Launch || hp.Action == lifetime.Replace) && hp.Image == "" {
 			hosts = append(hosts, s.Config.Hosts[i])
 		}
 	}
 	if len(hosts) == 0 {
 		return nil
 	}
-	return s.perHost(ctx, "launch", hosts, func(ctx context.Context, _ int, h cluster.Host, _ transport.Conn) (transport.Result, error) {
-		e := s.apiEngine(h.Name)
-		if id, err := e.ImageID(ctx, s.Image); err != nil || id != "" {
+	// Whether the registry wants a login at all, asked once.
+	needsLogin := sync.OnceValue(func() bool {
+		need, _ := images.NeedsLogin(ctx, s.Image, ct.PinTimeout)
+		return need
+	})
+	return s.perHost(ctx, "launch", hosts, func(ctx context.Context, _ int, h cluster.Host, c transport.Conn) (transport.Result, error) {
+		if id, err := s.dockerOn(h.Name, c).ImageID(ctx, s.Image); err != nil || id != "" {
 			return transport.Result{}, nil
 		}
-		err := e.CheckPull(ctx, s.Image)
-		var xe *transport.ExitError
-		if errors.As(err, &xe) {
-			return transport.Result{}, err
+		if e := s.apiEngine(h.Name); e != nil {
+			err := e.CheckPull(ctx, s.Image)
+			var xe *transport.ExitError
+			if errors.As(err, &xe) {
+				return transport.Result{}, err
+			}
+			return transport.Result{}, nil
 		}
-		return transport.Result{}, nil
+		if s.Config.Sudo {
+			return transport.Result{}, nil
+		}
+		login, err := dockerapi.HostLogin(ctx, c, s.Image)
+		if err != nil || login != dockerapi.LoginNone || !needsLogin() {
+			return transport.Result{}, nil
+		}
+		reg := dockerapi.RegistryOf(s.Image)
+		return transport.Result{}, fmt.Errorf("pulling %s: the SSH user on %s has no login for %s, which refuses anonymous pulls: run `docker login %s` there as that user", s.Image, h.Name, reg, reg)
 	})
 }
 
