@@ -185,6 +185,6 @@ func (e *Engine) authError(ref string, login Login, err error) *transport.ExitEr
 	if login == LoginConfig {
 		what = "has a login for " + reg + " that the registry refused"
 	}
-	msg := fmt.Sprintf("Unable to pull %s: %v\nthe SSH user on %s %s: run `docker login %s` there as that user", ref, err, e.host, what, reg)
+	msg := fmt.Sprintf("Unable to pull %s: %v\nthe host's SSH user %s: run `docker login %s` there as that user", ref, err, what, reg)
 	return &transport.ExitError{Host: e.host, Cmd: "docker pull " + ref, Code: 125, StderrTail: msg}
 }

@@ -157,8 +157,8 @@ func TestPullWithoutOrWithHelperLogin(t *testing.T) {
 	host := &configHost{config: `{"auths":{}}`}
 	e.WithCLI(docker.CLIEngine{CLI: docker.CLI{}, Host: host})
 	for name, err := range map[string]error{"pull": func() error { _, err := e.pull(context.Background(), "reg:5001/w:1"); return err }(), "CheckPull": e.CheckPull(context.Background(), "reg:5001/w:1")} {
-		if err == nil || !strings.Contains(err.Error(), "docker login reg:5001") || !strings.Contains(err.Error(), "h1") {
-			t.Errorf("%s without a login: %v; want the host and `docker login reg:5001`", name, err)
+		if err == nil || !strings.Contains(err.Error(), "docker login reg:5001") || !strings.Contains(err.Error(), "host's SSH user") {
+			t.Errorf("%s without a login: %v; want the host's SSH user and `docker login reg:5001`", name, err)
 		}
 	}
 	host.config = `{"credsStore":"pass"}`

@@ -61,7 +61,7 @@ func (s *Session) checkPulls(ctx context.Context) error {
 			return transport.Result{}, nil
 		}
 		reg := dockerapi.RegistryOf(s.Image)
-		return transport.Result{}, fmt.Errorf("pulling %s: the SSH user on %s has no login for %s, which refuses anonymous pulls: run `docker login %s` there as that user", s.Image, h.Name, reg, reg)
+		return transport.Result{}, fmt.Errorf("pulling %s: the host's SSH user has no login for %s, which refuses anonymous pulls: run `docker login %s` there as that user", s.Image, reg, reg)
 	})
 }
 
