@@ -22,8 +22,7 @@ import (
 // ctx: the pull timeout ends the pull in the daemon too), the environment
 // travels in the request body. The create is not cut short by ctx (see
 // docker.CreateTimeout); a run whose ctx ended during it is not started.
-// A registry that wants credentials the daemon does not have (the host's
-// docker login) is pulled with the host's docker CLI, which has them.
+// The pull carries the host's registry login (see pull).
 func (e *Engine) Run(ctx context.Context, spec docker.RunSpec) (transport.Result, error) {
 	cfg, hc, err := createConfig(spec)
 	if err != nil {
@@ -99,9 +98,11 @@ func (e *Engine) holds(ctx context.Context, ref string, p *ocispec.Platform) (bo
 	return have.Satisfies(v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}), nil
 }
 
-// pull pulls ref (for platform p, nil the daemon's own) through the API;
-// an authentication failure falls back to the host's docker CLI (its
-// docker login).
+// pull pulls ref (for platform p, nil the daemon's own) through the API
+// with the host's login, read from the SSH user's Docker configuration
+// there (registryAuth), as the docker CLI sends it. A login kept by a
+// credential helper, which only the host can run, is pulled with the
+// host's docker CLI.
 func (e *Engine) pull(ctx context.Context, ref string, p *ocispec.Platform) (transport.Result, error) {
 	opts := client.ImagePullOptions{}
 	platform := ""
@@ -109,6 +110,18 @@ func (e *Engine) pull(ctx context.Context, ref string, p *ocispec.Platform) (tra
 		opts.Platforms = []ocispec.Platform{*p}
 		platform = (&v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}).String()
 	}
+	auth, login, err := e.registryAuth(ctx, ref)
+	if err != nil {
+		return transport.Result{ExitCode: -1}, fmt.Errorf("reading the SSH user's Docker configuration (for its registry login): %w", err)
+	}
+	if login == LoginHelper && e.cli != nil {
+		res, cerr := e.cli.Host.Run(ctx, transport.Command{Line: docker.Line(e.cli.Pull(ref, platform))})
+		if cerr != nil {
+			return res, cerr
+		}
+		return transport.Result{}, nil
+	}
+	opts.RegistryAuth = auth
 	resp, err := e.c.ImagePull(ctx, ref, opts)
 	if err == nil {
 		err = resp.Wait(ctx)
@@ -119,12 +132,9 @@ func (e *Engine) pull(ctx context.Context, ref string, p *ocispec.Platform) (tra
 		return transport.Result{}, nil
 	case ctx.Err() != nil:
 		return transport.Result{ExitCode: -1}, e.apiError(ctx, "pulling "+ref, err)
-	case e.cli != nil && isAuth(err):
-		res, cerr := e.cli.Host.Run(ctx, transport.Command{Line: docker.Line(e.cli.Pull(ref, platform))})
-		if cerr != nil {
-			return res, cerr
-		}
-		return transport.Result{}, nil
+	case isAuth(err):
+		xe := e.authError(ref, login, err)
+		return transport.Result{ExitCode: 125, Stderr: []byte(xe.StderrTail + "\n")}, xe
 	}
 	msg := "Unable to pull " + ref + ": " + err.Error()
 	return transport.Result{ExitCode: 125, Stderr: []byte(msg + "\n")}, &transport.ExitError{Host: e.host, Cmd: "docker pull " + ref, Code: 125, StderrTail: msg}
@@ -136,7 +146,12 @@ func isAuth(err error) bool {
 		return true
 	}
 	l := strings.ToLower(err.Error())
-	return strings.Contains(l, "unauthorized") || strings.Contains(l, "authentication required") || strings.Contains(l, "denied")
+	for _, s := range []string{"unauthorized", "authentication required", "denied", "no basic auth credentials", "docker login"} {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // refused is a create or start the daemon refused, as docker run reports

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Resolution is what a reference resolved to.
@@ -150,6 +151,13 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (Resolution, error) 
 			r.store(cacheEntry{Ref: key, Digest: res.Digest, Size: res.Size, Index: res.Index, Platform: res.Platform, Resolved: r.now()})
 			return res, nil
 		}
+		var ae *AuthError
+		if errors.As(err, &ae) {
+			// Not remembered, nor answered from the cache: the registry
+			// answered, and a docker login fixes it at once.
+			res.Err = ae.Error()
+			return res, ae
+		}
 		msg = err.Error()
 		prev.Ref, prev.Err, prev.Failed = key, msg, r.now()
 		r.store(prev)
@@ -187,8 +195,26 @@ func (r *Resolver) get(ctx context.Context, ref name.Reference) (*remote.Descrip
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return nil, fmt.Errorf("no answer from %s within %s (pin_timeout)", ref.Context().RegistryStr(), r.timeout())
 	}
+	var te *transport.Error
+	if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
+		return nil, &AuthError{Registry: ref.Context().RegistryStr(), Status: te.StatusCode, Err: err}
+	}
 	return desc, err
 }
+
+// AuthError is a registry that refused this machine's credentials, or
+// wanted some it has none of.
+type AuthError struct {
+	Registry string
+	Status   int // the HTTP status: 401 or 403
+	Err      error
+}
+
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("registry %s refused this machine (%d %s): run `docker login %s` here (cvs reads the credentials of $DOCKER_CONFIG/config.json, else ~/.docker/config.json, and their credential helpers)", e.Registry, e.Status, http.StatusText(e.Status), e.Registry)
+}
+
+func (e *AuthError) Unwrap() error { return e.Err }
 
 // imageFacts is the total compressed size of the layers of the image desc
 // describes (its linux/amd64 image for an index; one more request), 0 when

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	stdlog "log"
@@ -329,5 +330,36 @@ func TestConcurrentWritersLeaveWholeEntries(t *testing.T) {
 	}
 	if all, _ := os.ReadDir(dir); len(all) != 1 {
 		t.Errorf("files left: %v", all)
+	}
+}
+
+// A registry that refuses this machine's credentials (or wants some) is
+// an answer, not an outage: the error names the registry and the docker
+// login to run, the cache does not answer instead, and the failure is not
+// remembered, so the run after the login pins at once.
+func TestRefusedCredentialsSayDockerLoginNotTheCache(t *testing.T) {
+	reg := newRegistry(t, "ci-bot", "hunter2-s3cret")
+	ref := reg.host + "/private/work:1"
+	push(t, ref, remote.WithAuth(&authn.Basic{Username: "ci-bot", Password: "hunter2-s3cret"}))
+	dir := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", dir)
+	login := func(pass string) {
+		cfg := `{"auths": {"` + reg.host + `": {"auth": "` + base64.StdEncoding.EncodeToString([]byte("ci-bot:"+pass)) + `"}}}`
+		os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600)
+	}
+	r := newResolver(t)
+	login("hunter2-s3cret")
+	if _, err := r.Resolve(context.Background(), ref); err != nil {
+		t.Fatal(err)
+	}
+	login("wrong")
+	res, err := r.Resolve(context.Background(), ref)
+	var ae *AuthError
+	if !errors.As(err, &ae) || res.FromCache || !strings.Contains(err.Error(), "docker login "+reg.host) {
+		t.Fatalf("refused credentials: %+v %v; want an AuthError saying `docker login %s`, not the cache", res, err, reg.host)
+	}
+	login("hunter2-s3cret")
+	if _, err := r.Resolve(context.Background(), ref); err != nil {
+		t.Errorf("after the login: %v (the refusal was remembered)", err)
 	}
 }

@@ -53,7 +53,7 @@ func (l *Lab) Down(ctx context.Context, opt DownOptions) error {
 	}
 	// The lab's own daemons, to wait for below.
 	var pids []int
-	for _, f := range []string{l.paths.dockerPID, l.paths.registryPID, l.paths.mungePID, filepath.Join(l.paths.execRoot, "containerd", "containerd.pid")} {
+	for _, f := range []string{l.paths.dockerPID, l.paths.registryPID, filepath.Join(l.paths.run, "registry-auth.pid"), l.paths.mungePID, filepath.Join(l.paths.execRoot, "containerd", "containerd.pid")} {
 		if pid, _ := readPID(f); pid > 0 {
 			pids = append(pids, pid)
 		}
@@ -70,6 +70,7 @@ func (l *Lab) Down(ctx context.Context, opt DownOptions) error {
 		keep(l.timed("down: stop lab dockerd", func() error { return l.stopDaemon(ctx) }))
 	}
 	keep(l.timed("down: stop registry", func() error { return l.StopRegistry(ctx) }))
+	keep(l.timed("down: stop authenticated registry", func() error { return l.StopAuthRegistry(ctx) }))
 	// A Slurm lab's munged on this machine; its slurmctld and slurmd end
 	// with their containers above.
 	if pid, _ := readPID(l.paths.mungePID); pid > 0 {

@@ -171,7 +171,10 @@ func (l *Lab) runHost(ctx context.Context, h Host, all []Host, set imageSet, opt
 		// server, from the daemon's side: the machine's loopback, where
 		// nothing answers, so no lookup leaves the machine.
 		"--dns", "127.0.0.1",
-		"--env", "CVS_LAB_REGISTRY=" + l.Registry(),
+		// The gateway address as a CIDR, which dockerd trusts over HTTP on
+		// every port: the lab registry and the one that wants a login
+		// (AuthRegistry).
+		"--env", "CVS_LAB_REGISTRY=" + l.Gateway().String() + "/32",
 		"--env", "CVS_LAB_CGROUP=" + l.cgroupParent() + "-" + h.Name,
 	}
 	for _, o := range all {

@@ -88,6 +88,9 @@ func (launchStage) Actions(s *Session) []HostAction {
 
 func (launchStage) Run(ctx context.Context, s *Session) error {
 	ct := s.Config.Container
+	if err := s.checkPulls(ctx); err != nil {
+		return err
+	}
 	return s.perHost(ctx, "launch", s.Config.Hosts, func(ctx context.Context, i int, h cluster.Host, c transport.Conn) (transport.Result, error) {
 		hp := s.Plan.Hosts[i]
 		switch hp.Action {

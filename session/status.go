@@ -26,6 +26,12 @@ type StatusReport struct {
 	Summary         StatusSummary `json:"summary"`
 	// Plan is what `cvs run` would do now, unchanged by status itself.
 	Plan Plan `json:"plan"`
+	// RegistryLogins says per host how its pulls of the image
+	// authenticate: "config" (the SSH user's docker login, sent with the
+	// API pull), "credential helper (CLI pull)", "none", or "docker CLI"
+	// (the CLI pulls with the host's own login). Absent when hosts do
+	// not pull (distribute = "push").
+	RegistryLogins map[string]string `json:"registry_logins,omitempty"`
 }
 
 // StatusSummary counts hosts by what the probe found.
@@ -50,7 +56,8 @@ func Status(ctx context.Context, cfg *cluster.Config, opts Options) (*StatusRepo
 	defer s.Close()
 	return &StatusReport{SchemaVersion: statusSchemaVersion, Cluster: cfg.File,
 		Container: cfg.Container.Name, Image: cfg.Container.Image, ConfiguredImage: cfg.Container.ConfiguredImage, Site: cfg.Site, Lifetime: string(cfg.Container.Lifetime),
-		SSHDPort: cfg.Container.SSHDPort, Hosts: s.Facts, Summary: summarize(s.Facts), Plan: s.Plan}, nil
+		SSHDPort: cfg.Container.SSHDPort, Hosts: s.Facts, Summary: summarize(s.Facts), Plan: s.Plan,
+		RegistryLogins: s.registryLogins(ctx)}, nil
 }
 
 func summarize(facts []Facts) StatusSummary {

@@ -144,4 +144,18 @@ func (a *app) printStatus(rep *session.StatusReport) {
 	for _, n := range notes {
 		fmt.Fprintf(a.stdout, "  docker CLI on %s: %s\n", a.hostList(byNote[n]), n)
 	}
+	// How pulls authenticate, once per way.
+	var ways []string
+	byWay := map[string][]string{}
+	for _, f := range facts {
+		if w := rep.RegistryLogins[f.Host]; w != "" {
+			if _, ok := byWay[w]; !ok {
+				ways = append(ways, w)
+			}
+			byWay[w] = append(byWay[w], f.Host)
+		}
+	}
+	for _, w := range ways {
+		fmt.Fprintf(a.stdout, "  registry login on %s: %s\n", a.hostList(byWay[w]), w)
+	}
 }
