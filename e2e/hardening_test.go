@@ -171,7 +171,9 @@ func TestPlantedLockSymlinksOnAHost(t *testing.T) {
 	const name = "e2e-planted"
 	useContainer(t, name)
 	l := Lab(t)
-	ctx := testCtx(t, time.Minute)
+	// The test's own commands, around a run that provisions (a minute on
+	// a loaded machine: one minute for all of it ran out once).
+	ctx := testCtx(t, 5*time.Minute)
 	plant := []string{"sh", "-c", `printf precious >/root/victim && chmod 644 /root/victim &&
 ln -sfn /root/victim /tmp/cvs-` + name + `.lock.owner && ln -sfn /etc/cron.d/cvs-planted /tmp/cvs-` + name + `.lock`}
 	if res, err := l.HostExec(ctx, "host1", plant...); err != nil {
