@@ -133,29 +133,14 @@ func (l *Lab) StopAuthRegistry(ctx context.Context) error {
 // waitAuthRegistry polls the API base until it asks for a login (401 with
 // a Basic challenge), which is its way of answering.
 func (l *Lab) waitAuthRegistry(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	url := "http://" + l.AuthRegistry() + "/v2/"
-	client := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusUnauthorized && strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic") {
-				return nil
-			}
-			err = fmt.Errorf("GET %s: %s", url, resp.Status)
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("lab authenticated registry at %s does not answer: %v (log: %s)", l.AuthRegistry(), last,
-				tailFile(filepath.Join(l.paths.logs, "registry-auth.log"), 800))
-		case <-time.After(100 * time.Millisecond):
-		}
+	err := pollRegistry(ctx, l.AuthRegistry(), timeout, func(r *http.Response) bool {
+		return r.StatusCode == http.StatusUnauthorized && strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Basic")
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("lab authenticated registry at %s does not answer: %v (log: %s)", l.AuthRegistry(), err,
+			tailFile(filepath.Join(l.paths.logs, "registry-auth.log"), 800))
 	}
+	return nil
 }
 
 // LoginHosts logs the SSH user (root) of each host in to login's registry

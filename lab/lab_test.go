@@ -1,13 +1,19 @@
 package lab
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cvs-tool/cvs/internal/golden"
 
@@ -255,5 +261,32 @@ func TestOwnsOnlyItsProcesses(t *testing.T) {
 		!cgroupOwned("0::/"+l.cgroupParent()+"-host1/x\n", l.cgroupParent()) ||
 		cgroupOwned("9:pids:/"+l.cgroupParent()+"0/x\n", l.cgroupParent()) {
 		t.Error("cgroup ownership")
+	}
+}
+
+// pollRegistry waits for the answer its caller accepts, says when the
+// registry exited, and gives the last failure when time runs out.
+func TestPollRegistry(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v2/" || calls.Add(1) < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	ctx := context.Background()
+	wants401 := func(r *http.Response) bool { return r.StatusCode == http.StatusUnauthorized }
+	if err := pollRegistry(ctx, addr, 10*time.Second, wants401, nil); err != nil || calls.Load() != 3 {
+		t.Errorf("answered on the third request: %v after %d", err, calls.Load())
+	}
+	wants200 := func(r *http.Response) bool { return r.StatusCode == http.StatusOK }
+	if err := pollRegistry(ctx, addr, 10*time.Second, wants200, func() bool { return true }); !errors.Is(err, errRegistryExited) {
+		t.Errorf("exited: %v, want errRegistryExited", err)
+	}
+	if err := pollRegistry(ctx, addr, 300*time.Millisecond, wants200, nil); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("out of time: %v, want the last answer (401)", err)
 	}
 }

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -131,28 +132,45 @@ func (l *Lab) registryThrottled(ctx context.Context) bool {
 
 // waitRegistry polls the registry's API base until it answers 200.
 func (l *Lab) waitRegistry(ctx context.Context, timeout time.Duration) error {
+	err := pollRegistry(ctx, l.Registry(), timeout,
+		func(r *http.Response) bool { return r.StatusCode == http.StatusOK },
+		func() bool { return !l.registryRunning() })
+	if errors.Is(err, errRegistryExited) {
+		return fmt.Errorf("lab registry exited: %s", tailFile(filepath.Join(l.paths.logs, "registry.log"), 800))
+	}
+	if err != nil {
+		return fmt.Errorf("lab registry at %s does not answer: %v", l.Registry(), err)
+	}
+	return nil
+}
+
+// errRegistryExited: the registry process is gone (pollRegistry's exited).
+var errRegistryExited = errors.New("the registry exited")
+
+// pollRegistry GETs the registry API base at addr every 100 ms until
+// answered accepts a response (nil), exited (when not nil) says the process
+// is gone (errRegistryExited), or ctx or timeout ends (the last failure).
+func pollRegistry(ctx context.Context, addr string, timeout time.Duration, answered func(*http.Response) bool, exited func() bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	url := "http://" + l.Registry() + "/v2/"
+	url := "http://" + addr + "/v2/"
 	client := &http.Client{Timeout: 2 * time.Second}
-	var last error
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if answered(resp) {
 				return nil
 			}
 			err = fmt.Errorf("GET %s: %s", url, resp.Status)
 		}
-		last = err
-		if !l.registryRunning() {
-			return fmt.Errorf("lab registry exited: %s", tailFile(filepath.Join(l.paths.logs, "registry.log"), 800))
+		if exited != nil && exited() {
+			return errRegistryExited
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("lab registry at %s does not answer: %v", l.Registry(), last)
+			return err
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
